@@ -1,0 +1,98 @@
+//! Command line of the `doltgres-sidecar` binary. Every flag can also be set through
+//! `DOLTGRES_SIDECAR_<NAME>` in the environment; flags and environment override the config file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, ConfigError};
+
+/// A PostgreSQL-wire proxy for Doltgres that counts committed transactions and quiesces traffic
+/// at transaction boundaries so backups are consistent.
+#[derive(Debug, Parser)]
+#[command(name = "doltgres-sidecar", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy: accept clients on --listen and relay each to --upstream.
+    ///
+    /// SIGTERM or SIGINT stops accepting, lets sessions finish for `shutdown_timeout` (default
+    /// 30s), then closes the rest with SQLSTATE 57P01. A second signal exits at once.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// TOML config file; flags and environment variables override its values.
+    #[arg(long, env = "DOLTGRES_SIDECAR_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address clients connect to [default: 127.0.0.1:6432].
+    #[arg(long, env = "DOLTGRES_SIDECAR_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// The Doltgres server, host:port [default: 127.0.0.1:5432].
+    #[arg(long, env = "DOLTGRES_SIDECAR_UPSTREAM", value_name = "ADDR")]
+    pub upstream: Option<String>,
+    /// Address of the admin HTTP API [default: 127.0.0.1:9187].
+    #[arg(long, env = "DOLTGRES_SIDECAR_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<String>,
+}
+
+impl RunArgs {
+    /// The effective configuration: defaults, then the file, then flags/environment.
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = &self.listen {
+            config.listen = v.clone();
+        }
+        if let Some(v) = &self.upstream {
+            config.upstream = v.clone();
+        }
+        if let Some(v) = &self.admin_listen {
+            config.admin_listen = v.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file() {
+        let dir = std::env::temp_dir().join(format!("dgs-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:7000\"\nupstream = \"db:1\"\n").unwrap();
+        let cli = Cli::try_parse_from([
+            "doltgres-sidecar",
+            "run",
+            "--config",
+            file.to_str().unwrap(),
+            "--upstream",
+            "db:2",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command;
+        let config = args.resolve().unwrap();
+        assert_eq!(config.listen, "127.0.0.1:7000");
+        assert_eq!(config.upstream, "db:2");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn invalid_flag_value_is_reported() {
+        let cli = Cli::try_parse_from(["doltgres-sidecar", "run", "--listen", "nope"]).unwrap();
+        let Command::Run(args) = cli.command;
+        let err = args.resolve().unwrap_err().to_string();
+        assert!(err.contains("listen"), "{err}");
+    }
+}

@@ -1,0 +1,196 @@
+//! Runtime configuration: defaults, the TOML file, then command-line flags and environment
+//! variables on top (see `cli`). `validate` rejects combinations that cannot work before any socket
+//! is opened.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Everything the proxy needs to run. Field docs say why each knob exists.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where clients connect.
+    pub listen: String,
+    /// The Doltgres (or PostgreSQL) server every session is relayed to, as `host:port`.
+    pub upstream: String,
+    /// Where the admin HTTP API listens.
+    pub admin_listen: String,
+    /// Largest protocol message accepted from either side, in bytes. Larger lengths are treated as
+    /// a protocol violation (`08P01`) so a corrupt or hostile length cannot make the proxy wait
+    /// for gigabytes.
+    pub max_message_len: u32,
+    /// Largest startup packet accepted from a client, in bytes.
+    pub max_startup_len: u32,
+    /// Most client connections at once; more get `53300`.
+    pub max_client_connections: usize,
+    /// How long a client may take to send its startup packet.
+    #[serde(with = "humantime_serde")]
+    pub startup_timeout: Duration,
+    /// How long to wait for the upstream to accept a TCP connection.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// On SIGTERM/SIGINT: how long sessions may run on before the proxy closes them with `57P01`.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Size of each read buffer, per direction and session.
+    pub read_buffer_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:6432".into(),
+            upstream: "127.0.0.1:5432".into(),
+            admin_listen: "127.0.0.1:9187".into(),
+            max_message_len: 1 << 30,
+            max_startup_len: 10_000,
+            max_client_connections: 1000,
+            startup_timeout: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(30),
+            read_buffer_size: 16 * 1024,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
+    #[error("invalid setting {name}: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+impl Config {
+    /// Reads a TOML file; missing keys keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|source| ConfigError::Parse {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// Parses TOML text; missing keys keep their defaults.
+    pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Checks settings that would only fail later, at the first connection.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
+            ConfigError::Invalid {
+                name,
+                reason: reason.into(),
+            }
+        }
+        self.listen.parse::<SocketAddr>().map_err(|e| {
+            invalid(
+                "listen",
+                format!("{:?} is not an address: {e}", self.listen),
+            )
+        })?;
+        self.admin_listen.parse::<SocketAddr>().map_err(|e| {
+            invalid(
+                "admin_listen",
+                format!("{:?} is not an address: {e}", self.admin_listen),
+            )
+        })?;
+        if self
+            .upstream
+            .rsplit_once(':')
+            .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        {
+            return Err(invalid(
+                "upstream",
+                format!("{:?} is not host:port", self.upstream),
+            ));
+        }
+        if self.max_message_len < 1024 {
+            return Err(invalid("max_message_len", "must be at least 1024 bytes"));
+        }
+        if self.max_startup_len < 64 {
+            return Err(invalid("max_startup_len", "must be at least 64 bytes"));
+        }
+        if self.max_client_connections == 0 {
+            return Err(invalid("max_client_connections", "must be at least 1"));
+        }
+        if self.read_buffer_size < 512 {
+            return Err(invalid("read_buffer_size", "must be at least 512 bytes"));
+        }
+        for (name, value) in [
+            ("startup_timeout", self.startup_timeout),
+            ("connect_timeout", self.connect_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(name, "must be more than zero"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn file_overrides_some_keys() {
+        let c = Config::from_toml(
+            "listen = \"0.0.0.0:7000\"\nupstream = \"db:5432\"\nstartup_timeout = \"2s\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen, "0.0.0.0:7000");
+        assert_eq!(c.upstream, "db:5432");
+        assert_eq!(c.startup_timeout, Duration::from_secs(2));
+        assert_eq!(c.admin_listen, Config::default().admin_listen);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(Config::from_toml("listn = \"x\"").is_err());
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        let mut c = Config::default();
+        c.upstream = "nohost".into();
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                name: "upstream",
+                ..
+            })
+        ));
+        let mut c = Config::default();
+        c.listen = "localhost".into();
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.max_message_len = 10;
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.connect_timeout = Duration::ZERO;
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,20 @@
+//! doltgres-sidecar: a PostgreSQL-wire proxy that runs beside a Doltgres server.
+//!
+//! # Layout
+//! Read in this order:
+//! - [`protocol`]: the wire protocol, pure (no IO): framing with a maximum length, startup
+//!   packets, the few backend messages the proxy peeks at, and the errors it originates.
+//! - [`config`]: settings, their defaults and validation.
+//! - [`server`]: the accept loop and graceful shutdown; [`server::Shared`] is the state sessions
+//!   share (no globals).
+//! - [`session`]: one client and its upstream connection: the startup phase
+//!   ([`session::startup`]) and one [`session::pump::Pump`] per direction.
+//! - [`cli`]: the command line of the `doltgres-sidecar` binary.
+//!
+//! Data flows one way through each part: socket → pump (framing, peeks) → socket.
+
+pub mod cli;
+pub mod config;
+pub mod protocol;
+pub mod server;
+pub mod session;

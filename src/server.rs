@@ -1,0 +1,82 @@
+//! The accept loop: one task per client connection, and graceful shutdown.
+//!
+//! `run` takes an already-bound listener so tests can start the real server on port 0. On shutdown
+//! it stops accepting, lets sessions finish for `shutdown_timeout`, then closes the rest with
+//! `57P01`.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::Config;
+
+/// State every session shares. Passed down in an `Arc`; there are no globals, so several proxies
+/// can run in one process (as the tests do).
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Config,
+    /// One permit per client connection.
+    pub limiter: Arc<Semaphore>,
+}
+
+impl Shared {
+    pub fn new(config: Config) -> Arc<Shared> {
+        Arc::new(Shared {
+            limiter: Arc::new(Semaphore::new(config.max_client_connections)),
+            config,
+        })
+    }
+}
+
+/// Accepts clients until `shutdown` is cancelled, then drains sessions.
+pub async fn run(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let sessions = TaskTracker::new();
+    let stop_sessions = CancellationToken::new();
+    let mut next_id: u64 = 0;
+    info!(listen = %listener.local_addr()?, upstream = %shared.config.upstream, "proxy accepting clients");
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        next_id += 1;
+        let span = info_span!("session", id = next_id, %peer);
+        sessions.spawn(
+            crate::session::serve(stream, peer, shared.clone(), stop_sessions.clone())
+                .instrument(span),
+        );
+    }
+    drop(listener);
+    sessions.close();
+    info!(sessions = sessions.len(), timeout = ?shared.config.shutdown_timeout, "shutting down: waiting for sessions");
+    if tokio::time::timeout(shared.config.shutdown_timeout, sessions.wait())
+        .await
+        .is_err()
+    {
+        info!(
+            sessions = sessions.len(),
+            "shutdown timeout reached: closing sessions"
+        );
+        stop_sessions.cancel();
+        sessions.wait().await;
+    }
+    info!("proxy stopped");
+    Ok(())
+}
