@@ -1,0 +1,36 @@
+//! The test bed: real Doltgres and PostgreSQL servers, and the proxy in front of them.
+//!
+//! - [`TestServer::doltgres`] builds (once, cached outside the repository) and starts the pinned
+//!   Doltgres; [`TestServer::postgres`] starts Debian's PostgreSQL. Each gets a free loopback port
+//!   and a temp dir, is polled until it accepts a login, prints its log if the test fails, and is
+//!   stopped when dropped.
+//! - [`TestProxy`] runs the proxy in-process on port 0 in front of a server.
+//!
+//! A missing server is installed or built by the scripts in `scripts/`; if that fails the test
+//! fails loudly. Nothing here mocks a server.
+
+pub mod install;
+mod ports;
+mod proxy;
+mod server;
+
+pub use ports::free_port;
+pub use proxy::TestProxy;
+pub use server::{Kind, TestServer};
+
+/// Runs a test body against both servers: expands to one `#[tokio::test]` per server kind.
+#[macro_export]
+macro_rules! both_servers {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn doltgres() {
+                super::$name($crate::TestServer::doltgres().await).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::TestServer::postgres().await).await
+            }
+        }
+    };
+}
