@@ -18,3 +18,4 @@ pub mod config;
 pub mod protocol;
 pub mod server;
 pub mod session;
+pub mod txn;

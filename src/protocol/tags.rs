@@ -26,6 +26,7 @@ pub const DATA_ROW: u8 = b'D';
 pub const COPY_IN_RESPONSE: u8 = b'G';
 pub const COPY_OUT_RESPONSE: u8 = b'H';
 pub const COPY_BOTH_RESPONSE: u8 = b'W';
+pub const PORTAL_SUSPENDED: u8 = b's';
 pub const NEGOTIATE_PROTOCOL_VERSION: u8 = b'v';
 
 /// Messages whose bodies can be large and that the proxy never needs to read: they are streamed
