@@ -15,7 +15,9 @@
 
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod protocol;
+pub mod registry;
 pub mod server;
 pub mod session;
 pub mod txn;

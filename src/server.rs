@@ -13,6 +13,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
 
 /// State every session shares. Passed down in an `Arc`; there are no globals, so several proxies
 /// can run in one process (as the tests do).
@@ -21,12 +23,16 @@ pub struct Shared {
     pub config: Config,
     /// One permit per client connection.
     pub limiter: Arc<Semaphore>,
+    pub metrics: Metrics,
+    pub registry: Registry,
 }
 
 impl Shared {
     pub fn new(config: Config) -> Arc<Shared> {
         Arc::new(Shared {
             limiter: Arc::new(Semaphore::new(config.max_client_connections)),
+            metrics: Metrics::new(),
+            registry: Registry::default(),
             config,
         })
     }
@@ -59,7 +65,7 @@ pub async fn run(
         next_id += 1;
         let span = info_span!("session", id = next_id, %peer);
         sessions.spawn(
-            crate::session::serve(stream, peer, shared.clone(), stop_sessions.clone())
+            crate::session::serve(next_id, stream, peer, shared.clone(), stop_sessions.clone())
                 .instrument(span),
         );
     }

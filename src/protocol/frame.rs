@@ -68,6 +68,8 @@ pub struct Message<'a> {
     pub tag: u8,
     /// The body, without tag and length.
     pub body: &'a [u8],
+    /// Where the message (its tag) starts in the scanned buffer.
+    pub offset: usize,
 }
 
 /// What the scanner saw in a buffer.
@@ -122,6 +124,7 @@ impl Scanner {
                 seen(Seen::Whole(Message {
                     tag: header.tag,
                     body: &buf[pos + HEADER_LEN..pos + total],
+                    offset: pos,
                 }));
                 pos += total;
             } else if super::tags::streamable(header.tag) {

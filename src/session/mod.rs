@@ -1,29 +1,28 @@
 //! One session: a client connection and the upstream connection made for it.
 //!
-//! The startup phase is handled here (encryption requests answered, limits applied), then the two
-//! directions are relayed by two [`pump::Pump`]s polled together in the session's task. When either
-//! side ends, the session ends; if the client is still there and its stream is at a message
-//! boundary, it is told why with a proper ErrorResponse.
+//! The startup phase is handled here (encryption requests answered, cancel requests routed,
+//! limits applied), then [`relay`] moves bytes both ways until either side ends.
 
+pub mod cancel;
+pub mod observe;
 pub mod pump;
+pub mod relay;
 pub mod startup;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
-use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::protocol::frame::Seen;
 use crate::protocol::notice::{self, Severity, sqlstate};
-use crate::protocol::tags;
+use crate::protocol::startup::{StartupPacket, param, parse as parse_startup};
+use crate::registry::{Registered, SessionInfo};
 use crate::server::Shared;
-use pump::{Pump, PumpError};
+use crate::txn::Tracker;
 use startup::{Opening, StartupFailure};
 
 /// How long the proxy spends telling a client why its session ends.
@@ -31,6 +30,7 @@ const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Serves one client connection to its end.
 pub async fn serve(
+    id: u64,
     mut client: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
@@ -46,7 +46,7 @@ pub async fn serve(
     .await;
     let startup = match opening {
         Err(_) => {
-            debug!("startup timed out");
+            info!("startup timed out");
             return farewell(
                 &mut client,
                 sqlstate::PROTOCOL_VIOLATION,
@@ -60,8 +60,11 @@ pub async fn serve(
             info!(error = %e, "bad startup packet");
             return farewell(&mut client, sqlstate::PROTOCOL_VIOLATION, &e.to_string()).await;
         }
-        Ok(Ok(Opening::Cancel { process_id, .. })) => {
-            return debug!(process_id, "cancel request ignored");
+        Ok(Ok(Opening::Cancel {
+            process_id,
+            secret_key,
+        })) => {
+            return cancel::forward(&shared, process_id, &secret_key).await;
         }
         Ok(Ok(Opening::Startup(bytes))) => bytes,
     };
@@ -76,6 +79,13 @@ pub async fn serve(
         );
         return farewell(&mut client, sqlstate::TOO_MANY_CONNECTIONS, &message).await;
     }
+    let info = Arc::new(session_info(id, peer, &startup));
+    debug!(user = %info.user, database = %info.database, "session starting");
+    let registered = Registered::new(&shared.registry, info);
+    shared.metrics.sessions.inc();
+    let _count = scopeguard(|| {
+        shared.metrics.sessions.dec();
+    });
     let server = match connect_upstream(&shared).await {
         Ok(server) => server,
         Err(message) => {
@@ -83,8 +93,35 @@ pub async fn serve(
             return farewell(&mut client, sqlstate::CONNECTION_FAILURE, &message).await;
         }
     };
-    debug!(%peer, "session relaying");
-    relay(client, server, startup, &shared, &stop).await;
+    relay::relay(client, server, startup, &shared, &registered.info, &stop).await;
+}
+
+/// Builds the registry entry from the StartupMessage.
+fn session_info(id: u64, peer: SocketAddr, startup: &[u8]) -> SessionInfo {
+    let params = match parse_startup(startup) {
+        StartupPacket::Startup { params, .. } => params,
+        _ => &[],
+    };
+    let user = param(params, "user").unwrap_or_default().to_string();
+    let database = param(params, "database")
+        .map(str::to_string)
+        .unwrap_or_else(|| user.clone());
+    SessionInfo {
+        id,
+        peer,
+        application_name: param(params, "application_name")
+            .unwrap_or_default()
+            .to_string(),
+        user,
+        database,
+        started: SystemTime::now(),
+        started_at: Instant::now(),
+        // The process id is the session id's low bits: unique among open sessions in practice,
+        // and the secret makes a guessed id useless.
+        proxy_key: (id as u32 & 0x7fff_ffff, rand::random()),
+        upstream_key: Mutex::new(None),
+        tracker: Mutex::new(Tracker::new()),
+    }
 }
 
 async fn connect_upstream(shared: &Shared) -> Result<TcpStream, String> {
@@ -104,107 +141,21 @@ async fn connect_upstream(shared: &Shared) -> Result<TcpStream, String> {
     }
 }
 
-/// How the relay ended.
-enum Ending {
-    Client(Result<(), PumpError>),
-    Server(Result<(), PumpError>),
-    Stopped,
-}
-
-async fn relay(
-    client: TcpStream,
-    server: TcpStream,
-    startup: BytesMut,
-    shared: &Shared,
-    stop: &CancellationToken,
-) {
-    let config = &shared.config;
-    let (mut client_read, mut client_write) = client.into_split();
-    let (mut server_read, mut server_write) = server.into_split();
-    if let Err(e) = server_write.write_all(&startup).await {
-        let message = format!("lost the upstream connection: {e}");
-        return farewell_half(&mut client_write, sqlstate::CONNECTION_FAILURE, &message).await;
-    }
-    let mut up = Pump::new(config.read_buffer_size, config.max_message_len);
-    let mut down = Pump::new(config.read_buffer_size, config.max_message_len);
-    let mut client_terminated = false;
-    let mut last_server_tag = 0u8;
-    let ending = tokio::select! {
-        r = up.run(&mut client_read, &mut server_write, |seen| {
-            if let Seen::Whole(m) = seen { client_terminated |= m.tag == tags::TERMINATE; }
-        }) => Ending::Client(r),
-        r = down.run(&mut server_read, &mut client_write, |seen| {
-            last_server_tag = match seen { Seen::Whole(m) => m.tag, Seen::StreamStart { tag, .. } => tag };
-        }) => Ending::Server(r),
-        _ = stop.cancelled() => Ending::Stopped,
-    };
-    let farewell = match ending {
-        Ending::Client(Ok(())) => None,
-        Ending::Client(Err(PumpError::Read(e))) => {
-            debug!(error = %e, "client connection lost");
-            None
-        }
-        Ending::Client(Err(PumpError::Frame(e))) => {
-            info!(error = %e, "client broke the protocol");
-            Some((
-                sqlstate::PROTOCOL_VIOLATION,
-                format!("invalid message from client: {e}"),
-            ))
-        }
-        Ending::Client(Err(PumpError::Write(e))) | Ending::Server(Err(PumpError::Read(e))) => {
-            warn!(error = %e, "upstream connection lost");
-            Some((
-                sqlstate::CONNECTION_FAILURE,
-                format!("lost the upstream connection: {e}"),
-            ))
-        }
-        Ending::Server(Ok(())) if client_terminated || last_server_tag == tags::ERROR_RESPONSE => {
-            None
-        }
-        Ending::Server(Ok(())) => {
-            warn!("upstream closed the connection");
-            Some((
-                sqlstate::CONNECTION_FAILURE,
-                "the upstream server closed the connection unexpectedly".into(),
-            ))
-        }
-        Ending::Server(Err(PumpError::Write(e))) => {
-            debug!(error = %e, "client connection lost");
-            None
-        }
-        Ending::Server(Err(PumpError::Frame(e))) => {
-            warn!(error = %e, "upstream broke the protocol");
-            Some((
-                sqlstate::PROTOCOL_VIOLATION,
-                format!("invalid message from the upstream server: {e}"),
-            ))
-        }
-        Ending::Stopped => {
-            info!("session closed by proxy shutdown");
-            Some((
-                sqlstate::ADMIN_SHUTDOWN,
-                "terminating connection: the proxy is shutting down".into(),
-            ))
-        }
-    };
-    if let Some((code, message)) = farewell {
-        if down.at_message_boundary() {
-            farewell_half(&mut client_write, code, &message).await;
-        }
-    }
-    if up.at_message_boundary() {
-        let _ =
-            tokio::time::timeout(FAREWELL_TIMEOUT, server_write.write_all(b"X\0\0\0\x04")).await;
-    }
-}
-
 /// Sends a FATAL ErrorResponse and gives up on the client.
-async fn farewell(client: &mut TcpStream, code: &str, message: &str) {
+pub(crate) async fn farewell<W: AsyncWrite + Unpin>(client: &mut W, code: &str, message: &str) {
     let msg = notice::build(Severity::Fatal, code, message);
     let _ = tokio::time::timeout(FAREWELL_TIMEOUT, client.write_all(&msg)).await;
 }
 
-async fn farewell_half(client: &mut OwnedWriteHalf, code: &str, message: &str) {
-    let msg = notice::build(Severity::Fatal, code, message);
-    let _ = tokio::time::timeout(FAREWELL_TIMEOUT, client.write_all(&msg)).await;
+/// Runs a closure when dropped.
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f()
+            }
+        }
+    }
+    Guard(Some(f))
 }

@@ -4,7 +4,23 @@
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use prometheus_client::metrics::counter::Counter;
+
 use crate::protocol::frame::{FrameError, Scanner, Seen};
+
+/// Watches the messages a pump forwards.
+pub trait Observer {
+    /// Sees each message, or the start of a streamed one, before it is forwarded.
+    fn seen(&mut self, seen: Seen<'_>);
+    /// May change the bytes about to be forwarded; called once per batch after `seen`.
+    fn patch(&mut self, _ready: &mut [u8]) {}
+}
+
+impl<F: FnMut(Seen<'_>)> Observer for F {
+    fn seen(&mut self, seen: Seen<'_>) {
+        self(seen)
+    }
+}
 
 /// Why a pump stopped.
 #[derive(Debug, thiserror::Error)]
@@ -27,15 +43,18 @@ pub struct Pump {
     read_size: usize,
     /// A write was started and has not finished.
     writing: bool,
+    /// Bytes forwarded.
+    bytes: Counter,
 }
 
 impl Pump {
-    pub fn new(read_size: usize, max_message_len: u32) -> Pump {
+    pub fn new(read_size: usize, max_message_len: u32, bytes: Counter) -> Pump {
         Pump {
             buf: BytesMut::with_capacity(read_size),
             scanner: Scanner::new(max_message_len),
             read_size,
             writing: false,
+            bytes,
         }
     }
 
@@ -51,26 +70,28 @@ impl Pump {
 
     /// Relays until the source closes (`Ok(())`) or an error. `observe` sees every message
     /// before it is forwarded.
-    pub async fn run<R, W, F>(
+    pub async fn run<R, W, O>(
         &mut self,
         src: &mut R,
         dst: &mut W,
-        mut observe: F,
+        observer: &mut O,
     ) -> Result<(), PumpError>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
-        F: FnMut(Seen<'_>),
+        O: Observer,
     {
         loop {
             if !self.buf.is_empty() {
-                let ready = self.scanner.scan(&self.buf, &mut observe)?;
+                let ready = self.scanner.scan(&self.buf, |seen| observer.seen(seen))?;
                 if ready > 0 {
+                    observer.patch(&mut self.buf[..ready]);
                     self.writing = true;
                     dst.write_all(&self.buf[..ready])
                         .await
                         .map_err(PumpError::Write)?;
                     self.writing = false;
+                    self.bytes.inc_by(ready as u64);
                     self.buf.advance(ready);
                 }
             }
@@ -105,15 +126,16 @@ mod tests {
                 src_w.write_all(&input).await.unwrap();
             })
         };
-        let mut pump = Pump::new(512, 1 << 20);
+        let mut pump = Pump::new(512, 1 << 20, Counter::default());
         let mut tags = Vec::new();
         // The 7-byte pipe splits the DataRow, so it is streamed rather than seen whole.
-        pump.run(&mut src_r, &mut dst_w, |s| match s {
+        let mut observe = |s: Seen<'_>| match s {
             Seen::Whole(m) => tags.push(m.tag),
             Seen::StreamStart { tag, .. } => tags.push(tag),
-        })
-        .await
-        .unwrap();
+        };
+        pump.run(&mut src_r, &mut dst_w, &mut observe)
+            .await
+            .unwrap();
         feeder.await.unwrap();
         drop(dst_w);
         let mut out = Vec::new();
@@ -128,8 +150,11 @@ mod tests {
         let (mut src_w, mut src_r) = tokio::io::duplex(64);
         src_w.write_all(b"Q\x7f\0\0\0").await.unwrap();
         let mut sink = tokio::io::sink();
-        let mut pump = Pump::new(512, 1 << 20);
-        let err = pump.run(&mut src_r, &mut sink, |_| {}).await.unwrap_err();
+        let mut pump = Pump::new(512, 1 << 20, Counter::default());
+        let err = pump
+            .run(&mut src_r, &mut sink, &mut |_: Seen<'_>| {})
+            .await
+            .unwrap_err();
         assert!(matches!(err, PumpError::Frame(FrameError::TooLong { .. })));
     }
 }

@@ -1,0 +1,49 @@
+//! CancelRequest: the client sends the key the proxy gave its session; the proxy looks the
+//! session up and sends a CancelRequest with the upstream's own key to the upstream.
+//!
+//! Doltgres hands every connection the same key and ignores cancels; the proxy still forwards
+//! them (harmlessly), so the same code serves PostgreSQL, where cancels work.
+
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tracing::{debug, info};
+
+use crate::protocol::startup::CANCEL_REQUEST;
+use crate::server::Shared;
+
+/// Forwards a cancel for the session holding this proxy key, if any.
+pub async fn forward(shared: &Shared, process_id: u32, secret: &[u8]) {
+    let Some(session) = shared.registry.by_cancel_key(process_id, secret) else {
+        return debug!(process_id, "cancel request for an unknown key ignored");
+    };
+    let Some(key) = session.upstream_key.lock().unwrap().clone() else {
+        return debug!(
+            session = session.id,
+            "cancel request before the upstream sent its key"
+        );
+    };
+    let mut packet = BytesMut::with_capacity(12 + key.secret_key.len());
+    packet.put_u32(12 + key.secret_key.len() as u32);
+    packet.put_u32(CANCEL_REQUEST);
+    packet.put_u32(key.process_id);
+    packet.put_slice(&key.secret_key);
+    let timeout = shared.config.connect_timeout;
+    let sent = tokio::time::timeout(timeout, async {
+        let mut upstream = TcpStream::connect(&shared.config.upstream).await?;
+        upstream.write_all(&packet).await?;
+        upstream.shutdown().await
+    })
+    .await;
+    match sent {
+        Ok(Ok(())) => info!(session = session.id, "cancel request forwarded"),
+        Ok(Err(e)) => {
+            info!(session = session.id, error = %e, "cancel request could not be forwarded")
+        }
+        Err(_) => {
+            info!(session = session.id, timeout = ?Duration::from(timeout), "cancel request timed out")
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The relay proper: two [`Pump`]s, one per direction, polled together in the session's task, so
+//! a full socket on one side never stops the other. When either ends, the session ends; if the
+//! client is still there and its stream is at a message boundary, it is told why.
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::metrics::Direction;
+use crate::protocol::notice::sqlstate;
+use crate::protocol::tags;
+use crate::registry::SessionInfo;
+use crate::server::Shared;
+
+use super::observe::{ClientSide, ServerSide};
+use super::pump::{Pump, PumpError};
+use super::{FAREWELL_TIMEOUT, farewell};
+
+/// How the relay ended.
+enum Ending {
+    Client(Result<(), PumpError>),
+    Server(Result<(), PumpError>),
+    Stopped,
+}
+
+pub async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    startup: BytesMut,
+    shared: &Shared,
+    info: &SessionInfo,
+    stop: &CancellationToken,
+) {
+    let config = &shared.config;
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    if let Err(e) = server_write.write_all(&startup).await {
+        let message = format!("lost the upstream connection: {e}");
+        return farewell(&mut client_write, sqlstate::CONNECTION_FAILURE, &message).await;
+    }
+    let metrics = &shared.metrics;
+    let mut up = Pump::new(
+        config.read_buffer_size,
+        config.max_message_len,
+        metrics.bytes_counter(Direction::Upstream),
+    );
+    let mut down = Pump::new(
+        config.read_buffer_size,
+        config.max_message_len,
+        metrics.bytes_counter(Direction::Downstream),
+    );
+    let mut client_side = ClientSide {
+        info,
+        terminated: false,
+    };
+    let mut server_side = ServerSide::new(info, metrics);
+    let ending = tokio::select! {
+        r = up.run(&mut client_read, &mut server_write, &mut client_side) => Ending::Client(r),
+        r = down.run(&mut server_read, &mut client_write, &mut server_side) => Ending::Server(r),
+        _ = stop.cancelled() => Ending::Stopped,
+    };
+    let expected_close = client_side.terminated || server_side.last_tag == tags::ERROR_RESPONSE;
+    if let Some((code, message)) = explain(ending, expected_close) {
+        if down.at_message_boundary() {
+            farewell(&mut client_write, code, &message).await;
+        }
+    }
+    if up.at_message_boundary() {
+        let _ =
+            tokio::time::timeout(FAREWELL_TIMEOUT, server_write.write_all(b"X\0\0\0\x04")).await;
+    }
+}
+
+/// Logs how the relay ended and returns what to tell the client, if anything.
+fn explain(ending: Ending, expected_close: bool) -> Option<(&'static str, String)> {
+    match ending {
+        Ending::Client(Ok(())) => None,
+        Ending::Client(Err(PumpError::Read(e))) | Ending::Server(Err(PumpError::Write(e))) => {
+            debug!(error = %e, "client connection lost");
+            None
+        }
+        Ending::Client(Err(PumpError::Frame(e))) => {
+            info!(error = %e, "client broke the protocol");
+            Some((
+                sqlstate::PROTOCOL_VIOLATION,
+                format!("invalid message from client: {e}"),
+            ))
+        }
+        Ending::Client(Err(PumpError::Write(e))) | Ending::Server(Err(PumpError::Read(e))) => {
+            warn!(error = %e, "upstream connection lost");
+            Some((
+                sqlstate::CONNECTION_FAILURE,
+                format!("lost the upstream connection: {e}"),
+            ))
+        }
+        Ending::Server(Ok(())) if expected_close => None,
+        Ending::Server(Ok(())) => {
+            warn!("upstream closed the connection");
+            Some((
+                sqlstate::CONNECTION_FAILURE,
+                "the upstream server closed the connection unexpectedly".into(),
+            ))
+        }
+        Ending::Server(Err(PumpError::Frame(e))) => {
+            warn!(error = %e, "upstream broke the protocol");
+            Some((
+                sqlstate::PROTOCOL_VIOLATION,
+                format!("invalid message from the upstream server: {e}"),
+            ))
+        }
+        Ending::Stopped => {
+            info!("session closed by proxy shutdown");
+            Some((
+                sqlstate::ADMIN_SHUTDOWN,
+                "terminating connection: the proxy is shutting down".into(),
+            ))
+        }
+    }
+}
