@@ -9,10 +9,14 @@
 //!   share (no globals).
 //! - [`session`]: one client and its upstream connection: the startup phase
 //!   ([`session::startup`]) and one [`session::pump::Pump`] per direction.
+//! - [`txn`]: exact transaction accounting per session (pure state machine).
+//! - [`registry`]: the open sessions (status, cancel routing); [`metrics`]: Prometheus metrics.
+//! - [`admin`]: the admin HTTP API (`/healthz`, `/readyz`, `/status`, `/metrics`).
 //! - [`cli`]: the command line of the `doltgres-sidecar` binary.
 //!
 //! Data flows one way through each part: socket → pump (framing, peeks) → socket.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod metrics;

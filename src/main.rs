@@ -5,6 +5,7 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+use doltgres_sidecar::admin;
 use doltgres_sidecar::cli::{Cli, Command};
 use doltgres_sidecar::server::{self, Shared};
 
@@ -30,9 +31,15 @@ async fn run(config: doltgres_sidecar::config::Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let admin = tokio::net::TcpListener::bind(&config.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (admin API)", config.admin_listen))?;
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
-    server::run(listener, Shared::new(config), shutdown).await?;
+    let shared = Shared::new(config);
+    let admin = tokio::spawn(admin::serve(admin, shared.clone(), shutdown.clone()));
+    server::run(listener, shared, shutdown).await?;
+    admin.await??;
     Ok(())
 }
 

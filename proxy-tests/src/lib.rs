@@ -10,6 +10,7 @@
 //! fails loudly. Nothing here mocks a server.
 
 pub mod install;
+pub mod pgbench;
 mod ports;
 mod proxy;
 mod server;

@@ -10,6 +10,8 @@ use tokio_util::sync::CancellationToken;
 /// A running proxy. Dropping it shuts it down.
 pub struct TestProxy {
     pub addr: String,
+    /// Base URL of the admin API, e.g. `http://127.0.0.1:PORT`.
+    pub admin_url: String,
     pub shared: Arc<Shared>,
     shutdown: CancellationToken,
     task: Option<JoinHandle<std::io::Result<()>>>,
@@ -35,13 +37,58 @@ impl TestProxy {
         let addr = listener.local_addr().unwrap().to_string();
         let shared = Shared::new(config);
         let shutdown = CancellationToken::new();
+        let admin = tokio::net::TcpListener::bind(&shared.config.admin_listen)
+            .await
+            .unwrap();
+        let admin_url = format!("http://{}", admin.local_addr().unwrap());
+        tokio::spawn(doltgres_sidecar::admin::serve(
+            admin,
+            shared.clone(),
+            shutdown.clone(),
+        ));
         let task = tokio::spawn(server::run(listener, shared.clone(), shutdown.clone()));
         TestProxy {
             addr,
+            admin_url,
             shared,
             shutdown,
             task: Some(task),
         }
+    }
+
+    /// `GET` on the admin API; returns status code and body.
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        let url = format!("{}{path}", self.admin_url);
+        tokio::task::spawn_blocking(move || {
+            let mut response = ureq::get(&url)
+                .config()
+                .http_status_as_error(false)
+                .build()
+                .call()
+                .expect("admin API unreachable");
+            let status = response.status().as_u16();
+            (status, response.body_mut().read_to_string().unwrap())
+        })
+        .await
+        .unwrap()
+    }
+
+    /// `GET /status`, parsed.
+    pub async fn status(&self) -> serde_json::Value {
+        let (code, body) = self.admin_get("/status").await;
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// The transaction counters from `/status`: (commits, rollbacks, write_commits).
+    pub async fn counters(&self) -> (u64, u64, u64) {
+        let status = self.status().await;
+        let c = &status["counters"];
+        (
+            c["commits"].as_u64().unwrap(),
+            c["rollbacks"].as_u64().unwrap(),
+            c["write_commits"].as_u64().unwrap(),
+        )
     }
 
     /// Shuts the proxy down gracefully and waits until it has stopped.

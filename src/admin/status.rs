@@ -1,0 +1,73 @@
+//! `GET /status`: the open sessions and the transaction counters, as JSON.
+
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+
+use crate::server::Shared;
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub version: &'static str,
+    pub upstream: String,
+    pub sessions: Vec<SessionStatus>,
+    pub counters: Counters,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SessionStatus {
+    pub id: u64,
+    pub peer: String,
+    pub user: String,
+    pub database: String,
+    pub application_name: String,
+    /// `startup`, `idle`, `active`, `in_transaction` or `failed_transaction`.
+    pub state: &'static str,
+    pub started_unix: u64,
+    pub age_seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Counters {
+    pub commits: u64,
+    pub rollbacks: u64,
+    pub write_commits: u64,
+    pub write_commits_since_backup: i64,
+}
+
+pub async fn status(State(shared): State<Arc<Shared>>) -> Json<Status> {
+    let sessions = shared
+        .registry
+        .snapshot()
+        .iter()
+        .map(|s| SessionStatus {
+            id: s.id,
+            peer: s.peer.to_string(),
+            user: s.user.clone(),
+            database: s.database.clone(),
+            application_name: s.application_name.clone(),
+            state: s.state(),
+            started_unix: s
+                .started
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            age_seconds: s.started_at.elapsed().as_secs_f64(),
+        })
+        .collect();
+    let m = &shared.metrics;
+    Json(Status {
+        version: env!("CARGO_PKG_VERSION"),
+        upstream: shared.config.upstream.clone(),
+        sessions,
+        counters: Counters {
+            commits: m.commits.get(),
+            rollbacks: m.rollbacks.get(),
+            write_commits: m.write_commits.get(),
+            write_commits_since_backup: m.write_commits_since_backup.get(),
+        },
+    })
+}
