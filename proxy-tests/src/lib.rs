@@ -13,6 +13,7 @@ pub mod install;
 pub mod pgbench;
 mod ports;
 mod proxy;
+pub mod raw;
 mod server;
 
 pub use ports::free_port;
