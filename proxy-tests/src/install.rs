@@ -63,3 +63,57 @@ pub fn sidecar_binary() -> &'static Path {
         bin
     })
 }
+
+/// A client-driver check program of `proxy-tests/drivers/`, ready to run: append
+/// `HOST PORT USER PASSWORD DBNAME` to `argv`.
+#[derive(Debug, Clone)]
+pub struct DriverProgram {
+    /// `go` (pgx), `python` (psycopg) or `node` (node-postgres).
+    pub name: String,
+    /// The program and its leading arguments.
+    pub argv: Vec<String>,
+}
+
+/// The driver check programs, installed on first use (into a cache outside the repository) by
+/// `scripts/ensure-drivers.sh`, which prints one `name<TAB>argv...` line per driver.
+pub fn driver_programs() -> &'static [DriverProgram] {
+    static PROGRAMS: OnceLock<Vec<DriverProgram>> = OnceLock::new();
+    PROGRAMS.get_or_init(|| {
+        let script = repo_root().join("scripts/ensure-drivers.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{} failed ({}):\n{stderr}",
+            script.display(),
+            out.status
+        );
+        let programs: Vec<DriverProgram> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|line| !line.is_empty())
+            .map(|line| {
+                let mut fields = line.split('\t').map(str::to_string);
+                let name = fields.next().unwrap_or_default();
+                let argv: Vec<String> = fields.collect();
+                assert!(!argv.is_empty(), "ensure-drivers.sh printed {line:?}");
+                DriverProgram { name, argv }
+            })
+            .collect();
+        assert!(
+            !programs.is_empty(),
+            "ensure-drivers.sh printed no program:\n{stderr}"
+        );
+        programs
+    })
+}
+
+/// The check program of one driver (`go`, `python` or `node`), installed on first use.
+pub fn driver_program(name: &str) -> &'static DriverProgram {
+    driver_programs()
+        .iter()
+        .find(|p| p.name == name)
+        .unwrap_or_else(|| panic!("ensure-drivers.sh did not install a {name:?} driver"))
+}
