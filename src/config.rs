@@ -3,10 +3,12 @@
 //! is opened.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::tls::{ClientTlsMode, UpstreamTlsMode};
 
 /// Everything the proxy needs to run. Field docs say why each knob exists.
 #[derive(Debug, Clone, Deserialize)]
@@ -37,6 +39,18 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Size of each read buffer, per direction and session.
     pub read_buffer_size: usize,
+    /// TLS towards clients: `disable` (SSLRequest answered `N`), `allow`, `require`.
+    pub tls: ClientTlsMode,
+    /// PEM certificate chain presented to clients.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// TLS towards the upstream: `disable`, `prefer`, `require`, `verify-full` (libpq meanings).
+    pub upstream_tls: UpstreamTlsMode,
+    /// PEM CA certificates that sign the upstream's certificate (for `verify-full`).
+    pub upstream_tls_ca: Option<PathBuf>,
+    /// Host name to verify instead of the upstream address's host.
+    pub upstream_tls_server_name: Option<String>,
 }
 
 impl Default for Config {
@@ -52,6 +66,12 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(30),
             read_buffer_size: 16 * 1024,
+            tls: ClientTlsMode::Disable,
+            tls_cert: None,
+            tls_key: None,
+            upstream_tls: UpstreamTlsMode::Disable,
+            upstream_tls_ca: None,
+            upstream_tls_server_name: None,
         }
     }
 }
@@ -133,6 +153,16 @@ impl Config {
         if self.read_buffer_size < 512 {
             return Err(invalid("read_buffer_size", "must be at least 512 bytes"));
         }
+        if self.tls != ClientTlsMode::Disable && (self.tls_cert.is_none() || self.tls_key.is_none())
+        {
+            return Err(invalid(
+                "tls",
+                "allow and require need tls_cert and tls_key",
+            ));
+        }
+        if self.upstream_tls == UpstreamTlsMode::VerifyFull && self.upstream_tls_ca.is_none() {
+            return Err(invalid("upstream_tls", "verify-full needs upstream_tls_ca"));
+        }
         for (name, value) in [
             ("startup_timeout", self.startup_timeout),
             ("connect_timeout", self.connect_timeout),
@@ -165,6 +195,21 @@ mod tests {
         assert_eq!(c.startup_timeout, Duration::from_secs(2));
         assert_eq!(c.admin_listen, Config::default().admin_listen);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn tls_settings_need_their_files() {
+        let c = Config::from_toml("tls = \"require\"").unwrap();
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid { name: "tls", .. })
+        ));
+        let c = Config::from_toml("tls = \"allow\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"")
+            .unwrap();
+        c.validate().unwrap();
+        let c = Config::from_toml("upstream_tls = \"verify-full\"").unwrap();
+        assert!(c.validate().is_err());
+        assert!(Config::from_toml("upstream_tls = \"sometimes\"").is_err());
     }
 
     #[test]

@@ -24,4 +24,5 @@ pub mod protocol;
 pub mod registry;
 pub mod server;
 pub mod session;
+pub mod tls;
 pub mod txn;

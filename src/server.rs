@@ -15,26 +15,40 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::tls::{self, ClientTlsMode, TlsError};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// State every session shares. Passed down in an `Arc`; there are no globals, so several proxies
 /// can run in one process (as the tests do).
-#[derive(Debug)]
 pub struct Shared {
     pub config: Config,
     /// One permit per client connection.
     pub limiter: Arc<Semaphore>,
     pub metrics: Metrics,
     pub registry: Registry,
+    /// Present when clients may use TLS.
+    pub tls_acceptor: Option<TlsAcceptor>,
+    /// Present when the upstream is reached over TLS.
+    pub upstream_tls: Option<TlsConnector>,
 }
 
 impl Shared {
-    pub fn new(config: Config) -> Arc<Shared> {
-        Arc::new(Shared {
+    /// Builds the shared state; fails if the TLS files cannot be used.
+    pub fn new(config: Config) -> Result<Arc<Shared>, TlsError> {
+        let tls_acceptor = match (config.tls, &config.tls_cert, &config.tls_key) {
+            (ClientTlsMode::Disable, _, _) => None,
+            (_, Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+            _ => return Err(TlsError::NoCertificate("tls_cert".into())),
+        };
+        let upstream_tls = tls::connector(config.upstream_tls, config.upstream_tls_ca.as_deref())?;
+        Ok(Arc::new(Shared {
             limiter: Arc::new(Semaphore::new(config.max_client_connections)),
             metrics: Metrics::new(),
             registry: Registry::default(),
+            tls_acceptor,
+            upstream_tls,
             config,
-        })
+        }))
     }
 }
 

@@ -9,6 +9,7 @@
 //! A missing server is installed or built by the scripts in `scripts/`; if that fails the test
 //! fails loudly. Nothing here mocks a server.
 
+pub mod certs;
 pub mod install;
 pub mod pgbench;
 mod ports;

@@ -35,7 +35,7 @@ impl TestProxy {
         config.validate().expect("invalid test config");
         let listener = tokio::net::TcpListener::bind(&config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let shared = Shared::new(config);
+        let shared = Shared::new(config).expect("invalid TLS files");
         let shutdown = CancellationToken::new();
         let admin = tokio::net::TcpListener::bind(&shared.config.admin_listen)
             .await

@@ -11,6 +11,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 
+use crate::certs::TestCerts;
 use crate::install;
 
 /// How long a server may take to accept its first login.
@@ -36,11 +37,23 @@ pub struct TestServer {
     dir: TempDir,
     log_path: PathBuf,
     child: Option<Child>,
+    /// Certificate and key files when the server offers TLS.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl TestServer {
     /// Starts the pinned Doltgres (built on first use), telemetry disabled.
     pub async fn doltgres() -> TestServer {
+        TestServer::doltgres_with(None).await
+    }
+
+    /// Starts Debian's PostgreSQL on a fresh cluster with scram-sha-256 authentication.
+    pub async fn postgres() -> TestServer {
+        TestServer::postgres_with(None).await
+    }
+
+    /// Doltgres offering TLS with these certificates (`listener.tls_cert`/`tls_key`).
+    pub async fn doltgres_with(tls: Option<&TestCerts>) -> TestServer {
         let dir = tempfile::Builder::new()
             .prefix("dgs-doltgres-")
             .tempdir()
@@ -54,21 +67,33 @@ impl TestServer {
         .unwrap();
         fs::create_dir_all(dir.path().join("work")).unwrap();
         let mut server = TestServer::new(Kind::Doltgres, dir, "data");
+        server.tls = tls.map(|c| (c.cert.clone(), c.key.clone()));
         server.start().await;
         server
     }
 
-    /// Starts Debian's PostgreSQL on a fresh cluster with scram-sha-256 authentication.
-    pub async fn postgres() -> TestServer {
+    /// PostgreSQL with `ssl = on` and these certificates when given.
+    pub async fn postgres_with(tls: Option<&TestCerts>) -> TestServer {
         let bindir = install::postgres_bindir();
         let dir = tempfile::Builder::new()
             .prefix("dgs-postgres-")
             .tempdir()
             .unwrap();
-        let server = TestServer::new(Kind::Postgres, dir, "data");
+        let mut server = TestServer::new(Kind::Postgres, dir, "data");
         let pwfile = server.dir.path().join("pwfile");
         fs::write(&pwfile, &server.password).unwrap();
         chown_for_postgres(server.dir.path());
+        if let Some(certs) = tls {
+            // PostgreSQL insists its key is owned by it and private.
+            let cert = server.dir.path().join("server.pem");
+            let key = server.dir.path().join("server.key");
+            fs::copy(&certs.cert, &cert).unwrap();
+            fs::copy(&certs.key, &key).unwrap();
+            fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+            chown_for_postgres(&cert);
+            chown_for_postgres(&key);
+            server.tls = Some((cert, key));
+        }
         let out = as_postgres_user(bindir.join("initdb"))
             .args([
                 "--auth=scram-sha-256",
@@ -88,7 +113,6 @@ impl TestServer {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let mut server = server;
         server.start().await;
         server
     }
@@ -105,6 +129,7 @@ impl TestServer {
             log_path: dir.path().join("server.log"),
             dir,
             child: None,
+            tls: None,
         }
     }
 
@@ -196,16 +221,20 @@ impl TestServer {
     fn doltgres_command(&self) -> Command {
         let dir = self.dir.path();
         let config = dir.join("config.yaml");
-        fs::write(
-            &config,
-            format!(
-                "log_level: info\nlistener:\n  host: 127.0.0.1\n  port: {port}\n  socket: {sock}\ndata_dir: {data}\n",
-                port = self.port,
-                sock = dir.join(format!(".s.PGSQL.{}", self.port)).display(),
-                data = self.data_dir.display(),
-            ),
-        )
-        .unwrap();
+        let mut yaml = format!(
+            "log_level: info\nlistener:\n  host: 127.0.0.1\n  port: {port}\n  socket: {sock}\n",
+            port = self.port,
+            sock = dir.join(format!(".s.PGSQL.{}", self.port)).display(),
+        );
+        if let Some((cert, key)) = &self.tls {
+            yaml.push_str(&format!(
+                "  tls_cert: {}\n  tls_key: {}\n",
+                cert.display(),
+                key.display()
+            ));
+        }
+        yaml.push_str(&format!("data_dir: {}\n", self.data_dir.display()));
+        fs::write(&config, yaml).unwrap();
         let mut cmd = Command::new(install::doltgres_binary());
         cmd.arg("--config")
             .arg(&config)
@@ -237,6 +266,13 @@ impl TestServer {
                 "-c",
                 "log_min_messages=info",
             ]);
+        if let Some((cert, key)) = &self.tls {
+            cmd.args(["-c", "ssl=on"])
+                .arg("-c")
+                .arg(format!("ssl_cert_file={}", cert.display()))
+                .arg("-c")
+                .arg(format!("ssl_key_file={}", key.display()));
+        }
         cmd
     }
 
@@ -323,5 +359,7 @@ fn chown_for_postgres(dir: &Path) {
         .flatten()
         .expect("the postgres user is missing (install Debian's postgresql package)");
     nix::unistd::chown(dir, Some(user.uid), Some(user.gid)).unwrap();
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).unwrap();
+    if dir.is_dir() {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).unwrap();
+    }
 }

@@ -14,6 +14,8 @@ pub mod sqlstate {
     pub const ADMIN_SHUTDOWN: &str = "57P01";
     /// The proxy's connection limit is reached.
     pub const TOO_MANY_CONNECTIONS: &str = "53300";
+    /// The client's credentials or transport are not acceptable.
+    pub const INVALID_AUTHORIZATION: &str = "28000";
     /// Unsupported feature.
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 }

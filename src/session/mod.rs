@@ -8,13 +8,15 @@ pub mod observe;
 pub mod pump;
 pub mod relay;
 pub mod startup;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -22,6 +24,7 @@ use crate::protocol::notice::{self, Severity, sqlstate};
 use crate::protocol::startup::{StartupPacket, param, parse as parse_startup};
 use crate::registry::{Registered, SessionInfo};
 use crate::server::Shared;
+use crate::tls::{ClientTlsMode, MaybeTls};
 use crate::txn::Tracker;
 use startup::{Opening, StartupFailure};
 
@@ -31,43 +34,39 @@ const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
 /// Serves one client connection to its end.
 pub async fn serve(
     id: u64,
-    mut client: TcpStream,
+    tcp: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) {
     let config = &shared.config;
-    let _ = client.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
     let permit = shared.limiter.clone().try_acquire_owned().ok();
-    let opening = tokio::time::timeout(
-        config.startup_timeout,
-        startup::negotiate(&mut client, config.max_startup_len),
-    )
-    .await;
+    let (client, opening) = open(tcp, &shared).await;
+    let Some(mut client) = client else {
+        return debug!("client lost during the TLS handshake");
+    };
     let startup = match opening {
-        Err(_) => {
-            info!("startup timed out");
-            return farewell(
-                &mut client,
-                sqlstate::PROTOCOL_VIOLATION,
-                "timeout waiting for the startup packet",
-            )
-            .await;
-        }
-        Ok(Err(e)) if e.is_disconnect() => return debug!("client left during startup"),
-        Ok(Err(e @ StartupFailure::Io(_))) => return debug!(error = %e, "startup failed"),
-        Ok(Err(e)) => {
-            info!(error = %e, "bad startup packet");
-            return farewell(&mut client, sqlstate::PROTOCOL_VIOLATION, &e.to_string()).await;
-        }
-        Ok(Ok(Opening::Cancel {
+        Ok(Opening::Startup(bytes)) => bytes,
+        Ok(Opening::Cancel {
             process_id,
             secret_key,
-        })) => {
+        }) => {
             return cancel::forward(&shared, process_id, &secret_key).await;
         }
-        Ok(Ok(Opening::Startup(bytes))) => bytes,
+        Ok(Opening::TlsRequested) => unreachable!("open() handles TLS requests"),
+        Err(e) if e.is_disconnect() => return debug!("client left during startup"),
+        Err(e @ StartupFailure::Io(_)) => return debug!(error = %e, "startup failed"),
+        Err(e) => {
+            info!(error = %e, "bad startup");
+            return farewell(&mut client, sqlstate::PROTOCOL_VIOLATION, &e.to_string()).await;
+        }
     };
+    if config.tls == ClientTlsMode::Require && !client.is_tls() {
+        info!("plain-text client refused: tls = require");
+        let message = "TLS is required: connect with sslmode=require or stronger";
+        return farewell(&mut client, sqlstate::INVALID_AUTHORIZATION, message).await;
+    }
     if permit.is_none() {
         info!(
             max = config.max_client_connections,
@@ -80,13 +79,13 @@ pub async fn serve(
         return farewell(&mut client, sqlstate::TOO_MANY_CONNECTIONS, &message).await;
     }
     let info = Arc::new(session_info(id, peer, &startup));
-    debug!(user = %info.user, database = %info.database, "session starting");
+    debug!(user = %info.user, database = %info.database, tls = client.is_tls(), "session starting");
     let registered = Registered::new(&shared.registry, info);
     shared.metrics.sessions.inc();
     let _count = scopeguard(|| {
         shared.metrics.sessions.dec();
     });
-    let server = match connect_upstream(&shared).await {
+    let server = match upstream::connect(&shared).await {
         Ok(server) => server,
         Err(message) => {
             warn!(upstream = %config.upstream, %message, "upstream connection failed");
@@ -94,6 +93,39 @@ pub async fn serve(
         }
     };
     relay::relay(client, server, startup, &shared, &registered.info, &stop).await;
+}
+
+/// The startup phase: encryption negotiation (TLS handshake if offered and asked for) and the
+/// first real packet, all within `startup_timeout`. Returns the stream unless the handshake
+/// consumed it.
+async fn open(
+    tcp: TcpStream,
+    shared: &Shared,
+) -> (Option<MaybeTls>, Result<Opening, StartupFailure>) {
+    let config = &shared.config;
+    let deadline = Instant::now() + config.startup_timeout;
+    let mut stream = MaybeTls::Plain(tcp);
+    loop {
+        let offer_tls = shared.tls_acceptor.is_some() && !stream.is_tls();
+        let opening =
+            startup::negotiate(&mut stream, config.max_startup_len, offer_tls, deadline).await;
+        let (Ok(Opening::TlsRequested), Some(acceptor), MaybeTls::Plain(_)) =
+            (&opening, &shared.tls_acceptor, &stream)
+        else {
+            return (Some(stream), opening);
+        };
+        if let Err(e) = stream.write_all(b"S").await {
+            return (Some(stream), Err(StartupFailure::Io(e)));
+        }
+        let MaybeTls::Plain(tcp) = stream else {
+            unreachable!()
+        };
+        match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => stream = MaybeTls::Tls(Box::new(tls.into())),
+            Ok(Err(e)) => return (None, Err(StartupFailure::Handshake(e))),
+            Err(_) => return (None, Err(StartupFailure::Timeout)),
+        }
+    }
 }
 
 /// Builds the registry entry from the StartupMessage.
@@ -115,29 +147,12 @@ fn session_info(id: u64, peer: SocketAddr, startup: &[u8]) -> SessionInfo {
         user,
         database,
         started: SystemTime::now(),
-        started_at: Instant::now(),
+        started_at: std::time::Instant::now(),
         // The process id is the session id's low bits: unique among open sessions in practice,
         // and the secret makes a guessed id useless.
         proxy_key: (id as u32 & 0x7fff_ffff, rand::random()),
         upstream_key: Mutex::new(None),
         tracker: Mutex::new(Tracker::new()),
-    }
-}
-
-async fn connect_upstream(shared: &Shared) -> Result<TcpStream, String> {
-    let addr = &shared.config.upstream;
-    match tokio::time::timeout(shared.config.connect_timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
-            Ok(stream)
-        }
-        Ok(Err(e)) => Err(format!(
-            "could not connect to the upstream server {addr}: {e}"
-        )),
-        Err(_) => Err(format!(
-            "could not connect to the upstream server {addr}: no answer within {:?}",
-            shared.config.connect_timeout
-        )),
     }
 }
 

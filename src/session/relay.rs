@@ -4,7 +4,6 @@
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -13,6 +12,7 @@ use crate::protocol::notice::sqlstate;
 use crate::protocol::tags;
 use crate::registry::SessionInfo;
 use crate::server::Shared;
+use crate::tls::MaybeTls;
 
 use super::observe::{ClientSide, ServerSide};
 use super::pump::{Pump, PumpError};
@@ -26,16 +26,16 @@ enum Ending {
 }
 
 pub async fn relay(
-    client: TcpStream,
-    server: TcpStream,
+    client: MaybeTls,
+    server: MaybeTls,
     startup: BytesMut,
     shared: &Shared,
     info: &SessionInfo,
     stop: &CancellationToken,
 ) {
     let config = &shared.config;
-    let (mut client_read, mut client_write) = client.into_split();
-    let (mut server_read, mut server_write) = server.into_split();
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let (mut server_read, mut server_write) = tokio::io::split(server);
     if let Err(e) = server_write.write_all(&startup).await {
         let message = format!("lost the upstream connection: {e}");
         return farewell(&mut client_write, sqlstate::CONNECTION_FAILURE, &message).await;

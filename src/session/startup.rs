@@ -3,12 +3,15 @@
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
 use crate::protocol::startup::{self, StartupError, StartupPacket};
 
-/// What the client asked for once encryption negotiation is over.
+/// What the client asked for.
 #[derive(Debug)]
 pub enum Opening {
+    /// An SSLRequest, when the caller offered TLS: answer `S` and handshake.
+    TlsRequested,
     /// A StartupMessage, kept as the exact bytes to forward upstream.
     Startup(BytesMut),
     /// A CancelRequest for the session with this key.
@@ -29,8 +32,12 @@ pub enum StartupFailure {
     Length(#[from] StartupError),
     #[error("unsupported frontend protocol {}.{}", .0 >> 16, .0 & 0xffff)]
     UnsupportedProtocol(u32),
-    #[error("client sent more than one encryption request")]
+    #[error("client sent more than one encryption request, or data after one")]
     RepeatedEncryptionRequest,
+    #[error("timeout waiting for the startup packet")]
+    Timeout,
+    #[error("TLS handshake failed: {0}")]
+    Handshake(std::io::Error),
 }
 
 impl StartupFailure {
@@ -40,9 +47,15 @@ impl StartupFailure {
     }
 }
 
-/// Reads startup packets until one opens a session or asks for a cancel. SSLRequest and
-/// GSSENCRequest are answered `N` (no encryption); the client then goes on in plain text.
-pub async fn negotiate<S>(stream: &mut S, max_len: u32) -> Result<Opening, StartupFailure>
+/// Reads startup packets until one opens a session, asks for a cancel, or (when `offer_tls`)
+/// asks for TLS. Other encryption requests are answered `N`; the client then goes on in plain
+/// text. Every read must finish before `deadline`.
+pub async fn negotiate<S>(
+    stream: &mut S,
+    max_len: u32,
+    offer_tls: bool,
+    deadline: Instant,
+) -> Result<Opening, StartupFailure>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -53,7 +66,8 @@ where
             if let Some(len) = startup::check(&buf, max_len)? {
                 break len;
             }
-            if stream.read_buf(&mut buf).await? == 0 {
+            let read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await;
+            if read.map_err(|_| StartupFailure::Timeout)?? == 0 {
                 return Err(StartupFailure::Closed);
             }
         };
@@ -61,8 +75,12 @@ where
             StartupPacket::Ssl | StartupPacket::GssEnc => {
                 encryption_requests += 1;
                 if encryption_requests > 2 || buf.len() > len {
-                    // Bytes after an encryption request, before our answer, are not allowed.
+                    // Bytes after an encryption request, before our answer, are not allowed:
+                    // they could be injected in plain text ahead of the TLS handshake.
                     return Err(StartupFailure::RepeatedEncryptionRequest);
+                }
+                if offer_tls && startup::parse(&buf[..len]) == StartupPacket::Ssl {
+                    return Ok(Opening::TlsRequested);
                 }
                 stream.write_all(b"N").await?;
                 buf.advance(len);
@@ -93,6 +111,43 @@ where
 mod tests {
     use super::*;
 
+    fn later() -> Instant {
+        Instant::now() + std::time::Duration::from_secs(10)
+    }
+
+    #[tokio::test]
+    async fn ssl_request_is_returned_when_tls_is_offered() {
+        let (mut client, mut proxy) = tokio::io::duplex(1024);
+        client
+            .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+            .await
+            .unwrap();
+        let opening = negotiate(&mut proxy, 10_000, true, later()).await.unwrap();
+        assert!(matches!(opening, Opening::TlsRequested));
+    }
+
+    #[tokio::test]
+    async fn data_after_ssl_request_is_refused() {
+        let (mut client, mut proxy) = tokio::io::duplex(1024);
+        client
+            .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f, b'Q'])
+            .await
+            .unwrap();
+        let err = negotiate(&mut proxy, 10_000, true, later())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StartupFailure::RepeatedEncryptionRequest));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silence_times_out() {
+        let (_client, mut proxy) = tokio::io::duplex(1024);
+        let err = negotiate(&mut proxy, 10_000, false, later())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StartupFailure::Timeout));
+    }
+
     fn startup_message() -> Vec<u8> {
         let mut buf = vec![0, 0, 0, 0, 0, 3, 0, 0];
         buf.extend_from_slice(b"user\0u\0\0");
@@ -104,7 +159,7 @@ mod tests {
     #[tokio::test]
     async fn ssl_request_is_refused_then_startup_returned() {
         let (mut client, mut proxy) = tokio::io::duplex(1024);
-        let task = tokio::spawn(async move { negotiate(&mut proxy, 10_000).await });
+        let task = tokio::spawn(async move { negotiate(&mut proxy, 10_000, false, later()).await });
         client
             .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
             .await
@@ -126,7 +181,7 @@ mod tests {
             .write_all(&[0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e, 0, 0, 0, 7, 1, 2, 3, 4])
             .await
             .unwrap();
-        let opening = negotiate(&mut proxy, 10_000).await.unwrap();
+        let opening = negotiate(&mut proxy, 10_000, false, later()).await.unwrap();
         assert!(matches!(opening, Opening::Cancel { process_id: 7, .. }));
     }
 
@@ -134,7 +189,9 @@ mod tests {
     async fn garbage_length_is_rejected() {
         let (mut client, mut proxy) = tokio::io::duplex(1024);
         client.write_all(&[0xff, 0xff, 0xff, 0xff]).await.unwrap();
-        let err = negotiate(&mut proxy, 10_000).await.unwrap_err();
+        let err = negotiate(&mut proxy, 10_000, false, later())
+            .await
+            .unwrap_err();
         assert!(matches!(err, StartupFailure::Length(_)));
     }
 
@@ -142,7 +199,9 @@ mod tests {
     async fn hang_up_is_a_disconnect() {
         let (client, mut proxy) = tokio::io::duplex(1024);
         drop(client);
-        let err = negotiate(&mut proxy, 10_000).await.unwrap_err();
+        let err = negotiate(&mut proxy, 10_000, false, later())
+            .await
+            .unwrap_err();
         assert!(err.is_disconnect());
     }
 }

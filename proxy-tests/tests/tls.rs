@@ -1,0 +1,247 @@
+//! TLS to clients (psql with sslmode=require and verify-full against a CA made here) and to the
+//! upstream (PostgreSQL and Doltgres configured with certificates).
+
+use std::process::Command;
+
+use doltgres_sidecar::tls::{ClientTlsMode, UpstreamTlsMode};
+use proxy_tests::certs::TestCerts;
+use proxy_tests::{TestProxy, TestServer};
+use tokio_postgres::error::SqlState;
+
+/// Runs psql with `conninfo` and returns (success, stdout, stderr).
+fn psql(conninfo: &str, sql: &str) -> (bool, String, String) {
+    let out = Command::new("psql")
+        .arg(conninfo)
+        .args(["-X", "-tA", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("cannot run psql");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_connect_with_sslmode_require_and_verify_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = TestCerts::create(dir.path());
+    let server = TestServer::postgres().await;
+    let proxy = TestProxy::start_with(&server.addr(), |c| {
+        c.tls = ClientTlsMode::Require;
+        c.tls_cert = Some(certs.cert.clone());
+        c.tls_key = Some(certs.key.clone());
+    })
+    .await;
+    let port = proxy.addr.rsplit_once(':').unwrap().1;
+    let base = format!(
+        "user={} password={} dbname={} port={port}",
+        server.user, server.password, server.database
+    );
+
+    let (ok, out, err) = psql(
+        &format!("{base} host=127.0.0.1 sslmode=require"),
+        "SELECT 'over tls'",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out, "over tls");
+
+    let conninfo = format!(
+        "{base} host=localhost sslmode=verify-full sslrootcert={}",
+        certs.ca.display()
+    );
+    let (ok, out, err) = tokio::task::block_in_place(|| psql(&conninfo, "SELECT 'verified'"));
+    assert!(ok, "{err}");
+    assert_eq!(out, "verified");
+
+    // A certificate from a CA the client does not trust fails verification on the client.
+    let dir2 = tempfile::tempdir().unwrap();
+    let other_ca = TestCerts::create(dir2.path());
+    let conninfo = format!(
+        "{base} host=localhost sslmode=verify-full sslrootcert={}",
+        other_ca.ca.display()
+    );
+    let (ok, _, err) = psql(&conninfo, "SELECT 1");
+    assert!(!ok, "a certificate from another CA must be refused");
+    // libpq words this as "certificate verify failed" or, with OpenSSL 3 and ECDSA, "SSL error: EVP lib".
+    assert!(
+        err.contains("SSL error") || err.contains("certificate verify failed"),
+        "{err}"
+    );
+
+    // tls = require refuses plain text with 28000.
+    let (ok, _, err) = psql(
+        &format!("{base} host=127.0.0.1 sslmode=disable"),
+        "SELECT 1",
+    );
+    assert!(!ok);
+    assert!(err.contains("TLS is required"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_mode_serves_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = TestCerts::create(dir.path());
+    let server = TestServer::doltgres().await;
+    let proxy = TestProxy::start_with(&server.addr(), |c| {
+        c.tls = ClientTlsMode::Allow;
+        c.tls_cert = Some(certs.cert.clone());
+        c.tls_key = Some(certs.key.clone());
+    })
+    .await;
+    for mode in ["disable", "require"] {
+        let conninfo = format!("{} sslmode={mode}", server.conninfo_at(&proxy.addr));
+        let (ok, out, err) = tokio::task::block_in_place(|| psql(&conninfo, "SELECT 7"));
+        assert!(ok, "sslmode={mode}: {err}");
+        assert_eq!(out, "7");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_tls_answers_n() {
+    let server = TestServer::postgres().await;
+    let proxy = TestProxy::start(&server.addr()).await;
+    let (ok, out, err) = psql(
+        &format!("{} sslmode=prefer", server.conninfo_at(&proxy.addr)),
+        "SELECT 1",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out, "1");
+    let (ok, _, err) = psql(
+        &format!("{} sslmode=require", server.conninfo_at(&proxy.addr)),
+        "SELECT 1",
+    );
+    assert!(!ok);
+    assert!(err.contains("server does not support SSL"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_postgresql_over_verified_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = TestCerts::create(dir.path());
+    let server = TestServer::postgres_with(Some(&certs)).await;
+    let proxy = TestProxy::start_with(&server.addr(), |c| {
+        c.upstream_tls = UpstreamTlsMode::VerifyFull;
+        c.upstream_tls_ca = Some(certs.ca.clone());
+    })
+    .await;
+    let (client, conn) = server
+        .config_at(&proxy.addr)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let row = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(
+        row.get::<_, bool>(0),
+        "the upstream connection must be encrypted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_without_tls_is_refused_when_required() {
+    let server = TestServer::postgres().await;
+    let proxy = TestProxy::start_with(&server.addr(), |c| {
+        c.upstream_tls = UpstreamTlsMode::Require
+    })
+    .await;
+    let err = server
+        .config_at(&proxy.addr)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("must fail");
+    assert_eq!(err.code(), Some(&SqlState::CONNECTION_FAILURE), "{err}");
+    assert!(
+        err.as_db_error()
+            .unwrap()
+            .message()
+            .contains("does not offer TLS"),
+        "{err}"
+    );
+
+    // prefer falls back to plain text.
+    let proxy =
+        TestProxy::start_with(&server.addr(), |c| c.upstream_tls = UpstreamTlsMode::Prefer).await;
+    let (client, conn) = server
+        .config_at(&proxy.addr)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let row = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(!row.get::<_, bool>(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_doltgres_over_verified_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = TestCerts::create(dir.path());
+    let server = TestServer::doltgres_with(Some(&certs)).await;
+    // Doltgres offers TLS: psql straight to it with verify-full succeeds.
+    let direct = format!(
+        "{} host=localhost sslmode=verify-full sslrootcert={}",
+        server.conninfo_at(&server.addr()),
+        certs.ca.display()
+    );
+    let (ok, _, err) = psql(&direct, "SELECT 1");
+    assert!(ok, "direct TLS to Doltgres: {err}");
+
+    let proxy = TestProxy::start_with(&server.addr(), |c| {
+        c.upstream_tls = UpstreamTlsMode::VerifyFull;
+        c.upstream_tls_ca = Some(certs.ca.clone());
+        c.upstream_tls_server_name = Some("localhost".into());
+    })
+    .await;
+    let (client, conn) = server
+        .config_at(&proxy.addr)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute("CREATE TABLE t (i INT PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    let row = client
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1);
+
+    // With a CA that did not sign the server's certificate the handshake fails: the upstream
+    // connection really is TLS and really is verified.
+    let dir2 = tempfile::tempdir().unwrap();
+    let other = TestCerts::create(dir2.path());
+    let proxy = TestProxy::start_with(&server.addr(), |c| {
+        c.upstream_tls = UpstreamTlsMode::VerifyFull;
+        c.upstream_tls_ca = Some(other.ca.clone());
+    })
+    .await;
+    let err = server
+        .config_at(&proxy.addr)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("must fail");
+    assert_eq!(err.code(), Some(&SqlState::CONNECTION_FAILURE), "{err}");
+    assert!(
+        err.as_db_error()
+            .unwrap()
+            .message()
+            .contains("TLS handshake"),
+        "{err}"
+    );
+}

@@ -1,0 +1,246 @@
+//! TLS on both sides, with rustls: the acceptor for clients that send SSLRequest, and the
+//! connector for an upstream reached over TLS. Certificates and keys are read from PEM files with
+//! `rustls-pki-types`.
+
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+/// Whether clients may or must use TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientTlsMode {
+    /// SSLRequest is answered `N`.
+    #[default]
+    Disable,
+    /// TLS when the client asks for it; plain text otherwise.
+    Allow,
+    /// Plain-text sessions are refused (`28000`).
+    Require,
+}
+
+/// How the proxy connects to its upstream, with libpq's meanings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamTlsMode {
+    #[default]
+    Disable,
+    /// TLS if the server offers it, without checking its certificate.
+    Prefer,
+    /// TLS or fail, without checking the certificate.
+    Require,
+    /// TLS, the certificate checked against the CA file and the host name.
+    VerifyFull,
+}
+
+/// A TLS setup that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {what} from {path}: {source}")]
+    Pem {
+        what: &'static str,
+        path: String,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("no certificate in {0}")]
+    NoCertificate(String),
+    #[error("invalid TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("upstream_tls = verify-full needs upstream_tls_ca")]
+    MissingCa,
+}
+
+fn pem_error(
+    what: &'static str,
+    path: &Path,
+) -> impl FnOnce(rustls::pki_types::pem::Error) -> TlsError {
+    let path = path.display().to_string();
+    move |source| TlsError::Pem { what, path, source }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Builds the acceptor for client TLS from a certificate chain and key in PEM files.
+pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(pem_error("certificates", cert))?
+        .collect::<Result<_, _>>()
+        .map_err(pem_error("certificates", cert))?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate(cert.display().to_string()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(pem_error("private key", key))?;
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Builds the connector for upstream TLS. `ca` is required for `verify-full`.
+pub fn connector(
+    mode: UpstreamTlsMode,
+    ca: Option<&Path>,
+) -> Result<Option<TlsConnector>, TlsError> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?;
+    let config = match mode {
+        UpstreamTlsMode::Disable => return Ok(None),
+        UpstreamTlsMode::VerifyFull => {
+            let ca = ca.ok_or(TlsError::MissingCa)?;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in
+                CertificateDer::pem_file_iter(ca).map_err(pem_error("CA certificates", ca))?
+            {
+                roots.add(cert.map_err(pem_error("CA certificates", ca))?)?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        UpstreamTlsMode::Prefer | UpstreamTlsMode::Require => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider())))
+            .with_no_client_auth(),
+    };
+    Ok(Some(TlsConnector::from(Arc::new(config))))
+}
+
+/// The server name to verify for `host:port`.
+pub fn server_name(upstream: &str) -> Result<ServerName<'static>, String> {
+    let host = upstream.rsplit_once(':').map_or(upstream, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_string())
+        .map_err(|e| format!("invalid upstream host name {host:?}: {e}"))
+}
+
+/// `prefer`/`require`: encryption without authentication of the server, as in libpq.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A connection that may have been upgraded to TLS.
+#[derive(Debug)]
+pub enum MaybeTls {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
+}
+
+impl MaybeTls {
+    pub fn is_tls(&self) -> bool {
+        matches!(self, MaybeTls::Tls(_))
+    }
+}
+
+impl AsyncRead for MaybeTls {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for MaybeTls {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            MaybeTls::Plain(s) => s.is_write_vectored(),
+            MaybeTls::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
