@@ -19,6 +19,9 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod gate;
 pub mod metrics;
 pub mod protocol;
 pub mod registry;

@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use crate::protocol::backend::TxnStatus;
+use tokio_util::sync::CancellationToken;
+
 use crate::txn::{Phase, Tracker};
 
 /// The BackendKeyData the upstream gave a session, used to forward cancels.
@@ -31,9 +33,36 @@ pub struct SessionInfo {
     pub upstream_key: Mutex<Option<UpstreamKey>>,
     /// The session's transaction state; the relay updates it, `/status` and the gate read it.
     pub tracker: Mutex<Tracker>,
+    /// Cancelled to end the session with 57P01 (window policy `terminate`).
+    pub terminate: CancellationToken,
 }
 
 impl SessionInfo {
+    /// A new session with a fresh random cancel key.
+    pub fn new(
+        id: u64,
+        peer: SocketAddr,
+        user: String,
+        database: String,
+        application_name: String,
+    ) -> SessionInfo {
+        SessionInfo {
+            id,
+            peer,
+            user,
+            database,
+            application_name,
+            started: SystemTime::now(),
+            started_at: Instant::now(),
+            // The process id is the session id's low bits, unique among open sessions in
+            // practice; the random secret makes a guessed id useless.
+            proxy_key: (id as u32 & 0x7fff_ffff, rand::random()),
+            upstream_key: Mutex::new(None),
+            tracker: Mutex::new(Tracker::new()),
+            terminate: CancellationToken::new(),
+        }
+    }
+
     /// A short word for the session's state, as `/status` shows it.
     pub fn state(&self) -> &'static str {
         let t = self.tracker.lock().unwrap();
@@ -68,6 +97,16 @@ impl Registry {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Sessions a window must still wait for.
+    pub fn busy(&self) -> Vec<Arc<SessionInfo>> {
+        let sessions = self.sessions.lock().unwrap();
+        sessions
+            .values()
+            .filter(|s| !s.tracker.lock().unwrap().quiescent())
+            .cloned()
+            .collect()
     }
 
     /// Every open session, oldest first.

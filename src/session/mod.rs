@@ -138,22 +138,10 @@ fn session_info(id: u64, peer: SocketAddr, startup: &[u8]) -> SessionInfo {
     let database = param(params, "database")
         .map(str::to_string)
         .unwrap_or_else(|| user.clone());
-    SessionInfo {
-        id,
-        peer,
-        application_name: param(params, "application_name")
-            .unwrap_or_default()
-            .to_string(),
-        user,
-        database,
-        started: SystemTime::now(),
-        started_at: std::time::Instant::now(),
-        // The process id is the session id's low bits: unique among open sessions in practice,
-        // and the secret makes a guessed id useless.
-        proxy_key: (id as u32 & 0x7fff_ffff, rand::random()),
-        upstream_key: Mutex::new(None),
-        tracker: Mutex::new(Tracker::new()),
-    }
+    let application_name = param(params, "application_name")
+        .unwrap_or_default()
+        .to_string();
+    SessionInfo::new(id, peer, user, database, application_name)
 }
 
 /// Sends a FATAL ErrorResponse and gives up on the client.

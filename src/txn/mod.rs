@@ -82,6 +82,10 @@ pub struct Tracker {
     implicit: Implicit,
     /// A CopyInResponse was seen since the last CommandComplete: the next `COPY n` wrote rows.
     copy_in: bool,
+    /// Extended-protocol messages were sent and their Sync has not been yet.
+    batch_open: bool,
+    /// The gate admitted a batch from the client that is still being forwarded.
+    in_flight: bool,
 }
 
 impl Default for Tracker {
@@ -101,6 +105,8 @@ impl Tracker {
             explicit: None,
             implicit: Implicit::default(),
             copy_in: false,
+            batch_open: false,
+            in_flight: false,
         }
     }
 
@@ -118,16 +124,39 @@ impl Tracker {
         self.pending.len()
     }
 
-    /// At a boundary: ready, every request answered, no transaction open.
+    /// At a boundary: ready, every request answered, no transaction open, no extended batch
+    /// half sent, nothing being forwarded.
     pub fn at_boundary(&self) -> bool {
-        self.phase == Phase::Ready && self.pending.is_empty() && self.status == TxnStatus::Idle
+        self.phase == Phase::Ready
+            && self.pending.is_empty()
+            && self.status == TxnStatus::Idle
+            && !self.batch_open
+            && !self.in_flight
+    }
+
+    /// Nothing a window must wait for: at a boundary, or still logging in (its first query
+    /// will be held).
+    pub fn quiescent(&self) -> bool {
+        self.phase == Phase::Startup && !self.in_flight || self.at_boundary()
+    }
+
+    /// Marks a client batch as admitted (true) or fully forwarded (false).
+    pub fn set_in_flight(&mut self, in_flight: bool) {
+        self.in_flight = in_flight;
     }
 
     /// True if a message of this tag from the client matters to the tracker.
     pub fn wants_client(tag: u8) -> bool {
         matches!(
             tag,
-            tags::QUERY | tags::PARSE | tags::BIND | tags::SYNC | tags::FUNCTION_CALL
+            tags::QUERY
+                | tags::PARSE
+                | tags::BIND
+                | tags::SYNC
+                | tags::FUNCTION_CALL
+                | tags::EXECUTE
+                | tags::DESCRIBE
+                | tags::CLOSE
         )
     }
 
@@ -149,9 +178,17 @@ impl Tracker {
             tags::QUERY => self.pending.push_back(Request {
                 dolt_write: classify::calls_writing_procedure(body),
             }),
-            tags::PARSE => self.parse(body),
-            tags::BIND => self.bind(body),
+            tags::PARSE => {
+                self.batch_open = true;
+                self.parse(body)
+            }
+            tags::BIND => {
+                self.batch_open = true;
+                self.bind(body)
+            }
+            tags::EXECUTE | tags::DESCRIBE | tags::CLOSE => self.batch_open = true,
             tags::SYNC | tags::FUNCTION_CALL => {
+                self.batch_open &= tag != tags::SYNC;
                 self.pending.push_back(Request {
                     dolt_write: std::mem::take(&mut self.batch_dolt_write),
                 });

@@ -341,6 +341,38 @@ fn pipelined_syncs_are_answered_in_order() {
 }
 
 #[test]
+fn extended_batch_without_sync_is_not_a_boundary() {
+    let mut t = ready();
+    run(&mut t, &[Parse("", "SELECT 1"), Bind("", "")]);
+    assert_eq!(t.pending(), 0);
+    assert!(
+        !t.at_boundary(),
+        "the server waits for the rest of the batch"
+    );
+    run(&mut t, &[Sync]);
+    assert!(!t.at_boundary());
+    run(&mut t, &[C("SELECT 1"), Z(b'I')]);
+    assert!(t.at_boundary());
+}
+
+#[test]
+fn in_flight_batch_is_not_a_boundary() {
+    let mut t = ready();
+    t.set_in_flight(true);
+    assert!(!t.at_boundary());
+    assert!(!t.quiescent());
+    t.set_in_flight(false);
+    assert!(t.at_boundary());
+}
+
+#[test]
+fn logging_in_is_quiescent_but_not_a_boundary() {
+    let t = Tracker::new();
+    assert!(!t.at_boundary());
+    assert!(t.quiescent());
+}
+
+#[test]
 fn sync_without_statements_counts_nothing() {
     // pgbench -M prepared sends Parse + Sync per statement before running anything.
     let mut t = ready();

@@ -1,0 +1,205 @@
+//! The quiesce gate: hold every session at its next transaction boundary.
+//!
+//! Closing the gate stops sessions that are at a boundary from starting a new request; sessions
+//! inside a transaction run on until they reach one. [`Gate::quiesce`] returns a [`GateGuard`]
+//! once every session is quiescent, or fails at its deadline. The guard reopens the gate when
+//! dropped — on success, error, panic or timeout — so a window always ends.
+//!
+//! Race freedom: a session decides to forward a batch while holding its tracker lock, after
+//! reading the gate state, and marks the batch in flight under the same lock; `quiesce` closes the
+//! gate first and only then reads each tracker under its lock. So either the session saw the gate
+//! closed and holds, or quiesce sees the batch in flight and waits for it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::registry::Registry;
+
+/// What to do with sessions still inside a transaction at the drain deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DrainPolicy {
+    /// Give up this window and resume traffic; the caller retries later.
+    #[default]
+    Abort,
+    /// End those sessions with 57P01 and proceed.
+    Terminate,
+}
+
+/// Why a quiesce did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuiesceError {
+    #[error("another window is open")]
+    Busy,
+    #[error("{busy} session(s) still inside a transaction at the drain deadline")]
+    Timeout { busy: usize },
+    #[error("cancelled before the sessions drained")]
+    Cancelled,
+}
+
+/// The gate. One per proxy.
+#[derive(Debug)]
+pub struct Gate {
+    /// `Some(window id)` while closed.
+    state: watch::Sender<Option<u64>>,
+    /// Woken whenever a session may have reached a boundary while the gate is closed.
+    progress: Notify,
+    next_id: AtomicU64,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate::new()
+    }
+}
+
+impl Gate {
+    pub fn new() -> Gate {
+        Gate {
+            state: watch::Sender::new(None),
+            progress: Notify::new(),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// True while a window holds traffic.
+    pub fn is_closed(&self) -> bool {
+        self.state.borrow().is_some()
+    }
+
+    /// The open window's id, if any.
+    pub fn window(&self) -> Option<u64> {
+        *self.state.borrow()
+    }
+
+    /// Tells a waiting `quiesce` that a session may have reached a boundary or gone away.
+    pub fn progress(&self) {
+        if self.is_closed() {
+            self.progress.notify_waiters();
+        }
+    }
+
+    /// Waits until the gate is open.
+    pub async fn opened(&self) {
+        let mut rx = self.state.subscribe();
+        let _ = rx.wait_for(|s| s.is_none()).await;
+    }
+
+    /// Closes the gate, or fails if it is closed already (one window at a time).
+    pub fn close(self: &Arc<Self>) -> Result<GateGuard, QuiesceError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut closed = false;
+        self.state.send_if_modified(|s| {
+            if s.is_none() {
+                *s = Some(id);
+                closed = true;
+            }
+            closed
+        });
+        if !closed {
+            return Err(QuiesceError::Busy);
+        }
+        Ok(GateGuard {
+            gate: self.clone(),
+            id,
+            closed_at: Instant::now(),
+        })
+    }
+
+    /// Closes the gate and waits until every session in `registry` is quiescent. At `deadline`,
+    /// `policy` decides: abort (error, gate reopened) or terminate the busy sessions and go on.
+    /// `cancel` aborts the wait (e.g. an operator's resume arriving first).
+    pub async fn quiesce(
+        self: &Arc<Self>,
+        registry: &Registry,
+        drain_timeout: Duration,
+        policy: DrainPolicy,
+        cancel: &CancellationToken,
+    ) -> Result<GateGuard, QuiesceError> {
+        let guard = self.close()?;
+        let deadline = Instant::now() + drain_timeout;
+        let mut terminated = false;
+        loop {
+            let progress = self.progress.notified();
+            let busy = registry.busy();
+            if busy.is_empty() {
+                return Ok(guard);
+            }
+            if Instant::now() >= deadline && !terminated {
+                match policy {
+                    DrainPolicy::Abort => return Err(QuiesceError::Timeout { busy: busy.len() }),
+                    DrainPolicy::Terminate => {
+                        for session in &busy {
+                            session.terminate.cancel();
+                        }
+                        terminated = true;
+                    }
+                }
+            }
+            if terminated && Instant::now() >= deadline + TERMINATE_GRACE {
+                return Err(QuiesceError::Timeout { busy: busy.len() });
+            }
+            tokio::select! {
+                _ = progress => {}
+                _ = tokio::time::sleep(POLL) => {}
+                _ = cancel.cancelled() => return Err(QuiesceError::Cancelled),
+            }
+        }
+    }
+
+    fn open(&self, id: u64) {
+        self.state.send_if_modified(|s| {
+            let mine = *s == Some(id);
+            if mine {
+                *s = None;
+            }
+            mine
+        });
+    }
+}
+
+/// Admission of a client batch: `true` if it may be forwarded now (the batch is then marked in
+/// flight until [`finish_batch`]), `false` if the session is at a boundary while the gate is
+/// closed and must hold.
+pub fn try_admit(gate: &Gate, tracker: &std::sync::Mutex<crate::txn::Tracker>) -> bool {
+    let mut t = tracker.lock().unwrap();
+    if t.at_boundary() && gate.is_closed() {
+        return false;
+    }
+    t.set_in_flight(true);
+    true
+}
+
+/// Ends an admitted batch: the session may be at a boundary again.
+pub fn finish_batch(gate: &Gate, tracker: &std::sync::Mutex<crate::txn::Tracker>) {
+    tracker.lock().unwrap().set_in_flight(false);
+    gate.progress();
+}
+
+/// Fallback poll interval while draining (progress notifications make it rarely matter).
+const POLL: Duration = Duration::from_millis(20);
+/// How long terminated sessions get to go away.
+const TERMINATE_GRACE: Duration = Duration::from_secs(5);
+
+/// Holds the gate closed; reopens it when dropped.
+#[derive(Debug)]
+pub struct GateGuard {
+    gate: Arc<Gate>,
+    pub id: u64,
+    pub closed_at: Instant,
+}
+
+impl Drop for GateGuard {
+    fn drop(&mut self) {
+        self.gate.open(self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests;
