@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::gate::DrainPolicy;
 use crate::tls::{ClientTlsMode, UpstreamTlsMode};
 
 /// Everything the proxy needs to run. Field docs say why each knob exists.
@@ -51,6 +52,18 @@ pub struct Config {
     pub upstream_tls_ca: Option<PathBuf>,
     /// Host name to verify instead of the upstream address's host.
     pub upstream_tls_server_name: Option<String>,
+    /// How long a window waits for sessions inside a transaction to reach a boundary.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// What happens to sessions still inside a transaction at the drain deadline: `abort` the
+    /// window (retry later) or `terminate` those sessions with 57P01.
+    pub drain_policy: DrainPolicy,
+    /// A held client is sent a NoticeResponse after this long.
+    #[serde(with = "humantime_serde")]
+    pub hold_notice_after: Duration,
+    /// A held request is answered with 57P03 after this long instead of waiting on.
+    #[serde(with = "humantime_serde")]
+    pub hold_timeout: Duration,
 }
 
 impl Default for Config {
@@ -72,6 +85,10 @@ impl Default for Config {
             upstream_tls: UpstreamTlsMode::Disable,
             upstream_tls_ca: None,
             upstream_tls_server_name: None,
+            drain_timeout: Duration::from_secs(5),
+            drain_policy: DrainPolicy::Abort,
+            hold_notice_after: Duration::from_secs(1),
+            hold_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -166,6 +183,8 @@ impl Config {
         for (name, value) in [
             ("startup_timeout", self.startup_timeout),
             ("connect_timeout", self.connect_timeout),
+            ("drain_timeout", self.drain_timeout),
+            ("hold_timeout", self.hold_timeout),
         ] {
             if value.is_zero() {
                 return Err(invalid(name, "must be more than zero"));

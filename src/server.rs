@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::Config;
+use crate::gate::Gate;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::tls::{self, ClientTlsMode, TlsError};
@@ -26,6 +27,7 @@ pub struct Shared {
     pub limiter: Arc<Semaphore>,
     pub metrics: Metrics,
     pub registry: Registry,
+    pub gate: Arc<Gate>,
     /// Present when clients may use TLS.
     pub tls_acceptor: Option<TlsAcceptor>,
     /// Present when the upstream is reached over TLS.
@@ -45,6 +47,7 @@ impl Shared {
             limiter: Arc::new(Semaphore::new(config.max_client_connections)),
             metrics: Metrics::new(),
             registry: Registry::default(),
+            gate: Arc::new(Gate::new()),
             tls_acceptor,
             upstream_tls,
             config,

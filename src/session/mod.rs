@@ -4,6 +4,7 @@
 //! limits applied), then [`relay`] moves bytes both ways until either side ends.
 
 pub mod cancel;
+pub mod hold;
 pub mod observe;
 pub mod pump;
 pub mod relay;
@@ -11,8 +12,8 @@ pub mod startup;
 pub mod upstream;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -25,7 +26,6 @@ use crate::protocol::startup::{StartupPacket, param, parse as parse_startup};
 use crate::registry::{Registered, SessionInfo};
 use crate::server::Shared;
 use crate::tls::{ClientTlsMode, MaybeTls};
-use crate::txn::Tracker;
 use startup::{Opening, StartupFailure};
 
 /// How long the proxy spends telling a client why its session ends.
@@ -93,6 +93,8 @@ pub async fn serve(
         }
     };
     relay::relay(client, server, startup, &shared, &registered.info, &stop).await;
+    drop(registered);
+    shared.gate.progress();
 }
 
 /// The startup phase: encryption negotiation (TLS handshake if offered and asked for) and the

@@ -1,42 +1,99 @@
 //! What each direction of a session watches for: the messages that drive the transaction tracker,
-//! Terminate from the client, and the server's BackendKeyData, which the proxy replaces with the
-//! session's own key (so cancel requests come to the proxy and can be routed).
+//! the quiesce gate on the client side, Terminate from the client, and the server's
+//! BackendKeyData, which the proxy replaces with the session's own key (so cancel requests come
+//! to the proxy and can be routed).
 
-use crate::metrics::Metrics;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::gate::finish_batch;
 use crate::protocol::backend;
 use crate::protocol::frame::{HEADER_LEN, Seen};
 use crate::protocol::tags;
 use crate::registry::{SessionInfo, UpstreamKey};
+use crate::server::Shared;
 use crate::txn::{Phase, Tally, Tracker};
 
-use super::pump::Observer;
+use super::hold::{self, Hold, Rejecter};
+use super::pump::{Admit, Observer};
 
-/// Watches client-to-server traffic.
+/// Watches client-to-server traffic, and holds it at the quiesce gate.
 pub struct ClientSide<'a> {
-    pub info: &'a SessionInfo,
+    shared: &'a Shared,
+    info: &'a SessionInfo,
+    /// Messages to the client that the proxy originates (notices, answers to held requests).
+    inject: mpsc::UnboundedSender<Bytes>,
     /// The client said goodbye (Terminate), so the server closing is expected.
     pub terminated: bool,
+    /// The current batch was admitted by the gate and is marked in flight.
+    admitted: bool,
+    rejecter: Rejecter,
+}
+
+impl<'a> ClientSide<'a> {
+    pub fn new(
+        shared: &'a Shared,
+        info: &'a SessionInfo,
+        inject: mpsc::UnboundedSender<Bytes>,
+    ) -> ClientSide<'a> {
+        ClientSide {
+            shared,
+            info,
+            inject,
+            terminated: false,
+            admitted: false,
+            rejecter: Rejecter::default(),
+        }
+    }
 }
 
 impl Observer for ClientSide<'_> {
+    fn admit(&mut self) -> impl Future<Output = Admit> + Send {
+        async move {
+            if self.rejecter.active {
+                return Admit::Discard;
+            }
+            match hold::wait(self.shared, self.info, &self.inject).await {
+                Hold::Admitted => {
+                    self.admitted = true;
+                    Admit::Forward
+                }
+                Hold::TimedOut => {
+                    self.rejecter.start();
+                    Admit::Discard
+                }
+            }
+        }
+    }
+
     fn seen(&mut self, seen: Seen<'_>) {
         let Seen::Whole(m) = seen else { return };
-        if Tracker::wants_client(m.tag) {
+        self.terminated |= m.tag == tags::TERMINATE;
+        if self.rejecter.active {
+            self.rejecter.message(m.tag, &self.inject);
+        } else if Tracker::wants_client(m.tag) {
             self.info
                 .tracker
                 .lock()
                 .unwrap()
                 .client_message(m.tag, m.body);
-        } else if m.tag == tags::TERMINATE {
-            self.terminated = true;
+        }
+    }
+
+    fn finished(&mut self) {
+        if self.rejecter.active {
+            self.rejecter.batch_done();
+        }
+        if std::mem::take(&mut self.admitted) {
+            finish_batch(&self.shared.gate, &self.info.tracker);
         }
     }
 }
 
 /// Watches server-to-client traffic.
 pub struct ServerSide<'a> {
-    pub info: &'a SessionInfo,
-    pub metrics: &'a Metrics,
+    shared: &'a Shared,
+    info: &'a SessionInfo,
     /// Tag of the last message from the server: an ErrorResponse before a close explains it.
     pub last_tag: u8,
     /// Where in the current batch a BackendKeyData waits to be rewritten.
@@ -44,12 +101,30 @@ pub struct ServerSide<'a> {
 }
 
 impl<'a> ServerSide<'a> {
-    pub fn new(info: &'a SessionInfo, metrics: &'a Metrics) -> ServerSide<'a> {
+    pub fn new(shared: &'a Shared, info: &'a SessionInfo) -> ServerSide<'a> {
         ServerSide {
+            shared,
             info,
-            metrics,
             last_tag: 0,
             key_at: None,
+        }
+    }
+
+    fn backend_key(&mut self, body: &[u8], offset: usize) {
+        let startup = self.info.tracker.lock().unwrap().phase() == Phase::Startup;
+        let Some((process_id, secret)) = backend::backend_key(body) else {
+            return;
+        };
+        if !startup {
+            return;
+        }
+        *self.info.upstream_key.lock().unwrap() = Some(UpstreamKey {
+            process_id,
+            secret_key: secret.to_vec(),
+        });
+        // Protocol 3.0 keys are 4 bytes; longer (3.2) keys pass through unchanged.
+        if secret.len() == 4 {
+            self.key_at = Some(offset);
         }
     }
 }
@@ -74,7 +149,10 @@ impl Observer for ServerSide<'_> {
                 .unwrap()
                 .server_message(m.tag, m.body, &mut tally);
             if tally != Tally::default() {
-                self.metrics.add(tally);
+                self.shared.metrics.add(tally);
+            }
+            if m.tag == tags::READY_FOR_QUERY {
+                self.shared.gate.progress();
             }
         }
     }
@@ -87,25 +165,5 @@ impl Observer for ServerSide<'_> {
         let body = &mut ready[offset + HEADER_LEN..offset + HEADER_LEN + 8];
         body[..4].copy_from_slice(&pid.to_be_bytes());
         body[4..].copy_from_slice(&secret.to_be_bytes());
-    }
-}
-
-impl ServerSide<'_> {
-    fn backend_key(&mut self, body: &[u8], offset: usize) {
-        let startup = self.info.tracker.lock().unwrap().phase() == Phase::Startup;
-        let Some((process_id, secret)) = backend::backend_key(body) else {
-            return;
-        };
-        if !startup {
-            return;
-        }
-        *self.info.upstream_key.lock().unwrap() = Some(UpstreamKey {
-            process_id,
-            secret_key: secret.to_vec(),
-        });
-        // Protocol 3.0 keys are 4 bytes; longer (3.2) keys pass through unchanged.
-        if secret.len() == 4 {
-            self.key_at = Some(offset);
-        }
     }
 }

@@ -1,19 +1,35 @@
 //! One direction of a session's relay: read what is there, find the forwardable prefix, show each
 //! message to an observer, write the prefix in one call, repeat.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
 
 use prometheus_client::metrics::counter::Counter;
 
 use crate::protocol::frame::{FrameError, Scanner, Seen};
 
+/// Whether a batch of read bytes may go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Forward the batch.
+    Forward,
+    /// Consume the batch without forwarding it (the observer answers it itself).
+    Discard,
+}
+
 /// Watches the messages a pump forwards.
 pub trait Observer {
+    /// Decides, before a batch is scanned, whether it goes on; may wait (the quiesce gate).
+    fn admit(&mut self) -> impl Future<Output = Admit> + Send {
+        std::future::ready(Admit::Forward)
+    }
     /// Sees each message, or the start of a streamed one, before it is forwarded.
     fn seen(&mut self, seen: Seen<'_>);
     /// May change the bytes about to be forwarded; called once per batch after `seen`.
     fn patch(&mut self, _ready: &mut [u8]) {}
+    /// The batch has been forwarded (or discarded).
+    fn finished(&mut self) {}
 }
 
 impl<F: FnMut(Seen<'_>)> Observer for F {
@@ -45,6 +61,9 @@ pub struct Pump {
     writing: bool,
     /// Bytes forwarded.
     bytes: Counter,
+    /// Messages the proxy itself sends in this direction (notices, answers to held requests),
+    /// written only between messages.
+    inject: Option<mpsc::UnboundedReceiver<Bytes>>,
 }
 
 impl Pump {
@@ -55,7 +74,14 @@ impl Pump {
             read_size,
             writing: false,
             bytes,
+            inject: None,
         }
+    }
+
+    /// Lets the proxy write its own messages into this direction's stream.
+    pub fn with_injection(mut self, inject: mpsc::UnboundedReceiver<Bytes>) -> Pump {
+        self.inject = Some(inject);
+        self
     }
 
     /// Starts with bytes already read from the source (e.g. during startup).
@@ -83,26 +109,58 @@ impl Pump {
     {
         loop {
             if !self.buf.is_empty() {
-                let ready = self.scanner.scan(&self.buf, |seen| observer.seen(seen))?;
-                if ready > 0 {
+                let admit = observer.admit().await;
+                let ready = self.scanner.scan(&self.buf, |seen| observer.seen(seen));
+                let ready = match ready {
+                    Ok(ready) => ready,
+                    Err(e) => {
+                        observer.finished();
+                        return Err(e.into());
+                    }
+                };
+                if ready > 0 && admit == Admit::Forward {
                     observer.patch(&mut self.buf[..ready]);
-                    self.writing = true;
-                    dst.write_all(&self.buf[..ready])
-                        .await
-                        .map_err(PumpError::Write)?;
-                    self.writing = false;
+                    self.write(dst, ready).await?;
                     self.bytes.inc_by(ready as u64);
-                    self.buf.advance(ready);
                 }
+                self.buf.advance(ready);
+                observer.finished();
             }
             if self.buf.capacity() - self.buf.len() < self.read_size / 4 {
                 self.buf.reserve(self.read_size);
             }
-            let n = src.read_buf(&mut self.buf).await.map_err(PumpError::Read)?;
-            if n == 0 {
+            let boundary = self.scanner.at_message_boundary();
+            let read = tokio::select! {
+                read = src.read_buf(&mut self.buf) => read,
+                Some(own) = recv(&mut self.inject), if boundary => {
+                    dst.write_all(&own).await.map_err(PumpError::Write)?;
+                    continue;
+                }
+            };
+            if read.map_err(PumpError::Read)? == 0 {
                 return Ok(());
             }
         }
+    }
+
+    async fn write<W: AsyncWrite + Unpin>(
+        &mut self,
+        dst: &mut W,
+        len: usize,
+    ) -> Result<(), PumpError> {
+        self.writing = true;
+        dst.write_all(&self.buf[..len])
+            .await
+            .map_err(PumpError::Write)?;
+        self.writing = false;
+        Ok(())
+    }
+}
+
+async fn recv(inject: &mut Option<mpsc::UnboundedReceiver<Bytes>>) -> Option<Bytes> {
+    match inject {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -23,6 +23,8 @@ enum Ending {
     Client(Result<(), PumpError>),
     Server(Result<(), PumpError>),
     Stopped,
+    /// A window's `terminate` policy ended the session.
+    Terminated,
 }
 
 pub async fn relay(
@@ -41,25 +43,25 @@ pub async fn relay(
         return farewell(&mut client_write, sqlstate::CONNECTION_FAILURE, &message).await;
     }
     let metrics = &shared.metrics;
+    let (inject, injected) = tokio::sync::mpsc::unbounded_channel();
     let mut up = Pump::new(
         config.read_buffer_size,
         config.max_message_len,
         metrics.bytes_counter(Direction::Upstream),
     );
-    let mut down = Pump::new(
+    let down = Pump::new(
         config.read_buffer_size,
         config.max_message_len,
         metrics.bytes_counter(Direction::Downstream),
     );
-    let mut client_side = ClientSide {
-        info,
-        terminated: false,
-    };
-    let mut server_side = ServerSide::new(info, metrics);
+    let mut down = down.with_injection(injected);
+    let mut client_side = ClientSide::new(shared, info, inject);
+    let mut server_side = ServerSide::new(shared, info);
     let ending = tokio::select! {
         r = up.run(&mut client_read, &mut server_write, &mut client_side) => Ending::Client(r),
         r = down.run(&mut server_read, &mut client_write, &mut server_side) => Ending::Server(r),
         _ = stop.cancelled() => Ending::Stopped,
+        _ = info.terminate.cancelled() => Ending::Terminated,
     };
     let expected_close = client_side.terminated || server_side.last_tag == tags::ERROR_RESPONSE;
     if let Some((code, message)) = explain(ending, expected_close) {
@@ -109,6 +111,12 @@ fn explain(ending: Ending, expected_close: bool) -> Option<(&'static str, String
                 sqlstate::PROTOCOL_VIOLATION,
                 format!("invalid message from the upstream server: {e}"),
             ))
+        }
+        Ending::Terminated => {
+            info!("session terminated: a backup window could not wait for its transaction");
+            let message =
+                "terminating connection: a backup window could not wait for this transaction";
+            Some((sqlstate::ADMIN_SHUTDOWN, message.into()))
         }
         Ending::Stopped => {
             info!("session closed by proxy shutdown");

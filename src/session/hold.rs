@@ -1,0 +1,156 @@
+//! Holding a client at a boundary while the gate is closed: the wait itself (with a notice after
+//! `hold_notice_after` and a 57P03 answer after `hold_timeout`), and answering the held batch
+//! without forwarding it when the hold times out.
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::gate::try_admit;
+use crate::protocol::notice::{self, Severity, sqlstate};
+use crate::protocol::tags;
+use crate::registry::SessionInfo;
+use crate::server::Shared;
+
+/// ReadyForQuery, idle: what a rejected request ends with.
+const READY_IDLE: &[u8] = b"Z\0\0\0\x05I";
+
+/// Outcome of waiting at the gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// The batch may be forwarded (it is marked in flight).
+    Admitted,
+    /// The hold deadline passed: answer the batch with 57P03.
+    TimedOut,
+}
+
+/// Waits until the gate admits the session's next batch.
+pub async fn wait(
+    shared: &Shared,
+    info: &SessionInfo,
+    inject: &mpsc::UnboundedSender<Bytes>,
+) -> Hold {
+    if try_admit(&shared.gate, &info.tracker) {
+        return Hold::Admitted;
+    }
+    let config = &shared.config;
+    let started = Instant::now();
+    let notice_at = started + config.hold_notice_after;
+    let deadline = started + config.hold_timeout;
+    let mut noticed = false;
+    let outcome = loop {
+        tokio::select! {
+            _ = shared.gate.opened() => {
+                if try_admit(&shared.gate, &info.tracker) {
+                    break Hold::Admitted;
+                }
+            }
+            _ = tokio::time::sleep_until(notice_at), if !noticed => {
+                noticed = true;
+                let text = "a backup window is in progress; this request will run when it ends";
+                let msg = notice::build(Severity::Notice, "01000", text).freeze();
+                let _ = inject.send(msg);
+            }
+            _ = tokio::time::sleep_until(deadline) => break Hold::TimedOut,
+        }
+    };
+    shared
+        .metrics
+        .window_stall_seconds
+        .observe(started.elapsed().as_secs_f64());
+    tracing::debug!(held = ?started.elapsed(), ?outcome, "session was held");
+    outcome
+}
+
+/// Answers a held batch that timed out, message by message, as the server would answer a failed
+/// request: ErrorResponse 57P03 once per request, ReadyForQuery at each Query or Sync.
+#[derive(Debug, Default)]
+pub struct Rejecter {
+    /// Answering a request whose ErrorResponse was sent and whose Sync has not come yet.
+    in_request: bool,
+    /// A rejection is under way (it may span reads until the Sync arrives).
+    pub active: bool,
+}
+
+impl Rejecter {
+    pub fn start(&mut self) {
+        self.active = true;
+    }
+
+    /// Handles one client message of a rejected batch.
+    pub fn message(&mut self, tag: u8, inject: &mpsc::UnboundedSender<Bytes>) {
+        let error = || {
+            let text = "the server cannot accept requests now: a backup window did not end within hold_timeout";
+            notice::build(Severity::Error, sqlstate::CANNOT_CONNECT_NOW, text).freeze()
+        };
+        match tag {
+            tags::QUERY => {
+                let _ = inject.send(error());
+                let _ = inject.send(Bytes::from_static(READY_IDLE));
+                self.in_request = false;
+            }
+            tags::SYNC => {
+                if !self.in_request {
+                    let _ = inject.send(error());
+                }
+                let _ = inject.send(Bytes::from_static(READY_IDLE));
+                self.in_request = false;
+            }
+            tags::TERMINATE => {}
+            _ => {
+                if !self.in_request {
+                    let _ = inject.send(error());
+                    self.in_request = true;
+                }
+            }
+        }
+    }
+
+    /// After a rejected batch: the rejection ends once no request is half answered.
+    pub fn batch_done(&mut self) {
+        if !self.in_request {
+            self.active = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(rx: &mut mpsc::UnboundedReceiver<Bytes>) -> Vec<u8> {
+        let mut tags = Vec::new();
+        while let Ok(m) = rx.try_recv() {
+            tags.push(m[0]);
+        }
+        tags
+    }
+
+    #[test]
+    fn simple_queries_get_error_then_ready() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut r = Rejecter::default();
+        r.start();
+        r.message(b'Q', &tx);
+        r.message(b'Q', &tx);
+        r.batch_done();
+        assert_eq!(drain(&mut rx), b"EZEZ");
+        assert!(!r.active);
+    }
+
+    #[test]
+    fn extended_batch_gets_one_error_and_ready_at_sync_even_across_reads() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut r = Rejecter::default();
+        r.start();
+        for tag in [b'P', b'B', b'D', b'E'] {
+            r.message(tag, &tx);
+        }
+        r.batch_done();
+        assert!(r.active, "the Sync has not arrived yet");
+        r.message(b'S', &tx);
+        r.batch_done();
+        assert_eq!(drain(&mut rx), b"EZ");
+        assert!(!r.active);
+    }
+}
