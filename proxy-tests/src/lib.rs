@@ -10,6 +10,7 @@
 //! fails loudly. Nothing here mocks a server.
 
 pub mod certs;
+pub mod facts;
 pub mod install;
 pub mod pgbench;
 mod ports;

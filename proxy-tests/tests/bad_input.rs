@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use bytes::BytesMut;
-use postgres_protocol::message::frontend;
-use proxy_tests::raw::{Msg, RawClient};
+use proxy_tests::raw::{Msg, RawClient, frontend};
 use proxy_tests::{TestProxy, TestServer, both_servers};
 use tokio_postgres::error::SqlState;
 
@@ -133,11 +131,10 @@ both_servers!(pipelined_batches_are_relayed_in_order);
 async fn pipelined_batches_are_relayed_in_order(server: TestServer) {
     let proxy = TestProxy::start(&server.addr()).await;
     let mut c = RawClient::login(&proxy.addr, &server).await;
-    let mut out = BytesMut::new();
-    for i in 0..3 {
-        frontend::query(&format!("SELECT {i}"), &mut out).unwrap();
-    }
-    c.send(&out).await;
+    let pipeline: Vec<Vec<u8>> = (0..3)
+        .map(|i| frontend::query(&format!("SELECT {i}")))
+        .collect();
+    c.send(&pipeline.concat()).await;
     for i in 0..3 {
         let msgs = c.until_ready().await;
         let row = msgs.iter().find(|m| m.tag == b'D').expect("a row");

@@ -3,19 +3,16 @@
 
 use std::time::{Duration, Instant};
 
-use proxy_tests::raw::RawClient;
+use proxy_tests::raw::{RawClient, frontend};
 use proxy_tests::{TestProxy, TestServer};
 use tokio::io::AsyncWriteExt;
 use tokio_postgres::error::SqlState;
 
 async fn send_cancel(addr: &str, pid: u32, secret: &[u8]) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut packet = Vec::new();
-    packet.extend_from_slice(&(12 + secret.len() as u32).to_be_bytes());
-    packet.extend_from_slice(&80_877_102u32.to_be_bytes());
-    packet.extend_from_slice(&pid.to_be_bytes());
-    packet.extend_from_slice(secret);
-    s.write_all(&packet).await.unwrap();
+    s.write_all(&frontend::cancel_request(pid, secret))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
