@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::gate::DrainPolicy;
 use crate::tls::{ClientTlsMode, UpstreamTlsMode};
+use crate::window::config::BackupConfig;
 
 /// Everything the proxy needs to run. Field docs say why each knob exists.
 #[derive(Debug, Clone, Deserialize)]
@@ -64,6 +65,11 @@ pub struct Config {
     /// A held request is answered with 57P03 after this long instead of waiting on.
     #[serde(with = "humantime_serde")]
     pub hold_timeout: Duration,
+    /// Bearer token for the admin API's `/status`, `/quiesce`, `/resume` and `/backups`;
+    /// required when `admin_listen` is not a loopback address. Also `DOLTGRES_SIDECAR_ADMIN_TOKEN`.
+    pub admin_token: Option<String>,
+    /// Backups: actions, credentials and triggers.
+    pub backup: BackupConfig,
 }
 
 impl Default for Config {
@@ -89,6 +95,8 @@ impl Default for Config {
             drain_policy: DrainPolicy::Abort,
             hold_notice_after: Duration::from_secs(1),
             hold_timeout: Duration::from_secs(30),
+            admin_token: None,
+            backup: BackupConfig::default(),
         }
     }
 }
@@ -142,12 +150,21 @@ impl Config {
                 format!("{:?} is not an address: {e}", self.listen),
             )
         })?;
-        self.admin_listen.parse::<SocketAddr>().map_err(|e| {
+        let admin: SocketAddr = self.admin_listen.parse().map_err(|e| {
             invalid(
                 "admin_listen",
                 format!("{:?} is not an address: {e}", self.admin_listen),
             )
         })?;
+        if !admin.ip().is_loopback() && self.admin_token.is_none() {
+            return Err(invalid(
+                "admin_token",
+                "required when admin_listen is not a loopback address",
+            ));
+        }
+        self.backup
+            .validate()
+            .map_err(|reason| invalid("backup", reason))?;
         if self
             .upstream
             .rsplit_once(':')
@@ -229,6 +246,21 @@ mod tests {
         let c = Config::from_toml("upstream_tls = \"verify-full\"").unwrap();
         assert!(c.validate().is_err());
         assert!(Config::from_toml("upstream_tls = \"sometimes\"").is_err());
+    }
+
+    #[test]
+    fn admin_off_loopback_needs_a_token() {
+        let mut c = Config::default();
+        c.admin_listen = "0.0.0.0:9187".into();
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                name: "admin_token",
+                ..
+            })
+        ));
+        c.admin_token = Some("secret".into());
+        c.validate().unwrap();
     }
 
     #[test]

@@ -29,3 +29,4 @@ pub mod server;
 pub mod session;
 pub mod tls;
 pub mod txn;
+pub mod window;

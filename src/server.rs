@@ -17,6 +17,7 @@ use crate::gate::Gate;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::tls::{self, ClientTlsMode, TlsError};
+use crate::window::Windows;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// State every session shares. Passed down in an `Arc`; there are no globals, so several proxies
@@ -28,6 +29,7 @@ pub struct Shared {
     pub metrics: Metrics,
     pub registry: Registry,
     pub gate: Arc<Gate>,
+    pub windows: Arc<Windows>,
     /// Present when clients may use TLS.
     pub tls_acceptor: Option<TlsAcceptor>,
     /// Present when the upstream is reached over TLS.
@@ -48,6 +50,7 @@ impl Shared {
             metrics: Metrics::new(),
             registry: Registry::default(),
             gate: Arc::new(Gate::new()),
+            windows: Arc::new(Windows::default()),
             tls_acceptor,
             upstream_tls,
             config,
@@ -64,6 +67,10 @@ pub async fn run(
     let sessions = TaskTracker::new();
     let stop_sessions = CancellationToken::new();
     let mut next_id: u64 = 0;
+    tokio::spawn(crate::window::trigger::run(
+        shared.clone(),
+        shutdown.child_token(),
+    ));
     info!(listen = %listener.local_addr()?, upstream = %shared.config.upstream, "proxy accepting clients");
     loop {
         let accepted = tokio::select! {
@@ -87,6 +94,7 @@ pub async fn run(
         );
     }
     drop(listener);
+    crate::window::trigger::final_window(&shared).await;
     sessions.close();
     info!(sessions = sessions.len(), timeout = ?shared.config.shutdown_timeout, "shutting down: waiting for sessions");
     if tokio::time::timeout(shared.config.shutdown_timeout, sessions.wait())

@@ -2,15 +2,18 @@
 //! loopback by default; see `Config::admin_listen`.
 
 mod status;
+mod windows;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::Request;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -28,13 +31,63 @@ pub async fn serve(
         .await
 }
 
+/// `/healthz`, `/readyz` and `/metrics` are open; the rest need the bearer token when
+/// `admin_token` is set.
 pub fn router(shared: Arc<Shared>) -> Router {
+    let guarded = Router::new()
+        .route("/status", get(status::status))
+        .route("/quiesce", post(windows::quiesce))
+        .route("/resume", post(windows::resume))
+        .route(
+            "/backups",
+            post(windows::run_backup).get(windows::list_backups),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            require_token,
+        ));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/status", get(status::status))
         .route("/metrics", get(metrics))
+        .merge(guarded)
         .with_state(shared)
+}
+
+async fn require_token(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = admin_token(&shared) else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let matches = given.is_some_and(|g| {
+        g.len() == token.len()
+            && g.bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if matches {
+        next.run(request).await
+    } else {
+        (StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n").into_response()
+    }
+}
+
+/// The admin token from the config, or else the environment.
+fn admin_token(shared: &Shared) -> Option<String> {
+    shared.config.admin_token.clone().or_else(|| {
+        std::env::var("DOLTGRES_SIDECAR_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+    })
 }
 
 /// Ready when the upstream accepts TCP connections.

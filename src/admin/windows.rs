@@ -1,0 +1,97 @@
+//! Window endpoints: `POST /quiesce?ttl=30s&timeout=5s`, `POST /resume`,
+//! `POST /backups?action=push|sync|snapshot`, `GET /backups`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::server::Shared;
+use crate::window::config::Action;
+use crate::window::{HoldError, Outcome, Trigger};
+
+#[derive(Debug, Deserialize)]
+pub struct QuiesceParams {
+    ttl: Option<String>,
+    timeout: Option<String>,
+}
+
+fn duration(text: Option<&str>, default: Duration) -> Result<Duration, Response> {
+    match text {
+        None => Ok(default),
+        Some(t) => humantime::parse_duration(t)
+            .map_err(|e| error(StatusCode::BAD_REQUEST, format!("{t:?}: {e}"))),
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+pub async fn quiesce(
+    State(shared): State<Arc<Shared>>,
+    Query(p): Query<QuiesceParams>,
+) -> Response {
+    let ttl = match duration(p.ttl.as_deref(), Duration::from_secs(30)) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let timeout = match duration(p.timeout.as_deref(), shared.config.drain_timeout) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match shared.windows.hold(&shared, ttl, timeout).await {
+        Ok(id) => {
+            Json(json!({ "window_id": id, "ttl_seconds": ttl.as_secs_f64() })).into_response()
+        }
+        Err(HoldError::Busy) => error(StatusCode::CONFLICT, "another window is open"),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+pub async fn resume(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.windows.resume(&shared) {
+        Ok(id) => Json(json!({ "resumed": id })).into_response(),
+        Err(e) => error(StatusCode::CONFLICT, e.to_string()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BackupParams {
+    action: Option<String>,
+}
+
+pub async fn run_backup(
+    State(shared): State<Arc<Shared>>,
+    Query(p): Query<BackupParams>,
+) -> Response {
+    let name = p.action.as_deref().unwrap_or("sync");
+    let Some(action) = Action::parse(name) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("unknown action {name:?} (push, sync, snapshot)"),
+        );
+    };
+    if !shared.config.backup.has(action) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("[backup.{name}] is not configured"),
+        );
+    }
+    let record = shared.windows.run(&shared, action, Trigger::Operator).await;
+    let status = match record.result {
+        Outcome::Ok => StatusCode::OK,
+        Outcome::Aborted => StatusCode::SERVICE_UNAVAILABLE,
+        Outcome::Failed => StatusCode::BAD_GATEWAY,
+    };
+    (status, Json(record)).into_response()
+}
+
+pub async fn list_backups(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    Json(json!({ "windows": shared.windows.history() }))
+}

@@ -1,0 +1,272 @@
+//! The actions a window runs, over the sidecar's own connections to the upstream (not through
+//! the proxy, so they are never held by the gate). Each returns the cut it recorded.
+
+use std::fmt::Write as _;
+use std::process::Stdio;
+
+use serde_json::{Map, Value, json};
+use tokio::io::AsyncReadExt;
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+use super::config::{Action, PushConfig, SnapshotConfig, SyncConfig};
+use crate::server::Shared;
+
+/// An action that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("database {database}: {source}")]
+    Sql {
+        database: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("[backup.{0}] is not configured")]
+    NotConfigured(&'static str),
+    #[error("snapshot command: {0}")]
+    Command(String),
+}
+
+/// Runs `action` for window `window_id`; returns the cut as JSON.
+pub async fn run(shared: &Shared, action: Action, window_id: u64) -> Result<Value, ActionError> {
+    let backup = &shared.config.backup;
+    match action {
+        Action::Push => {
+            let cfg = backup
+                .push
+                .as_ref()
+                .ok_or(ActionError::NotConfigured("push"))?;
+            for_each_database(shared, |client, db| push(client, db, cfg, window_id)).await
+        }
+        Action::Sync => {
+            let cfg = backup
+                .sync
+                .as_ref()
+                .ok_or(ActionError::NotConfigured("sync"))?;
+            for_each_database(shared, |client, db| sync(client, db, cfg)).await
+        }
+        Action::Snapshot => {
+            let cfg = backup
+                .snapshot
+                .as_ref()
+                .ok_or(ActionError::NotConfigured("snapshot"))?;
+            snapshot(shared, cfg, window_id).await
+        }
+    }
+}
+
+async fn for_each_database<F, Fut>(shared: &Shared, mut each: F) -> Result<Value, ActionError>
+where
+    F: FnMut(Client, String) -> Fut,
+    Fut: Future<Output = Result<Value, ActionError>>,
+{
+    let mut cut = Map::new();
+    for database in &shared.config.backup.databases {
+        let client = connect(shared, database).await?;
+        cut.insert(database.clone(), each(client, database.clone()).await?);
+    }
+    Ok(Value::Object(cut))
+}
+
+async fn connect(shared: &Shared, database: &str) -> Result<Client, ActionError> {
+    let backup = &shared.config.backup;
+    let (host, port) = shared
+        .config
+        .upstream
+        .rsplit_once(':')
+        .unwrap_or(("127.0.0.1", "5432"));
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(host)
+        .port(port.parse().unwrap_or(5432))
+        .user(&backup.user)
+        .password(backup.password())
+        .dbname(database)
+        .application_name("doltgres-sidecar")
+        .connect_timeout(shared.config.connect_timeout);
+    let (client, connection) = config.connect(NoTls).await.map_err(sql_error(database))?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+fn sql_error(database: &str) -> impl Fn(tokio_postgres::Error) -> ActionError {
+    let database = database.to_string();
+    move |source| ActionError::Sql {
+        database: database.clone(),
+        source,
+    }
+}
+
+/// A SQL string literal.
+fn literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('\'');
+    for c in text.chars() {
+        if c == '\'' {
+            out.push('\'');
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    out
+}
+
+/// Runs a query and returns the first column of each row as text.
+async fn column(client: &Client, database: &str, sql: &str) -> Result<Vec<String>, ActionError> {
+    let messages = client
+        .simple_query(sql)
+        .await
+        .map_err(sql_error(database))?;
+    Ok(messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect())
+}
+
+async fn push(
+    client: Client,
+    database: String,
+    cfg: &PushConfig,
+    window_id: u64,
+) -> Result<Value, ActionError> {
+    let db = database.as_str();
+    let remotes = column(&client, db, "SELECT name FROM dolt_remotes").await?;
+    if !remotes.contains(&cfg.remote)
+        && let Some(url) = &cfg.url
+    {
+        let url = url.replace("{database}", db);
+        let sql = format!(
+            "SELECT dolt_remote('add', {}, {})",
+            literal(&cfg.remote),
+            literal(&url)
+        );
+        column(&client, db, &sql).await?;
+    }
+    let mut committed = false;
+    if cfg.commit_working_set {
+        let changes = column(&client, db, "SELECT count(*) FROM dolt_status").await?;
+        if changes.first().is_some_and(|n| n != "0") {
+            let message = format!("doltgres-sidecar: working set at window {window_id}");
+            column(
+                &client,
+                db,
+                &format!("SELECT dolt_commit('-Am', {})", literal(&message)),
+            )
+            .await?;
+            committed = true;
+        }
+    }
+    let mut heads = Map::new();
+    for branch in &cfg.branches {
+        let hash = column(
+            &client,
+            db,
+            &format!("SELECT dolt_hashof({})", literal(branch)),
+        )
+        .await?;
+        column(
+            &client,
+            db,
+            &format!(
+                "SELECT dolt_push({}, {})",
+                literal(&cfg.remote),
+                literal(branch)
+            ),
+        )
+        .await?;
+        heads.insert(branch.clone(), json!(hash.first()));
+    }
+    Ok(json!({ "remote": cfg.remote, "heads": heads, "committed_working_set": committed }))
+}
+
+async fn sync(client: Client, database: String, cfg: &SyncConfig) -> Result<Value, ActionError> {
+    let db = database.as_str();
+    if let Some(url) = &cfg.url {
+        let url = url.replace("{database}", db);
+        let sql = format!(
+            "SELECT dolt_backup('add', {}, {})",
+            literal(&cfg.name),
+            literal(&url)
+        );
+        if let Err(e) = column(&client, db, &sql).await {
+            // Adding an existing backup fails; anything else is a real error.
+            let text = e.to_string();
+            if !text.contains("already exists") {
+                return Err(e);
+            }
+        }
+    }
+    let head = column(&client, db, "SELECT dolt_hashof('HEAD')").await?;
+    column(
+        &client,
+        db,
+        &format!("SELECT dolt_backup('sync', {})", literal(&cfg.name)),
+    )
+    .await?;
+    Ok(json!({ "backup": cfg.name, "head": head.first() }))
+}
+
+async fn snapshot(
+    shared: &Shared,
+    cfg: &SnapshotConfig,
+    window_id: u64,
+) -> Result<Value, ActionError> {
+    let (program, args) = cfg
+        .command
+        .split_first()
+        .ok_or(ActionError::NotConfigured("snapshot"))?;
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .env("DOLTGRES_SIDECAR_WINDOW_ID", window_id.to_string())
+        .env("DOLTGRES_SIDECAR_ACTION", "snapshot")
+        .env("DOLTGRES_SIDECAR_UPSTREAM", &shared.config.upstream)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| ActionError::Command(format!("cannot start {program}: {e}")))?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let run = async {
+        let (mut out, mut err) = (String::new(), String::new());
+        let (status, _, _) = tokio::join!(
+            child.wait(),
+            stdout.read_to_string(&mut out),
+            stderr.read_to_string(&mut err)
+        );
+        (status, out, err)
+    };
+    let (status, out, err) = tokio::time::timeout(cfg.timeout, run).await.map_err(|_| {
+        ActionError::Command(format!("{program} did not finish within {:?}", cfg.timeout))
+    })?;
+    let status = status.map_err(|e| ActionError::Command(e.to_string()))?;
+    if !status.success() {
+        let mut text = format!("{program} exited with {status}");
+        let tail: String = err
+            .chars()
+            .rev()
+            .take(500)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        let _ = write!(text, ": {}", tail.trim());
+        return Err(ActionError::Command(text));
+    }
+    Ok(json!({ "command": program, "output": out.trim() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::literal;
+
+    #[test]
+    fn literals_are_quoted() {
+        assert_eq!(literal("main"), "'main'");
+        assert_eq!(literal("it's"), "'it''s'");
+        assert_eq!(literal("file:///tmp/x"), "'file:///tmp/x'");
+    }
+}

@@ -1,0 +1,228 @@
+//! The `[backup]` section of the config file: what a window does and when windows open.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// What a window does while traffic holds still.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// `dolt_push(remote, branch)` per database and branch.
+    Push,
+    /// `dolt_backup('sync', name)` per database.
+    Sync,
+    /// An operator command (EBS/LVM/fsfreeze snapshot).
+    Snapshot,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Push => "push",
+            Action::Sync => "sync",
+            Action::Snapshot => "snapshot",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Action> {
+        match text {
+            "push" => Some(Action::Push),
+            "sync" => Some(Action::Sync),
+            "snapshot" => Some(Action::Snapshot),
+            _ => None,
+        }
+    }
+}
+
+/// `[backup]`: credentials for the sidecar's own connections, the actions, and the triggers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupConfig {
+    /// Superuser the sidecar logs in as to run Dolt procedures (they need one).
+    pub user: String,
+    /// Its password; if absent, `DOLTGRES_SIDECAR_BACKUP_PASSWORD`, then `DOLTGRES_PASSWORD`.
+    pub password: Option<String>,
+    /// The databases every action covers.
+    pub databases: Vec<String>,
+    pub push: Option<PushConfig>,
+    pub sync: Option<SyncConfig>,
+    pub snapshot: Option<SnapshotConfig>,
+    /// Open a window after this many write commits since the last successful one (0: never).
+    pub every_write_commits: u64,
+    /// Open a window when this long has passed since the last successful one and at least one
+    /// write commit happened.
+    #[serde(with = "humantime_serde")]
+    pub interval: Option<Duration>,
+    /// What triggered windows run; empty means every configured action.
+    pub actions: Vec<Action>,
+    /// Run a last window on graceful shutdown if anything was written since the last one.
+    pub on_shutdown: bool,
+    /// The longest an action may run inside a window.
+    #[serde(with = "humantime_serde")]
+    pub action_timeout: Duration,
+    /// First wait after a failed triggered window; doubles up to `retry_max`.
+    #[serde(with = "humantime_serde")]
+    pub retry_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            user: "postgres".into(),
+            password: None,
+            databases: vec!["postgres".into()],
+            push: None,
+            sync: None,
+            snapshot: None,
+            every_write_commits: 0,
+            interval: None,
+            actions: Vec::new(),
+            on_shutdown: true,
+            action_timeout: Duration::from_secs(300),
+            retry_initial: Duration::from_secs(1),
+            retry_max: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `[backup.push]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushConfig {
+    /// The Dolt remote to push to.
+    pub remote: String,
+    /// If set, the remote is added with this URL when missing; `{database}` is replaced by the
+    /// database name (every scheme Doltgres supports: file://, aws://, gs://, https://...).
+    pub url: Option<String>,
+    #[serde(default = "default_branches")]
+    pub branches: Vec<String>,
+    /// Record a Dolt commit of the working set inside the window first, so the push carries
+    /// what SQL COMMITs wrote.
+    #[serde(default)]
+    pub commit_working_set: bool,
+}
+
+fn default_branches() -> Vec<String> {
+    vec!["main".into()]
+}
+
+/// `[backup.sync]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    /// The backup's name (`dolt_backup('add', name, url)`).
+    pub name: String,
+    /// Added when missing; `{database}` is replaced by the database name.
+    pub url: Option<String>,
+}
+
+/// `[backup.snapshot]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotConfig {
+    /// Program and arguments, run while quiesced. It sees `DOLTGRES_SIDECAR_WINDOW_ID`,
+    /// `DOLTGRES_SIDECAR_ACTION` and `DOLTGRES_SIDECAR_UPSTREAM` in its environment.
+    pub command: Vec<String>,
+    #[serde(default = "default_snapshot_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_snapshot_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl BackupConfig {
+    /// Whether `action` has its section configured.
+    pub fn has(&self, action: Action) -> bool {
+        match action {
+            Action::Push => self.push.is_some(),
+            Action::Sync => self.sync.is_some(),
+            Action::Snapshot => self.snapshot.is_some(),
+        }
+    }
+
+    /// The actions triggered windows run.
+    pub fn triggered_actions(&self) -> Vec<Action> {
+        if !self.actions.is_empty() {
+            return self.actions.clone();
+        }
+        [Action::Push, Action::Sync, Action::Snapshot]
+            .into_iter()
+            .filter(|a| self.has(*a))
+            .collect()
+    }
+
+    /// The password for the sidecar's own connections.
+    pub fn password(&self) -> String {
+        self.password
+            .clone()
+            .or_else(|| std::env::var("DOLTGRES_SIDECAR_BACKUP_PASSWORD").ok())
+            .or_else(|| std::env::var("DOLTGRES_PASSWORD").ok())
+            .unwrap_or_else(|| "password".into())
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        for action in &self.actions {
+            if !self.has(*action) {
+                return Err(format!(
+                    "actions names {} but [backup.{}] is missing",
+                    action.as_str(),
+                    action.as_str()
+                ));
+            }
+        }
+        if self.databases.is_empty() && (self.push.is_some() || self.sync.is_some()) {
+            return Err("databases is empty".into());
+        }
+        if let Some(s) = &self.snapshot
+            && s.command.is_empty()
+        {
+            return Err("snapshot.command is empty".into());
+        }
+        if (self.every_write_commits > 0 || self.interval.is_some())
+            && self.triggered_actions().is_empty()
+        {
+            return Err("triggers are set but no action is configured".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_section() {
+        let c: BackupConfig = toml::from_str(
+            r#"
+            databases = ["db1", "db2"]
+            every_write_commits = 100
+            interval = "5m"
+            [push]
+            remote = "backup"
+            url = "file:///backups/{database}"
+            commit_working_set = true
+            [sync]
+            name = "nightly"
+            url = "file:///sync/{database}"
+            "#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.triggered_actions(), vec![Action::Push, Action::Sync]);
+        assert_eq!(c.push.unwrap().branches, vec!["main"]);
+        assert_eq!(c.interval, Some(Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn triggers_without_actions_are_rejected() {
+        let c: BackupConfig = toml::from_str("every_write_commits = 10").unwrap();
+        assert!(c.validate().is_err());
+        let c: BackupConfig = toml::from_str("actions = [\"push\"]").unwrap();
+        assert!(c.validate().unwrap_err().contains("push"));
+    }
+}

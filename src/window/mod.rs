@@ -1,0 +1,272 @@
+//! Windows: quiesced periods with a purpose and a deadline. One runs at a time; each quiesces
+//! through the gate, runs its action, and always resumes traffic (the gate guard is dropped on
+//! every path). A record of each window is kept for `GET /backups`.
+//!
+//! An operator may also hold a window open for an external tool (`POST /quiesce?ttl=…`); it ends
+//! at `POST /resume` or when its ttl runs out, whichever comes first.
+
+pub mod actions;
+pub mod config;
+pub mod record;
+pub mod trigger;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::OwnedMutexGuard;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::gate::{GateGuard, QuiesceError};
+use crate::metrics::{ActionLabel, WindowLabels};
+use crate::server::Shared;
+use config::Action;
+pub use record::{Outcome, Trigger, WindowRecord};
+
+/// How many finished windows `GET /backups` remembers.
+const HISTORY: usize = 200;
+
+/// The window orchestrator. One per proxy, in `Shared`.
+#[derive(Debug, Default)]
+pub struct Windows {
+    /// Held for the whole of a window: one at a time.
+    slot: Arc<tokio::sync::Mutex<()>>,
+    history: Mutex<VecDeque<WindowRecord>>,
+    held: Mutex<Option<Held>>,
+}
+
+/// An operator-held window.
+#[derive(Debug)]
+struct Held {
+    id: u64,
+    started: Instant,
+    started_unix: SystemTime,
+    /// Cancels the drain while it is still under way, or ends the hold (ttl task).
+    cancel: CancellationToken,
+    guard: Option<GateGuard>,
+    _slot: OwnedMutexGuard<()>,
+}
+
+/// Why an operator hold could not start or end.
+#[derive(Debug, thiserror::Error)]
+pub enum HoldError {
+    #[error("another window is open")]
+    Busy,
+    #[error(transparent)]
+    Quiesce(#[from] QuiesceError),
+    #[error("no window is held")]
+    NotHeld,
+}
+
+impl Windows {
+    /// Runs one window for `action`: quiesce, act, resume. Never leaves traffic held.
+    pub async fn run(&self, shared: &Shared, action: Action, trigger: Trigger) -> WindowRecord {
+        let _slot = self.slot.lock().await;
+        let started = Instant::now();
+        let mut record = WindowRecord::new(action.as_str(), trigger);
+        let config = &shared.config;
+        let quiesced = shared
+            .gate
+            .quiesce(
+                &shared.registry,
+                config.drain_timeout,
+                config.drain_policy,
+                &CancellationToken::new(),
+            )
+            .await;
+        let guard = match quiesced {
+            Ok(guard) => guard,
+            Err(e) => {
+                record.finish(
+                    Outcome::Aborted,
+                    Some(e.to_string()),
+                    started,
+                    Duration::ZERO,
+                );
+                return self.remember(shared, record);
+            }
+        };
+        record.id = guard.id;
+        record.drain_ms = started.elapsed().as_millis() as u64;
+        let since_at_cut = shared.metrics.write_commits_since_backup.get();
+        let result = tokio::time::timeout(
+            config.backup.action_timeout,
+            actions::run(shared, action, guard.id),
+        )
+        .await;
+        let stall = guard.closed_at.elapsed();
+        drop(guard);
+        match result {
+            Ok(Ok(cut)) => {
+                record.cut = cut;
+                shared
+                    .metrics
+                    .write_commits_since_backup
+                    .dec_by(since_at_cut);
+                record.finish(Outcome::Ok, None, started, stall.into());
+            }
+            Ok(Err(e)) => {
+                record.finish(Outcome::Failed, Some(e.to_string()), started, stall.into())
+            }
+            Err(_) => {
+                let error = format!(
+                    "action did not finish within action_timeout ({:?})",
+                    config.backup.action_timeout
+                );
+                record.finish(Outcome::Failed, Some(error), started, stall.into());
+            }
+        }
+        self.remember(shared, record)
+    }
+
+    fn remember(&self, shared: &Shared, record: WindowRecord) -> WindowRecord {
+        let m = &shared.metrics;
+        m.windows
+            .get_or_create(&WindowLabels {
+                action: record.action.clone(),
+                result: record.result.as_str().to_string(),
+            })
+            .inc();
+        let action = ActionLabel {
+            action: record.action.clone(),
+        };
+        if record.result == Outcome::Ok {
+            m.backup_duration_seconds
+                .get_or_create(&action)
+                .observe(record.duration_ms as f64 / 1000.0);
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
+            m.last_backup_success_timestamp_seconds
+                .get_or_create(&action)
+                .set(now.as_secs_f64());
+            info!(window = record.id, action = %record.action, stall_ms = record.stall_ms, duration_ms = record.duration_ms, "window done");
+        } else {
+            warn!(window = record.id, action = %record.action, result = record.result.as_str(), error = ?record.error, "window did not complete");
+        }
+        let mut history = self.history.lock().unwrap();
+        if history.len() == HISTORY {
+            history.pop_front();
+        }
+        history.push_back(record.clone());
+        record
+    }
+
+    /// Finished windows, newest first.
+    pub fn history(&self) -> Vec<WindowRecord> {
+        self.history.lock().unwrap().iter().rev().cloned().collect()
+    }
+
+    /// Starts an operator-held window: drains within `timeout`, then holds until [`Windows::resume`]
+    /// or `ttl`. Returns the window id.
+    pub async fn hold(
+        self: &Arc<Self>,
+        shared: &Arc<Shared>,
+        ttl: Duration,
+        timeout: Duration,
+    ) -> Result<u64, HoldError> {
+        let slot = self
+            .slot
+            .clone()
+            .try_lock_owned()
+            .map_err(|_| HoldError::Busy)?;
+        let cancel = CancellationToken::new();
+        {
+            let mut held = self.held.lock().unwrap();
+            *held = Some(Held {
+                id: 0,
+                started: Instant::now(),
+                started_unix: SystemTime::now(),
+                cancel: cancel.clone(),
+                guard: None,
+                _slot: slot,
+            });
+        }
+        let quiesced = shared
+            .gate
+            .quiesce(
+                &shared.registry,
+                timeout,
+                shared.config.drain_policy,
+                &cancel,
+            )
+            .await;
+        let mut held = self.held.lock().unwrap();
+        let guard = match quiesced {
+            Ok(guard) if !cancel.is_cancelled() => guard,
+            Ok(_) => {
+                *held = None;
+                return Err(HoldError::Quiesce(QuiesceError::Cancelled));
+            }
+            Err(e) => {
+                *held = None;
+                return Err(e.into());
+            }
+        };
+        let id = guard.id;
+        if let Some(h) = held.as_mut() {
+            h.id = id;
+            h.guard = Some(guard);
+        }
+        drop(held);
+        let (windows, shared) = (self.clone(), shared.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(ttl) => {
+                    info!(window = id, ?ttl, "operator window reached its ttl: resuming");
+                    let _ = windows.end_hold(&shared, Some(id), "ttl expired");
+                }
+                _ = cancel.cancelled() => {}
+            }
+        });
+        info!(window = id, ?ttl, "operator window held");
+        Ok(id)
+    }
+
+    /// Ends the operator-held window (or cancels its drain). Returns its id.
+    pub fn resume(&self, shared: &Shared) -> Result<u64, HoldError> {
+        self.end_hold(shared, None, "resumed")
+    }
+
+    fn end_hold(&self, shared: &Shared, only: Option<u64>, why: &str) -> Result<u64, HoldError> {
+        let ended = {
+            let mut held = self.held.lock().unwrap();
+            match held.as_ref() {
+                Some(h) if only.is_none_or(|id| id == h.id) => held.take(),
+                _ => None,
+            }
+        };
+        let mut h = ended.ok_or(HoldError::NotHeld)?;
+        h.cancel.cancel();
+        let stall = h
+            .guard
+            .as_ref()
+            .map(|g| g.closed_at.elapsed())
+            .unwrap_or_default();
+        let had_guard = h.guard.take().is_some();
+        let mut record = WindowRecord::new("hold", Trigger::Operator);
+        record.id = h.id;
+        record.started_unix = record::unix(h.started_unix);
+        let outcome = if had_guard {
+            Outcome::Ok
+        } else {
+            Outcome::Aborted
+        };
+        record.finish(
+            outcome,
+            Some(why.to_string()).filter(|_| !had_guard),
+            h.started,
+            stall.into(),
+        );
+        drop(h);
+        self.remember(shared, record);
+        Ok(self
+            .history
+            .lock()
+            .unwrap()
+            .back()
+            .map(|r| r.id)
+            .unwrap_or(0))
+    }
+}

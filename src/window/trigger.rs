@@ -1,0 +1,72 @@
+//! Triggers: open a window every N write commits, or every interval when at least one write
+//! commit happened; retry failures with exponential backoff; one last window on shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use super::record::{Outcome, Trigger};
+use crate::server::Shared;
+
+/// How often the trigger conditions are checked.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Watches the write-commit counter and opens windows until `shutdown`.
+pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let backup = &shared.config.backup;
+    let actions = backup.triggered_actions();
+    if actions.is_empty() || (backup.every_write_commits == 0 && backup.interval.is_none()) {
+        return;
+    }
+    let mut last_success = Instant::now();
+    let mut backoff = backup.retry_initial;
+    let mut not_before = Instant::now();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(TICK) => {}
+        }
+        let since = shared.metrics.write_commits_since_backup.get();
+        let by_count = backup.every_write_commits > 0 && since >= backup.every_write_commits as i64;
+        let by_time = backup
+            .interval
+            .is_some_and(|i| since > 0 && last_success.elapsed() >= i);
+        if !(by_count || by_time) || Instant::now() < not_before {
+            continue;
+        }
+        let trigger = if by_count {
+            Trigger::Commits
+        } else {
+            Trigger::Interval
+        };
+        let mut all_ok = true;
+        for action in &actions {
+            let record = shared.windows.run(&shared, *action, trigger).await;
+            all_ok &= record.result == Outcome::Ok;
+        }
+        if all_ok {
+            last_success = Instant::now();
+            backoff = backup.retry_initial;
+        } else {
+            info!(retry_in = ?backoff, "triggered window failed: backing off");
+            not_before = Instant::now() + backoff;
+            backoff = (backoff * 2).min(backup.retry_max);
+        }
+    }
+}
+
+/// The last window on graceful shutdown, if enabled and anything was written since the last
+/// successful one. Bounded by the drain and action timeouts.
+pub async fn final_window(shared: &Shared) {
+    let backup = &shared.config.backup;
+    if !backup.on_shutdown || shared.metrics.write_commits_since_backup.get() <= 0 {
+        return;
+    }
+    for action in backup.triggered_actions() {
+        info!(action = action.as_str(), "shutdown: final backup window");
+        shared.windows.run(shared, action, Trigger::Shutdown).await;
+    }
+}
