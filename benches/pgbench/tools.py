@@ -1,0 +1,109 @@
+"""Finds (or installs, or builds) the programs the harness runs.
+
+PostgreSQL and Doltgres come from the repository's own installers (`scripts/ensure-*.sh`), the
+same ones the test bed uses; the sidecar is built in release mode; PgBouncer is Debian's package,
+installed with apt-get when it is missing and we are root.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Tools:
+    pg_bindir: Path
+    doltgres: Path
+    sidecar: Path
+    pgbouncer: Path
+
+    @property
+    def psql(self) -> Path:
+        return self.pg_bindir / "psql"
+
+    @property
+    def pgbench(self) -> Path:
+        return self.pg_bindir / "pgbench"
+
+
+def _script_output(name: str) -> Path:
+    out = subprocess.run(
+        ["bash", str(REPO / "scripts" / name)],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return Path(out.stdout.strip())
+
+
+def build_sidecar() -> Path:
+    """`cargo build --release --bin doltgres-sidecar`; returns the binary's path."""
+    built = subprocess.run(["cargo", "build", "--release", "--bin", "doltgres-sidecar"], cwd=REPO)
+    if built.returncode != 0:
+        raise RuntimeError("cargo build --release failed (or pass --sidecar-bin PATH to use a built binary)")
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    return target / "release" / "doltgres-sidecar"
+
+
+def ensure_pgbouncer() -> Path:
+    """Debian's pgbouncer, installed with apt-get if missing."""
+    found = shutil.which("pgbouncer") or (
+        "/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None
+    )
+    if found:
+        return Path(found)
+    if os.geteuid() != 0:
+        raise RuntimeError("pgbouncer is missing and only root can install it (apt-get install pgbouncer)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "pgbouncer"], check=True, env=env)
+    return Path("/usr/sbin/pgbouncer")
+
+
+def find_tools(sidecar_bin: Path | None) -> Tools:
+    """Everything the harness needs, built or installed on first use."""
+    sidecar = sidecar_bin if sidecar_bin is not None else build_sidecar()
+    if not sidecar.exists():
+        raise RuntimeError(f"sidecar binary not found: {sidecar}")
+    return Tools(
+        pg_bindir=_script_output("ensure-postgres.sh"),
+        doltgres=_script_output("ensure-doltgres.sh"),
+        sidecar=sidecar.resolve(),
+        pgbouncer=ensure_pgbouncer(),
+    )
+
+
+def versions(tools: Tools) -> dict[str, str]:
+    """One-line version strings of every program, for the raw results."""
+
+    def first_line(argv: list[str]) -> str:
+        try:
+            out = subprocess.run(
+                argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30
+            )
+            return out.stdout.strip().splitlines()[0] if out.stdout.strip() else ""
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return f"unknown ({e})"
+
+    commit = first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "src"],
+        stdout=subprocess.PIPE,
+        text=True,
+    ).stdout.strip()
+    built = time.strftime("%Y-%m-%d %H:%M", time.localtime(tools.sidecar.stat().st_mtime))
+    return {
+        "sidecar_commit": commit + ("+dirty" if dirty else ""),
+        "sidecar_built": built,
+        "postgres": first_line([str(tools.pg_bindir / "postgres"), "--version"]),
+        "pgbench": first_line([str(tools.pgbench), "--version"]),
+        "doltgres": first_line([str(tools.doltgres), "--version"]),
+        "pgbouncer": first_line([str(tools.pgbouncer), "--version"]),
+    }
