@@ -59,13 +59,33 @@ impl TestProxy {
     /// `GET` on the admin API; returns status code and body.
     pub async fn admin_get(&self, path: &str) -> (u16, String) {
         let url = format!("{}{path}", self.admin_url);
+        let token = self.shared.config.admin_token.clone();
         tokio::task::spawn_blocking(move || {
-            let mut response = ureq::get(&url)
+            let mut request = ureq::get(&url).config().http_status_as_error(false).build();
+            if let Some(token) = token {
+                request = request.header("Authorization", &format!("Bearer {token}"));
+            }
+            let mut response = request.call().expect("admin API unreachable");
+            let status = response.status().as_u16();
+            (status, response.body_mut().read_to_string().unwrap())
+        })
+        .await
+        .unwrap()
+    }
+
+    /// `POST` on the admin API; returns status code and body.
+    pub async fn admin_post(&self, path: &str) -> (u16, String) {
+        let url = format!("{}{path}", self.admin_url);
+        let token = self.shared.config.admin_token.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut request = ureq::post(&url)
                 .config()
                 .http_status_as_error(false)
-                .build()
-                .call()
-                .expect("admin API unreachable");
+                .build();
+            if let Some(token) = token {
+                request = request.header("Authorization", &format!("Bearer {token}"));
+            }
+            let mut response = request.send_empty().expect("admin API unreachable");
             let status = response.status().as_u16();
             (status, response.body_mut().read_to_string().unwrap())
         })

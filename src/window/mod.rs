@@ -193,14 +193,26 @@ impl Windows {
             )
             .await;
         let mut held = self.held.lock().unwrap();
-        let guard = match quiesced {
-            Ok(guard) if !cancel.is_cancelled() => guard,
-            Ok(_) => {
-                *held = None;
-                return Err(HoldError::Quiesce(QuiesceError::Cancelled));
-            }
+        let failure = match quiesced {
+            Ok(guard) if !cancel.is_cancelled() => Ok(guard),
+            Ok(_) => Err(QuiesceError::Cancelled),
+            Err(e) => Err(e),
+        };
+        let guard = match failure {
+            Ok(guard) => guard,
             Err(e) => {
-                *held = None;
+                // A resume during the drain already ended and recorded the hold.
+                if let Some(h) = held.take() {
+                    drop(held);
+                    let mut record = WindowRecord::new("hold", Trigger::Operator);
+                    record.finish(
+                        Outcome::Aborted,
+                        Some(e.to_string()),
+                        h.started,
+                        Duration::ZERO,
+                    );
+                    self.remember(shared, record);
+                }
                 return Err(e.into());
             }
         };
