@@ -258,6 +258,8 @@ impl Tracker {
                 self.explicit = None;
                 tally.rollbacks += 1;
             }
+            // COMMIT or ROLLBACK with no transaction open: the server only warns; nothing ends.
+            b"COMMIT" | b"ROLLBACK" => {}
             _ => {
                 let wrote = classify::is_write_tag(tag) || (copy_in && classify::is_copy_tag(tag));
                 self.statement_ran(wrote);

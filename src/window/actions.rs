@@ -14,12 +14,8 @@ use crate::server::Shared;
 /// An action that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError {
-    #[error("database {database}: {source}")]
-    Sql {
-        database: String,
-        #[source]
-        source: tokio_postgres::Error,
-    },
+    #[error("database {database}: {message}")]
+    Sql { database: String, message: String },
     #[error("[backup.{0}] is not configured")]
     NotConfigured(&'static str),
     #[error("snapshot command: {0}")]
@@ -88,11 +84,15 @@ async fn connect(shared: &Shared, database: &str) -> Result<Client, ActionError>
     Ok(client)
 }
 
+/// Keeps the server's SQLSTATE and message: tokio-postgres's own Display says only "db error".
 fn sql_error(database: &str) -> impl Fn(tokio_postgres::Error) -> ActionError {
     let database = database.to_string();
-    move |source| ActionError::Sql {
+    move |e| ActionError::Sql {
         database: database.clone(),
-        source,
+        message: match e.as_db_error() {
+            Some(db) => format!("{} ({})", db.message(), db.code().code()),
+            None => e.to_string(),
+        },
     }
 }
 
