@@ -23,6 +23,61 @@ pub enum Command {
     /// SIGTERM or SIGINT stops accepting, lets sessions finish for `shutdown_timeout` (default
     /// 30s), then closes the rest with SQLSTATE 57P01. A second signal exits at once.
     Run(RunArgs),
+    /// Show a running sidecar's sessions and transaction counters.
+    Status(ClientArgs),
+    /// Run a backup window now and print its result (exit 1 if it did not succeed).
+    Backup {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// push, sync or snapshot (the action must be configured in [backup]).
+        #[arg(long, default_value = "sync")]
+        action: String,
+    },
+    /// Hold every session at its next transaction boundary, for an external backup tool.
+    ///
+    /// Returns once all sessions are held (or fails after --timeout). Traffic resumes with
+    /// `doltgres-sidecar resume` or by itself after --ttl.
+    Quiesce {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Resume by itself after this long.
+        #[arg(long, default_value = "30s")]
+        ttl: String,
+        /// Give up if sessions are still inside transactions after this long [default: drain_timeout].
+        #[arg(long)]
+        timeout: Option<String>,
+    },
+    /// End the window held by `quiesce`.
+    Resume(ClientArgs),
+    /// Past backup windows.
+    Backups {
+        #[command(subcommand)]
+        command: BackupsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupsCommand {
+    /// List recent windows, newest first: action, trigger, result, stall, duration, error.
+    List(ClientArgs),
+}
+
+/// How the CLI reaches a running sidecar's admin API.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Base URL of the admin API.
+    #[arg(
+        long,
+        env = "DOLTGRES_SIDECAR_ADMIN_URL",
+        default_value = "http://127.0.0.1:9187"
+    )]
+    pub admin_url: String,
+    /// Bearer token, when the sidecar has admin_token set.
+    #[arg(long, env = "DOLTGRES_SIDECAR_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print the API's JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -81,7 +136,9 @@ mod tests {
             "db:2",
         ])
         .unwrap();
-        let Command::Run(args) = cli.command;
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
         let config = args.resolve().unwrap();
         assert_eq!(config.listen, "127.0.0.1:7000");
         assert_eq!(config.upstream, "db:2");
@@ -91,7 +148,9 @@ mod tests {
     #[test]
     fn invalid_flag_value_is_reported() {
         let cli = Cli::try_parse_from(["doltgres-sidecar", "run", "--listen", "nope"]).unwrap();
-        let Command::Run(args) = cli.command;
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
         let err = args.resolve().unwrap_err().to_string();
         assert!(err.contains("listen"), "{err}");
     }

@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod client;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -1,4 +1,5 @@
 use std::io::IsTerminal;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
@@ -6,11 +7,23 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use doltgres_sidecar::admin;
-use doltgres_sidecar::cli::{Cli, Command};
+use std::io::Write as _;
+
+use doltgres_sidecar::cli::{BackupsCommand, Cli, ClientArgs, Command};
+use doltgres_sidecar::client::{self, AdminClient};
 use doltgres_sidecar::server::{self, Shared};
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> ExitCode {
+    match run_cli(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_cli(cli: Cli) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -18,13 +31,62 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match cli.command {
         Command::Run(args) => {
             let config = args.resolve()?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime.block_on(run(config))
         }
+        Command::Status(c) => call(&c, "GET", "/status", client::status_text),
+        Command::Backup { client: c, action } => {
+            call(&c, "POST", &format!("/backups?action={action}"), |w| {
+                client::window_line(w) + "\n"
+            })
+        }
+        Command::Quiesce {
+            client: c,
+            ttl,
+            timeout,
+        } => {
+            let mut path = format!("/quiesce?ttl={ttl}");
+            if let Some(t) = timeout {
+                path.push_str(&format!("&timeout={t}"));
+            }
+            call(&c, "POST", &path, |v| {
+                format!(
+                    "window {} holds every session at a transaction boundary for up to {}s; end it with: doltgres-sidecar resume\n",
+                    v["window_id"], v["ttl_seconds"]
+                )
+            })
+        }
+        Command::Resume(c) => call(&c, "POST", "/resume", |v| {
+            format!("window {} resumed\n", v["resumed"])
+        }),
+        Command::Backups {
+            command: BackupsCommand::List(c),
+        } => call(&c, "GET", "/backups", client::backups_text),
     }
+}
+
+/// Runs one admin API call and prints its answer as text (or JSON with --json).
+fn call(
+    args: &ClientArgs,
+    method: &str,
+    path: &str,
+    text: impl Fn(&serde_json::Value) -> String,
+) -> anyhow::Result<()> {
+    let admin = AdminClient {
+        base: args.admin_url.clone(),
+        token: args.token.clone(),
+    };
+    let value = admin.call(method, path)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+    } else {
+        write!(out, "{}", text(&value))?;
+    }
+    Ok(())
 }
 
 async fn run(config: doltgres_sidecar::config::Config) -> anyhow::Result<()> {
