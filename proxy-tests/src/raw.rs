@@ -252,12 +252,18 @@ impl RawClient {
     /// Connects and logs in with the server's credentials; returns after the first ReadyForQuery,
     /// with every message up to it in `startup`.
     pub async fn login(addr: &str, server: &TestServer) -> RawClient {
+        RawClient::login_with(addr, server, &[]).await
+    }
+
+    /// Like [`RawClient::login`], with more startup parameters.
+    pub async fn login_with(addr: &str, server: &TestServer, extra: &[(&str, &str)]) -> RawClient {
         let mut c = RawClient::connect(addr).await;
         let mut out = BytesMut::new();
-        let params = [
+        let mut params = vec![
             ("user", server.user.as_str()),
             ("database", server.database.as_str()),
         ];
+        params.extend_from_slice(extra);
         pg_frontend::startup_message(params, &mut out).unwrap();
         c.send(&out).await;
         let mut scram = None;
