@@ -113,9 +113,30 @@ async fn triggered_windows_cut_consistent_backups() {
             conflicts.clone(),
         )));
     }
+    // pgbench reads the ledger alongside the writers (read-only: it must never trigger a window).
+    let script_dir = tempfile::tempdir().unwrap();
+    let script = proxy_tests::pgbench::script(
+        script_dir.path(),
+        "read",
+        "SELECT count(*) FROM ledger;\n",
+        1,
+    );
+    let server = Arc::new(server);
+    let bench = {
+        let (server, addr) = (server.clone(), proxy.addr.clone());
+        tokio::task::spawn_blocking(move || {
+            proxy_tests::pgbench::run(
+                &server,
+                &addr,
+                &["-M", "extended", "-c", "2", "-t", "150", "-f", &script],
+            )
+        })
+    };
     for w in workers {
         w.await.unwrap();
     }
+    let report = bench.await.unwrap();
+    assert_eq!(report.processed, 300, "{}", report.stdout);
     // Let the last triggered windows finish.
     tokio::time::sleep(Duration::from_secs(1)).await;
 
@@ -129,7 +150,7 @@ async fn triggered_windows_cut_consistent_backups() {
 
     // Counters equal the ledger: every success a write commit, every conflict a rollback.
     let (commits, rollbacks, writes) = proxy.counters().await;
-    assert_eq!(commits, total as u64);
+    assert_eq!(commits, total as u64 + report.processed);
     assert_eq!(writes, total as u64);
     assert_eq!(rollbacks, conflicts.load(Ordering::SeqCst));
 

@@ -48,10 +48,13 @@ async fn still_serves(server: &TestServer, proxy: &TestProxy) {
 async fn garbage_startup_lengths_are_protocol_violations() {
     let server = TestServer::postgres().await;
     let proxy = TestProxy::start(&server.addr()).await;
+    // Bad lengths, an unknown protocol version, and a Query sent before any startup packet.
+    let out_of_order = b"Q\0\0\0\x0dSELECT 1\0";
     for packet in [
         &[0xffu8, 0xff, 0xff, 0xff][..],
         &[0, 0, 0, 4],
         &[0, 0, 0, 8, 0, 2, 0, 0],
+        out_of_order,
     ] {
         let mut c = RawClient::connect(&proxy.addr).await;
         c.send(packet).await;
