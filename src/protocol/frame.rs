@@ -1,9 +1,9 @@
 //! Framing of tagged messages (`tag: u8, len: u32 (includes itself), body`).
 //!
 //! [`Scanner`] walks a read buffer and reports which prefix of it can be forwarded: every complete
-//! message, plus the available part of a large message that is being streamed. Small messages are
-//! always handed to the caller whole so that it can peek at them; large streamable ones
-//! (DataRow, CopyData) are passed on in pieces so memory per session stays bounded by the read
+//! message, plus the available part of a message that is being streamed. Messages the proxy peeks
+//! at wait in the buffer until they are whole; DataRow and CopyData, which it never reads, are
+//! passed on in pieces whenever a read cuts them, so memory per session stays bounded by the read
 //! buffer, not by the largest row.
 
 /// Bytes in a message header: the tag and the length.

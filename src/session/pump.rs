@@ -126,8 +126,15 @@ impl Pump {
                 self.buf.advance(ready);
                 observer.finished();
             }
-            if self.buf.capacity() - self.buf.len() < self.read_size / 4 {
-                self.buf.reserve(self.read_size);
+            let spare = self.buf.capacity() - self.buf.len();
+            if spare < self.read_size / 4 {
+                // Room up to one read buffer: reclaims the consumed front in place. Only a peeked
+                // message larger than the buffer makes it grow (bounded by max_message_len).
+                let room = self
+                    .read_size
+                    .saturating_sub(self.buf.len())
+                    .max(self.read_size / 4);
+                self.buf.reserve(room);
             }
             let boundary = self.scanner.at_message_boundary();
             let read = tokio::select! {

@@ -186,7 +186,15 @@ impl Tracker {
                 self.batch_open = true;
                 self.bind(body)
             }
-            tags::EXECUTE | tags::DESCRIBE | tags::CLOSE => self.batch_open = true,
+            tags::EXECUTE | tags::DESCRIBE => self.batch_open = true,
+            tags::CLOSE => {
+                self.batch_open = true;
+                // Close of a statement ('S' name): forget it if it was a writing one.
+                if let Some((b'S', name)) = body.split_first() {
+                    let name = name.strip_suffix(&[0]).unwrap_or(name);
+                    self.dolt_write_statements.retain(|n| n != name);
+                }
+            }
             tags::SYNC | tags::FUNCTION_CALL => {
                 self.batch_open &= tag != tags::SYNC;
                 self.pending.push_back(Request {

@@ -501,3 +501,19 @@ fn empty_query_counts_nothing() {
     assert_eq!(tally_, Tally::default());
     assert!(t.at_boundary());
 }
+
+#[test]
+fn closing_a_writing_statement_forgets_it() {
+    let mut t = ready();
+    run(
+        &mut t,
+        &[Parse("s1", "SELECT dolt_commit('-Am', $1)"), Sync, Z(b'I')],
+    );
+    t.client_message(b'C', b"Ss1\0");
+    run(&mut t, &[Sync, Z(b'I')]);
+    // A later statement of the same name (re-prepared elsewhere in the protocol) reads nothing.
+    assert_eq!(
+        run(&mut t, &[Bind("", "s1"), Sync, C("SELECT 1"), Z(b'I')]),
+        tally(1, 0, 0)
+    );
+}
