@@ -161,6 +161,13 @@ impl TestServer {
         )
     }
 
+    /// Connects to `addr` (the proxy, or the server itself) with this server's credentials.
+    pub async fn connect_at(&self, addr: &str) -> tokio_postgres::Client {
+        connect(&self.config_at(addr))
+            .await
+            .unwrap_or_else(|e| panic!("connection to {addr} failed: {e}"))
+    }
+
     /// Connects straight to the server (not through the proxy).
     pub async fn connect_direct(&self) -> tokio_postgres::Client {
         connect(&self.config_at(&self.addr()))

@@ -73,7 +73,7 @@ async fn ledger_counts(server: &TestServer) -> (i64, i64, i64) {
         match kind.as_str() {
             "commit" => counts.0 = n,
             "auto" => counts.1 = n,
-            other => counts.2 += n,
+            _ => counts.2 += n,
         }
     }
     counts
@@ -126,12 +126,7 @@ async fn failed_transactions_count_as_rollbacks(server: TestServer) {
         .await
         .unwrap();
     let proxy = TestProxy::start(&server.addr()).await;
-    let (client, conn) = server
-        .config_at(&proxy.addr)
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = server.connect_at(&proxy.addr).await;
     let before = proxy.counters().await;
 
     // Three explicit blocks that fail; COMMIT is answered ROLLBACK.
@@ -184,12 +179,7 @@ async fn failed_transactions_count_as_rollbacks(server: TestServer) {
 both_servers!(status_and_metrics_report_sessions_and_counters);
 async fn status_and_metrics_report_sessions_and_counters(server: TestServer) {
     let proxy = TestProxy::start(&server.addr()).await;
-    let (client, conn) = server
-        .config_at(&proxy.addr)
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = server.connect_at(&proxy.addr).await;
     client.batch_execute("BEGIN").await.unwrap();
     client.batch_execute("SELECT 1").await.unwrap();
 

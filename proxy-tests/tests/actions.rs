@@ -8,16 +8,6 @@ use std::time::{Duration, Instant};
 use doltgres_sidecar::window::config::{SnapshotConfig, SyncConfig};
 use proxy_tests::{TestProxy, TestServer};
 
-async fn client(server: &TestServer, proxy: &TestProxy) -> tokio_postgres::Client {
-    let (client, conn) = server
-        .config_at(&proxy.addr)
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
-}
-
 async fn windows(proxy: &TestProxy) -> Vec<serde_json::Value> {
     let v: serde_json::Value = serde_json::from_str(&proxy.admin_get("/backups").await.1).unwrap();
     v["windows"].as_array().unwrap().clone()
@@ -41,7 +31,7 @@ async fn snapshot_command_runs_while_traffic_is_held() {
         })
         .await,
     );
-    let c = client(&server, &proxy).await;
+    let c = server.connect_at(&proxy.addr).await;
     let window = {
         let proxy = proxy.clone();
         tokio::spawn(async move { proxy.admin_post("/backups?action=snapshot").await })
@@ -85,7 +75,7 @@ async fn failing_snapshot_command_is_reported_and_traffic_flows() {
         body.contains("exit status: 3") && body.contains("disk full"),
         "{body}"
     );
-    let c = client(&server, &proxy).await;
+    let c = server.connect_at(&proxy.addr).await;
     tokio::time::timeout(Duration::from_secs(2), c.simple_query("SELECT 1"))
         .await
         .unwrap()
@@ -107,7 +97,7 @@ async fn unwritable_target_fails_and_is_retried_with_backoff() {
         });
     })
     .await;
-    let c = client(&server, &proxy).await;
+    let c = server.connect_at(&proxy.addr).await;
     c.batch_execute("CREATE TABLE t (i INT PRIMARY KEY)")
         .await
         .unwrap();
@@ -176,7 +166,7 @@ async fn interval_trigger_fires_only_after_writes() {
         });
     })
     .await;
-    let c = client(&server, &proxy).await;
+    let c = server.connect_at(&proxy.addr).await;
     c.simple_query("SELECT 1").await.unwrap();
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert!(
@@ -214,7 +204,7 @@ async fn graceful_shutdown_takes_a_last_backup() {
         });
     })
     .await;
-    let c = client(&server, &proxy).await;
+    let c = server.connect_at(&proxy.addr).await;
     c.batch_execute("CREATE TABLE t (i INT PRIMARY KEY); INSERT INTO t VALUES (7)")
         .await
         .unwrap();

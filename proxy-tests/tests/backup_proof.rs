@@ -100,12 +100,7 @@ async fn triggered_windows_cut_consistent_backups() {
     let conflicts = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
     for id in 0..CLIENTS {
-        let (client, conn) = server
-            .config_at(&proxy.addr)
-            .connect(tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
+        let client = server.connect_at(&proxy.addr).await;
         workers.push(tokio::spawn(ledger_client(
             client,
             id,

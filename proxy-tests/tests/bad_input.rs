@@ -35,12 +35,7 @@ async fn wait_for_no_sessions(proxy: &TestProxy) {
 }
 
 async fn still_serves(server: &TestServer, proxy: &TestProxy) {
-    let (client, conn) = server
-        .config_at(&proxy.addr)
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = server.connect_at(&proxy.addr).await;
     client.simple_query("SELECT 1").await.unwrap();
 }
 
@@ -151,12 +146,7 @@ async fn connection_limit_answers_53300() {
     let proxy = TestProxy::start_with(&server.addr(), |c| c.max_client_connections = 2).await;
     let mut held = Vec::new();
     for _ in 0..2 {
-        let (client, conn) = server
-            .config_at(&proxy.addr)
-            .connect(tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
+        let client = server.connect_at(&proxy.addr).await;
         held.push(client);
     }
     let err = server

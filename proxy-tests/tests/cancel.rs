@@ -19,12 +19,7 @@ async fn send_cancel(addr: &str, pid: u32, secret: &[u8]) {
 async fn cancel_reaches_postgresql() {
     let server = TestServer::postgres().await;
     let proxy = TestProxy::start(&server.addr()).await;
-    let (client, conn) = server
-        .config_at(&proxy.addr)
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = server.connect_at(&proxy.addr).await;
     let token = client.cancel_token();
     let started = Instant::now();
     let query = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(30)").await });
@@ -80,12 +75,7 @@ async fn doltgres_runs_a_cancelled_query_to_completion() {
     // The proxy forwards the cancel; Doltgres ignores it, so the query finishes normally.
     let server = TestServer::doltgres().await;
     let proxy = TestProxy::start(&server.addr()).await;
-    let (client, conn) = server
-        .config_at(&proxy.addr)
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = server.connect_at(&proxy.addr).await;
     let token = client.cancel_token();
     let started = Instant::now();
     let query = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(2)").await });

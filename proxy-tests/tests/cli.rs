@@ -37,12 +37,7 @@ async fn cli_drives_a_running_sidecar() {
         });
     })
     .await;
-    let (client, conn) = server
-        .config_at(&proxy.addr)
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = server.connect_at(&proxy.addr).await;
     client
         .batch_execute("CREATE TABLE t (i INT PRIMARY KEY); INSERT INTO t VALUES (1)")
         .await

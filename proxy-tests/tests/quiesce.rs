@@ -9,16 +9,6 @@ use proxy_tests::raw::RawClient;
 use proxy_tests::{TestProxy, TestServer, both_servers};
 use tokio_postgres::error::SqlState;
 
-async fn client(server: &TestServer, proxy: &TestProxy) -> tokio_postgres::Client {
-    let (client, conn) = server
-        .config_at(&proxy.addr)
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
-}
-
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
@@ -32,8 +22,8 @@ async fn window_waits_for_the_transaction_and_holds_idle_sessions(server: TestSe
         .await
         .unwrap();
     let proxy = std::sync::Arc::new(TestProxy::start(&server.addr()).await);
-    let writer = client(&server, &proxy).await;
-    let idle = client(&server, &proxy).await;
+    let writer = server.connect_at(&proxy.addr).await;
+    let idle = server.connect_at(&proxy.addr).await;
     writer
         .batch_execute("BEGIN; INSERT INTO t VALUES (1)")
         .await
@@ -102,8 +92,8 @@ async fn window_waits_for_the_transaction_and_holds_idle_sessions(server: TestSe
 async fn abort_policy_gives_up_and_traffic_flows() {
     let server = TestServer::postgres().await;
     let proxy = TestProxy::start(&server.addr()).await;
-    let in_txn = client(&server, &proxy).await;
-    let other = client(&server, &proxy).await;
+    let in_txn = server.connect_at(&proxy.addr).await;
+    let other = server.connect_at(&proxy.addr).await;
     in_txn.batch_execute("BEGIN; SELECT 1").await.unwrap();
     let started = Instant::now();
     let (code, body) = proxy.admin_post("/quiesce?ttl=30s&timeout=300ms").await;
@@ -150,7 +140,7 @@ async fn held_request_gets_a_notice_then_57p03(server: TestServer) {
     })
     .await;
     let mut raw = RawClient::login(&proxy.addr, &server).await;
-    let extended = client(&server, &proxy).await;
+    let extended = server.connect_at(&proxy.addr).await;
     let (code, _) = proxy.admin_post("/quiesce?ttl=30s").await;
     assert_eq!(code, 200);
 
@@ -185,7 +175,7 @@ async fn held_request_gets_a_notice_then_57p03(server: TestServer) {
 async fn operator_window_ends_at_its_ttl() {
     let server = TestServer::postgres().await;
     let proxy = TestProxy::start(&server.addr()).await;
-    let c = client(&server, &proxy).await;
+    let c = server.connect_at(&proxy.addr).await;
     let (code, _) = proxy.admin_post("/quiesce?ttl=700ms").await;
     assert_eq!(code, 200);
     let started = Instant::now();
@@ -201,7 +191,7 @@ async fn operator_window_ends_at_its_ttl() {
 async fn one_window_at_a_time_and_resume_during_drain() {
     let server = TestServer::postgres().await;
     let proxy = std::sync::Arc::new(TestProxy::start(&server.addr()).await);
-    let in_txn = client(&server, &proxy).await;
+    let in_txn = server.connect_at(&proxy.addr).await;
     in_txn.batch_execute("BEGIN; SELECT 1").await.unwrap();
     let draining = {
         let proxy = proxy.clone();
@@ -214,7 +204,7 @@ async fn one_window_at_a_time_and_resume_during_drain() {
     assert_eq!(proxy.admin_post("/resume").await.0, 200);
     let (code, body) = draining.await.unwrap();
     assert_eq!(code, 503, "{body}");
-    let other = client(&server, &proxy).await;
+    let other = server.connect_at(&proxy.addr).await;
     tokio::time::timeout(Duration::from_secs(2), other.simple_query("SELECT 1"))
         .await
         .unwrap()

@@ -7,16 +7,6 @@ use std::time::Duration;
 use proxy_tests::{TestProxy, TestServer, both_servers};
 use tokio_postgres::error::SqlState;
 
-async fn through(server: &TestServer, proxy: &TestProxy) -> tokio_postgres::Client {
-    let (client, conn) = server
-        .config_at(&proxy.addr)
-        .connect(tokio_postgres::NoTls)
-        .await
-        .expect("connection through the proxy failed");
-    tokio::spawn(conn);
-    client
-}
-
 both_servers!(psql_runs_a_query);
 async fn psql_runs_a_query(server: TestServer) {
     let proxy = TestProxy::start(&server.addr()).await;
@@ -43,7 +33,7 @@ async fn psql_runs_a_query(server: TestServer) {
 both_servers!(simple_and_extended_queries);
 async fn simple_and_extended_queries(server: TestServer) {
     let proxy = TestProxy::start(&server.addr()).await;
-    let client = through(&server, &proxy).await;
+    let client = server.connect_at(&proxy.addr).await;
     let rows = client.simple_query("SELECT 'simple' AS s").await.unwrap();
     let row = rows
         .iter()
@@ -68,7 +58,7 @@ async fn simple_and_extended_queries(server: TestServer) {
 both_servers!(writes_reach_the_server);
 async fn writes_reach_the_server(server: TestServer) {
     let proxy = TestProxy::start(&server.addr()).await;
-    let mut client = through(&server, &proxy).await;
+    let mut client = server.connect_at(&proxy.addr).await;
     client
         .batch_execute("CREATE TABLE items (id INT PRIMARY KEY, name TEXT NOT NULL)")
         .await
@@ -112,7 +102,7 @@ async fn wrong_password_is_refused_by_the_server(server: TestServer) {
         .expect("login must fail");
     assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
     // The proxy keeps serving.
-    let client = through(&server, &proxy).await;
+    let client = server.connect_at(&proxy.addr).await;
     client.simple_query("SELECT 1").await.unwrap();
 }
 
@@ -148,7 +138,7 @@ async fn fifty_concurrent_clients(server: TestServer) {
 both_servers!(vanished_client_does_not_disturb_others);
 async fn vanished_client_does_not_disturb_others(server: TestServer) {
     let proxy = TestProxy::start(&server.addr()).await;
-    let other = through(&server, &proxy).await;
+    let other = server.connect_at(&proxy.addr).await;
     let (doomed, conn) = server
         .config_at(&proxy.addr)
         .connect(tokio_postgres::NoTls)
@@ -164,14 +154,14 @@ async fn vanished_client_does_not_disturb_others(server: TestServer) {
         let row = other.query_one("SELECT $1::int4", &[&i]).await.unwrap();
         assert_eq!(row.get::<_, i32>(0), i);
     }
-    let fresh = through(&server, &proxy).await;
+    let fresh = server.connect_at(&proxy.addr).await;
     fresh.simple_query("SELECT 1").await.unwrap();
 }
 
 both_servers!(upstream_down_then_back);
 async fn upstream_down_then_back(mut server: TestServer) {
     let proxy = TestProxy::start(&server.addr()).await;
-    let before = through(&server, &proxy).await;
+    let before = server.connect_at(&proxy.addr).await;
     before.simple_query("SELECT 1").await.unwrap();
     server.stop();
 
@@ -199,6 +189,6 @@ async fn upstream_down_then_back(mut server: TestServer) {
     );
 
     server.start().await;
-    let after = through(&server, &proxy).await;
+    let after = server.connect_at(&proxy.addr).await;
     after.simple_query("SELECT 1").await.unwrap();
 }

@@ -7,20 +7,10 @@ use futures_util::{SinkExt, StreamExt, pin_mut};
 use proxy_tests::raw::RawClient;
 use proxy_tests::{Kind, TestProxy, TestServer, both_servers};
 
-async fn client(server: &TestServer, addr: &str) -> tokio_postgres::Client {
-    let (client, conn) = server
-        .config_at(addr)
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
-}
-
 both_servers!(copy_from_stdin_streams_through);
 async fn copy_from_stdin_streams_through(server: TestServer) {
     let proxy = TestProxy::start(&server.addr()).await;
-    let c = client(&server, &proxy.addr).await;
+    let c = server.connect_at(&proxy.addr).await;
     c.batch_execute("CREATE TABLE big (id INT PRIMARY KEY, payload TEXT NOT NULL)")
         .await
         .unwrap();
@@ -63,7 +53,7 @@ async fn copy_from_stdin_streams_through(server: TestServer) {
 async fn copy_in_over_the_extended_protocol() {
     let server = TestServer::postgres().await;
     let proxy = TestProxy::start(&server.addr()).await;
-    let c = client(&server, &proxy.addr).await;
+    let c = server.connect_at(&proxy.addr).await;
     c.batch_execute("CREATE TABLE big (id INT PRIMARY KEY, payload TEXT NOT NULL)")
         .await
         .unwrap();
@@ -92,7 +82,7 @@ async fn doltgres_copy_in_over_the_extended_protocol_fails_alike() {
     let proxy = TestProxy::start(&server.addr()).await;
     let mut outcomes = Vec::new();
     for (i, addr) in [server.addr(), proxy.addr.clone()].into_iter().enumerate() {
-        let c = client(&server, &addr).await;
+        let c = server.connect_at(&addr).await;
         c.batch_execute(&format!("CREATE TABLE big{i} (id INT PRIMARY KEY)"))
             .await
             .unwrap();
@@ -113,7 +103,7 @@ async fn doltgres_copy_in_over_the_extended_protocol_fails_alike() {
 async fn copy_to_stdout_streams_through() {
     let server = TestServer::postgres().await;
     let proxy = TestProxy::start(&server.addr()).await;
-    let c = client(&server, &proxy.addr).await;
+    let c = server.connect_at(&proxy.addr).await;
     let stream = c
         .copy_out("COPY (SELECT g, repeat('x', 500) FROM generate_series(1, 20000) g) TO STDOUT")
         .await
@@ -134,7 +124,7 @@ async fn copy_to_stdout_streams_through() {
 both_servers!(rows_larger_than_the_read_buffer);
 async fn rows_larger_than_the_read_buffer(server: TestServer) {
     let proxy = TestProxy::start_with(&server.addr(), |c| c.read_buffer_size = 4096).await;
-    let c = client(&server, &proxy.addr).await;
+    let c = server.connect_at(&proxy.addr).await;
     let row = c
         .query_one("SELECT repeat('y', 3000000)", &[])
         .await
@@ -153,7 +143,7 @@ async fn notices_notifications_and_parameter_status_reach_the_client() {
             .any(|m| m.command_tag().as_deref() == Some("LISTEN"))
     );
 
-    let notifier = client(&server, &proxy.addr).await;
+    let notifier = server.connect_at(&proxy.addr).await;
     notifier.batch_execute("NOTIFY ch, 'hello'").await.unwrap();
     let note = listener.read().await.expect("notification");
     assert_eq!(note.tag, b'A', "{note:?}");

@@ -125,12 +125,7 @@ async fn upstream_postgresql_over_verified_tls() {
         c.upstream_tls_ca = Some(certs.ca.clone());
     })
     .await;
-    let (client, conn) = server
-        .config_at(&proxy.addr)
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = server.connect_at(&proxy.addr).await;
     let row = client
         .query_one(
             "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
@@ -169,12 +164,7 @@ async fn upstream_without_tls_is_refused_when_required() {
     // prefer falls back to plain text.
     let proxy =
         TestProxy::start_with(&server.addr(), |c| c.upstream_tls = UpstreamTlsMode::Prefer).await;
-    let (client, conn) = server
-        .config_at(&proxy.addr)
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = server.connect_at(&proxy.addr).await;
     let row = client
         .query_one(
             "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
@@ -205,12 +195,7 @@ async fn upstream_doltgres_over_verified_tls() {
         c.upstream_tls_server_name = Some("localhost".into());
     })
     .await;
-    let (client, conn) = server
-        .config_at(&proxy.addr)
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = server.connect_at(&proxy.addr).await;
     client
         .batch_execute("CREATE TABLE t (i INT PRIMARY KEY); INSERT INTO t VALUES (1)")
         .await

@@ -4,8 +4,6 @@
 //! Doltgres hands every connection the same key and ignores cancels; the proxy still forwards
 //! them (harmlessly), so the same code serves PostgreSQL, where cancels work.
 
-use std::time::Duration;
-
 use bytes::{BufMut, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -43,7 +41,7 @@ pub async fn forward(shared: &Shared, process_id: u32, secret: &[u8]) {
             info!(session = session.id, error = %e, "cancel request could not be forwarded")
         }
         Err(_) => {
-            info!(session = session.id, timeout = ?Duration::from(timeout), "cancel request timed out")
+            info!(session = session.id, ?timeout, "cancel request timed out")
         }
     }
 }

@@ -64,10 +64,10 @@ pub async fn relay(
         _ = info.terminate.cancelled() => Ending::Terminated,
     };
     let expected_close = client_side.terminated || server_side.last_tag == tags::ERROR_RESPONSE;
-    if let Some((code, message)) = explain(ending, expected_close) {
-        if down.at_message_boundary() {
-            farewell(&mut client_write, code, &message).await;
-        }
+    if let Some((code, message)) = explain(ending, expected_close)
+        && down.at_message_boundary()
+    {
+        farewell(&mut client_write, code, &message).await;
     }
     if up.at_message_boundary() {
         let _ =

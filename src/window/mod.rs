@@ -104,17 +104,15 @@ impl Windows {
                     .metrics
                     .write_commits_since_backup
                     .dec_by(since_at_cut);
-                record.finish(Outcome::Ok, None, started, stall.into());
+                record.finish(Outcome::Ok, None, started, stall);
             }
-            Ok(Err(e)) => {
-                record.finish(Outcome::Failed, Some(e.to_string()), started, stall.into())
-            }
+            Ok(Err(e)) => record.finish(Outcome::Failed, Some(e.to_string()), started, stall),
             Err(_) => {
                 let error = format!(
                     "action did not finish within action_timeout ({:?})",
                     config.backup.action_timeout
                 );
-                record.finish(Outcome::Failed, Some(error), started, stall.into());
+                record.finish(Outcome::Failed, Some(error), started, stall);
             }
         }
         self.remember(shared, record)
@@ -269,7 +267,7 @@ impl Windows {
             outcome,
             Some(why.to_string()).filter(|_| !had_guard),
             h.started,
-            stall.into(),
+            stall,
         );
         drop(h);
         self.remember(shared, record);
