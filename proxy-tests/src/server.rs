@@ -168,6 +168,14 @@ impl TestServer {
             .unwrap_or_else(|e| panic!("connection to {addr} failed: {e}"))
     }
 
+    /// Tries to log in at `addr` and returns the error; panics if the login succeeds.
+    pub async fn connect_error_at(&self, addr: &str) -> tokio_postgres::Error {
+        match self.config_at(addr).connect(tokio_postgres::NoTls).await {
+            Ok(_) => panic!("login at {addr} was expected to fail"),
+            Err(e) => e,
+        }
+    }
+
     /// Connects straight to the server (not through the proxy).
     pub async fn connect_direct(&self) -> tokio_postgres::Client {
         connect(&self.config_at(&self.addr()))

@@ -174,12 +174,7 @@ async fn upstream_down_then_back(mut server: TestServer) {
     assert!(before.is_closed(), "session must be closed: {err}");
 
     // A new client gets a clear error with SQLSTATE 08006.
-    let err = server
-        .config_at(&proxy.addr)
-        .connect(tokio_postgres::NoTls)
-        .await
-        .err()
-        .expect("no upstream");
+    let err = server.connect_error_at(&proxy.addr).await;
     assert_eq!(err.code(), Some(&SqlState::CONNECTION_FAILURE), "{err}");
     let db = err.as_db_error().unwrap();
     assert!(

@@ -146,12 +146,7 @@ async fn upstream_without_tls_is_refused_when_required() {
         c.upstream_tls = UpstreamTlsMode::Require
     })
     .await;
-    let err = server
-        .config_at(&proxy.addr)
-        .connect(tokio_postgres::NoTls)
-        .await
-        .err()
-        .expect("must fail");
+    let err = server.connect_error_at(&proxy.addr).await;
     assert_eq!(err.code(), Some(&SqlState::CONNECTION_FAILURE), "{err}");
     assert!(
         err.as_db_error()
@@ -215,12 +210,7 @@ async fn upstream_doltgres_over_verified_tls() {
         c.upstream_tls_ca = Some(other.ca.clone());
     })
     .await;
-    let err = server
-        .config_at(&proxy.addr)
-        .connect(tokio_postgres::NoTls)
-        .await
-        .err()
-        .expect("must fail");
+    let err = server.connect_error_at(&proxy.addr).await;
     assert_eq!(err.code(), Some(&SqlState::CONNECTION_FAILURE), "{err}");
     assert!(
         err.as_db_error()
