@@ -22,8 +22,19 @@ pub enum ActionError {
     Command(String),
 }
 
-/// Runs `action` for window `window_id`; returns the cut as JSON.
-pub async fn run(shared: &Shared, action: Action, window_id: u64) -> Result<Value, ActionError> {
+/// Work a window leaves for after traffic resumes: the transfer of a push, whose cut (commit and
+/// head hashes) was taken inside the window.
+pub struct Transfer {
+    pushes: Vec<(Client, String)>,
+}
+
+/// Runs the part of `action` that needs traffic held, for window `window_id`; returns the cut as
+/// JSON and, for a push, the transfer still to do.
+pub async fn run(
+    shared: &Shared,
+    action: Action,
+    window_id: u64,
+) -> Result<(Value, Option<Transfer>), ActionError> {
     let backup = &shared.config.backup;
     match action {
         Action::Push => {
@@ -31,23 +42,75 @@ pub async fn run(shared: &Shared, action: Action, window_id: u64) -> Result<Valu
                 .push
                 .as_ref()
                 .ok_or(ActionError::NotConfigured("push"))?;
-            for_each_database(shared, |client, db| push(client, db, cfg, window_id)).await
+            let mut cut = Map::new();
+            let mut pushes = Vec::new();
+            for database in &backup.databases {
+                let client = connect(shared, database).await?;
+                cut.insert(
+                    database.clone(),
+                    push_cut(&client, database, cfg, window_id).await?,
+                );
+                pushes.push((client, database.clone()));
+            }
+            Ok((Value::Object(cut), Some(Transfer { pushes })))
         }
         Action::Sync => {
             let cfg = backup
                 .sync
                 .as_ref()
                 .ok_or(ActionError::NotConfigured("sync"))?;
-            for_each_database(shared, |client, db| sync(client, db, cfg)).await
+            let cut = for_each_database(shared, |client, db| sync(client, db, cfg)).await?;
+            Ok((cut, None))
         }
         Action::Snapshot => {
             let cfg = backup
                 .snapshot
                 .as_ref()
                 .ok_or(ActionError::NotConfigured("snapshot"))?;
-            snapshot(shared, cfg, window_id).await
+            Ok((snapshot(shared, cfg, window_id).await?, None))
         }
     }
+}
+
+/// Pushes each branch once traffic flows again, and records in `cut` which head went out. It
+/// equals the cut unless a client made a Dolt commit after the window; either is a consistent
+/// snapshot, since a Dolt commit is one.
+pub async fn transfer(
+    shared: &Shared,
+    transfer: Transfer,
+    cut: &mut Value,
+) -> Result<(), ActionError> {
+    let cfg = shared
+        .config
+        .backup
+        .push
+        .as_ref()
+        .ok_or(ActionError::NotConfigured("push"))?;
+    for (client, database) in transfer.pushes {
+        let db = database.as_str();
+        let mut pushed = Map::new();
+        for branch in &cfg.branches {
+            let hash = column(
+                &client,
+                db,
+                &format!("SELECT dolt_hashof({})", literal(branch)),
+            )
+            .await?;
+            column(
+                &client,
+                db,
+                &format!(
+                    "SELECT dolt_push({}, {})",
+                    literal(&cfg.remote),
+                    literal(branch)
+                ),
+            )
+            .await?;
+            pushed.insert(branch.clone(), json!(hash.first()));
+        }
+        cut[db]["pushed"] = Value::Object(pushed);
+    }
+    Ok(())
 }
 
 async fn for_each_database<F, Fut>(shared: &Shared, mut each: F) -> Result<Value, ActionError>
@@ -125,14 +188,15 @@ async fn column(client: &Client, database: &str, sql: &str) -> Result<Vec<String
         .collect())
 }
 
-async fn push(
-    client: Client,
-    database: String,
+/// Inside the window: make sure the remote exists, optionally commit the working set, and record
+/// each branch's head.
+async fn push_cut(
+    client: &Client,
+    db: &str,
     cfg: &PushConfig,
     window_id: u64,
 ) -> Result<Value, ActionError> {
-    let db = database.as_str();
-    let remotes = column(&client, db, "SELECT name FROM dolt_remotes").await?;
+    let remotes = column(client, db, "SELECT name FROM dolt_remotes").await?;
     if !remotes.contains(&cfg.remote)
         && let Some(url) = &cfg.url
     {
@@ -142,15 +206,15 @@ async fn push(
             literal(&cfg.remote),
             literal(&url)
         );
-        column(&client, db, &sql).await?;
+        column(client, db, &sql).await?;
     }
     let mut committed = false;
     if cfg.commit_working_set {
-        let changes = column(&client, db, "SELECT count(*) FROM dolt_status").await?;
+        let changes = column(client, db, "SELECT count(*) FROM dolt_status").await?;
         if changes.first().is_some_and(|n| n != "0") {
             let message = format!("doltgres-sidecar: working set at window {window_id}");
             column(
-                &client,
+                client,
                 db,
                 &format!("SELECT dolt_commit('-Am', {})", literal(&message)),
             )
@@ -161,19 +225,9 @@ async fn push(
     let mut heads = Map::new();
     for branch in &cfg.branches {
         let hash = column(
-            &client,
+            client,
             db,
             &format!("SELECT dolt_hashof({})", literal(branch)),
-        )
-        .await?;
-        column(
-            &client,
-            db,
-            &format!(
-                "SELECT dolt_push({}, {})",
-                literal(&cfg.remote),
-                literal(branch)
-            ),
         )
         .await?;
         heads.insert(branch.clone(), json!(hash.first()));

@@ -1,6 +1,8 @@
 //! Windows: quiesced periods with a purpose and a deadline. One runs at a time; each quiesces
-//! through the gate, runs its action, and always resumes traffic (the gate guard is dropped on
-//! every path). A record of each window is kept for `GET /backups`.
+//! through the gate, runs the part of its action that needs traffic held (a push only takes its
+//! cut there: working-set commit and head hashes; the transfer follows after traffic resumes), and
+//! always resumes traffic (the gate guard is dropped on every path). A record of each window is
+//! kept for `GET /backups`.
 //!
 //! An operator may also hold a window open for an external tool (`POST /quiesce?ttl=…`); it ends
 //! at `POST /resume` or when its ttl runs out, whichever comes first.
@@ -90,13 +92,25 @@ impl Windows {
         record.id = guard.id;
         record.drain_ms = started.elapsed().as_millis() as u64;
         let since_at_cut = shared.metrics.write_commits_since_backup.get();
-        let result = tokio::time::timeout(
-            config.backup.action_timeout,
-            actions::run(shared, action, guard.id),
-        )
-        .await;
+        let timeout = config.backup.action_timeout;
+        let held = tokio::time::timeout(timeout, actions::run(shared, action, guard.id)).await;
         let stall = guard.closed_at.elapsed();
         drop(guard);
+        // Traffic flows again; a push's transfer runs now.
+        let result = match held {
+            Ok(Ok((mut cut, Some(transfer)))) => {
+                match tokio::time::timeout(timeout, actions::transfer(shared, transfer, &mut cut))
+                    .await
+                {
+                    Ok(Ok(())) => Ok(Ok(cut)),
+                    Ok(Err(e)) => Ok(Err(e)),
+                    Err(elapsed) => Err(elapsed),
+                }
+            }
+            Ok(Ok((cut, None))) => Ok(Ok(cut)),
+            Ok(Err(e)) => Ok(Err(e)),
+            Err(elapsed) => Err(elapsed),
+        };
         match result {
             Ok(Ok(cut)) => {
                 record.cut = cut;
@@ -108,10 +122,7 @@ impl Windows {
             }
             Ok(Err(e)) => record.finish(Outcome::Failed, Some(e.to_string()), started, stall),
             Err(_) => {
-                let error = format!(
-                    "action did not finish within action_timeout ({:?})",
-                    config.backup.action_timeout
-                );
+                let error = format!("action did not finish within action_timeout ({timeout:?})");
                 record.finish(Outcome::Failed, Some(error), started, stall);
             }
         }
