@@ -26,6 +26,8 @@ pub mod gate;
 pub mod metrics;
 pub mod protocol;
 pub mod registry;
+#[doc(hidden)]
+pub mod sample;
 pub mod server;
 pub mod session;
 pub mod tls;

@@ -18,6 +18,10 @@ use std::task::{Context, Poll};
 
 use doltgres_sidecar::protocol::backend;
 use doltgres_sidecar::protocol::frame::{Scanner, Seen};
+use doltgres_sidecar::sample::{
+    self, Conversation, Side, bind, bind_complete, complete, data_row, execute, parse,
+    parse_complete, query, ready, side_of, sync, track,
+};
 use doltgres_sidecar::session::pump::Pump;
 use doltgres_sidecar::txn::{Tally, Tracker};
 use prometheus_client::metrics::counter::Counter;
@@ -140,161 +144,39 @@ fn assert_flat(what: &str, messages: (usize, usize), small: Allocs, large: Alloc
 }
 
 // ---------------------------------------------------------------------------------------------
-// Traffic: one round of a typical conversation, in the order the messages cross the proxy.
-
-/// Which side sent a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Client,
-    Server,
-}
-
-/// A message on the wire: tag, length, body made of `parts`.
-fn message(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
-    let len = parts.iter().map(|p| p.len()).sum::<usize>() + 4;
-    let mut out = vec![tag];
-    out.extend_from_slice(&(len as u32).to_be_bytes());
-    for part in parts {
-        out.extend_from_slice(part);
-    }
-    out
-}
-
-fn query(sql: &str) -> Vec<u8> {
-    message(b'Q', &[sql.as_bytes(), b"\0"])
-}
-
-/// Parse with one `int4` parameter.
-fn parse(name: &str, sql: &str) -> Vec<u8> {
-    message(
-        b'P',
-        &[
-            name.as_bytes(),
-            b"\0",
-            sql.as_bytes(),
-            b"\0",
-            &[0, 1, 0, 0, 0, 23],
-        ],
-    )
-}
-
-/// Bind with one text parameter and default result formats.
-fn bind(portal: &str, statement: &str) -> Vec<u8> {
-    message(
-        b'B',
-        &[
-            portal.as_bytes(),
-            b"\0",
-            statement.as_bytes(),
-            b"\0",
-            &[0, 0, 0, 1, 0, 0, 0, 2],
-            b"42",
-            &[0, 0],
-        ],
-    )
-}
-
-fn describe_portal() -> Vec<u8> {
-    message(b'D', &[b"P\0"])
-}
-
-fn execute() -> Vec<u8> {
-    message(b'E', &[b"\0", &[0, 0, 0, 0]])
-}
-
-fn sync() -> Vec<u8> {
-    message(b'S', &[])
-}
-
-/// RowDescription of `columns` text columns.
-fn row_description(columns: &[&str]) -> Vec<u8> {
-    let mut body = (columns.len() as u16).to_be_bytes().to_vec();
-    for name in columns {
-        body.extend_from_slice(name.as_bytes());
-        body.push(0);
-        body.extend_from_slice(&16384u32.to_be_bytes()); // table oid
-        body.extend_from_slice(&1u16.to_be_bytes()); // attribute number
-        body.extend_from_slice(&25u32.to_be_bytes()); // type oid: text
-        body.extend_from_slice(&(-1i16).to_be_bytes()); // type length
-        body.extend_from_slice(&(-1i32).to_be_bytes()); // type modifier
-        body.extend_from_slice(&0u16.to_be_bytes()); // format: text
-    }
-    message(b'T', &[&body])
-}
-
-fn data_row(values: &[&[u8]]) -> Vec<u8> {
-    let mut body = (values.len() as u16).to_be_bytes().to_vec();
-    for value in values {
-        body.extend_from_slice(&(value.len() as u32).to_be_bytes());
-        body.extend_from_slice(value);
-    }
-    message(b'D', &[&body])
-}
-
-fn complete(tag: &str) -> Vec<u8> {
-    message(b'C', &[tag.as_bytes(), b"\0"])
-}
-
-fn ready(status: u8) -> Vec<u8> {
-    message(b'Z', &[&[status]])
-}
+// Traffic: one round of a typical conversation, in the order the messages cross the proxy, built
+// from the parts in `protocol::sample` (shared with `benches/framing.rs`).
 
 /// Bytes in the large row of a round: more than the read buffer, so it is streamed in pieces.
 const LARGE_ROW: usize = 20_000;
 
 /// One round: nine requests (simple and extended, reads and writes, an explicit block, a Dolt
 /// commit, an error, a row larger than the read buffer) with the server's answers.
-fn round() -> Vec<(Side, Vec<u8>)> {
-    use Side::{Client as C, Server as S};
-    let large = vec![b'x'; LARGE_ROW];
-    vec![
-        (C, query("SELECT id, v FROM t WHERE id < 4")),
-        (S, row_description(&["id", "v"])),
-        (S, data_row(&[b"1", b"one"])),
-        (S, data_row(&[b"2", b"two"])),
-        (S, data_row(&[b"3", b"three"])),
-        (S, complete("SELECT 3")),
-        (S, ready(b'I')),
-        (C, query("INSERT INTO t VALUES (4, 'four')")),
-        (S, complete("INSERT 0 1")),
-        (S, ready(b'I')),
-        (C, parse("", "SELECT v FROM t WHERE id = $1")),
-        (C, bind("", "")),
-        (C, describe_portal()),
-        (C, execute()),
-        (C, sync()),
-        (S, message(b'1', &[])),
-        (S, message(b'2', &[])),
-        (S, row_description(&["v"])),
-        (S, data_row(&[b"forty-two"])),
-        (S, complete("SELECT 1")),
-        (S, ready(b'I')),
-        (C, query("BEGIN")),
-        (S, complete("BEGIN")),
-        (S, ready(b'T')),
-        (C, query("UPDATE t SET v = 'uno' WHERE id = 1")),
-        (S, complete("UPDATE 1")),
-        (S, ready(b'T')),
-        (C, query("COMMIT")),
-        (S, complete("COMMIT")),
-        (S, ready(b'I')),
-        (C, query("SELECT dolt_commit('-Am', 'nightly')")),
-        (S, row_description(&["dolt_commit"])),
-        (S, data_row(&[b"{abcdefghijklmnopqrstuvwxyz012345}"])),
-        (S, complete("SELECT 1")),
-        (S, ready(b'I')),
-        (C, query("SELECT 1/0")),
-        (
-            S,
-            message(b'E', &[b"SERROR\0VERROR\0C22012\0Mdivision by zero\0\0"]),
+fn round() -> Conversation {
+    let rows = [
+        data_row(&[b"1", b"one"]),
+        data_row(&[b"2", b"two"]),
+        data_row(&[b"3", b"three"]),
+    ];
+    let commit = data_row(&[b"{abcdefghijklmnopqrstuvwxyz012345}"]);
+    let large = data_row(&[&vec![b'x'; LARGE_ROW]]);
+    [
+        sample::select("SELECT id, v FROM t WHERE id < 4", &["id", "v"], rows),
+        sample::simple("INSERT INTO t VALUES (4, 'four')", "INSERT 0 1", b'I'),
+        sample::prepared_select("SELECT v FROM t WHERE id = $1", b"42", "v", b"forty-two"),
+        sample::transaction("UPDATE t SET v = 'uno' WHERE id = 1"),
+        sample::select(
+            "SELECT dolt_commit('-Am', 'nightly')",
+            &["dolt_commit"],
+            [commit],
         ),
-        (S, ready(b'I')),
-        (C, query("SELECT big FROM t WHERE id = 1")),
-        (S, row_description(&["big"])),
-        (S, data_row(&[&large])),
-        (S, complete("SELECT 1")),
-        (S, ready(b'I')),
+        sample::failing(
+            "SELECT 1/0",
+            &["SERROR", "VERROR", "C22012", "Mdivision by zero"],
+        ),
+        sample::select("SELECT big FROM t WHERE id = 1", &["big"], [large]),
     ]
+    .concat()
 }
 
 /// What the tracker counts for one round.
@@ -303,16 +185,6 @@ const ROUND_TALLY: Tally = Tally {
     rollbacks: 1,
     write_commits: 3,
 };
-
-/// One side's bytes of one round, and how many messages they are.
-fn side_of(round: &[(Side, Vec<u8>)], side: Side) -> (Vec<u8>, usize) {
-    let messages: Vec<&[u8]> = round
-        .iter()
-        .filter(|(s, _)| *s == side)
-        .map(|(_, m)| m.as_slice())
-        .collect();
-    (messages.concat(), messages.len())
-}
 
 /// `rounds` repetitions of one side's stream, and how many messages they are.
 fn stream(side: Side, rounds: usize) -> (Vec<u8>, usize) {
@@ -583,24 +455,6 @@ fn scanner_never_allocates() {
 // ---------------------------------------------------------------------------------------------
 // The transaction tracker.
 
-/// Feeds `rounds` repetitions of `conversation` to `tracker`, in order.
-fn track(tracker: &mut Tracker, conversation: &[(Side, Vec<u8>)], rounds: usize) -> Tally {
-    let mut tally = Tally::default();
-    for _ in 0..rounds {
-        for (side, bytes) in conversation {
-            let (tag, body) = (bytes[0], &bytes[5..]);
-            match side {
-                Side::Client if Tracker::wants_client(tag) => tracker.client_message(tag, body),
-                Side::Server if Tracker::wants_server(tag) => {
-                    tracker.server_message(tag, body, &mut tally)
-                }
-                _ => {}
-            }
-        }
-    }
-    tally
-}
-
 /// A tracker past startup that has seen `warm_up` once (its queue is at working size).
 fn warmed(warm_up: &[(Side, Vec<u8>)]) -> Tracker {
     let mut tracker = Tracker::new();
@@ -623,20 +477,11 @@ fn check_tracker(what: &str, conversation: &[(Side, Vec<u8>)]) -> Allocs {
 
 #[test]
 fn tracker_allocates_nothing_per_message_after_warm_up() {
-    let simple: Vec<(Side, Vec<u8>)> = vec![
-        (Side::Client, query("BEGIN")),
-        (Side::Server, complete("BEGIN")),
-        (Side::Server, ready(b'T')),
-        (Side::Client, query("UPDATE t SET v = v + 1 WHERE id = 7")),
-        (Side::Server, complete("UPDATE 1")),
-        (Side::Server, ready(b'T')),
-        (Side::Client, query("COMMIT")),
-        (Side::Server, complete("COMMIT")),
-        (Side::Server, ready(b'I')),
-        (Side::Client, query("SELECT v FROM t WHERE id = 7")),
-        (Side::Server, complete("SELECT 1")),
-        (Side::Server, ready(b'I')),
-    ];
+    let simple = [
+        sample::transaction("UPDATE t SET v = v + 1 WHERE id = 7"),
+        sample::simple("SELECT v FROM t WHERE id = 7", "SELECT 1", b'I'),
+    ]
+    .concat();
     let allocs = check_tracker("tracker, simple-query transactions", &simple);
     assert_eq!(allocs.count, 0);
 
@@ -645,7 +490,7 @@ fn tracker_allocates_nothing_per_message_after_warm_up() {
     assert_eq!(allocs.count, 0);
 
     // Pipelined: four requests in flight before the first answer; the queue holds four.
-    let mut pipelined: Vec<(Side, Vec<u8>)> = Vec::new();
+    let mut pipelined = Conversation::new();
     for i in 0..4 {
         pipelined.push((Side::Client, query(&format!("INSERT INTO t VALUES ({i})"))));
     }
@@ -666,14 +511,14 @@ fn tracker_executing_a_prepared_dolt_procedure_allocates_nothing() {
             parse("s_1", "SELECT dolt_commit('-Am', $1::text)"),
         ),
         (Side::Client, sync()),
-        (Side::Server, message(b'1', &[])),
+        (Side::Server, parse_complete()),
         (Side::Server, ready(b'I')),
     ];
     let execute_it = vec![
-        (Side::Client, bind("", "s_1")),
+        (Side::Client, bind("", "s_1", b"42")),
         (Side::Client, execute()),
         (Side::Client, sync()),
-        (Side::Server, message(b'2', &[])),
+        (Side::Server, bind_complete()),
         (Side::Server, complete("SELECT 1")),
         (Side::Server, ready(b'I')),
     ];
@@ -697,11 +542,11 @@ fn tracker_reparsing_a_named_writing_statement_allocates_at_most_its_name() {
             Side::Client,
             parse("s_1", "SELECT dolt_commit('-Am', $1::text)"),
         ),
-        (Side::Client, bind("", "s_1")),
+        (Side::Client, bind("", "s_1", b"42")),
         (Side::Client, execute()),
         (Side::Client, sync()),
-        (Side::Server, message(b'1', &[])),
-        (Side::Server, message(b'2', &[])),
+        (Side::Server, parse_complete()),
+        (Side::Server, bind_complete()),
         (Side::Server, complete("SELECT 1")),
         (Side::Server, ready(b'I')),
     ];
