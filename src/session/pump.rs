@@ -18,6 +18,10 @@ pub enum Admit {
     Discard,
 }
 
+/// Capacity a session's read buffers start with; they grow to `read_buffer_size` once a read
+/// fills them. Keeps idle sessions small.
+const INITIAL_BUFFER: usize = 2048;
+
 /// Watches the messages a pump forwards.
 pub trait Observer {
     /// Decides, before a batch is scanned, whether it goes on; may wait (the quiesce gate).
@@ -61,6 +65,9 @@ pub struct Pump {
     writing: bool,
     /// Bytes forwarded.
     bytes: Counter,
+    /// The configured read buffer size; `read_size` grows to it the first time a read fills the
+    /// buffer, so idle and light sessions keep a small buffer.
+    full_read_size: usize,
     /// Messages the proxy itself sends in this direction (notices, answers to held requests),
     /// written only between messages.
     inject: Option<mpsc::UnboundedReceiver<Bytes>>,
@@ -68,10 +75,12 @@ pub struct Pump {
 
 impl Pump {
     pub fn new(read_size: usize, max_message_len: u32, bytes: Counter) -> Pump {
+        let start = read_size.min(INITIAL_BUFFER);
         Pump {
-            buf: BytesMut::with_capacity(read_size),
+            buf: BytesMut::with_capacity(start),
             scanner: Scanner::new(max_message_len),
-            read_size,
+            read_size: start,
+            full_read_size: read_size,
             writing: false,
             bytes,
             inject: None,
@@ -137,6 +146,7 @@ impl Pump {
                 self.buf.reserve(room);
             }
             let boundary = self.scanner.at_message_boundary();
+            let spare = self.buf.capacity() - self.buf.len();
             let read = tokio::select! {
                 read = src.read_buf(&mut self.buf) => read,
                 Some(own) = recv(&mut self.inject), if boundary => {
@@ -144,8 +154,13 @@ impl Pump {
                     continue;
                 }
             };
-            if read.map_err(PumpError::Read)? == 0 {
+            let n = read.map_err(PumpError::Read)?;
+            if n == 0 {
                 return Ok(());
+            }
+            if n == spare && self.read_size < self.full_read_size {
+                // A read filled the buffer: this session moves real data; use the full size.
+                self.read_size = self.full_read_size;
             }
         }
     }
