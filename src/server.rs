@@ -34,6 +34,8 @@ pub struct Shared {
     pub tls_acceptor: Option<TlsAcceptor>,
     /// Present when the upstream is reached over TLS.
     pub upstream_tls: Option<TlsConnector>,
+    /// The same TLS settings, for the sidecar's own connections (backup actions).
+    pub upstream_tls_config: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Shared {
@@ -44,7 +46,9 @@ impl Shared {
             (_, Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
             _ => return Err(TlsError::NoCertificate("tls_cert".into())),
         };
-        let upstream_tls = tls::connector(config.upstream_tls, config.upstream_tls_ca.as_deref())?;
+        let upstream_tls_config =
+            tls::client_config(config.upstream_tls, config.upstream_tls_ca.as_deref())?;
+        let upstream_tls = upstream_tls_config.clone().map(TlsConnector::from);
         Ok(Arc::new(Shared {
             limiter: Arc::new(Semaphore::new(config.max_client_connections)),
             metrics: Metrics::new(),
@@ -53,6 +57,7 @@ impl Shared {
             windows: Arc::new(Windows::default()),
             tls_acceptor,
             upstream_tls,
+            upstream_tls_config,
             config,
         }))
     }

@@ -95,6 +95,15 @@ pub fn connector(
     mode: UpstreamTlsMode,
     ca: Option<&Path>,
 ) -> Result<Option<TlsConnector>, TlsError> {
+    Ok(client_config(mode, ca)?.map(TlsConnector::from))
+}
+
+/// The rustls client configuration for the upstream, shared by the relay's connector and the
+/// sidecar's own (backup action) connections. `None` when `mode` is `disable`.
+pub fn client_config(
+    mode: UpstreamTlsMode,
+    ca: Option<&Path>,
+) -> Result<Option<Arc<rustls::ClientConfig>>, TlsError> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?;
     let config = match mode {
@@ -114,7 +123,7 @@ pub fn connector(
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider())))
             .with_no_client_auth(),
     };
-    Ok(Some(TlsConnector::from(Arc::new(config))))
+    Ok(Some(Arc::new(config)))
 }
 
 /// The server name to verify for `host:port`.

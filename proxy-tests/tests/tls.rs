@@ -220,3 +220,42 @@ async fn upstream_doltgres_over_verified_tls() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_actions_use_the_upstream_tls_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = TestCerts::create(dir.path());
+    let server = TestServer::doltgres_with(Some(&certs)).await;
+    let backups = tempfile::tempdir().unwrap();
+    let url = format!("file://{}/{{database}}", backups.path().display());
+    let with_ca = |ca: std::path::PathBuf| {
+        let url = url.clone();
+        let password = server.password.clone();
+        move |c: &mut doltgres_sidecar::config::Config| {
+            c.upstream_tls = UpstreamTlsMode::VerifyFull;
+            c.upstream_tls_ca = Some(ca);
+            c.upstream_tls_server_name = Some("localhost".into());
+            c.backup.password = Some(password);
+            c.backup.sync = Some(doltgres_sidecar::window::config::SyncConfig {
+                name: "bk".into(),
+                url: Some(url),
+            });
+        }
+    };
+    let proxy = TestProxy::start_with(&server.addr(), with_ca(certs.ca.clone())).await;
+    let (code, body) = proxy.admin_post("/backups?action=sync").await;
+    assert_eq!(code, 200, "{body}");
+    assert!(backups.path().join("postgres").exists());
+
+    // A CA that did not sign the server's certificate makes the action's own connection fail:
+    // it really goes through TLS and verifies.
+    let dir2 = tempfile::tempdir().unwrap();
+    let other = TestCerts::create(dir2.path());
+    let proxy = TestProxy::start_with(&server.addr(), with_ca(other.ca.clone())).await;
+    let (code, body) = proxy.admin_post("/backups?action=sync").await;
+    assert_eq!(code, 502, "{body}");
+    assert!(
+        body.contains("TLS") || body.contains("certificate"),
+        "{body}"
+    );
+}

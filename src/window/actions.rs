@@ -6,10 +6,12 @@ use std::process::Stdio;
 
 use serde_json::{Map, Value, json};
 use tokio::io::AsyncReadExt;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use super::config::{Action, PushConfig, SnapshotConfig, SyncConfig};
 use crate::server::Shared;
+use crate::tls::UpstreamTlsMode;
 
 /// An action that failed.
 #[derive(Debug, thiserror::Error)]
@@ -128,21 +130,48 @@ where
 
 async fn connect(shared: &Shared, database: &str) -> Result<Client, ActionError> {
     let backup = &shared.config.backup;
-    let (host, port) = shared
-        .config
-        .upstream
-        .rsplit_once(':')
-        .unwrap_or(("127.0.0.1", "5432"));
+    let upstream = &shared.config.upstream;
+    let (host, port) = upstream.rsplit_once(':').unwrap_or(("127.0.0.1", "5432"));
     let mut config = tokio_postgres::Config::new();
+    match &shared.config.upstream_tls_server_name {
+        // Verify this name, but connect to the configured address.
+        Some(name) if shared.upstream_tls_config.is_some() => {
+            let addr = tokio::net::lookup_host(upstream)
+                .await
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| ActionError::Sql {
+                    database: database.to_string(),
+                    message: format!("cannot resolve {upstream}"),
+                })?;
+            config.host(name).hostaddr(addr.ip());
+        }
+        _ => {
+            config.host(host);
+        }
+    }
     config
-        .host(host)
         .port(port.parse().unwrap_or(5432))
         .user(&backup.user)
         .password(backup.password())
         .dbname(database)
         .application_name("doltgres-sidecar")
         .connect_timeout(shared.config.connect_timeout);
-    let (client, connection) = config.connect(NoTls).await.map_err(sql_error(database))?;
+    let Some(tls) = &shared.upstream_tls_config else {
+        let (client, connection) = config.connect(NoTls).await.map_err(sql_error(database))?;
+        tokio::spawn(connection);
+        return Ok(client);
+    };
+    // The same TLS settings as the relay's upstream connections.
+    config.ssl_mode(match shared.config.upstream_tls {
+        UpstreamTlsMode::Prefer => SslMode::Prefer,
+        _ => SslMode::Require,
+    });
+    let make_tls = tokio_postgres_rustls::MakeRustlsConnect::new((**tls).clone());
+    let (client, connection) = config
+        .connect(make_tls)
+        .await
+        .map_err(sql_error(database))?;
     tokio::spawn(connection);
     Ok(client)
 }
