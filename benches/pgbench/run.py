@@ -20,7 +20,6 @@ sys.dont_write_bytecode = True
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import platform  # noqa: E402
 import resource  # noqa: E402
 import shlex  # noqa: E402
 import shutil  # noqa: E402
@@ -40,7 +39,7 @@ import workload  # noqa: E402
 from bench_venv import ensure_venv  # noqa: E402
 from procs import stop_all  # noqa: E402
 from servers import Endpoint, Server  # noqa: E402
-from tools import REPO, Tools, find_tools, versions  # noqa: E402
+from tools import REPO, Tools, find_tools, machine, versions  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 FULL = {"repeat": 3, "duration": 3, "clients": [1, 8, 32, 128], "out": REPO / "benches" / "results"}
@@ -104,16 +103,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         if unknown:
             p.error(f"unknown {what}: {', '.join(sorted(unknown))} (choose from {', '.join(allowed)})")
     return args
-
-
-def machine() -> dict:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
-    return {"cores": os.cpu_count(), "cpu": cpu, "memory_gib": mem_kib / 2**20, "kernel": platform.release()}
 
 
 def raise_fd_limit() -> None:

@@ -98,7 +98,7 @@ def can_log_in(tools: Tools, endpoint: Endpoint) -> bool:
         return False
 
 
-def _wait_ready(tools: Tools, server: Server) -> Server:
+def wait_ready(tools: Tools, server: Server) -> Server:
     wait_until(
         lambda: can_log_in(tools, server.endpoint),
         f"waiting for {server.name} to accept a login",
@@ -157,7 +157,7 @@ def start_postgres(tools: Tools, base: Path, max_connections: int) -> Server:
     )
     # SIGINT is PostgreSQL's fast shutdown: disconnect clients, no waiting for them.
     proc = Managed("postgres", argv, home / "server.log", stop_signal=signal.SIGINT)
-    return _wait_ready(tools, Server("postgres", endpoint, proc, home))
+    return wait_ready(tools, Server("postgres", endpoint, proc, home))
 
 
 def start_doltgres(tools: Tools, base: Path) -> Server:
@@ -192,7 +192,7 @@ def start_doltgres(tools: Tools, base: Path) -> Server:
         cwd=work,
         env=env,
     )
-    return _wait_ready(tools, Server("doltgres", endpoint, proc, home))
+    return wait_ready(tools, Server("doltgres", endpoint, proc, home))
 
 
 def start_sidecar(tools: Tools, base: Path, name: str, upstream: Endpoint, max_clients: int) -> Server:
@@ -217,7 +217,7 @@ def start_sidecar(tools: Tools, base: Path, name: str, upstream: Endpoint, max_c
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOLTGRES_SIDECAR_")}
     env["RUST_LOG"] = "warn"
     proc = Managed(name, argv, home / "sidecar.log", env=env)
-    return _wait_ready(tools, Server(name, endpoint, proc, home))
+    return wait_ready(tools, Server(name, endpoint, proc, home))
 
 
 def start_pgbouncer(tools: Tools, base: Path, name: str, upstream: Endpoint, max_clients: int) -> Server:
@@ -252,4 +252,4 @@ def start_pgbouncer(tools: Tools, base: Path, name: str, upstream: Endpoint, max
     argv = as_postgres_user([str(tools.pgbouncer), str(ini)])
     # SIGTERM is PgBouncer's immediate shutdown; SIGINT would wait for clients.
     proc = Managed(name, argv, home / "stdout.log")
-    return _wait_ready(tools, Server(name, endpoint, proc, home))
+    return wait_ready(tools, Server(name, endpoint, proc, home))

@@ -8,6 +8,7 @@ installed with apt-get when it is missing and we are root.
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 import time
@@ -33,7 +34,7 @@ class Tools:
         return self.pg_bindir / "pgbench"
 
 
-def _script_output(name: str) -> Path:
+def script_output(name: str) -> Path:
     out = subprocess.run(
         ["bash", str(REPO / "scripts" / name)],
         check=True,
@@ -73,8 +74,8 @@ def find_tools(sidecar_bin: Path | None) -> Tools:
     if not sidecar.exists():
         raise RuntimeError(f"sidecar binary not found: {sidecar}")
     return Tools(
-        pg_bindir=_script_output("ensure-postgres.sh"),
-        doltgres=_script_output("ensure-doltgres.sh"),
+        pg_bindir=script_output("ensure-postgres.sh"),
+        doltgres=script_output("ensure-doltgres.sh"),
         sidecar=sidecar.resolve(),
         pgbouncer=ensure_pgbouncer(),
     )
@@ -107,3 +108,14 @@ def versions(tools: Tools) -> dict[str, str]:
         "doltgres": first_line([str(tools.doltgres), "--version"]),
         "pgbouncer": first_line([str(tools.pgbouncer), "--version"]),
     }
+
+
+def machine() -> dict:
+    """What the figures were measured on: cores, CPU model, memory, kernel."""
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    return {"cores": os.cpu_count(), "cpu": cpu, "memory_gib": mem_kib / 2**20, "kernel": platform.release()}

@@ -24,7 +24,6 @@ sys.dont_write_bytecode = True  # no __pycache__ in benches/pgbench or here
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import platform  # noqa: E402
 import shlex  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
@@ -50,7 +49,7 @@ import workload  # noqa: E402
 from procs import Managed, free_port, stop_all  # noqa: E402
 from servers import DATABASE, PASSWORD, USER, Endpoint, Server  # noqa: E402
 from timeline import Span  # noqa: E402
-from tools import REPO, Tools  # noqa: E402
+from tools import REPO, Tools, machine  # noqa: E402
 
 ACTIONS = ("push", "sync")
 # How long one admin request may take (a window's action_timeout is 300 s by default).
@@ -98,21 +97,11 @@ def find_tools(sidecar_bin: Path | None) -> Tools:
     if not sidecar.exists():
         raise RuntimeError(f"sidecar binary not found: {sidecar}")
     return Tools(
-        pg_bindir=bench_tools._script_output("ensure-postgres.sh"),
-        doltgres=bench_tools._script_output("ensure-doltgres.sh"),
+        pg_bindir=bench_tools.script_output("ensure-postgres.sh"),
+        doltgres=bench_tools.script_output("ensure-doltgres.sh"),
         sidecar=sidecar.resolve(),
         pgbouncer=Path("/nonexistent/pgbouncer"),
     )
-
-
-def machine() -> dict:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
-    return {"cores": os.cpu_count(), "cpu": cpu, "memory_gib": mem_kib / 2**20, "kernel": platform.release()}
 
 
 def loadavg() -> list[float]:
@@ -190,7 +179,7 @@ def start_sidecar(tools: Tools, base: Path, upstream: Endpoint, clients: int) ->
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOLTGRES_SIDECAR_")}
     env["RUST_LOG"] = "info"  # one line per window; nothing per transaction
     proc = Managed("sidecar", [str(tools.sidecar), "run", "--config", str(config)], home / "sidecar.log", env=env)
-    server = servers._wait_ready(tools, Server("sidecar", listen, proc, home))
+    server = servers.wait_ready(tools, Server("sidecar", listen, proc, home))
     return Sidecar(server, f"http://127.0.0.1:{admin_port}")
 
 
