@@ -60,6 +60,14 @@ fn diff(after: (u64, u64, u64), before: (u64, u64, u64)) -> (u64, u64, u64) {
     (after.0 - before.0, after.1 - before.1, after.2 - before.2)
 }
 
+async fn create_ledger(server: &TestServer) {
+    let direct = server.connect_direct().await;
+    direct
+        .batch_execute("CREATE TABLE ledger (client INT NOT NULL, kind TEXT NOT NULL)")
+        .await
+        .unwrap();
+}
+
 async fn ledger_counts(server: &TestServer) -> (i64, i64, i64) {
     let direct = server.connect_direct().await;
     let mut counts = (0, 0, 0);
@@ -81,11 +89,7 @@ async fn ledger_counts(server: &TestServer) -> (i64, i64, i64) {
 
 both_servers!(pgbench_counts_equal_the_proxys);
 async fn pgbench_counts_equal_the_proxys(server: TestServer) {
-    let direct = server.connect_direct().await;
-    direct
-        .batch_execute("CREATE TABLE ledger (client INT NOT NULL, kind TEXT NOT NULL)")
-        .await
-        .unwrap();
+    create_ledger(&server).await;
     let proxy = TestProxy::start(&server.addr()).await;
     let dir = tempfile::tempdir().unwrap();
     let scripts = scripts(dir.path());
@@ -120,11 +124,7 @@ async fn pgbench_counts_equal_the_proxys(server: TestServer) {
 
 both_servers!(failed_transactions_count_as_rollbacks);
 async fn failed_transactions_count_as_rollbacks(server: TestServer) {
-    let direct = server.connect_direct().await;
-    direct
-        .batch_execute("CREATE TABLE ledger (client INT NOT NULL, kind TEXT NOT NULL)")
-        .await
-        .unwrap();
+    create_ledger(&server).await;
     let proxy = TestProxy::start(&server.addr()).await;
     let client = server.connect_at(&proxy.addr).await;
     let before = proxy.counters().await;

@@ -22,17 +22,22 @@ fn psql(conninfo: &str, sql: &str) -> (bool, String, String) {
     )
 }
 
+/// A proxy offering TLS to clients with the test certificate.
+async fn tls_proxy(server: &TestServer, certs: &TestCerts, mode: ClientTlsMode) -> TestProxy {
+    TestProxy::start_with(&server.addr(), |c| {
+        c.tls = mode;
+        c.tls_cert = Some(certs.cert.clone());
+        c.tls_key = Some(certs.key.clone());
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_connect_with_sslmode_require_and_verify_full() {
     let dir = tempfile::tempdir().unwrap();
     let certs = TestCerts::create(dir.path());
     let server = TestServer::postgres().await;
-    let proxy = TestProxy::start_with(&server.addr(), |c| {
-        c.tls = ClientTlsMode::Require;
-        c.tls_cert = Some(certs.cert.clone());
-        c.tls_key = Some(certs.key.clone());
-    })
-    .await;
+    let proxy = tls_proxy(&server, &certs, ClientTlsMode::Require).await;
     let port = proxy.addr.rsplit_once(':').unwrap().1;
     let base = format!(
         "user={} password={} dbname={} port={port}",
@@ -83,12 +88,7 @@ async fn allow_mode_serves_both() {
     let dir = tempfile::tempdir().unwrap();
     let certs = TestCerts::create(dir.path());
     let server = TestServer::doltgres().await;
-    let proxy = TestProxy::start_with(&server.addr(), |c| {
-        c.tls = ClientTlsMode::Allow;
-        c.tls_cert = Some(certs.cert.clone());
-        c.tls_key = Some(certs.key.clone());
-    })
-    .await;
+    let proxy = tls_proxy(&server, &certs, ClientTlsMode::Allow).await;
     for mode in ["disable", "require"] {
         let conninfo = format!("{} sslmode={mode}", server.conninfo_at(&proxy.addr));
         let (ok, out, err) = tokio::task::block_in_place(|| psql(&conninfo, "SELECT 7"));
