@@ -260,34 +260,26 @@ impl Windows {
         };
         let mut h = ended.ok_or(HoldError::NotHeld)?;
         h.cancel.cancel();
-        let stall = h
-            .guard
-            .as_ref()
-            .map(|g| g.closed_at.elapsed())
-            .unwrap_or_default();
-        let had_guard = h.guard.take().is_some();
+        // Dropping the guard reopens the gate; without one the drain was still under way.
         let mut record = WindowRecord::new("hold", Trigger::Operator);
         record.id = h.id;
         record.started_unix = record::unix(h.started_unix);
-        let outcome = if had_guard {
-            Outcome::Ok
-        } else {
-            Outcome::Aborted
-        };
-        record.finish(
-            outcome,
-            Some(why.to_string()).filter(|_| !had_guard),
-            h.started,
-            stall,
-        );
+        match h.guard.take() {
+            Some(guard) => {
+                let stall = guard.closed_at.elapsed();
+                drop(guard);
+                record.finish(Outcome::Ok, None, h.started, stall);
+            }
+            None => record.finish(
+                Outcome::Aborted,
+                Some(why.to_string()),
+                h.started,
+                Duration::ZERO,
+            ),
+        }
+        let id = h.id;
         drop(h);
         self.remember(shared, record);
-        Ok(self
-            .history
-            .lock()
-            .unwrap()
-            .back()
-            .map(|r| r.id)
-            .unwrap_or(0))
+        Ok(id)
     }
 }
