@@ -61,8 +61,12 @@ pub async fn run(
                 .sync
                 .as_ref()
                 .ok_or(ActionError::NotConfigured("sync"))?;
-            let cut = for_each_database(shared, |client, db| sync(client, db, cfg)).await?;
-            Ok((cut, None))
+            let mut cut = Map::new();
+            for database in &backup.databases {
+                let client = connect(shared, database).await?;
+                cut.insert(database.clone(), sync(&client, database, cfg).await?);
+            }
+            Ok((Value::Object(cut), None))
         }
         Action::Snapshot => {
             let cfg = backup
@@ -113,19 +117,6 @@ pub async fn transfer(
         cut[db]["pushed"] = Value::Object(pushed);
     }
     Ok(())
-}
-
-async fn for_each_database<F, Fut>(shared: &Shared, mut each: F) -> Result<Value, ActionError>
-where
-    F: FnMut(Client, String) -> Fut,
-    Fut: Future<Output = Result<Value, ActionError>>,
-{
-    let mut cut = Map::new();
-    for database in &shared.config.backup.databases {
-        let client = connect(shared, database).await?;
-        cut.insert(database.clone(), each(client, database.clone()).await?);
-    }
-    Ok(Value::Object(cut))
 }
 
 async fn connect(shared: &Shared, database: &str) -> Result<Client, ActionError> {
@@ -264,8 +255,7 @@ async fn push_cut(
     Ok(json!({ "remote": cfg.remote, "heads": heads, "committed_working_set": committed }))
 }
 
-async fn sync(client: Client, database: String, cfg: &SyncConfig) -> Result<Value, ActionError> {
-    let db = database.as_str();
+async fn sync(client: &Client, db: &str, cfg: &SyncConfig) -> Result<Value, ActionError> {
     if let Some(url) = &cfg.url {
         let url = url.replace("{database}", db);
         let sql = format!(
@@ -273,7 +263,7 @@ async fn sync(client: Client, database: String, cfg: &SyncConfig) -> Result<Valu
             literal(&cfg.name),
             literal(&url)
         );
-        if let Err(e) = column(&client, db, &sql).await {
+        if let Err(e) = column(client, db, &sql).await {
             // Adding an existing backup fails; anything else is a real error.
             let text = e.to_string();
             if !text.contains("already exists") {
@@ -281,7 +271,7 @@ async fn sync(client: Client, database: String, cfg: &SyncConfig) -> Result<Valu
             }
         }
     }
-    let head = column(&client, db, "SELECT dolt_hashof('HEAD')").await?;
+    let head = column(client, db, "SELECT dolt_hashof('HEAD')").await?;
     column(
         &client,
         db,
