@@ -72,8 +72,11 @@ ensure_node() {
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >&2
     prune node "$dir"
   fi
-  # The program runs from the copy so that `require('pg')` finds its node_modules.
-  cmp -s "$src/node/check.js" "$dir/check.js" || cp "$src/node/check.js" "$dir/check.js"
+  # The programs run from the copy so that `require('pg')` finds its node_modules.
+  local program
+  for program in "$src"/node/*.js; do
+    cmp -s "$program" "$dir/$(basename "$program")" || cp "$program" "$dir/"
+  done
   printf 'node\t%s\t%s\n' "$(command -v node)" "$dir/check.js"
 }
 

@@ -1,5 +1,12 @@
-//! The sessions open right now: for `/status`, for routing cancel requests by the keys the proxy
-//! handed out, and (later) for the quiesce gate.
+//! The sessions open right now: for `/status`, for the quiesce gate, and for routing cancel
+//! requests by the keys the proxy handed out.
+//!
+//! A client sees its upstream's process id unchanged (so `pg_backend_pid()`, NOTIFY and
+//! `pg_stat_activity` agree with what its driver reports, and `pg_terminate_backend` of that id ends
+//! exactly this session), but a secret of the proxy's own: random, as long as the upstream's, and
+//! unique among open sessions. The pair (process id, secret) therefore names one session even where
+//! the upstream gives every connection the same key (Doltgres), and a CancelRequest carrying it can
+//! be routed to that session's upstream connection.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,12 +18,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::txn::{Phase, Tracker};
 
-/// The BackendKeyData the upstream gave a session, used to forward cancels.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamKey {
+/// The contents of a BackendKeyData: a process id and a secret (4 bytes in protocol 3.0, up to 256
+/// in 3.2).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BackendKey {
     pub process_id: u32,
     pub secret_key: Vec<u8>,
 }
+
+/// How many random secrets [`Registry::issue_key`] tries before it gives up on a unique one (only
+/// conceivable with a secret of one or two bytes).
+const KEY_ATTEMPTS: usize = 64;
 
 /// What the registry knows of one session.
 #[derive(Debug)]
@@ -28,9 +40,10 @@ pub struct SessionInfo {
     pub application_name: String,
     pub started: SystemTime,
     pub started_at: Instant,
-    /// The key the proxy gave the client in its own BackendKeyData.
-    pub proxy_key: (u32, u32),
-    pub upstream_key: Mutex<Option<UpstreamKey>>,
+    /// The key the client was given: the upstream's process id with the proxy's own secret.
+    pub client_key: Mutex<Option<BackendKey>>,
+    /// The key the upstream gave this session's connection, used to forward cancels.
+    pub upstream_key: Mutex<Option<BackendKey>>,
     /// The session's transaction state; the relay updates it, `/status` and the gate read it.
     pub tracker: Mutex<Tracker>,
     /// Cancelled to end the session with 57P01 (window policy `terminate`).
@@ -38,7 +51,7 @@ pub struct SessionInfo {
 }
 
 impl SessionInfo {
-    /// A new session with a fresh random cancel key.
+    /// A new session; its keys arrive with the upstream's BackendKeyData.
     pub fn new(
         id: u64,
         peer: SocketAddr,
@@ -54,13 +67,20 @@ impl SessionInfo {
             application_name,
             started: SystemTime::now(),
             started_at: Instant::now(),
-            // The process id is the session id's low bits, unique among open sessions in
-            // practice; the random secret makes a guessed id useless.
-            proxy_key: (id as u32 & 0x7fff_ffff, rand::random()),
+            client_key: Mutex::new(None),
             upstream_key: Mutex::new(None),
             tracker: Mutex::new(Tracker::new()),
             terminate: CancellationToken::new(),
         }
+    }
+
+    /// The upstream's process id for this session, once the upstream has sent its key.
+    pub fn backend_pid(&self) -> Option<u32> {
+        self.upstream_key
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|k| k.process_id)
     }
 
     /// A short word for the session's state, as `/status` shows it.
@@ -76,23 +96,35 @@ impl SessionInfo {
     }
 }
 
-/// All open sessions, by session id.
+/// All open sessions, by session id, and the client keys they were issued.
 #[derive(Debug, Default)]
 pub struct Registry {
-    sessions: Mutex<HashMap<u64, Arc<SessionInfo>>>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    sessions: HashMap<u64, Arc<SessionInfo>>,
+    /// Client key to session id; a key is in here exactly while its session is.
+    keys: HashMap<BackendKey, u64>,
 }
 
 impl Registry {
     pub fn insert(&self, info: Arc<SessionInfo>) {
-        self.sessions.lock().unwrap().insert(info.id, info);
+        self.inner.lock().unwrap().sessions.insert(info.id, info);
     }
 
     pub fn remove(&self, id: u64) {
-        self.sessions.lock().unwrap().remove(&id);
+        let mut inner = self.inner.lock().unwrap();
+        if let Some(info) = inner.sessions.remove(&id)
+            && let Some(key) = info.client_key.lock().unwrap().take()
+        {
+            inner.keys.remove(&key);
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.sessions.lock().unwrap().len()
+        self.inner.lock().unwrap().sessions.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -101,8 +133,9 @@ impl Registry {
 
     /// Sessions a window must still wait for.
     pub fn busy(&self) -> Vec<Arc<SessionInfo>> {
-        let sessions = self.sessions.lock().unwrap();
-        sessions
+        let inner = self.inner.lock().unwrap();
+        inner
+            .sessions
             .values()
             .filter(|s| !s.tracker.lock().unwrap().quiescent())
             .cloned()
@@ -111,23 +144,51 @@ impl Registry {
 
     /// Every open session, oldest first.
     pub fn snapshot(&self) -> Vec<Arc<SessionInfo>> {
-        let mut all: Vec<_> = self.sessions.lock().unwrap().values().cloned().collect();
+        let mut all: Vec<_> = self
+            .inner
+            .lock()
+            .unwrap()
+            .sessions
+            .values()
+            .cloned()
+            .collect();
         all.sort_by_key(|s| s.id);
         all
     }
 
-    /// The session that was handed this cancel key, compared in constant time.
+    /// Records the upstream's key for a registered session and issues the key its client sees:
+    /// the same process id, and a random secret of the same length that no other open session
+    /// holds. Returns `None` (the client then gets the upstream's key unchanged, and cancels for it
+    /// cannot be routed) only if no unique secret of that length was found.
+    pub fn issue_key(&self, info: &SessionInfo, upstream: BackendKey) -> Option<BackendKey> {
+        let mut inner = self.inner.lock().unwrap();
+        let len = upstream.secret_key.len();
+        *info.upstream_key.lock().unwrap() = Some(upstream.clone());
+        let mut client_key = info.client_key.lock().unwrap();
+        if let Some(old) = client_key.take() {
+            inner.keys.remove(&old);
+        }
+        let key = (0..KEY_ATTEMPTS)
+            .map(|_| BackendKey {
+                process_id: upstream.process_id,
+                secret_key: (0..len).map(|_| rand::random::<u8>()).collect(),
+            })
+            .find(|key| key.secret_key != upstream.secret_key && !inner.keys.contains_key(key))?;
+        inner.keys.insert(key.clone(), info.id);
+        *client_key = Some(key.clone());
+        Some(key)
+    }
+
+    /// The session whose client was handed this key. The lookup hashes the key with a random
+    /// per-process seed, so its timing says nothing about how close a guessed secret is.
     pub fn by_cancel_key(&self, process_id: u32, secret: &[u8]) -> Option<Arc<SessionInfo>> {
-        let sessions = self.sessions.lock().unwrap();
-        let found = sessions.values().find(|s| s.proxy_key.0 == process_id)?;
-        let expected = found.proxy_key.1.to_be_bytes();
-        let same = secret.len() == expected.len()
-            && secret
-                .iter()
-                .zip(expected.iter())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        same.then(|| found.clone())
+        let inner = self.inner.lock().unwrap();
+        let key = BackendKey {
+            process_id,
+            secret_key: secret.to_vec(),
+        };
+        let id = inner.keys.get(&key)?;
+        inner.sessions.get(id).cloned()
     }
 }
 
@@ -147,5 +208,94 @@ impl<'a> Registered<'a> {
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
         self.registry.remove(self.info.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(registry: &Registry, id: u64) -> Arc<SessionInfo> {
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let info = Arc::new(SessionInfo::new(
+            id,
+            peer,
+            "u".into(),
+            "d".into(),
+            "".into(),
+        ));
+        registry.insert(info.clone());
+        info
+    }
+
+    fn upstream(pid: u32, secret: &[u8]) -> BackendKey {
+        BackendKey {
+            process_id: pid,
+            secret_key: secret.to_vec(),
+        }
+    }
+
+    #[test]
+    fn issued_key_keeps_the_process_id_and_the_secret_length() {
+        let registry = Registry::default();
+        let a = session(&registry, 1);
+        let long = [7u8; 32];
+        for secret in [&[1u8, 2, 3, 4][..], &long[..]] {
+            let key = registry.issue_key(&a, upstream(4242, secret)).unwrap();
+            assert_eq!(key.process_id, 4242);
+            assert_eq!(key.secret_key.len(), secret.len());
+            assert_ne!(key.secret_key, secret);
+            assert_eq!(a.backend_pid(), Some(4242));
+            let found = registry.by_cancel_key(4242, &key.secret_key).unwrap();
+            assert_eq!(found.id, 1);
+        }
+    }
+
+    #[test]
+    fn sessions_sharing_an_upstream_key_get_distinct_keys() {
+        // Doltgres gives every connection the server's pid and secret 0.
+        let registry = Registry::default();
+        let sessions: Vec<_> = (1..=200).map(|id| session(&registry, id)).collect();
+        let keys: Vec<_> = sessions
+            .iter()
+            .map(|s| registry.issue_key(s, upstream(99, &[0; 4])).unwrap())
+            .collect();
+        let unique: std::collections::HashSet<_> = keys.iter().collect();
+        assert_eq!(unique.len(), keys.len());
+        for (s, key) in sessions.iter().zip(&keys) {
+            assert_eq!(
+                registry.by_cancel_key(99, &key.secret_key).unwrap().id,
+                s.id
+            );
+        }
+    }
+
+    #[test]
+    fn unique_secrets_even_when_only_a_few_exist() {
+        // A one-byte secret has 256 values: the registry must never hand one out twice.
+        let registry = Registry::default();
+        let mut issued = std::collections::HashSet::new();
+        for id in 1..=100 {
+            let s = session(&registry, id);
+            if let Some(key) = registry.issue_key(&s, upstream(5, &[0])) {
+                assert!(issued.insert(key.secret_key), "secret issued twice");
+            }
+        }
+        assert!(issued.len() > 50, "gave up too early: {}", issued.len());
+    }
+
+    #[test]
+    fn wrong_secret_or_pid_and_removed_sessions_find_nothing() {
+        let registry = Registry::default();
+        let a = session(&registry, 1);
+        let key = registry.issue_key(&a, upstream(10, &[1, 2, 3, 4])).unwrap();
+        let mut wrong = key.secret_key.clone();
+        wrong[0] ^= 1;
+        assert!(registry.by_cancel_key(10, &wrong).is_none());
+        assert!(registry.by_cancel_key(11, &key.secret_key).is_none());
+        assert!(registry.by_cancel_key(10, &key.secret_key[..3]).is_none());
+        registry.remove(1);
+        assert!(registry.by_cancel_key(10, &key.secret_key).is_none());
+        assert!(registry.inner.lock().unwrap().keys.is_empty());
     }
 }

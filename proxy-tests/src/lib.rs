@@ -17,6 +17,7 @@ mod ports;
 mod proxy;
 pub mod raw;
 mod server;
+pub mod startup_probe;
 
 pub use ports::free_port;
 pub use proxy::TestProxy;

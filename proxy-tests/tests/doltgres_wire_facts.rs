@@ -297,3 +297,97 @@ async fn cancel_request_is_ignored() {
         started.elapsed()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// 4. Startup anomalies: Doltgres stays silent where PostgreSQL answers
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_anomalies_meet_silence_or_are_let_through() {
+    use proxy_tests::startup_probe::{
+        Case, End, GSS, SSL, account, packet, probe, startup_message,
+    };
+    let server = TestServer::doltgres().await;
+    let v3 = 3 << 16;
+    let login = startup_message(v3, &[("user", "postgres")]);
+    let sasl = "R \"\\0\\0\\0\\nSCRAM-SHA-256\\0\\0\"";
+    let cases: Vec<(Case, Vec<&str>, End)> = vec![
+        (Case::new("length 4", &[&[0, 0, 0, 4]]), vec![], End::Eof),
+        (
+            Case::new("length 0xffffffff", &[&[0xff; 4]]),
+            vec![],
+            End::Eof,
+        ),
+        (
+            Case::new(
+                "Terminate first",
+                &[&[&b"X\0\0\0\x04"[..], &login].concat()],
+            ),
+            vec![],
+            End::Eof,
+        ),
+        // PostgreSQL answers these three with 0A000 or NegotiateProtocolVersion.
+        (
+            Case::new("protocol 2.0", &[&packet(8, 2 << 16, &[])]),
+            vec![],
+            End::Eof,
+        ),
+        (
+            Case::new("protocol 4.0", &[&packet(8, 4 << 16, &[])]),
+            vec![],
+            End::Eof,
+        ),
+        (
+            Case::new(
+                "protocol 3.9",
+                &[&startup_message(v3 | 9, &[("user", "postgres")])],
+            ),
+            vec![],
+            End::Eof,
+        ),
+        // PostgreSQL refuses a second SSLRequest with 0A000; Doltgres answers it again.
+        (
+            Case::new("SSLRequest twice", &[SSL, SSL]),
+            vec!["byte N", "byte N"],
+            End::Open,
+        ),
+        (
+            Case::new("GSSENCRequest", &[GSS]),
+            vec!["byte N"],
+            End::Open,
+        ),
+        // PostgreSQL refuses bytes sent ahead of its answer (08P01); Doltgres reads them on.
+        (
+            Case::new("data after SSLRequest", &[&[SSL, &login].concat()]),
+            vec!["byte N", sasl],
+            End::Open,
+        ),
+        // PostgreSQL answers 28000 for both.
+        (
+            Case::new("no user", &[&packet(9, v3, &[0])]),
+            vec![],
+            End::Eof,
+        ),
+        (
+            Case::new("empty user", &[&startup_message(v3, &[("user", "")])]),
+            vec![sasl],
+            End::Open,
+        ),
+        (
+            Case::new(
+                "CancelRequest",
+                &[&packet(16, 80_877_102, &[0, 0, 0, 1, 0, 0, 0, 2])],
+            ),
+            vec![],
+            End::Eof,
+        ),
+    ];
+    for (case, expected, end) in cases {
+        let outcome = probe(&server.addr(), &case, Duration::from_secs(2)).await;
+        assert_eq!(
+            (account(&outcome.bytes, false), outcome.end),
+            (expected.iter().map(|s| s.to_string()).collect(), end),
+            "{}",
+            case.name
+        );
+    }
+}

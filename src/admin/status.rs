@@ -24,6 +24,9 @@ pub struct SessionStatus {
     pub user: String,
     pub database: String,
     pub application_name: String,
+    /// The upstream server's process id for this session (`pg_stat_activity.pid` on
+    /// PostgreSQL; the server's own pid on Doltgres), once known.
+    pub backend_pid: Option<u32>,
     /// `startup`, `idle`, `active`, `in_transaction` or `failed_transaction`.
     pub state: &'static str,
     pub started_unix: u64,
@@ -49,6 +52,7 @@ pub async fn status(State(shared): State<Arc<Shared>>) -> Json<Status> {
             user: s.user.clone(),
             database: s.database.clone(),
             application_name: s.application_name.clone(),
+            backend_pid: s.backend_pid(),
             state: s.state(),
             started_unix: s
                 .started

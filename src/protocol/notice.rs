@@ -40,6 +40,17 @@ impl Severity {
 
 /// Appends an ErrorResponse (or NoticeResponse for [`Severity::Notice`]) to `out`.
 pub fn write(out: &mut BytesMut, severity: Severity, code: &str, message: &str) {
+    write_detailed(out, severity, code, message, None)
+}
+
+/// [`write`], with a detail field (`D`) when given.
+pub fn write_detailed(
+    out: &mut BytesMut,
+    severity: Severity,
+    code: &str,
+    message: &str,
+    detail: Option<&str>,
+) {
     let tag = match severity {
         Severity::Notice => super::tags::NOTICE_RESPONSE,
         _ => super::tags::ERROR_RESPONSE,
@@ -57,6 +68,11 @@ pub fn write(out: &mut BytesMut, severity: Severity, code: &str, message: &str) 
         out.put_slice(value.as_bytes());
         out.put_u8(0);
     }
+    if let Some(detail) = detail {
+        out.put_u8(b'D');
+        out.put_slice(detail.as_bytes());
+        out.put_u8(0);
+    }
     out.put_u8(0);
     let len = (out.len() - start - 1) as u32;
     out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
@@ -66,6 +82,24 @@ pub fn write(out: &mut BytesMut, severity: Severity, code: &str, message: &str) 
 pub fn build(severity: Severity, code: &str, message: &str) -> BytesMut {
     let mut out = BytesMut::with_capacity(32 + message.len());
     write(&mut out, severity, code, message);
+    out
+}
+
+/// Builds a FATAL error as a fresh buffer, with a detail field when given.
+pub fn fatal(code: &str, message: &str, detail: Option<&str>) -> BytesMut {
+    let mut out = BytesMut::with_capacity(48 + message.len());
+    write_detailed(&mut out, Severity::Fatal, code, message, detail);
+    out
+}
+
+/// A FATAL error in the format of protocol 2 (`E`, then the text, a newline and a NUL), which
+/// PostgreSQL sends to a client that asked for a protocol older than 3.
+pub fn fatal_v2(message: &str) -> BytesMut {
+    let mut out = BytesMut::with_capacity(16 + message.len());
+    out.put_u8(super::tags::ERROR_RESPONSE);
+    out.put_slice(b"FATAL:  ");
+    out.put_slice(message.as_bytes());
+    out.put_slice(b"\n\0");
     out
 }
 
@@ -81,6 +115,16 @@ mod tests {
         let fields = crate::protocol::backend::error_fields(&msg[5..]);
         assert_eq!(fields.code, Some("08006"));
         assert_eq!(fields.message, Some("gone"));
+    }
+
+    #[test]
+    fn detail_and_protocol_2_layouts() {
+        let msg = fatal("08P01", "m", Some("d"));
+        assert_eq!(
+            &msg[..],
+            &b"E\0\0\0\x20SFATAL\0VFATAL\0C08P01\0Mm\0Dd\0\0"[..]
+        );
+        assert_eq!(&fatal_v2("no")[..], b"EFATAL:  no\n\0");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! CancelRequest: the client sends the key the proxy gave its session; the proxy looks the
-//! session up and sends a CancelRequest with the upstream's own key to the upstream.
+//! CancelRequest: the client sends the key it was given (the upstream's process id, the proxy's
+//! secret); the proxy looks the session up and sends a CancelRequest with the upstream's own key
+//! to the upstream.
 //!
 //! Doltgres hands every connection the same key and ignores cancels; the proxy still forwards
 //! them (harmlessly), so the same code serves PostgreSQL, where cancels work.

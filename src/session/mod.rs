@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::protocol::notice::{self, Severity, sqlstate};
-use crate::protocol::startup::{StartupPacket, param, parse as parse_startup};
+use crate::protocol::startup::{Negotiation, StartupPacket, param, parse as parse_startup};
 use crate::registry::{Registered, SessionInfo};
 use crate::server::Shared;
 use crate::tls::{ClientTlsMode, MaybeTls};
@@ -44,7 +44,10 @@ pub async fn serve(
     let permit = shared.limiter.clone().try_acquire_owned().ok();
     let (client, opening) = open(tcp, &shared).await;
     let Some(mut client) = client else {
-        return debug!("client lost during the TLS handshake");
+        return match opening {
+            Err(e) if e.is_notable() => info!(error = %e, "startup refused"),
+            _ => debug!("client lost during the TLS handshake"),
+        };
     };
     let startup = match opening {
         Ok(Opening::Startup(bytes)) => bytes,
@@ -54,13 +57,8 @@ pub async fn serve(
         }) => {
             return cancel::forward(&shared, process_id, &secret_key).await;
         }
-        Ok(Opening::TlsRequested) => unreachable!("open() handles TLS requests"),
-        Err(e) if e.is_disconnect() => return debug!("client left during startup"),
-        Err(e @ StartupFailure::Io(_)) => return debug!(error = %e, "startup failed"),
-        Err(e) => {
-            info!(error = %e, "bad startup");
-            return farewell(&mut client, sqlstate::PROTOCOL_VIOLATION, &e.to_string()).await;
-        }
+        Ok(Opening::TlsRequested { .. }) => unreachable!("open() handles TLS requests"),
+        Err(e) => return refuse(&mut client, e).await,
     };
     if config.tls == ClientTlsMode::Require && !client.is_tls() {
         info!("plain-text client refused: tls = require");
@@ -107,15 +105,18 @@ async fn open(
     let config = &shared.config;
     let deadline = Instant::now() + config.startup_timeout;
     let mut stream = MaybeTls::Plain(tcp);
+    let mut negotiation = Negotiation::default();
     loop {
         let offer_tls = shared.tls_acceptor.is_some() && !stream.is_tls();
+        let max_len = config.max_startup_len;
         let opening =
-            startup::negotiate(&mut stream, config.max_startup_len, offer_tls, deadline).await;
-        let (Ok(Opening::TlsRequested), Some(acceptor), MaybeTls::Plain(_)) =
+            startup::negotiate(&mut stream, max_len, offer_tls, &mut negotiation, deadline).await;
+        let (Ok(Opening::TlsRequested { unencrypted_data }), Some(acceptor), MaybeTls::Plain(_)) =
             (&opening, &shared.tls_acceptor, &stream)
         else {
             return (Some(stream), opening);
         };
+        let unencrypted_data = *unencrypted_data;
         if let Err(e) = stream.write_all(b"S").await {
             return (Some(stream), Err(StartupFailure::Io(e)));
         }
@@ -127,6 +128,23 @@ async fn open(
             Ok(Err(e)) => return (None, Err(StartupFailure::Handshake(e))),
             Err(_) => return (None, Err(StartupFailure::Timeout)),
         }
+        if unencrypted_data {
+            // As PostgreSQL does: the refusal comes after the handshake, encrypted.
+            return (Some(stream), Err(StartupFailure::UnencryptedData("SSL")));
+        }
+    }
+}
+
+/// Ends a startup phase that failed: with PostgreSQL's answer where it gives one, else in
+/// silence, logged where PostgreSQL logs it.
+async fn refuse(client: &mut MaybeTls, failure: StartupFailure) {
+    if failure.is_notable() {
+        info!(error = %failure, "startup refused");
+    } else {
+        debug!(error = %failure, "startup ended");
+    }
+    if let Some(reply) = failure.reply() {
+        let _ = tokio::time::timeout(FAREWELL_TIMEOUT, client.write_all(&reply)).await;
     }
 }
 

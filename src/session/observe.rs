@@ -1,7 +1,7 @@
 //! What each direction of a session watches for: the messages that drive the transaction tracker,
 //! the quiesce gate on the client side, Terminate from the client, and the server's
-//! BackendKeyData, which the proxy replaces with the session's own key (so cancel requests come
-//! to the proxy and can be routed).
+//! BackendKeyData, whose secret the proxy replaces with one of its own (so cancel requests come to
+//! the proxy and can be routed; the process id stays the upstream's).
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -10,7 +10,7 @@ use crate::gate::finish_batch;
 use crate::protocol::backend;
 use crate::protocol::frame::{HEADER_LEN, Seen};
 use crate::protocol::tags;
-use crate::registry::{SessionInfo, UpstreamKey};
+use crate::registry::{BackendKey, SessionInfo};
 use crate::server::Shared;
 use crate::txn::{Phase, Tally, Tracker};
 
@@ -96,8 +96,9 @@ pub struct ServerSide<'a> {
     info: &'a SessionInfo,
     /// Tag of the last message from the server: an ErrorResponse before a close explains it.
     pub last_tag: u8,
-    /// Where in the current batch a BackendKeyData waits to be rewritten.
-    key_at: Option<usize>,
+    /// A BackendKeyData in the current batch whose secret is to be replaced: its offset in the
+    /// batch and the secret the client gets.
+    key_patch: Option<(usize, Vec<u8>)>,
 }
 
 impl<'a> ServerSide<'a> {
@@ -106,7 +107,7 @@ impl<'a> ServerSide<'a> {
             shared,
             info,
             last_tag: 0,
-            key_at: None,
+            key_patch: None,
         }
     }
 
@@ -118,13 +119,12 @@ impl<'a> ServerSide<'a> {
         if !startup {
             return;
         }
-        *self.info.upstream_key.lock().unwrap() = Some(UpstreamKey {
+        let upstream = BackendKey {
             process_id,
             secret_key: secret.to_vec(),
-        });
-        // Protocol 3.0 keys are 4 bytes; longer (3.2) keys pass through unchanged.
-        if secret.len() == 4 {
-            self.key_at = Some(offset);
+        };
+        if let Some(key) = self.shared.registry.issue_key(self.info, upstream) {
+            self.key_patch = Some((offset, key.secret_key));
         }
     }
 }
@@ -158,12 +158,11 @@ impl Observer for ServerSide<'_> {
     }
 
     fn patch(&mut self, ready: &mut [u8]) {
-        let Some(offset) = self.key_at.take() else {
+        let Some((offset, secret)) = self.key_patch.take() else {
             return;
         };
-        let (pid, secret) = self.info.proxy_key;
-        let body = &mut ready[offset + HEADER_LEN..offset + HEADER_LEN + 8];
-        body[..4].copy_from_slice(&pid.to_be_bytes());
-        body[4..].copy_from_slice(&secret.to_be_bytes());
+        // The secret follows the 4-byte process id; the issued one has the same length.
+        let start = offset + HEADER_LEN + 4;
+        ready[start..start + secret.len()].copy_from_slice(&secret);
     }
 }

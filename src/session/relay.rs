@@ -13,6 +13,7 @@ use crate::protocol::tags;
 use crate::registry::SessionInfo;
 use crate::server::Shared;
 use crate::tls::MaybeTls;
+use crate::txn::Phase;
 
 use super::observe::{ClientSide, ServerSide};
 use super::pump::{Pump, PumpError};
@@ -63,13 +64,25 @@ pub async fn relay(
         _ = stop.cancelled() => Ending::Stopped,
         _ = info.terminate.cancelled() => Ending::Terminated,
     };
-    let expected_close = client_side.terminated || server_side.last_tag == tags::ERROR_RESPONSE;
+    // The server closing is explained already when it sent an error or the client said goodbye;
+    // during login (PostgreSQL's authentication timeout, say) a direct client would see only the
+    // close, so that is all it sees here too.
+    let in_login = info.tracker.lock().unwrap().phase() == Phase::Startup;
+    let expected_close =
+        client_side.terminated || server_side.last_tag == tags::ERROR_RESPONSE || in_login;
+    // Only a session the proxy ends gets a Terminate from the proxy. A client that left without
+    // one leaves the server to see the connection close, as it would directly (PostgreSQL then
+    // logs an unexpected EOF, and says so when a transaction was open).
+    let proxy_ends = matches!(
+        ending,
+        Ending::Stopped | Ending::Terminated | Ending::Client(Err(PumpError::Frame(_)))
+    );
     if let Some((code, message)) = explain(ending, expected_close)
         && down.at_message_boundary()
     {
         farewell(&mut client_write, code, &message).await;
     }
-    if up.at_message_boundary() {
+    if proxy_ends && up.at_message_boundary() {
         let _ =
             tokio::time::timeout(FAREWELL_TIMEOUT, server_write.write_all(b"X\0\0\0\x04")).await;
     }

@@ -1,17 +1,23 @@
 //! The client's side of the startup phase: answer SSL/GSS encryption requests, and return the
 //! first packet that starts a session or asks to cancel one.
+//!
+//! Every answer and every silence follows PostgreSQL's (see [`crate::protocol::startup`]):
+//! failures that PostgreSQL meets by closing the connection are [`StartupFailure`]s without a
+//! [`StartupFailure::reply`]; the others reply with PostgreSQL's SQLSTATE and severity.
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::protocol::startup::{self, StartupError, StartupPacket};
+use crate::protocol::notice::{self, sqlstate};
+use crate::protocol::startup::{self, Negotiation, StartupError, Step};
 
 /// What the client asked for.
 #[derive(Debug)]
 pub enum Opening {
-    /// An SSLRequest, when the caller offered TLS: answer `S` and handshake.
-    TlsRequested,
+    /// An SSLRequest, when the caller offered TLS: answer `S` and handshake. `unencrypted_data`:
+    /// bytes followed the request before the answer; after the handshake the session must fail.
+    TlsRequested { unencrypted_data: bool },
     /// A StartupMessage, kept as the exact bytes to forward upstream.
     Startup(BytesMut),
     /// A CancelRequest for the session with this key.
@@ -24,16 +30,21 @@ pub enum Opening {
 /// A startup phase that cannot continue.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupFailure {
+    /// The client hung up; `received` says whether part of a packet had arrived.
     #[error("client closed the connection during startup")]
-    Closed,
+    Closed { received: bool },
     #[error("io error during startup: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Length(#[from] StartupError),
-    #[error("unsupported frontend protocol {}.{}", .0 >> 16, .0 & 0xffff)]
+    #[error("{}", startup::unsupported_message(*.0))]
     UnsupportedProtocol(u32),
-    #[error("client sent more than one encryption request, or data after one")]
-    RepeatedEncryptionRequest,
+    /// Bytes followed an encryption request before it was answered: they could have been
+    /// injected in plain text ahead of the encryption.
+    #[error("received unencrypted data after {0} request")]
+    UnencryptedData(&'static str),
+    #[error("cancel request too short to name a session")]
+    ShortCancel,
     #[error("timeout waiting for the startup packet")]
     Timeout,
     #[error("TLS handshake failed: {0}")]
@@ -41,26 +52,59 @@ pub enum StartupFailure {
 }
 
 impl StartupFailure {
-    /// A clean hang-up is not worth an error log line.
-    pub fn is_disconnect(&self) -> bool {
-        matches!(self, StartupFailure::Closed)
+    /// What PostgreSQL sends the client in this case before it closes, if anything.
+    pub fn reply(&self) -> Option<BytesMut> {
+        match self {
+            // PostgreSQL answers in protocol 2's format when the client asked for an older
+            // protocol, except for version 0.0, which it takes for "not known yet".
+            StartupFailure::UnsupportedProtocol(version) if *version != 0 && version >> 16 < 3 => {
+                Some(notice::fatal_v2(&self.to_string()))
+            }
+            StartupFailure::UnsupportedProtocol(_) => Some(notice::fatal(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                &self.to_string(),
+                None,
+            )),
+            StartupFailure::UnencryptedData(_) => Some(notice::fatal(
+                sqlstate::PROTOCOL_VIOLATION,
+                &self.to_string(),
+                Some(
+                    "This could be either a client-software bug or evidence of an attempted \
+                     man-in-the-middle attack.",
+                ),
+            )),
+            _ => None,
+        }
+    }
+
+    /// Worth an info log line: PostgreSQL logs these too. Hang-ups before any byte, timeouts and
+    /// short cancel requests it does not log.
+    pub fn is_notable(&self) -> bool {
+        !matches!(
+            self,
+            StartupFailure::Closed { received: false }
+                | StartupFailure::Io(_)
+                | StartupFailure::ShortCancel
+                | StartupFailure::Timeout
+        )
     }
 }
 
 /// Reads startup packets until one opens a session, asks for a cancel, or (when `offer_tls`)
 /// asks for TLS. Other encryption requests are answered `N`; the client then goes on in plain
-/// text. Every read must finish before `deadline`.
+/// text. `negotiation` carries what was answered across a TLS handshake. Every read must finish
+/// before `deadline`.
 pub async fn negotiate<S>(
     stream: &mut S,
     max_len: u32,
     offer_tls: bool,
+    negotiation: &mut Negotiation,
     deadline: Instant,
 ) -> Result<Opening, StartupFailure>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut buf = BytesMut::with_capacity(256);
-    let mut encryption_requests = 0;
     loop {
         let len = loop {
             if let Some(len) = startup::check(&buf, max_len)? {
@@ -68,24 +112,31 @@ where
             }
             let read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await;
             if read.map_err(|_| StartupFailure::Timeout)?? == 0 {
-                return Err(StartupFailure::Closed);
+                return Err(StartupFailure::Closed {
+                    received: !buf.is_empty(),
+                });
             }
         };
-        match startup::parse(&buf[..len]) {
-            StartupPacket::Ssl | StartupPacket::GssEnc => {
-                encryption_requests += 1;
-                if encryption_requests > 2 || buf.len() > len {
-                    // Bytes after an encryption request, before our answer, are not allowed:
-                    // they could be injected in plain text ahead of the TLS handshake.
-                    return Err(StartupFailure::RepeatedEncryptionRequest);
-                }
-                if offer_tls && startup::parse(&buf[..len]) == StartupPacket::Ssl {
-                    return Ok(Opening::TlsRequested);
-                }
+        let trailing = buf.len() > len;
+        match negotiation.step(startup::parse(&buf[..len]), offer_tls) {
+            Step::Ssl { accept: true } => {
+                return Ok(Opening::TlsRequested {
+                    unencrypted_data: trailing,
+                });
+            }
+            Step::Ssl { accept: false } | Step::RefuseGss => {
+                let kind = if buf[7] == 0x2f {
+                    "SSL"
+                } else {
+                    "GSSAPI encryption"
+                };
                 stream.write_all(b"N").await?;
+                if trailing {
+                    return Err(StartupFailure::UnencryptedData(kind));
+                }
                 buf.advance(len);
             }
-            StartupPacket::Cancel {
+            Step::Cancel {
                 process_id,
                 secret_key,
             } => {
@@ -94,14 +145,10 @@ where
                     secret_key: secret_key.to_vec(),
                 });
             }
-            StartupPacket::Startup { version, .. } if version >> 16 == 3 => {
-                return Ok(Opening::Startup(buf.split_to(len)));
-            }
-            StartupPacket::Startup { version, .. } => {
+            Step::Close => return Err(StartupFailure::ShortCancel),
+            Step::Startup => return Ok(Opening::Startup(buf.split_to(len))),
+            Step::Unsupported { version } => {
                 return Err(StartupFailure::UnsupportedProtocol(version));
-            }
-            StartupPacket::Unknown { code } => {
-                return Err(StartupFailure::UnsupportedProtocol(code));
             }
         }
     }
@@ -122,30 +169,156 @@ mod tests {
             .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
             .await
             .unwrap();
-        let opening = negotiate(&mut proxy, 10_000, true, later()).await.unwrap();
-        assert!(matches!(opening, Opening::TlsRequested));
+        let opening = negotiate(
+            &mut proxy,
+            10_000,
+            true,
+            &mut Negotiation::default(),
+            later(),
+        )
+        .await
+        .unwrap();
+        assert!(matches!(
+            opening,
+            Opening::TlsRequested {
+                unencrypted_data: false
+            }
+        ));
     }
 
     #[tokio::test]
-    async fn data_after_ssl_request_is_refused() {
+    async fn data_after_ssl_request_is_answered_then_refused() {
+        // PostgreSQL answers the request, then fails with 08P01.
         let (mut client, mut proxy) = tokio::io::duplex(1024);
         client
             .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f, b'Q'])
             .await
             .unwrap();
-        let err = negotiate(&mut proxy, 10_000, true, later())
+        let opening = negotiate(
+            &mut proxy,
+            10_000,
+            true,
+            &mut Negotiation::default(),
+            later(),
+        )
+        .await
+        .unwrap();
+        assert!(matches!(
+            opening,
+            Opening::TlsRequested {
+                unencrypted_data: true
+            }
+        ));
+        let (mut client, mut proxy) = tokio::io::duplex(1024);
+        client
+            .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f, b'Q'])
             .await
-            .unwrap_err();
-        assert!(matches!(err, StartupFailure::RepeatedEncryptionRequest));
+            .unwrap();
+        let err = negotiate(
+            &mut proxy,
+            10_000,
+            false,
+            &mut Negotiation::default(),
+            later(),
+        )
+        .await
+        .unwrap_err();
+        let mut answer = [0u8; 1];
+        client.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"N");
+        assert!(matches!(err, StartupFailure::UnencryptedData("SSL")));
+        let reply = err.reply().unwrap();
+        assert_eq!(
+            crate::protocol::backend::error_fields(&reply[5..]).code,
+            Some("08P01")
+        );
+    }
+
+    #[tokio::test]
+    async fn second_ssl_request_is_an_unsupported_protocol() {
+        let (mut client, mut proxy) = tokio::io::duplex(1024);
+        let ssl = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+        client.write_all(&ssl).await.unwrap();
+        let task = tokio::spawn(async move {
+            negotiate(
+                &mut proxy,
+                10_000,
+                false,
+                &mut Negotiation::default(),
+                later(),
+            )
+            .await
+        });
+        let mut answer = [0u8; 1];
+        client.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"N");
+        client.write_all(&ssl).await.unwrap();
+        let err = task.await.unwrap().unwrap_err();
+        assert!(matches!(
+            err,
+            StartupFailure::UnsupportedProtocol(80_877_103)
+        ));
+        let reply = err.reply().unwrap();
+        let fields = crate::protocol::backend::error_fields(&reply[5..]);
+        assert_eq!(
+            (fields.severity, fields.code),
+            (Some("FATAL"), Some("0A000"))
+        );
+    }
+
+    #[tokio::test]
+    async fn protocol_2_gets_a_protocol_2_error() {
+        let (mut client, mut proxy) = tokio::io::duplex(1024);
+        client.write_all(&[0, 0, 0, 8, 0, 2, 0, 0]).await.unwrap();
+        let err = negotiate(
+            &mut proxy,
+            10_000,
+            false,
+            &mut Negotiation::default(),
+            later(),
+        )
+        .await
+        .unwrap_err();
+        let reply = err.reply().unwrap();
+        assert!(reply.starts_with(b"EFATAL:  unsupported frontend protocol 2.0"));
+        assert!(reply.ends_with(b"\n\0"));
+    }
+
+    #[tokio::test]
+    async fn terminate_before_startup_closes_silently() {
+        // node-postgres writes Terminate before its StartupMessage when ended at once.
+        let (mut client, mut proxy) = tokio::io::duplex(1024);
+        let mut bytes = b"X\0\0\0\x04".to_vec();
+        bytes.extend_from_slice(&startup_message());
+        client.write_all(&bytes).await.unwrap();
+        let err = negotiate(
+            &mut proxy,
+            10_000,
+            false,
+            &mut Negotiation::default(),
+            later(),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, StartupFailure::Length(_)));
+        assert!(err.reply().is_none());
+        assert!(err.is_notable());
     }
 
     #[tokio::test(start_paused = true)]
     async fn silence_times_out() {
         let (_client, mut proxy) = tokio::io::duplex(1024);
-        let err = negotiate(&mut proxy, 10_000, false, later())
-            .await
-            .unwrap_err();
+        let err = negotiate(
+            &mut proxy,
+            10_000,
+            false,
+            &mut Negotiation::default(),
+            later(),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(err, StartupFailure::Timeout));
+        assert!(err.reply().is_none());
     }
 
     fn startup_message() -> Vec<u8> {
@@ -159,7 +332,16 @@ mod tests {
     #[tokio::test]
     async fn ssl_request_is_refused_then_startup_returned() {
         let (mut client, mut proxy) = tokio::io::duplex(1024);
-        let task = tokio::spawn(async move { negotiate(&mut proxy, 10_000, false, later()).await });
+        let task = tokio::spawn(async move {
+            negotiate(
+                &mut proxy,
+                10_000,
+                false,
+                &mut Negotiation::default(),
+                later(),
+            )
+            .await
+        });
         client
             .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
             .await
@@ -181,7 +363,15 @@ mod tests {
             .write_all(&[0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e, 0, 0, 0, 7, 1, 2, 3, 4])
             .await
             .unwrap();
-        let opening = negotiate(&mut proxy, 10_000, false, later()).await.unwrap();
+        let opening = negotiate(
+            &mut proxy,
+            10_000,
+            false,
+            &mut Negotiation::default(),
+            later(),
+        )
+        .await
+        .unwrap();
         assert!(matches!(opening, Opening::Cancel { process_id: 7, .. }));
     }
 
@@ -189,19 +379,34 @@ mod tests {
     async fn garbage_length_is_rejected() {
         let (mut client, mut proxy) = tokio::io::duplex(1024);
         client.write_all(&[0xff, 0xff, 0xff, 0xff]).await.unwrap();
-        let err = negotiate(&mut proxy, 10_000, false, later())
-            .await
-            .unwrap_err();
+        let err = negotiate(
+            &mut proxy,
+            10_000,
+            false,
+            &mut Negotiation::default(),
+            later(),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(err, StartupFailure::Length(_)));
+        assert!(err.reply().is_none());
     }
 
     #[tokio::test]
     async fn hang_up_is_a_disconnect() {
         let (client, mut proxy) = tokio::io::duplex(1024);
         drop(client);
-        let err = negotiate(&mut proxy, 10_000, false, later())
-            .await
-            .unwrap_err();
-        assert!(err.is_disconnect());
+        let err = negotiate(
+            &mut proxy,
+            10_000,
+            false,
+            &mut Negotiation::default(),
+            later(),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, StartupFailure::Closed { received: false }));
+        assert!(err.reply().is_none());
+        assert!(!err.is_notable());
     }
 }
