@@ -26,7 +26,8 @@ pub struct Config {
     /// a protocol violation (`08P01`) so a corrupt or hostile length cannot make the proxy wait
     /// for gigabytes.
     pub max_message_len: u32,
-    /// Largest startup packet accepted from a client, in bytes.
+    /// Largest startup packet accepted from a client, in bytes, not counting its 4-byte length
+    /// word (PostgreSQL's limit is 10,000 counted the same way). Larger ones are closed silently.
     pub max_startup_len: u32,
     /// Most client connections at once; more get `53300`.
     pub max_client_connections: usize,
