@@ -94,6 +94,23 @@ pub struct RunArgs {
     /// Address of the admin HTTP API [default: 127.0.0.1:9187].
     #[arg(long, env = "DOLTGRES_SIDECAR_ADMIN_LISTEN", value_name = "ADDR")]
     pub admin_listen: Option<String>,
+    /// Bearer token the admin API's control endpoints require (required off loopback).
+    #[arg(
+        long,
+        env = "DOLTGRES_SIDECAR_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+    /// Password of backup.user for push and sync [default: DOLTGRES_PASSWORD from the
+    /// environment, as Doltgres itself reads it].
+    #[arg(
+        long,
+        env = "DOLTGRES_SIDECAR_BACKUP_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub backup_password: Option<String>,
 }
 
 impl RunArgs {
@@ -111,6 +128,15 @@ impl RunArgs {
         }
         if let Some(v) = &self.admin_listen {
             config.admin_listen = v.clone();
+        }
+        if let Some(v) = self.admin_token.as_ref().filter(|t| !t.is_empty()) {
+            config.admin_token = Some(v.clone());
+        }
+        if let Some(v) = &self.backup_password {
+            config.backup.password = Some(v.clone());
+        }
+        if config.backup.password.is_none() {
+            config.backup.password = std::env::var("DOLTGRES_PASSWORD").ok();
         }
         config.validate()?;
         Ok(config)
@@ -142,6 +168,55 @@ mod tests {
         let config = args.resolve().unwrap();
         assert_eq!(config.listen, "127.0.0.1:7000");
         assert_eq!(config.upstream, "db:2");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn admin_token_flag_satisfies_a_public_admin_listen() {
+        let cli = Cli::try_parse_from([
+            "doltgres-sidecar",
+            "run",
+            "--admin-listen",
+            "0.0.0.0:9187",
+            "--admin-token",
+            "s3cret",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(
+            args.resolve().unwrap().admin_token.as_deref(),
+            Some("s3cret")
+        );
+    }
+
+    #[test]
+    fn sync_without_a_password_is_a_clear_error() {
+        let dir = std::env::temp_dir().join(format!("dgs-cli-pw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "[backup.sync]\nname = \"b\"\n").unwrap();
+        let parse = |extra: &[&str]| {
+            let mut argv = vec![
+                "doltgres-sidecar",
+                "run",
+                "--config",
+                file.to_str().unwrap(),
+            ];
+            argv.extend_from_slice(extra);
+            let Command::Run(args) = Cli::try_parse_from(argv).unwrap().command else {
+                panic!("not run")
+            };
+            args
+        };
+        // DOLTGRES_PASSWORD is not set in the test environment (scripts/test runs without it).
+        if std::env::var_os("DOLTGRES_PASSWORD").is_none() {
+            let err = parse(&[]).resolve().unwrap_err().to_string();
+            assert!(err.contains("DOLTGRES_SIDECAR_BACKUP_PASSWORD"), "{err}");
+        }
+        let config = parse(&["--backup-password", "pw"]).resolve().unwrap();
+        assert_eq!(config.backup.password.as_deref(), Some("pw"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

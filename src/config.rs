@@ -251,8 +251,10 @@ mod tests {
 
     #[test]
     fn admin_off_loopback_needs_a_token() {
-        let mut c = Config::default();
-        c.admin_listen = "0.0.0.0:9187".into();
+        let mut c = Config {
+            admin_listen: "0.0.0.0:9187".into(),
+            ..Config::default()
+        };
         assert!(matches!(
             c.validate(),
             Err(ConfigError::Invalid {
@@ -271,8 +273,10 @@ mod tests {
 
     #[test]
     fn bad_values_are_rejected() {
-        let mut c = Config::default();
-        c.upstream = "nohost".into();
+        let c = Config {
+            upstream: "nohost".into(),
+            ..Config::default()
+        };
         assert!(matches!(
             c.validate(),
             Err(ConfigError::Invalid {
@@ -280,14 +284,22 @@ mod tests {
                 ..
             })
         ));
-        let mut c = Config::default();
-        c.listen = "localhost".into();
-        assert!(c.validate().is_err());
-        let mut c = Config::default();
-        c.max_message_len = 10;
-        assert!(c.validate().is_err());
-        let mut c = Config::default();
-        c.connect_timeout = Duration::ZERO;
-        assert!(c.validate().is_err());
+        let bad = [
+            Config {
+                listen: "localhost".into(),
+                ..Config::default()
+            },
+            Config {
+                max_message_len: 10,
+                ..Config::default()
+            },
+            Config {
+                connect_timeout: Duration::ZERO,
+                ..Config::default()
+            },
+        ];
+        for c in bad {
+            assert!(c.validate().is_err(), "{c:?}");
+        }
     }
 }

@@ -10,9 +10,16 @@
 //! - [`session`]: one client and its upstream connection: the startup phase
 //!   ([`session::startup`]) and one [`session::pump::Pump`] per direction.
 //! - [`txn`]: exact transaction accounting per session (pure state machine).
-//! - [`registry`]: the open sessions (status, cancel routing); [`metrics`]: Prometheus metrics.
-//! - [`admin`]: the admin HTTP API (`/healthz`, `/readyz`, `/status`, `/metrics`).
+//! - [`registry`]: the open sessions (status, cancel routing by the keys clients were given);
+//!   [`metrics`]: Prometheus metrics.
+//! - [`gate`]: the quiesce gate that holds sessions at transaction boundaries;
+//!   [`window`]: backup windows (triggers, the push/sync/snapshot actions, their records).
+//! - [`tls`]: TLS towards clients and the upstream.
+//! - [`admin`]: the admin HTTP API (`/healthz`, `/readyz`, `/status`, `/metrics`, `/quiesce`,
+//!   `/resume`, `/backups`); [`client`]: the CLI's client of that API.
 //! - [`cli`]: the command line of the `doltgres-sidecar` binary.
+//!
+//! `docs/design.md` describes the architecture, the semantics and the interface contract.
 //!
 //! Data flows one way through each part: socket → pump (framing, peeks) → socket.
 

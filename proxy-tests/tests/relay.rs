@@ -169,8 +169,7 @@ async fn upstream_down_then_back(mut server: TestServer) {
     let err = before
         .simple_query("SELECT 1")
         .await
-        .err()
-        .expect("server is down");
+        .expect_err("server is down");
     assert!(before.is_closed(), "session must be closed: {err}");
 
     // A new client gets a clear error with SQLSTATE 08006.

@@ -81,13 +81,10 @@ async fn require_token(
     }
 }
 
-/// The admin token from the config, or else the environment.
+/// The admin token (config file, `--admin-token` or `DOLTGRES_SIDECAR_ADMIN_TOKEN`, resolved
+/// with the rest of the configuration).
 fn admin_token(shared: &Shared) -> Option<String> {
-    shared.config.admin_token.clone().or_else(|| {
-        std::env::var("DOLTGRES_SIDECAR_ADMIN_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty())
-    })
+    shared.config.admin_token.clone()
 }
 
 /// Ready when the upstream accepts TCP connections.

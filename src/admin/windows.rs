@@ -21,11 +21,11 @@ pub struct QuiesceParams {
     timeout: Option<String>,
 }
 
-fn duration(text: Option<&str>, default: Duration) -> Result<Duration, Response> {
+/// A duration parameter, or the text of a 400 answer.
+fn duration(text: Option<&str>, default: Duration) -> Result<Duration, String> {
     match text {
         None => Ok(default),
-        Some(t) => humantime::parse_duration(t)
-            .map_err(|e| error(StatusCode::BAD_REQUEST, format!("{t:?}: {e}"))),
+        Some(t) => humantime::parse_duration(t).map_err(|e| format!("{t:?}: {e}")),
     }
 }
 
@@ -39,11 +39,11 @@ pub async fn quiesce(
 ) -> Response {
     let ttl = match duration(p.ttl.as_deref(), Duration::from_secs(30)) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let timeout = match duration(p.timeout.as_deref(), shared.config.drain_timeout) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     match shared.windows.hold(&shared, ttl, timeout).await {
         Ok(id) => {

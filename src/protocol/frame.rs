@@ -146,10 +146,10 @@ impl Scanner {
 mod tests {
     use super::*;
 
-    fn collect(
-        scanner: &mut Scanner,
-        buf: &[u8],
-    ) -> (Result<usize, FrameError>, Vec<(u8, Vec<u8>)>) {
+    /// Tag and body of each message seen.
+    type Messages = Vec<(u8, Vec<u8>)>;
+
+    fn collect(scanner: &mut Scanner, buf: &[u8]) -> (Result<usize, FrameError>, Messages) {
         let mut out = Vec::new();
         let r = scanner.scan(buf, |s| match s {
             Seen::Whole(m) => out.push((m.tag, m.body.to_vec())),

@@ -48,20 +48,18 @@ impl<'a> ClientSide<'a> {
 }
 
 impl Observer for ClientSide<'_> {
-    fn admit(&mut self) -> impl Future<Output = Admit> + Send {
-        async move {
-            if self.rejecter.active {
-                return Admit::Discard;
+    async fn admit(&mut self) -> Admit {
+        if self.rejecter.active {
+            return Admit::Discard;
+        }
+        match hold::wait(self.shared, self.info, &self.inject).await {
+            Hold::Admitted => {
+                self.admitted = true;
+                Admit::Forward
             }
-            match hold::wait(self.shared, self.info, &self.inject).await {
-                Hold::Admitted => {
-                    self.admitted = true;
-                    Admit::Forward
-                }
-                Hold::TimedOut => {
-                    self.rejecter.start();
-                    Admit::Discard
-                }
+            Hold::TimedOut => {
+                self.rejecter.start();
+                Admit::Discard
             }
         }
     }

@@ -3,7 +3,7 @@
 //! The client side tells which requests are outstanding (each Query, Sync and FunctionCall is
 //! answered by exactly one ReadyForQuery) and whether a request names a writing Dolt procedure.
 //! The server side tells what happened: CommandComplete tags, errors, and the transaction status
-//! in ReadyForQuery. From these the tracker counts, as DESIGN.md defines them:
+//! in ReadyForQuery. From these the tracker counts, as docs/design.md defines them:
 //! - a **commit** for an explicit block whose COMMIT/END answered `COMMIT`, and for every implicit
 //!   transaction (simple Query, or extended batch up to Sync) that ran a statement and ended at
 //!   `I` with no error;

@@ -273,7 +273,7 @@ async fn sync(client: &Client, db: &str, cfg: &SyncConfig) -> Result<Value, Acti
     }
     let head = column(client, db, "SELECT dolt_hashof('HEAD')").await?;
     column(
-        &client,
+        client,
         db,
         &format!("SELECT dolt_backup('sync', {})", literal(&cfg.name)),
     )

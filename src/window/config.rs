@@ -41,7 +41,8 @@ impl Action {
 pub struct BackupConfig {
     /// Superuser the sidecar logs in as to run Dolt procedures (they need one).
     pub user: String,
-    /// Its password; if absent, `DOLTGRES_SIDECAR_BACKUP_PASSWORD`, then `DOLTGRES_PASSWORD`.
+    /// Its password. `run` fills it from `--backup-password`, `DOLTGRES_SIDECAR_BACKUP_PASSWORD`
+    /// or `DOLTGRES_PASSWORD` when the file has none; push and sync need it.
     pub password: Option<String>,
     /// The databases every action covers.
     pub databases: Vec<String>,
@@ -155,16 +156,20 @@ impl BackupConfig {
             .collect()
     }
 
-    /// The password for the sidecar's own connections.
-    pub fn password(&self) -> String {
-        self.password
-            .clone()
-            .or_else(|| std::env::var("DOLTGRES_SIDECAR_BACKUP_PASSWORD").ok())
-            .or_else(|| std::env::var("DOLTGRES_PASSWORD").ok())
-            .unwrap_or_else(|| "password".into())
+    /// The password for the sidecar's own connections (validated present when an action that
+    /// connects is configured).
+    pub fn password(&self) -> &str {
+        self.password.as_deref().unwrap_or_default()
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        if (self.push.is_some() || self.sync.is_some()) && self.password.is_none() {
+            return Err(format!(
+                "push and sync log in as {:?} and need its password: set backup.password, \
+                 --backup-password, DOLTGRES_SIDECAR_BACKUP_PASSWORD or DOLTGRES_PASSWORD",
+                self.user
+            ));
+        }
         for action in &self.actions {
             if !self.has(*action) {
                 return Err(format!(
@@ -199,6 +204,7 @@ mod tests {
     fn parses_a_full_section() {
         let c: BackupConfig = toml::from_str(
             r#"
+            password = "pw"
             databases = ["db1", "db2"]
             every_write_commits = 100
             interval = "5m"
@@ -216,6 +222,15 @@ mod tests {
         assert_eq!(c.triggered_actions(), vec![Action::Push, Action::Sync]);
         assert_eq!(c.push.unwrap().branches, vec!["main"]);
         assert_eq!(c.interval, Some(Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn push_or_sync_without_a_password_is_rejected() {
+        let c: BackupConfig = toml::from_str("[sync]\nname = \"b\"").unwrap();
+        let err = c.validate().unwrap_err();
+        assert!(err.contains("password"), "{err}");
+        let c: BackupConfig = toml::from_str("[snapshot]\ncommand = [\"true\"]").unwrap();
+        c.validate().unwrap();
     }
 
     #[test]
