@@ -164,3 +164,63 @@ impl Observer for ServerSide<'_> {
         ready[start..start + secret.len()].copy_from_slice(&secret);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::session::pump::Pump;
+    use prometheus_client::metrics::counter::Counter;
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Relays `input` from the server side through a pump and returns what the client gets.
+    async fn relay_from_server(shared: &Shared, info: &SessionInfo, input: &[u8]) -> Vec<u8> {
+        let (mut server_w, mut server_r) = tokio::io::duplex(1 << 16);
+        let (mut client_w, mut client_r) = tokio::io::duplex(1 << 16);
+        server_w.write_all(input).await.unwrap();
+        drop(server_w);
+        let mut side = ServerSide::new(shared, info);
+        let mut pump = Pump::new(4096, 1 << 20, Counter::default());
+        pump.run(&mut server_r, &mut client_w, &mut side)
+            .await
+            .unwrap();
+        drop(client_w);
+        let mut out = Vec::new();
+        client_r.read_to_end(&mut out).await.unwrap();
+        out
+    }
+
+    fn key_data(pid: u32, secret: &[u8]) -> Vec<u8> {
+        let mut m = vec![b'K'];
+        m.extend_from_slice(&(8 + secret.len() as u32).to_be_bytes());
+        m.extend_from_slice(&pid.to_be_bytes());
+        m.extend_from_slice(secret);
+        m
+    }
+
+    #[tokio::test]
+    async fn long_protocol_3_2_secret_is_replaced_by_one_as_long() {
+        let shared = crate::server::Shared::new(Config::default()).unwrap();
+        let info = Arc::new(SessionInfo::new(
+            1,
+            "127.0.0.1:1".parse().unwrap(),
+            "u".into(),
+            "d".into(),
+            String::new(),
+        ));
+        shared.registry.insert(info.clone());
+        let secret = [0xabu8; 32];
+        let input = [key_data(777, &secret), b"Z\0\0\0\x05I".to_vec()].concat();
+        let out = relay_from_server(&shared, &info, &input).await;
+        assert_eq!(out.len(), input.len());
+        assert_eq!(&out[..9], &input[..9], "tag, length and process id unchanged");
+        assert_eq!(&out[41..], &input[41..], "the rest unchanged");
+        let issued = &out[9..41];
+        assert_ne!(issued, secret);
+        let found = shared.registry.by_cancel_key(777, issued).unwrap();
+        assert_eq!(found.id, 1);
+        let upstream = info.upstream_key.lock().unwrap().clone().unwrap();
+        assert_eq!(upstream.secret_key, secret);
+    }
+}
