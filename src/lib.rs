@@ -5,7 +5,7 @@
 //! - [`protocol`]: the wire protocol, pure (no IO): framing with a maximum length, startup
 //!   packets, the few backend messages the proxy peeks at, and the errors it originates.
 //! - [`config`]: settings, their defaults and validation.
-//! - [`server`]: the accept loop and graceful shutdown; [`server::Shared`] is the state sessions
+//! - [`server`]: the accept loop and graceful shutdown; [`shared::Shared`] is the state sessions
 //!   share (no globals).
 //! - [`session`]: one client and its upstream connection: the startup phase
 //!   ([`session::startup`]) and one [`session::pump::Pump`] per direction.
@@ -37,6 +37,7 @@ pub mod registry;
 pub mod sample;
 pub mod server;
 pub mod session;
+pub mod shared;
 pub mod tls;
 pub mod txn;
 pub mod window;

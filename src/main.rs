@@ -11,7 +11,8 @@ use std::io::Write as _;
 
 use doltgres_sidecar::cli::{BackupsCommand, Cli, ClientArgs, Command};
 use doltgres_sidecar::client::{self, AdminClient};
-use doltgres_sidecar::server::{self, Shared};
+use doltgres_sidecar::server;
+use doltgres_sidecar::shared::Shared;
 
 fn main() -> ExitCode {
     match run_cli(Cli::parse()) {

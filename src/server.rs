@@ -7,61 +7,11 @@
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::config::Config;
-use crate::gate::Gate;
-use crate::metrics::Metrics;
-use crate::registry::Registry;
-use crate::tls::{self, ClientTlsMode, TlsError};
-use crate::window::Windows;
-use tokio_rustls::{TlsAcceptor, TlsConnector};
-
-/// State every session shares. Passed down in an `Arc`; there are no globals, so several proxies
-/// can run in one process (as the tests do).
-pub struct Shared {
-    pub config: Config,
-    /// One permit per client connection.
-    pub limiter: Arc<Semaphore>,
-    pub metrics: Metrics,
-    pub registry: Registry,
-    pub gate: Arc<Gate>,
-    pub windows: Arc<Windows>,
-    /// Present when clients may use TLS.
-    pub tls_acceptor: Option<TlsAcceptor>,
-    /// Present when the upstream is reached over TLS.
-    pub upstream_tls: Option<TlsConnector>,
-    /// The same TLS settings, for the sidecar's own connections (backup actions).
-    pub upstream_tls_config: Option<Arc<rustls::ClientConfig>>,
-}
-
-impl Shared {
-    /// Builds the shared state; fails if the TLS files cannot be used.
-    pub fn new(config: Config) -> Result<Arc<Shared>, TlsError> {
-        let tls_acceptor = match (config.tls, &config.tls_cert, &config.tls_key) {
-            (ClientTlsMode::Disable, _, _) => None,
-            (_, Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
-            _ => return Err(TlsError::NoCertificate("tls_cert".into())),
-        };
-        let upstream_tls_config =
-            tls::client_config(config.upstream_tls, config.upstream_tls_ca.as_deref())?;
-        let upstream_tls = upstream_tls_config.clone().map(TlsConnector::from);
-        Ok(Arc::new(Shared {
-            limiter: Arc::new(Semaphore::new(config.max_client_connections)),
-            metrics: Metrics::new(),
-            registry: Registry::default(),
-            gate: Arc::new(Gate::new()),
-            windows: Arc::new(Windows::default()),
-            tls_acceptor,
-            upstream_tls,
-            upstream_tls_config,
-            config,
-        }))
-    }
-}
+use crate::shared::Shared;
 
 /// Accepts clients until `shutdown` is cancelled, then drains sessions.
 pub async fn run(

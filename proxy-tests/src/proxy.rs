@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use doltgres_sidecar::config::Config;
-use doltgres_sidecar::server::{self, Shared};
+use doltgres_sidecar::server;
+use doltgres_sidecar::shared::Shared;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 

@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// Serves the admin API until `shutdown` is cancelled.
 pub async fn serve(

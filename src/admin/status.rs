@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
 
-use crate::server::Shared;
+use crate::shared::Shared;
 
 #[derive(Debug, Serialize)]
 pub struct Status {

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::window::config::Action;
 use crate::window::{HoldError, Outcome, Trigger};
 

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, info};
 
 use crate::protocol::startup::CANCEL_REQUEST;
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// Forwards a cancel for the session holding this proxy key, if any.
 pub async fn forward(shared: &Shared, process_id: u32, secret: &[u8]) {

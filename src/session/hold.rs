@@ -10,7 +10,7 @@ use crate::gate::try_admit;
 use crate::protocol::notice::{self, Severity, sqlstate};
 use crate::protocol::tags;
 use crate::registry::SessionInfo;
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// ReadyForQuery, idle: what a rejected request ends with.
 const READY_IDLE: &[u8] = b"Z\0\0\0\x05I";

@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 use crate::protocol::notice::{self, Severity, sqlstate};
 use crate::protocol::startup::{Negotiation, StartupPacket, param, parse as parse_startup};
 use crate::registry::{Registered, SessionInfo};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::tls::{ClientTlsMode, MaybeTls};
 use startup::{Opening, StartupFailure};
 

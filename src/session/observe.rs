@@ -11,7 +11,7 @@ use crate::protocol::backend;
 use crate::protocol::frame::{HEADER_LEN, Seen};
 use crate::protocol::tags;
 use crate::registry::{BackendKey, SessionInfo};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::txn::{Phase, Tally, Tracker};
 
 use super::hold::{self, Hold, Rejecter};
@@ -201,7 +201,7 @@ mod tests {
 
     #[tokio::test]
     async fn long_protocol_3_2_secret_is_replaced_by_one_as_long() {
-        let shared = crate::server::Shared::new(Config::default()).unwrap();
+        let shared = crate::shared::Shared::new(Config::default()).unwrap();
         let info = Arc::new(SessionInfo::new(
             1,
             "127.0.0.1:1".parse().unwrap(),
@@ -214,7 +214,11 @@ mod tests {
         let input = [key_data(777, &secret), b"Z\0\0\0\x05I".to_vec()].concat();
         let out = relay_from_server(&shared, &info, &input).await;
         assert_eq!(out.len(), input.len());
-        assert_eq!(&out[..9], &input[..9], "tag, length and process id unchanged");
+        assert_eq!(
+            &out[..9],
+            &input[..9],
+            "tag, length and process id unchanged"
+        );
         assert_eq!(&out[41..], &input[41..], "the rest unchanged");
         let issued = &out[9..41];
         assert_ne!(issued, secret);

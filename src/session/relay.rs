@@ -11,7 +11,7 @@ use crate::metrics::Direction;
 use crate::protocol::notice::sqlstate;
 use crate::protocol::tags;
 use crate::registry::SessionInfo;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::tls::MaybeTls;
 use crate::txn::Phase;
 

@@ -5,7 +5,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::protocol::startup::SSL_REQUEST;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::tls::{self, MaybeTls, UpstreamTlsMode};
 
 /// Opens the upstream connection for a session; the error is the text for the client.

@@ -17,6 +17,9 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in the order triggered windows run them.
+    pub const ALL: [Action; 3] = [Action::Push, Action::Sync, Action::Snapshot];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Push => "push",
@@ -26,12 +29,7 @@ impl Action {
     }
 
     pub fn parse(text: &str) -> Option<Action> {
-        match text {
-            "push" => Some(Action::Push),
-            "sync" => Some(Action::Sync),
-            "snapshot" => Some(Action::Snapshot),
-            _ => None,
-        }
+        Action::ALL.into_iter().find(|a| a.as_str() == text)
     }
 }
 
@@ -150,10 +148,7 @@ impl BackupConfig {
         if !self.actions.is_empty() {
             return self.actions.clone();
         }
-        [Action::Push, Action::Sync, Action::Snapshot]
-            .into_iter()
-            .filter(|a| self.has(*a))
-            .collect()
+        Action::ALL.into_iter().filter(|a| self.has(*a)).collect()
     }
 
     /// The password for the sidecar's own connections (validated present when an action that
@@ -222,6 +217,14 @@ mod tests {
         assert_eq!(c.triggered_actions(), vec![Action::Push, Action::Sync]);
         assert_eq!(c.push.unwrap().branches, vec!["main"]);
         assert_eq!(c.interval, Some(Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn every_action_parses_from_its_name() {
+        for action in Action::ALL {
+            assert_eq!(Action::parse(action.as_str()), Some(action));
+        }
+        assert_eq!(Action::parse("copy"), None);
     }
 
     #[test]

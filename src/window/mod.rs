@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use crate::gate::{GateGuard, QuiesceError};
 use crate::metrics::{ActionLabel, WindowLabels};
-use crate::server::Shared;
+use crate::shared::Shared;
 use config::Action;
 pub use record::{Outcome, Trigger, WindowRecord};
 

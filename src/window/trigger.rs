@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::record::{Outcome, Trigger};
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// How often the trigger conditions are checked.
 const TICK: Duration = Duration::from_millis(100);
