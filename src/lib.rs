@@ -14,7 +14,8 @@
 //!   [`metrics`]: Prometheus metrics.
 //! - [`gate`]: the quiesce gate that holds sessions at transaction boundaries;
 //!   [`window`]: backup windows (triggers, the push/sync/snapshot actions, their records).
-//! - [`tls`]: TLS towards clients and the upstream.
+//! - [`upstream`]: the server and every way of connecting to it (relay, cancel, SQL, probe);
+//!   [`tls`]: TLS towards clients and the upstream.
 //! - [`admin`]: the admin HTTP API (`/healthz`, `/readyz`, `/status`, `/metrics`, `/quiesce`,
 //!   `/resume`, `/backups`); [`client`]: the CLI's client of that API.
 //! - [`cli`]: the command line of the `doltgres-sidecar` binary.
@@ -40,4 +41,5 @@ pub mod session;
 pub mod shared;
 pub mod tls;
 pub mod txn;
+pub mod upstream;
 pub mod window;

@@ -99,7 +99,7 @@ async fn run(config: doltgres_sidecar::config::Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (admin API)", config.admin_listen))?;
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
-    let shared = Shared::new(config).context("setting up TLS")?;
+    let shared = Shared::new(config).context("setting up TLS and the upstream")?;
     let admin = tokio::spawn(admin::serve(admin, shared.clone(), shutdown.clone()));
     server::run(listener, shared, shutdown).await?;
     admin.await??;

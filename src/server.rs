@@ -26,7 +26,7 @@ pub async fn run(
         shared.clone(),
         shutdown.child_token(),
     ));
-    info!(listen = %listener.local_addr()?, upstream = %shared.config.upstream, "proxy accepting clients");
+    info!(listen = %listener.local_addr()?, upstream = %shared.upstream.addr, "proxy accepting clients");
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,

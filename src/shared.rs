@@ -6,13 +6,14 @@
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
 use crate::gate::Gate;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::tls::{self, ClientTlsMode, TlsError};
+use crate::upstream::{Upstream, UpstreamError};
 use crate::window::Windows;
 
 /// State every session shares. Passed down in an `Arc`; there are no globals, so several proxies
@@ -27,23 +28,19 @@ pub struct Shared {
     pub windows: Arc<Windows>,
     /// Present when clients may use TLS.
     pub tls_acceptor: Option<TlsAcceptor>,
-    /// Present when the upstream is reached over TLS.
-    pub upstream_tls: Option<TlsConnector>,
-    /// The same TLS settings, for the sidecar's own connections (backup actions).
-    pub upstream_tls_config: Option<Arc<rustls::ClientConfig>>,
+    /// The server, and every way of connecting to it.
+    pub upstream: Upstream,
 }
 
 impl Shared {
     /// Builds the shared state; fails if the TLS files cannot be used.
-    pub fn new(config: Config) -> Result<Arc<Shared>, TlsError> {
+    pub fn new(config: Config) -> Result<Arc<Shared>, UpstreamError> {
         let tls_acceptor = match (config.tls, &config.tls_cert, &config.tls_key) {
             (ClientTlsMode::Disable, _, _) => None,
             (_, Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
-            _ => return Err(TlsError::NoCertificate("tls_cert".into())),
+            _ => return Err(TlsError::NoCertificate("tls_cert".into()).into()),
         };
-        let upstream_tls_config =
-            tls::client_config(config.upstream_tls, config.upstream_tls_ca.as_deref())?;
-        let upstream_tls = upstream_tls_config.clone().map(TlsConnector::from);
+        let upstream = Upstream::new(&config)?;
         Ok(Arc::new(Shared {
             limiter: Arc::new(Semaphore::new(config.max_client_connections)),
             metrics: Metrics::new(),
@@ -51,8 +48,7 @@ impl Shared {
             gate: Arc::new(Gate::new()),
             windows: Arc::new(Windows::default()),
             tls_acceptor,
-            upstream_tls,
-            upstream_tls_config,
+            upstream,
             config,
         }))
     }

@@ -15,7 +15,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::TlsAcceptor;
 
 /// Whether clients may or must use TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -88,14 +88,6 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// Builds the connector for upstream TLS. `ca` is required for `verify-full`.
-pub fn connector(
-    mode: UpstreamTlsMode,
-    ca: Option<&Path>,
-) -> Result<Option<TlsConnector>, TlsError> {
-    Ok(client_config(mode, ca)?.map(TlsConnector::from))
 }
 
 /// The rustls client configuration for the upstream, shared by the relay's connector and the

@@ -5,7 +5,6 @@ mod status;
 mod windows;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request;
@@ -14,7 +13,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::shared::Shared;
@@ -89,17 +88,9 @@ fn admin_token(shared: &Shared) -> Option<String> {
 
 /// Ready when the upstream accepts TCP connections.
 async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let addr = &shared.config.upstream;
-    match tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await {
-        Ok(Ok(_)) => (StatusCode::OK, "ready\n".to_string()),
-        Ok(Err(e)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("upstream {addr} unreachable: {e}\n"),
-        ),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("upstream {addr} did not answer\n"),
-        ),
+    match shared.upstream.reachable().await {
+        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
     }
 }
 

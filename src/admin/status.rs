@@ -65,7 +65,7 @@ pub async fn status(State(shared): State<Arc<Shared>>) -> Json<Status> {
     let m = &shared.metrics;
     Json(Status {
         version: env!("CARGO_PKG_VERSION"),
-        upstream: shared.config.upstream.clone(),
+        upstream: shared.upstream.addr.clone(),
         sessions,
         counters: Counters {
             commits: m.commits.get(),

@@ -6,8 +6,6 @@
 //! them (harmlessly), so the same code serves PostgreSQL, where cancels work.
 
 use bytes::{BufMut, BytesMut};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tracing::{debug, info};
 
 use crate::protocol::startup::CANCEL_REQUEST;
@@ -29,20 +27,8 @@ pub async fn forward(shared: &Shared, process_id: u32, secret: &[u8]) {
     packet.put_u32(CANCEL_REQUEST);
     packet.put_u32(key.process_id);
     packet.put_slice(&key.secret_key);
-    let timeout = shared.config.connect_timeout;
-    let sent = tokio::time::timeout(timeout, async {
-        let mut upstream = TcpStream::connect(&shared.config.upstream).await?;
-        upstream.write_all(&packet).await?;
-        upstream.shutdown().await
-    })
-    .await;
-    match sent {
-        Ok(Ok(())) => info!(session = session.id, "cancel request forwarded"),
-        Ok(Err(e)) => {
-            info!(session = session.id, error = %e, "cancel request could not be forwarded")
-        }
-        Err(_) => {
-            info!(session = session.id, ?timeout, "cancel request timed out")
-        }
+    match shared.upstream.send_cancel(&packet).await {
+        Ok(()) => info!(session = session.id, "cancel request forwarded"),
+        Err(e) => info!(session = session.id, error = %e, "cancel request could not be forwarded"),
     }
 }

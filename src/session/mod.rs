@@ -9,7 +9,6 @@ pub mod observe;
 pub mod pump;
 pub mod relay;
 pub mod startup;
-pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -83,10 +82,10 @@ pub async fn serve(
     let _count = scopeguard(|| {
         shared.metrics.sessions.dec();
     });
-    let server = match upstream::connect(&shared).await {
+    let server = match shared.upstream.connect_relay().await {
         Ok(server) => server,
         Err(message) => {
-            warn!(upstream = %config.upstream, %message, "upstream connection failed");
+            warn!(upstream = %shared.upstream.addr, %message, "upstream connection failed");
             return farewell(&mut client, sqlstate::CONNECTION_FAILURE, &message).await;
         }
     };

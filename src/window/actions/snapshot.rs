@@ -24,7 +24,7 @@ pub async fn run(
         .args(args)
         .env("DOLTGRES_SIDECAR_WINDOW_ID", window_id.to_string())
         .env("DOLTGRES_SIDECAR_ACTION", "snapshot")
-        .env("DOLTGRES_SIDECAR_UPSTREAM", &shared.config.upstream)
+        .env("DOLTGRES_SIDECAR_UPSTREAM", &shared.upstream.addr)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

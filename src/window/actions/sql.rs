@@ -1,65 +1,27 @@
 //! The actions' own connections to the upstream (not through the proxy, so the gate never holds
 //! them), with the relay's TLS settings, and the small SQL helpers they share.
 
-use tokio_postgres::config::SslMode;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::ActionError;
 use crate::shared::Shared;
-use crate::tls::UpstreamTlsMode;
+use crate::upstream::{Login, describe_sql_error};
 
 pub(super) async fn connect(shared: &Shared, database: &str) -> Result<Client, ActionError> {
     let backup = &shared.config.backup;
-    let upstream = &shared.config.upstream;
-    // `upstream` was validated as host:port when the configuration was resolved.
-    let bad_address = || ActionError::Sql {
-        database: database.to_string(),
-        message: format!("upstream {upstream:?} is not host:port"),
+    let login = Login {
+        user: &backup.user,
+        password: backup.password(),
+        database,
     };
-    let (host, port) = upstream.rsplit_once(':').ok_or_else(bad_address)?;
-    let port: u16 = port.parse().map_err(|_| bad_address())?;
-    let mut config = tokio_postgres::Config::new();
-    match &shared.config.upstream_tls_server_name {
-        // Verify this name, but connect to the configured address.
-        Some(name) if shared.upstream_tls_config.is_some() => {
-            let addr = tokio::net::lookup_host(upstream)
-                .await
-                .ok()
-                .and_then(|mut a| a.next())
-                .ok_or_else(|| ActionError::Sql {
-                    database: database.to_string(),
-                    message: format!("cannot resolve {upstream}"),
-                })?;
-            config.host(name).hostaddr(addr.ip());
-        }
-        _ => {
-            config.host(host);
-        }
-    }
-    config
-        .port(port)
-        .user(&backup.user)
-        .password(backup.password())
-        .dbname(database)
-        .application_name("doltgres-sidecar")
-        .connect_timeout(shared.config.connect_timeout);
-    let Some(tls) = &shared.upstream_tls_config else {
-        let (client, connection) = config.connect(NoTls).await.map_err(sql_error(database))?;
-        tokio::spawn(connection);
-        return Ok(client);
-    };
-    // The same TLS settings as the relay's upstream connections.
-    config.ssl_mode(match shared.config.upstream_tls {
-        UpstreamTlsMode::Prefer => SslMode::Prefer,
-        _ => SslMode::Require,
-    });
-    let make_tls = tokio_postgres_rustls::MakeRustlsConnect::new((**tls).clone());
-    let (client, connection) = config
-        .connect(make_tls)
+    shared
+        .upstream
+        .sql(&login)
         .await
-        .map_err(sql_error(database))?;
-    tokio::spawn(connection);
-    Ok(client)
+        .map_err(|message| ActionError::Sql {
+            database: database.to_string(),
+            message,
+        })
 }
 
 /// Keeps the server's SQLSTATE and message: tokio-postgres's own Display says only "db error".
@@ -67,10 +29,7 @@ pub(super) fn sql_error(database: &str) -> impl Fn(tokio_postgres::Error) -> Act
     let database = database.to_string();
     move |e| ActionError::Sql {
         database: database.clone(),
-        message: match e.as_db_error() {
-            Some(db) => format!("{} ({})", db.message(), db.code().code()),
-            None => e.to_string(),
-        },
+        message: describe_sql_error(&e),
     }
 }
 
