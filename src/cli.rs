@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, ConfigError};
+use crate::control::config::ControlMode;
 
 /// A PostgreSQL-wire proxy for Doltgres that counts committed transactions and quiesces traffic
 /// at transaction boundaries so backups are consistent.
@@ -29,7 +30,7 @@ pub enum Command {
     Backup {
         #[command(flatten)]
         client: ClientArgs,
-        /// push, sync or snapshot (the action must be configured in [backup]).
+        /// push, sync, snapshot or copy (the action must be configured in [backup]).
         #[arg(long, default_value = "sync")]
         action: String,
     },
@@ -54,6 +55,58 @@ pub enum Command {
         #[command(subcommand)]
         command: BackupsCommand,
     },
+    /// Restore a backup into a directory a Doltgres can start on (local; no sidecar needed).
+    ///
+    /// From a copy entry (its id in the catalog): the server's files, checked against the
+    /// manifest's checksums, laid out as managed mode runs them (data/, work/, root/). From a sync
+    /// backup or push remote URL: restored through a scratch Doltgres started on the target.
+    Restore(RestoreArgs),
+    /// Verify a backup on a scratch Doltgres (local): a copy entry's checksums, HEAD and
+    /// working-set hashes and row counts must match its manifest; a URL must restore and read.
+    Verify(VerifyArgs),
+}
+
+/// Where local commands find backups and the Doltgres to check them with.
+#[derive(Debug, Args)]
+pub struct LocalArgs {
+    /// The sidecar's config file: its [backup.copy] catalog and [server] binary and credentials.
+    #[arg(long, env = "DOLTGRES_SIDECAR_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The catalog of copy entries [default: backup.copy.catalog, or var/backups].
+    #[arg(long, value_name = "DIR")]
+    pub catalog: Option<PathBuf>,
+    /// The Doltgres binary for scratch servers [default: server.binary, or doltgres on PATH].
+    #[arg(long, env = "DOLTGRES_SIDECAR_DOLTGRES", value_name = "PATH")]
+    pub doltgres: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A copy entry's id, or a sync backup / push remote URL (e.g. file:///backups/sync/db).
+    #[arg(long, value_name = "ID|URL")]
+    pub from: String,
+    /// The directory to restore into.
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+    /// Replace whatever the target directory holds.
+    #[arg(long, conflicts_with = "if_empty")]
+    pub force: bool,
+    /// Succeed without doing anything if the target is not empty (for init containers).
+    #[arg(long)]
+    pub if_empty: bool,
+    /// From a URL: the database name to restore as [default: the URL's last path segment].
+    #[arg(long)]
+    pub database: Option<String>,
+    #[command(flatten)]
+    pub local: LocalArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// A copy entry's id (or `latest`), or a sync backup / push remote URL.
+    pub target: String,
+    #[command(flatten)]
+    pub local: LocalArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,6 +147,16 @@ pub struct RunArgs {
     /// Address of the admin HTTP API [default: 127.0.0.1:9187].
     #[arg(long, env = "DOLTGRES_SIDECAR_ADMIN_LISTEN", value_name = "ADDR")]
     pub admin_listen: Option<String>,
+    /// Server control: external (someone else runs Doltgres), managed (the sidecar runs it as
+    /// its child), command (operator stop/start commands) [default: external].
+    #[arg(long, env = "DOLTGRES_SIDECAR_CONTROL", value_name = "MODE")]
+    pub control: Option<String>,
+    /// Managed: the Doltgres binary [default: doltgres on PATH].
+    #[arg(long, env = "DOLTGRES_SIDECAR_DOLTGRES", value_name = "PATH")]
+    pub doltgres: Option<PathBuf>,
+    /// Managed: the directory for the server's files [default: var/doltgres].
+    #[arg(long, env = "DOLTGRES_SIDECAR_SERVER_DIR", value_name = "DIR")]
+    pub server_dir: Option<PathBuf>,
     /// Bearer token the admin API's control endpoints require (required off loopback).
     #[arg(
         long,
@@ -138,6 +201,40 @@ impl RunArgs {
         if config.backup.password.is_none() {
             config.backup.password = std::env::var("DOLTGRES_PASSWORD").ok();
         }
+        if let Some(v) = &self.control {
+            config.server.control = match v.as_str() {
+                "external" => ControlMode::External,
+                "managed" => ControlMode::Managed,
+                "command" => ControlMode::Command,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        name: "server.control",
+                        reason: format!("{other:?}: use external, managed or command"),
+                    });
+                }
+            };
+        }
+        if let Some(v) = &self.doltgres {
+            config.server.binary = v.clone();
+        }
+        if let Some(v) = &self.server_dir {
+            config.server.dir = v.clone();
+        }
+        if config.server.password.is_none() && config.server.control == ControlMode::Managed {
+            config.server.password =
+                Some(std::env::var("DOLTGRES_PASSWORD").unwrap_or_else(|_| {
+                    tracing::warn!(
+                        "the managed Doltgres gets Doltgres' default password for {:?}: set \
+                     server.password or DOLTGRES_PASSWORD",
+                        config.server.user
+                    );
+                    "password".into()
+                }));
+        }
+        config.settle_managed().map_err(|e| ConfigError::Invalid {
+            name: "server.port",
+            reason: format!("no free loopback port: {e}"),
+        })?;
         config.validate()?;
         Ok(config)
     }

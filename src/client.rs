@@ -130,10 +130,26 @@ pub fn status_text(s: &Value) -> String {
 /// Text for `GET /backups`.
 pub fn backups_text(b: &Value) -> String {
     let windows = b["windows"].as_array().cloned().unwrap_or_default();
-    if windows.is_empty() {
-        return "no windows yet\n".into();
+    let mut out = if windows.is_empty() {
+        "no windows yet\n".to_string()
+    } else {
+        windows.iter().map(|w| window_line(w) + "\n").collect()
+    };
+    let copies = b["copies"].as_array().cloned().unwrap_or_default();
+    if !copies.is_empty() {
+        out.push_str("copies (newest first):\n");
+        for c in copies {
+            out.push_str(&format!(
+                "  {}  {} files, {} bytes ({} copied)  verify: {}\n",
+                c["id"].as_str().unwrap_or("?"),
+                c["files"],
+                c["bytes"],
+                c["bytes_copied"],
+                c["verify"].as_str().unwrap_or("not yet")
+            ));
+        }
     }
-    windows.iter().map(|w| window_line(w) + "\n").collect()
+    out
 }
 
 #[cfg(test)]

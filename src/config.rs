@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::control::config::{ControlMode, ServerConfig};
 use crate::gate::DrainPolicy;
 use crate::tls::{ClientTlsMode, UpstreamTlsMode};
-use crate::window::config::BackupConfig;
+use crate::window::config::{Action, BackupConfig, CopyConfig};
 
 /// Everything the proxy needs to run. Field docs say why each knob exists.
 #[derive(Debug, Clone, Deserialize)]
@@ -71,6 +72,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Backups: actions, credentials and triggers.
     pub backup: BackupConfig,
+    /// Whether and how the sidecar controls the server.
+    pub server: ServerConfig,
 }
 
 impl Default for Config {
@@ -98,6 +101,7 @@ impl Default for Config {
             hold_timeout: Duration::from_secs(30),
             admin_token: None,
             backup: BackupConfig::default(),
+            server: ServerConfig::default(),
         }
     }
 }
@@ -137,6 +141,38 @@ impl Config {
         toml::from_str(text)
     }
 
+    /// Settles what managed mode decides: the server's port (a free one when 0), the upstream
+    /// address (that port on loopback), and the backup login (the managed superuser's password
+    /// when none is set).
+    pub fn settle_managed(&mut self) -> std::io::Result<()> {
+        if self.server.control != ControlMode::Managed {
+            return Ok(());
+        }
+        if self.server.port == 0 {
+            self.server.port = crate::control::managed::free_port()?;
+        }
+        self.upstream = format!("127.0.0.1:{}", self.server.port);
+        if self.backup.password.is_none() && self.backup.user == self.server.user {
+            self.backup.password = self.server.password.clone();
+        }
+        let backup = &mut self.backup;
+        if !Action::ALL.into_iter().any(|action| backup.has(action)) {
+            // Nothing configured: copies beside the server's directory, verified, the last ten
+            // kept, after 1,000 write commits or 5 minutes with writes, and on shutdown.
+            let parent = self
+                .server
+                .dir
+                .parent()
+                .unwrap_or(std::path::Path::new("."));
+            backup.copy = Some(CopyConfig::new(parent.join("backups")));
+            if backup.every_write_commits == 0 && backup.interval.is_none() {
+                backup.every_write_commits = 1000;
+                backup.interval = Some(Duration::from_secs(300));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks settings that would only fail later, at the first connection.
     pub fn validate(&self) -> Result<(), ConfigError> {
         fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -166,6 +202,15 @@ impl Config {
         self.backup
             .validate()
             .map_err(|reason| invalid("backup", reason))?;
+        self.server
+            .validate()
+            .map_err(|reason| invalid("server", reason))?;
+        if self.backup.copy.is_some() && self.server.control == ControlMode::External {
+            return Err(invalid(
+                "backup.copy",
+                "a copy stops the server: set server.control to \"managed\" or \"command\"",
+            ));
+        }
         if self
             .upstream
             .rsplit_once(':')

@@ -14,8 +14,12 @@
 //!   [`metrics`]: Prometheus metrics.
 //! - [`gate`]: the quiesce gate that holds sessions at transaction boundaries;
 //!   [`window`]: backup windows (triggers, the push/sync/snapshot actions, their records).
+//! - [`control`]: server control (`external`, `managed` child process, operator `command`s),
+//!   and the server's availability that sessions wait on.
 //! - [`upstream`]: the server and every way of connecting to it (relay, cancel, SQL, probe);
 //!   [`tls`]: TLS towards clients and the upstream.
+//! - [`catalog`]: the catalog of stop-and-copy entries (atomic entries, manifests, retention);
+//!   [`verify`]: checking and restoring backups on a scratch Doltgres.
 //! - [`admin`]: the admin HTTP API (`/healthz`, `/readyz`, `/status`, `/metrics`, `/quiesce`,
 //!   `/resume`, `/backups`); [`client`]: the CLI's client of that API.
 //! - [`cli`]: the command line of the `doltgres-sidecar` binary.
@@ -25,12 +29,15 @@
 //! Data flows one way through each part: socket → pump (framing, peeks) → socket.
 
 pub mod admin;
+pub mod catalog;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod control;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gate;
+pub mod local;
 pub mod metrics;
 pub mod protocol;
 pub mod registry;
@@ -42,4 +49,5 @@ pub mod shared;
 pub mod tls;
 pub mod txn;
 pub mod upstream;
+pub mod verify;
 pub mod window;

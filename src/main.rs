@@ -6,7 +6,7 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-use doltgres_sidecar::admin;
+use doltgres_sidecar::{admin, control, local};
 use std::io::Write as _;
 
 use doltgres_sidecar::cli::{BackupsCommand, Cli, ClientArgs, Command};
@@ -25,9 +25,14 @@ fn main() -> ExitCode {
 }
 
 fn run_cli(cli: Cli) -> anyhow::Result<()> {
+    // The proxy logs its work; the other commands print their result and log only problems.
+    let level = match cli.command {
+        Command::Run(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -66,7 +71,19 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
         Command::Backups {
             command: BackupsCommand::List(c),
         } => call(&c, "GET", "/backups", client::backups_text),
+        Command::Restore(args) => local_command(local::restore(&args)),
+        Command::Verify(args) => local_command(local::verify(&args)),
     }
+}
+
+/// Runs a local command (restore, verify) and prints its result.
+fn local_command(
+    work: impl std::future::Future<Output = Result<String, local::LocalError>>,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let text = runtime.block_on(work)?;
+    writeln!(std::io::stdout(), "{text}")?;
+    Ok(())
 }
 
 /// Runs one admin API call and prints its answer as text (or JSON with --json).
@@ -100,8 +117,23 @@ async fn run(config: doltgres_sidecar::config::Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
     let shared = Shared::new(config).context("setting up TLS and the upstream")?;
+    if shared.control.managed().is_some() {
+        shared
+            .control
+            .start(&shared.upstream)
+            .await
+            .context("starting the managed Doltgres")?;
+        tokio::spawn(control::supervise(shared.clone(), shutdown.clone()));
+    }
     let admin = tokio::spawn(admin::serve(admin, shared.clone(), shutdown.clone()));
-    server::run(listener, shared, shutdown).await?;
+    server::run(listener, shared.clone(), shutdown).await?;
+    if let Some(managed) = shared.control.managed() {
+        tracing::info!("stopping the managed Doltgres");
+        managed
+            .stop()
+            .await
+            .context("stopping the managed Doltgres")?;
+    }
     admin.await??;
     Ok(())
 }

@@ -46,6 +46,21 @@ pub struct ActionLabel {
     pub action: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabel {
+    pub cause: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
 /// Every metric of one proxy.
 #[derive(Debug)]
 pub struct Metrics {
@@ -62,6 +77,14 @@ pub struct Metrics {
     pub window_stall_seconds: Histogram,
     pub backup_duration_seconds: Family<ActionLabel, Histogram>,
     pub last_backup_success_timestamp_seconds: Family<ActionLabel, Gauge<f64, AtomicU64>>,
+    /// Sessions the proxy ended, by reason (`window_terminate`, `restart_without_replay`,
+    /// `shutdown`).
+    pub sessions_ended: Family<ReasonLabel, Counter>,
+    /// Restarts of a managed or command-controlled server, by cause (`copy`, `crash`).
+    pub server_restarts: Family<CauseLabel, Counter>,
+    /// Verifications of copy entries, by result (`ok`, `failed`).
+    pub verify: Family<ResultLabel, Counter>,
+    pub last_verify_success_timestamp_seconds: Gauge<f64, AtomicU64>,
 }
 
 fn duration_buckets() -> impl Iterator<Item = f64> {
@@ -94,6 +117,10 @@ impl Metrics {
                 Histogram::new(duration_buckets())
             }),
             last_backup_success_timestamp_seconds: Family::default(),
+            sessions_ended: Family::default(),
+            server_restarts: Family::default(),
+            verify: Family::default(),
+            last_verify_success_timestamp_seconds: Gauge::default(),
         };
         registry.register("sessions", "Client sessions open now", m.sessions.clone());
         registry.register("commits", "Committed transactions", m.commits.clone());
@@ -133,7 +160,45 @@ impl Metrics {
             "Unix time of the last successful backup by action",
             m.last_backup_success_timestamp_seconds.clone(),
         );
+        registry.register(
+            "sessions_ended",
+            "Sessions the proxy ended, by reason",
+            m.sessions_ended.clone(),
+        );
+        registry.register(
+            "server_restarts",
+            "Restarts of the controlled server, by cause",
+            m.server_restarts.clone(),
+        );
+        registry.register(
+            "verify",
+            "Verifications of backups, by result",
+            m.verify.clone(),
+        );
+        registry.register(
+            "last_verify_success_timestamp_seconds",
+            "Unix time of the last successful verification",
+            m.last_verify_success_timestamp_seconds.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Counts a session the proxy ended.
+    pub fn session_ended(&self, reason: &str) {
+        self.sessions_ended
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a restart of the controlled server.
+    pub fn server_restarted(&self, cause: &str) {
+        self.server_restarts
+            .get_or_create(&CauseLabel {
+                cause: cause.to_string(),
+            })
+            .inc();
     }
 
     /// Adds what a session's tracker counted.

@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
+use crate::control::Control;
 use crate::gate::Gate;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -30,6 +31,8 @@ pub struct Shared {
     pub tls_acceptor: Option<TlsAcceptor>,
     /// The server, and every way of connecting to it.
     pub upstream: Upstream,
+    /// Whether the sidecar stops and starts the server, and whether it is up.
+    pub control: Control,
 }
 
 impl Shared {
@@ -41,6 +44,10 @@ impl Shared {
             _ => return Err(TlsError::NoCertificate("tls_cert".into()).into()),
         };
         let upstream = Upstream::new(&config)?;
+        let control = Control::new(
+            &config.server,
+            (&config.backup.user, config.backup.password()),
+        );
         Ok(Arc::new(Shared {
             limiter: Arc::new(Semaphore::new(config.max_client_connections)),
             metrics: Metrics::new(),
@@ -49,6 +56,7 @@ impl Shared {
             windows: Arc::new(Windows::default()),
             tls_acceptor,
             upstream,
+            control,
             config,
         }))
     }

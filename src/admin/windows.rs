@@ -9,8 +9,9 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
+use crate::catalog::{Catalog, Entry};
 use crate::shared::Shared;
 use crate::window::config::Action;
 use crate::window::{HoldError, Outcome, Trigger};
@@ -93,5 +94,34 @@ pub async fn run_backup(
 }
 
 pub async fn list_backups(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    Json(json!({ "windows": shared.windows.history() }))
+    let copies: Vec<Value> = match &shared.config.backup.copy {
+        Some(copy) => {
+            let catalog = Catalog {
+                dir: copy.catalog.clone(),
+            };
+            let entries = tokio::task::spawn_blocking(move || catalog.entries())
+                .await
+                .unwrap_or_default();
+            entries.iter().rev().map(copy_json).collect()
+        }
+        None => Vec::new(),
+    };
+    Json(json!({ "windows": shared.windows.history(), "copies": copies }))
+}
+
+/// A copy entry as `/backups` lists it, with its verification result.
+fn copy_json(entry: &Entry) -> Value {
+    let m = &entry.manifest;
+    let verify = entry.verify_record();
+    json!({
+        "id": entry.id,
+        "created_unix": m.created_unix,
+        "window_id": m.window_id,
+        "databases": m.databases.iter().map(|d| d.name.clone()).collect::<Vec<_>>(),
+        "files": m.files.len(),
+        "bytes": m.bytes(),
+        "bytes_copied": m.bytes_copied,
+        "verify": verify.as_ref().map(|v| if v.ok { "ok" } else { "failed" }),
+        "verify_detail": verify.map(|v| v.detail),
+    })
 }

@@ -82,6 +82,11 @@ pub async fn serve(
     let _count = scopeguard(|| {
         shared.metrics.sessions.dec();
     });
+    if !shared.control.wait_available(config.hold_timeout).await {
+        info!("connection refused: the server is still down for a backup");
+        let message = "the database server is restarting for a backup; try again shortly";
+        return farewell(&mut client, sqlstate::CANNOT_CONNECT_NOW, message).await;
+    }
     let server = match shared.upstream.connect_relay().await {
         Ok(server) => server,
         Err(message) => {
@@ -89,7 +94,17 @@ pub async fn serve(
             return farewell(&mut client, sqlstate::CONNECTION_FAILURE, &message).await;
         }
     };
-    relay::relay(client, server, startup, &shared, &registered.info, &stop).await;
+    let attached = shared.control.attach();
+    relay::relay(
+        client,
+        server,
+        startup,
+        &shared,
+        &registered.info,
+        &stop,
+        attached,
+    )
+    .await;
     drop(registered);
     shared.gate.progress();
 }

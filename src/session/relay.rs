@@ -7,6 +7,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::control::Attached;
 use crate::metrics::Direction;
 use crate::protocol::notice::sqlstate;
 use crate::protocol::tags;
@@ -26,6 +27,8 @@ enum Ending {
     Stopped,
     /// A window's `terminate` policy ended the session.
     Terminated,
+    /// A copy window stops the server: the upstream connection closes, the client waits.
+    Detached,
 }
 
 pub async fn relay(
@@ -35,6 +38,7 @@ pub async fn relay(
     shared: &Shared,
     info: &SessionInfo,
     stop: &CancellationToken,
+    attached: Attached<'_>,
 ) {
     let config = &shared.config;
     let (mut client_read, mut client_write) = tokio::io::split(client);
@@ -63,6 +67,7 @@ pub async fn relay(
         r = down.run(&mut server_read, &mut client_write, &mut server_side) => Ending::Server(r),
         _ = stop.cancelled() => Ending::Stopped,
         _ = info.terminate.cancelled() => Ending::Terminated,
+        _ = info.detach.cancelled() => Ending::Detached,
     };
     // The server closing is explained already when it sent an error or the client said goodbye;
     // during login (PostgreSQL's authentication timeout, say) a direct client would see only the
@@ -75,16 +80,38 @@ pub async fn relay(
     // logs an unexpected EOF, and says so when a transaction was open).
     let proxy_ends = matches!(
         ending,
-        Ending::Stopped | Ending::Terminated | Ending::Client(Err(PumpError::Frame(_)))
+        Ending::Stopped
+            | Ending::Terminated
+            | Ending::Detached
+            | Ending::Client(Err(PumpError::Frame(_)))
     );
+    if proxy_ends && up.at_message_boundary() {
+        let _ =
+            tokio::time::timeout(FAREWELL_TIMEOUT, server_write.write_all(b"X\0\0\0\x04")).await;
+    }
+    drop((server_read, server_write, attached));
+    if matches!(ending, Ending::Detached) {
+        // The client keeps its connection until the server is back, then learns why it ends.
+        let limit = config.backup.action_timeout;
+        shared.control.wait_available(limit).await;
+    }
+    if let Some(reason) = ended_by_proxy(&ending) {
+        shared.metrics.session_ended(reason);
+    }
     if let Some((code, message)) = explain(ending, expected_close)
         && down.at_message_boundary()
     {
         farewell(&mut client_write, code, &message).await;
     }
-    if proxy_ends && up.at_message_boundary() {
-        let _ =
-            tokio::time::timeout(FAREWELL_TIMEOUT, server_write.write_all(b"X\0\0\0\x04")).await;
+}
+
+/// The reason a session the proxy ended is counted under, if it did.
+fn ended_by_proxy(ending: &Ending) -> Option<&'static str> {
+    match ending {
+        Ending::Stopped => Some("shutdown"),
+        Ending::Terminated => Some("window_terminate"),
+        Ending::Detached => Some("restart_without_replay"),
+        _ => None,
     }
 }
 
@@ -129,6 +156,12 @@ fn explain(ending: Ending, expected_close: bool) -> Option<(&'static str, String
             info!("session terminated: a backup window could not wait for its transaction");
             let message =
                 "terminating connection: a backup window could not wait for this transaction";
+            Some((sqlstate::ADMIN_SHUTDOWN, message.into()))
+        }
+        Ending::Detached => {
+            info!("session ended: the server restarted for a backup copy");
+            let message = "terminating connection: the server restarted for a backup (stop-and-copy); \
+                           reconnect to continue";
             Some((sqlstate::ADMIN_SHUTDOWN, message.into()))
         }
         Ending::Stopped => {

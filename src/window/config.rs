@@ -14,17 +14,20 @@ pub enum Action {
     Sync,
     /// An operator command (EBS/LVM/fsfreeze snapshot).
     Snapshot,
+    /// Stop the server, copy its files into a catalog entry, start it again.
+    Copy,
 }
 
 impl Action {
     /// Every action, in the order triggered windows run them.
-    pub const ALL: [Action; 3] = [Action::Push, Action::Sync, Action::Snapshot];
+    pub const ALL: [Action; 4] = [Action::Push, Action::Sync, Action::Snapshot, Action::Copy];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Push => "push",
             Action::Sync => "sync",
             Action::Snapshot => "snapshot",
+            Action::Copy => "copy",
         }
     }
 
@@ -47,6 +50,7 @@ pub struct BackupConfig {
     pub push: Option<PushConfig>,
     pub sync: Option<SyncConfig>,
     pub snapshot: Option<SnapshotConfig>,
+    pub copy: Option<CopyConfig>,
     /// Open a window after this many write commits since the last successful one (0: never).
     pub every_write_commits: u64,
     /// Open a window when this long has passed since the last successful one and at least one
@@ -76,6 +80,7 @@ impl Default for BackupConfig {
             push: None,
             sync: None,
             snapshot: None,
+            copy: None,
             every_write_commits: 0,
             interval: None,
             actions: Vec::new(),
@@ -129,6 +134,43 @@ pub struct SnapshotConfig {
     pub timeout: Duration,
 }
 
+/// `[backup.copy]`: stop-and-copy into a catalog of full-server copies.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopyConfig {
+    /// The catalog directory: one directory per complete entry.
+    pub catalog: std::path::PathBuf,
+    /// Keep at most this many entries (0: no limit). The newest good entry is never deleted.
+    #[serde(default)]
+    pub keep_last: usize,
+    /// Delete entries older than this (never the newest good one).
+    #[serde(default, with = "humantime_serde")]
+    pub max_age: Option<Duration>,
+    /// Verify each new entry on a scratch Doltgres after the window.
+    #[serde(default)]
+    pub verify_after: bool,
+    /// How long sessions may take to close their upstream connections before the stop.
+    #[serde(default = "default_detach_timeout", with = "humantime_serde")]
+    pub detach_timeout: Duration,
+}
+
+impl CopyConfig {
+    /// Copies into `catalog`, verified, the last ten kept.
+    pub fn new(catalog: std::path::PathBuf) -> CopyConfig {
+        CopyConfig {
+            catalog,
+            keep_last: 10,
+            max_age: None,
+            verify_after: true,
+            detach_timeout: default_detach_timeout(),
+        }
+    }
+}
+
+fn default_detach_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
 fn default_snapshot_timeout() -> Duration {
     Duration::from_secs(60)
 }
@@ -140,6 +182,7 @@ impl BackupConfig {
             Action::Push => self.push.is_some(),
             Action::Sync => self.sync.is_some(),
             Action::Snapshot => self.snapshot.is_some(),
+            Action::Copy => self.copy.is_some(),
         }
     }
 
@@ -224,7 +267,7 @@ mod tests {
         for action in Action::ALL {
             assert_eq!(Action::parse(action.as_str()), Some(action));
         }
-        assert_eq!(Action::parse("copy"), None);
+        assert_eq!(Action::parse("restore"), None);
     }
 
     #[test]

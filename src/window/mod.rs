@@ -63,7 +63,12 @@ pub enum HoldError {
 
 impl Windows {
     /// Runs one window for `action`: quiesce, act, resume. Never leaves traffic held.
-    pub async fn run(&self, shared: &Shared, action: Action, trigger: Trigger) -> WindowRecord {
+    pub async fn run(
+        &self,
+        shared: &Arc<Shared>,
+        action: Action,
+        trigger: Trigger,
+    ) -> WindowRecord {
         let _slot = self.slot.lock().await;
         let started = Instant::now();
         let mut record = WindowRecord::new(action.as_str(), trigger);

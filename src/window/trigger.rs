@@ -60,7 +60,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
 
 /// The last window on graceful shutdown, if enabled and anything was written since the last
 /// successful one. Bounded by the drain and action timeouts.
-pub async fn final_window(shared: &Shared) {
+pub async fn final_window(shared: &Arc<Shared>) {
     let backup = &shared.config.backup;
     if !backup.on_shutdown || shared.metrics.write_commits_since_backup.get() <= 0 {
         return;

@@ -3,10 +3,13 @@
 //! [`run`] is the one place that lists them: a new [`Action`] does not compile until it is
 //! handled here.
 
+mod copy;
 mod push;
 mod snapshot;
 mod sql;
 mod sync;
+
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -24,12 +27,14 @@ pub enum ActionError {
     NotConfigured(&'static str),
     #[error("snapshot command: {0}")]
     Command(String),
+    #[error("copy: {0}")]
+    Copy(String),
 }
 
 /// Runs the part of `action` that needs traffic held, for window `window_id`; returns the cut as
 /// JSON and, for a push, the transfer still to do.
 pub async fn run(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     action: Action,
     window_id: u64,
 ) -> Result<(Value, Option<Transfer>), ActionError> {
@@ -48,6 +53,10 @@ pub async fn run(
         Action::Snapshot => {
             let cfg = backup.snapshot.as_ref().ok_or(missing)?;
             Ok((snapshot::run(shared, cfg, window_id).await?, None))
+        }
+        Action::Copy => {
+            let cfg = backup.copy.as_ref().ok_or(missing)?;
+            Ok((copy::run(shared, cfg, window_id).await?, None))
         }
     }
 }

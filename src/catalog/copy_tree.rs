@@ -1,0 +1,262 @@
+//! Copies a stopped server's files into a catalog entry: the data directory and the files beside
+//! it, each checksummed while it is copied and fsynced. Dolt table files never change once
+//! written, so one that the previous entry already holds (same path, same size) is hard-linked
+//! instead of copied: a copy costs what changed since the last one, not the database's size.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::manifest::{FileRecord, Manifest};
+use crate::control::CopySources;
+
+/// Files of the data directory that only describe a running server.
+const RUNTIME_FILES: &[&str] = &["data/.dolt/sql-server.info"];
+
+/// The previous complete entry, to link unchanged table files from.
+pub struct Previous<'a> {
+    pub files_dir: &'a Path,
+    pub manifest: &'a Manifest,
+}
+
+/// Whether the file at `rel` (a path inside an entry's `files/`) is a Dolt table file: 32
+/// characters of Dolt's base-32 alphabet (optionally `.darc`, an archive) directly in `noms/` or
+/// `noms/oldgen/`, and not the journal (whose name is all `v`).
+pub fn immutable(rel: &str) -> bool {
+    let mut parts = rel.rsplit('/');
+    let name = parts.next().unwrap_or_default();
+    let parent = parts.next().unwrap_or_default();
+    let grandparent = parts.next().unwrap_or_default();
+    let in_noms = parent == "noms" || (parent == "oldgen" && grandparent == "noms");
+    let stem = name.strip_suffix(".darc").unwrap_or(name);
+    in_noms
+        && stem.len() == 32
+        && stem.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'v'))
+        && stem.bytes().any(|b| b != b'v')
+}
+
+/// Copies everything `sources` names into `dest`: the data directory to `dest/data`, each extra
+/// file to its own path. Missing extra files are skipped (a server that never had a login has no
+/// `auth.db`). `progress` is told the bytes of each file done.
+pub fn copy_sources(
+    sources: &CopySources,
+    dest: &Path,
+    previous: Option<Previous<'_>>,
+    progress: &mut dyn FnMut(u64),
+) -> io::Result<Vec<FileRecord>> {
+    let mut files = Vec::new();
+    walk(&sources.data_dir, Path::new("data"), &mut files)?;
+    for (from, to) in &sources.extra {
+        if from.is_file() {
+            files.push((from.clone(), to.clone()));
+        }
+    }
+    let mut records = Vec::with_capacity(files.len());
+    for (from, rel) in files {
+        let rel_text = rel.to_string_lossy().replace('\\', "/");
+        if RUNTIME_FILES.contains(&rel_text.as_str()) {
+            continue;
+        }
+        let to = dest.join(&rel);
+        if let Some(parent) = to.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let record = match link_from_previous(&from, &to, &rel_text, previous.as_ref())? {
+            Some(record) => record,
+            None => copy_file(&from, &to, rel_text)?,
+        };
+        progress(record.size);
+        records.push(record);
+    }
+    sync_dirs(dest)?;
+    Ok(records)
+}
+
+/// Lists regular files under `dir`, each with its path relative to the entry.
+fn walk(dir: &Path, rel: &Path, out: &mut Vec<(PathBuf, PathBuf)>) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let rel = rel.join(entry.file_name());
+        if kind.is_dir() {
+            walk(&entry.path(), &rel, out)?;
+        } else if kind.is_file() {
+            out.push((entry.path(), rel));
+        }
+        // Sockets and symbolic links are not part of a server's state.
+    }
+    Ok(())
+}
+
+fn link_from_previous(
+    from: &Path,
+    to: &Path,
+    rel: &str,
+    previous: Option<&Previous<'_>>,
+) -> io::Result<Option<FileRecord>> {
+    let Some(previous) = previous.filter(|_| immutable(rel)) else {
+        return Ok(None);
+    };
+    let Some(before) = previous.manifest.file(rel) else {
+        return Ok(None);
+    };
+    let size = fs::metadata(from)?.len();
+    let source = previous.files_dir.join(rel);
+    if before.size != size || !source.is_file() {
+        return Ok(None);
+    }
+    fs::hard_link(&source, to)?;
+    Ok(Some(FileRecord {
+        path: rel.to_string(),
+        size,
+        sha256: before.sha256.clone(),
+        linked: true,
+    }))
+}
+
+/// Copies one file, hashing it on the way, and fsyncs the copy.
+pub fn copy_file(from: &Path, to: &Path, rel: String) -> io::Result<FileRecord> {
+    let mut input = File::open(from)?;
+    let mut output = File::create(to)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = input.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        output.write_all(&buf[..n])?;
+        size += n as u64;
+    }
+    output.sync_all()?;
+    Ok(FileRecord {
+        path: rel,
+        size,
+        sha256: hex(&hasher.finalize()),
+        linked: false,
+    })
+}
+
+/// The SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut input = File::open(path)?;
+    let mut hasher = Sha256::new();
+    io::copy(&mut input, &mut hasher)?;
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Fsyncs every directory under (and including) `dir`, so the new names are durable.
+pub fn sync_dirs(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            sync_dirs(&entry.path())?;
+        }
+    }
+    File::open(dir)?.sync_all()
+}
+
+/// Copies a whole tree (for restore and verify), without links: the result will be written to.
+/// `progress` is told the bytes of each file done.
+pub fn copy_tree(from: &Path, to: &Path, progress: &mut dyn FnMut(u64)) -> io::Result<u64> {
+    let mut files = Vec::new();
+    walk(from, Path::new(""), &mut files)?;
+    let mut bytes = 0;
+    for (src, rel) in files {
+        let dest = to.join(&rel);
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let n = fs::copy(&src, &dest)?;
+        progress(n);
+        bytes += n;
+    }
+    fs::create_dir_all(to)?;
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_files_are_immutable_and_the_journal_is_not() {
+        let table = "data/db/.dolt/noms/0123456789abcdefghijklmnopqrstuv";
+        assert!(immutable(table));
+        assert!(immutable(
+            "data/db/.dolt/noms/oldgen/0123456789abcdefghijklmnopqrstuv"
+        ));
+        assert!(immutable(
+            "data/db/.dolt/noms/0123456789abcdefghijklmnopqrstuv.darc"
+        ));
+        assert!(!immutable(
+            "data/db/.dolt/noms/vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv"
+        ));
+        assert!(!immutable("data/db/.dolt/noms/manifest"));
+        assert!(!immutable(
+            "data/db/.dolt/noms/0123456789abcdefghijklmnopqrstuw"
+        ));
+        assert!(!immutable("data/db/.dolt/0123456789abcdefghijklmnopqrstuv"));
+    }
+
+    #[test]
+    fn unchanged_table_files_are_linked_and_changed_ones_copied() {
+        let base = std::env::temp_dir().join(format!("dgs-copytree-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let src = base.join("src");
+        let noms = src.join("db/.dolt/noms");
+        fs::create_dir_all(&noms).unwrap();
+        let table = "0123456789abcdefghijklmnopqrstuv";
+        fs::write(noms.join(table), b"table").unwrap();
+        fs::write(noms.join("manifest"), b"m1").unwrap();
+        fs::write(src.join(".dolt-ignored"), b"x").unwrap();
+        let sources = CopySources {
+            data_dir: src.clone(),
+            extra: vec![],
+        };
+        let first = base.join("e1");
+        let records = copy_sources(&sources, &first, None, &mut |_| {}).unwrap();
+        assert!(records.iter().all(|r| !r.linked));
+        let manifest = Manifest {
+            id: "e1".into(),
+            window_id: 1,
+            created_unix: 0.0,
+            doltgres_version: String::new(),
+            databases: vec![],
+            files: records,
+            bytes_copied: 0,
+            bytes_linked: 0,
+            timings: Default::default(),
+        };
+        fs::write(noms.join("manifest"), b"m2").unwrap();
+        let second = base.join("e2");
+        let previous = Previous {
+            files_dir: &first,
+            manifest: &manifest,
+        };
+        let records = copy_sources(&sources, &second, Some(previous), &mut |_| {}).unwrap();
+        let rel = format!("data/db/.dolt/noms/{table}");
+        let linked = records.iter().find(|r| r.path == rel).unwrap();
+        assert!(linked.linked);
+        assert_eq!(linked.sha256, manifest.file(&rel).unwrap().sha256);
+        let manifest_file = records
+            .iter()
+            .find(|r| r.path == "data/db/.dolt/noms/manifest")
+            .unwrap();
+        assert!(!manifest_file.linked);
+        assert_eq!(
+            fs::read(second.join("data/db/.dolt/noms/manifest")).unwrap(),
+            b"m2"
+        );
+        assert_eq!(sha256_file(&second.join(&rel)).unwrap(), linked.sha256);
+        fs::remove_dir_all(base).unwrap();
+    }
+}

@@ -1,0 +1,66 @@
+//! `manifest.json` of a copy entry: what was copied (files, sizes, checksums), what the server
+//! held at the cut (each database's HEAD and working-set hash, per-table row counts, taken inside
+//! the window), and how long the window's steps took.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One copied file, by its path inside the entry's `files/` directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    pub path: String,
+    pub size: u64,
+    /// SHA-256, hex.
+    pub sha256: String,
+    /// Hard-linked from the previous entry (an immutable table file), not copied.
+    pub linked: bool,
+}
+
+/// One database at the cut.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseState {
+    pub name: String,
+    /// `dolt_hashof('HEAD')`.
+    pub head: String,
+    /// `dolt_hashof_db()`: the working set, uncommitted changes included.
+    pub working_set: String,
+    /// Rows per table, by `schema.table`.
+    pub tables: BTreeMap<String, u64>,
+}
+
+/// How long each step of the window took, in seconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    pub inventory: f64,
+    pub detach: f64,
+    pub stop: f64,
+    pub copy: f64,
+    pub start: f64,
+}
+
+/// The whole manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub id: String,
+    pub window_id: u64,
+    pub created_unix: f64,
+    pub doltgres_version: String,
+    pub databases: Vec<DatabaseState>,
+    pub files: Vec<FileRecord>,
+    pub bytes_copied: u64,
+    pub bytes_linked: u64,
+    pub timings: Timings,
+}
+
+impl Manifest {
+    /// Total size of the entry's files.
+    pub fn bytes(&self) -> u64 {
+        self.bytes_copied + self.bytes_linked
+    }
+
+    /// The record of a file, by its path.
+    pub fn file(&self, path: &str) -> Option<&FileRecord> {
+        self.files.iter().find(|f| f.path == path)
+    }
+}

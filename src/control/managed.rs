@@ -1,0 +1,228 @@
+//! A Doltgres server run as the sidecar's child process: its files laid out under one directory,
+//! telemetry set from the config, a listener on a loopback port with its unix socket beside its
+//! files, its log lines forwarded into the sidecar's log, stopped with SIGTERM and, past
+//! `stop_timeout`, SIGKILL. The same type starts the scratch servers that `restore` and `verify`
+//! use, on other directories and ports.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::watch;
+use tracing::{Instrument, info, info_span, warn};
+
+use super::ControlError;
+
+/// How to run one Doltgres.
+#[derive(Debug, Clone)]
+pub struct ManagedSpec {
+    pub binary: PathBuf,
+    /// Holds `data/`, `work/`, `root/` and `config.yaml`.
+    pub dir: PathBuf,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    pub telemetry: bool,
+    pub log_level: String,
+    pub stop_timeout: Duration,
+}
+
+impl ManagedSpec {
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+    pub fn work_dir(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+    pub fn root_dir(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// The running child: its pid and a channel that says when it exited.
+struct Running {
+    pid: i32,
+    exited: watch::Receiver<Option<ExitStatus>>,
+}
+
+/// One managed Doltgres.
+pub struct ManagedServer {
+    pub spec: ManagedSpec,
+    running: Mutex<Option<Running>>,
+}
+
+impl ManagedServer {
+    /// A server for `spec`; its directory is made absolute (the process runs elsewhere).
+    pub fn new(mut spec: ManagedSpec) -> ManagedServer {
+        if let Ok(dir) = std::path::absolute(&spec.dir) {
+            spec.dir = dir;
+        }
+        ManagedServer {
+            spec,
+            running: Mutex::new(None),
+        }
+    }
+
+    /// Lays out the directory and starts the process. Returns once it is spawned; the caller
+    /// waits for logins to succeed.
+    pub async fn start(&self) -> Result<(), ControlError> {
+        let spec = &self.spec;
+        prepare(spec).map_err(|e| ControlError::Start(format!("{}: {e}", spec.dir.display())))?;
+        let config = spec.dir.join("config.yaml");
+        let mut child = tokio::process::Command::new(&spec.binary)
+            .arg("--config")
+            .arg(&config)
+            .current_dir(spec.work_dir())
+            .env("DOLT_ROOT_PATH", spec.root_dir())
+            .env("HOME", spec.root_dir())
+            .env("DOLTGRES_USER", &spec.user)
+            .env("DOLTGRES_PASSWORD", &spec.password)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                ControlError::Start(format!("cannot run {}: {e}", spec.binary.display()))
+            })?;
+        let pid = child.id().unwrap_or_default() as i32;
+        let span = info_span!("doltgres", pid, port = spec.port);
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(forward_lines(out).instrument(span.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(forward_lines(err).instrument(span.clone()));
+        }
+        let (tx, exited) = watch::channel(None);
+        tokio::spawn(
+            async move {
+                let status = child.wait().await;
+                match &status {
+                    Ok(s) => info!(status = %s, "doltgres exited"),
+                    Err(e) => warn!(error = %e, "cannot wait for doltgres"),
+                }
+                let _ = tx.send(status.ok().or(Some(ExitStatus::default())));
+            }
+            .instrument(span),
+        );
+        info!(pid, addr = %spec.addr(), dir = %spec.dir.display(), "doltgres started");
+        *self.running.lock().unwrap() = Some(Running { pid, exited });
+        Ok(())
+    }
+
+    /// A receiver that says when the current process exits (`None` if none runs).
+    pub fn exit_watch(&self) -> Option<watch::Receiver<Option<ExitStatus>>> {
+        self.running
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|r| r.exited.clone())
+    }
+
+    /// Stops the process: SIGTERM, then SIGKILL after `stop_timeout`. Returns once it exited.
+    pub async fn stop(&self) -> Result<(), ControlError> {
+        let Some(Running { pid, mut exited }) = self.running.lock().unwrap().take() else {
+            return Ok(());
+        };
+        if exited.borrow().is_some() {
+            return Ok(());
+        }
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        let wait = exited.wait_for(Option::is_some);
+        if tokio::time::timeout(self.spec.stop_timeout, wait)
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        warn!(pid, timeout = ?self.spec.stop_timeout, "doltgres did not stop: killing it");
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        let wait = exited.wait_for(Option::is_some);
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .map(|_| ())
+            .map_err(|_| ControlError::Stop(format!("doltgres {pid} survived SIGKILL")))
+    }
+
+    /// The pid of the running process, if any.
+    pub fn pid(&self) -> Option<i32> {
+        self.running.lock().unwrap().as_ref().map(|r| r.pid)
+    }
+}
+
+/// Creates the directories and writes `config.yaml` and the global config (telemetry).
+fn prepare(spec: &ManagedSpec) -> std::io::Result<()> {
+    for dir in [
+        spec.data_dir(),
+        spec.work_dir(),
+        spec.root_dir().join(".dolt"),
+    ] {
+        std::fs::create_dir_all(dir)?;
+    }
+    let dir = &spec.dir;
+    let yaml = format!(
+        "log_level: {level}\nlistener:\n  host: 127.0.0.1\n  port: {port}\n  socket: {socket}\ndata_dir: {data}\n",
+        level = spec.log_level,
+        port = spec.port,
+        socket = dir.join(format!(".s.PGSQL.{}", spec.port)).display(),
+        data = dir.join("data").display(),
+    );
+    std::fs::write(dir.join("config.yaml"), yaml)?;
+    set_telemetry(
+        &spec.root_dir().join(".dolt/config_global.json"),
+        spec.telemetry,
+    )
+}
+
+/// Sets `metrics.disabled` in Doltgres' global config, keeping whatever else it holds.
+fn set_telemetry(path: &Path, telemetry: bool) -> std::io::Result<()> {
+    let mut config: serde_json::Map<String, serde_json::Value> = std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    config.insert(
+        "metrics.disabled".into(),
+        serde_json::Value::String((!telemetry).to_string()),
+    );
+    std::fs::write(path, serde_json::to_vec(&config)?)
+}
+
+/// Forwards the child's output into the sidecar's log, a line at a time.
+async fn forward_lines(stream: impl AsyncRead + Unpin) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        info!(target: "doltgres", "{line}");
+    }
+}
+
+/// A free loopback port (bound and released; the server binds it right after).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn telemetry_setting_keeps_other_keys() {
+        let dir = std::env::temp_dir().join(format!("dgs-telemetry-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config_global.json");
+        std::fs::write(&path, r#"{"sqlserver.global.server_uuid":"x"}"#).unwrap();
+        set_telemetry(&path, false).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(v["metrics.disabled"], "true");
+        assert_eq!(v["sqlserver.global.server_uuid"], "x");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,281 @@
+//! Server control: whether the sidecar can stop and start the Doltgres server, and what sessions
+//! need to know about it.
+//!
+//! - `external`: the server is someone else's; nothing here acts.
+//! - `managed`: the sidecar runs Doltgres as its child ([`managed`]), restarts it with backoff
+//!   if it dies, and stops it on shutdown.
+//! - `command`: operator commands stop and start it ([`command`]).
+//!
+//! Sessions consult [`Control`] twice: before connecting upstream they wait while the server is
+//! down on purpose ([`Control::wait_available`]), and while relaying they hold an [`Attached`]
+//! guard, so a copy window knows when every upstream connection is closed before it stops the
+//! server.
+
+pub mod command;
+pub mod config;
+pub mod managed;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::upstream::{Login, Upstream};
+use config::{ControlMode, ServerConfig};
+use managed::{ManagedServer, ManagedSpec};
+
+/// A stop, start or readiness check that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("cannot start the server: {0}")]
+    Start(String),
+    #[error("cannot stop the server: {0}")]
+    Stop(String),
+    #[error("{0}")]
+    Command(String),
+    #[error("the server did not accept a login within {timeout:?}: {last}")]
+    NotReady { timeout: Duration, last: String },
+    #[error("the sidecar does not control the server (server.control = \"external\")")]
+    External,
+}
+
+/// What a copy takes: the data directory, and files beside it that the server needs to come
+/// back identically, each with the path it gets inside the copy.
+#[derive(Debug, Clone)]
+pub struct CopySources {
+    pub data_dir: PathBuf,
+    pub extra: Vec<(PathBuf, PathBuf)>,
+}
+
+/// Server control and availability, shared by every session and window.
+pub struct Control {
+    config: ServerConfig,
+    managed: Option<ManagedServer>,
+    /// Credentials for the readiness check.
+    user: String,
+    password: String,
+    /// False while the server is down on purpose or being restarted.
+    available: watch::Sender<bool>,
+    /// Sessions with an open upstream connection.
+    attached: watch::Sender<usize>,
+}
+
+impl Control {
+    /// Control as configured; `port` is the managed server's (already chosen) port.
+    pub fn new(config: &ServerConfig, login: (&str, &str)) -> Control {
+        let managed = (config.control == ControlMode::Managed).then(|| {
+            ManagedServer::new(ManagedSpec {
+                binary: config.binary.clone(),
+                dir: config.dir.clone(),
+                port: config.port,
+                user: config.user.clone(),
+                password: config.password.clone().unwrap_or_default(),
+                telemetry: config.telemetry,
+                log_level: config.log_level.clone(),
+                stop_timeout: config.stop_timeout,
+            })
+        });
+        Control {
+            config: config.clone(),
+            managed,
+            user: login.0.to_string(),
+            password: login.1.to_string(),
+            available: watch::channel(true).0,
+            attached: watch::channel(0).0,
+        }
+    }
+
+    pub fn mode(&self) -> ControlMode {
+        self.config.control
+    }
+
+    /// The managed server, in managed mode.
+    pub fn managed(&self) -> Option<&ManagedServer> {
+        self.managed.as_ref()
+    }
+
+    /// Marks the server down on purpose (sessions wait) or back (they go on).
+    pub fn set_available(&self, up: bool) {
+        self.available.send_replace(up);
+    }
+
+    pub fn is_available(&self) -> bool {
+        *self.available.borrow()
+    }
+
+    /// Waits until the server is available, at most `timeout`; false if it was not by then.
+    pub async fn wait_available(&self, timeout: Duration) -> bool {
+        let mut rx = self.available.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|up| *up))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Registers an open upstream connection until the guard is dropped.
+    pub fn attach(&self) -> Attached<'_> {
+        self.attached.send_modify(|n| *n += 1);
+        Attached(&self.attached)
+    }
+
+    /// Sessions with an open upstream connection now.
+    pub fn attached(&self) -> usize {
+        *self.attached.borrow()
+    }
+
+    /// Waits until no session has an upstream connection, at most `timeout`.
+    pub async fn wait_detached(&self, timeout: Duration) -> bool {
+        let mut rx = self.attached.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|n| *n == 0))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Starts the server (managed: the child process; command: `server.start`) and waits until
+    /// it accepts a login.
+    pub async fn start(&self, upstream: &Upstream) -> Result<(), ControlError> {
+        match self.config.control {
+            ControlMode::External => return Err(ControlError::External),
+            ControlMode::Managed => self.managed.as_ref().expect("managed").start().await?,
+            ControlMode::Command => {
+                command::run("start", &self.config.start, self.config.ready_timeout).await?
+            }
+        }
+        self.wait_ready(upstream).await
+    }
+
+    /// Stops the server and returns once it is down.
+    pub async fn stop(&self) -> Result<(), ControlError> {
+        match self.config.control {
+            ControlMode::External => Err(ControlError::External),
+            ControlMode::Managed => self.managed.as_ref().expect("managed").stop().await,
+            ControlMode::Command => {
+                command::run("stop", &self.config.stop, self.config.stop_timeout).await
+            }
+        }
+    }
+
+    /// Logs in and runs `SELECT 1` until it works, within `ready_timeout`.
+    pub async fn wait_ready(&self, upstream: &Upstream) -> Result<(), ControlError> {
+        let timeout = self.config.ready_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let login = Login {
+            user: &self.user,
+            password: &self.password,
+            database: "postgres",
+        };
+        let mut last = String::from("not tried");
+        while tokio::time::Instant::now() < deadline {
+            if let Some(managed) = &self.managed
+                && let Some(exit) = managed.exit_watch()
+                && let Some(status) = *exit.borrow()
+            {
+                return Err(ControlError::Start(format!("doltgres exited: {status}")));
+            }
+            match upstream.sql(&login).await {
+                Ok(client) => match client.simple_query("SELECT 1").await {
+                    Ok(_) => return Ok(()),
+                    Err(e) => last = e.to_string(),
+                },
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(ControlError::NotReady { timeout, last })
+    }
+
+    /// What a copy takes, when the sidecar controls the server.
+    pub fn copy_sources(&self) -> Option<CopySources> {
+        match self.config.control {
+            ControlMode::External => None,
+            ControlMode::Managed => {
+                let spec = &self.managed.as_ref()?.spec;
+                Some(CopySources {
+                    data_dir: spec.data_dir(),
+                    extra: [
+                        ("work/auth.db", spec.work_dir().join("auth.db")),
+                        ("config.yaml", spec.dir.join("config.yaml")),
+                        (
+                            "root/.dolt/config_global.json",
+                            spec.root_dir().join(".dolt/config_global.json"),
+                        ),
+                    ]
+                    .into_iter()
+                    .map(|(to, from)| (from, PathBuf::from(to)))
+                    .collect(),
+                })
+            }
+            ControlMode::Command => Some(CopySources {
+                data_dir: self.config.data_dir.clone()?,
+                extra: self
+                    .config
+                    .config_files
+                    .iter()
+                    .map(|f| {
+                        let name = f.file_name().map(PathBuf::from).unwrap_or_default();
+                        (f.clone(), PathBuf::from("files").join(name))
+                    })
+                    .collect(),
+            }),
+        }
+    }
+}
+
+/// An open upstream connection, counted until dropped.
+pub struct Attached<'a>(&'a watch::Sender<usize>);
+
+impl Drop for Attached<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+/// Keeps a managed server running: when it exits without being asked to, marks it unavailable,
+/// waits (doubling from `restart_initial` up to `restart_max`), starts it again and waits until it
+/// accepts logins, counting each restart in `server_restarts_total{cause="crash"}`.
+pub async fn supervise(shared: Arc<crate::shared::Shared>, stop: CancellationToken) {
+    let control = &shared.control;
+    let Some(managed) = control.managed() else {
+        return;
+    };
+    loop {
+        let Some(mut exit) = managed.exit_watch() else {
+            // Stopped on purpose (a copy window, shutdown); look again shortly.
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
+            }
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = exit.wait_for(Option::is_some) => {}
+        }
+        if managed.exit_watch().is_none() || stop.is_cancelled() {
+            continue; // `stop()` took it: an intended stop.
+        }
+        control.set_available(false);
+        let mut backoff = control.config.restart_initial;
+        loop {
+            warn!(?backoff, "doltgres died: restarting it");
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            match control.start(&shared.upstream).await {
+                Ok(()) => {
+                    info!("doltgres restarted");
+                    shared.metrics.server_restarted("crash");
+                    control.set_available(true);
+                    break;
+                }
+                Err(e) => {
+                    warn!(error = %e, "restarting doltgres failed");
+                    let _ = managed.stop().await;
+                    backoff = (backoff * 2).min(control.config.restart_max);
+                }
+            }
+        }
+    }
+}

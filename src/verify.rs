@@ -1,0 +1,329 @@
+//! Verifying backups on a scratch Doltgres: a temporary copy of the backup, served on another
+//! loopback port, where every database must open, its commit log must read, and what the
+//! manifest recorded at the cut must match (file checksums, each database's HEAD and working-set
+//! hash, rows per table). Sync backups and push remotes (by URL) are restored into the scratch
+//! server first and must open and read the same way.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tracing::{info, warn};
+
+use crate::catalog::copy_tree;
+use crate::catalog::{Entry, Manifest, VerifyRecord};
+use crate::control::managed::{ManagedServer, ManagedSpec, free_port};
+use crate::shared::Shared;
+
+/// The Doltgres binary and the superuser the scratch server runs with. The copy's `auth.db` holds
+/// the original users, so these are the original server's credentials.
+#[derive(Debug, Clone)]
+pub struct ScratchConfig {
+    pub binary: PathBuf,
+    pub user: String,
+    pub password: String,
+    pub ready_timeout: Duration,
+}
+
+/// A Doltgres on a temporary directory and port, removed when dropped.
+pub struct Scratch {
+    pub server: ManagedServer,
+    remove_dir: bool,
+}
+
+impl Scratch {
+    /// Starts Doltgres on `dir` (its `data/`, `work/`, `root/` layout), waiting for a login.
+    pub async fn start(
+        config: &ScratchConfig,
+        dir: &Path,
+        remove_dir: bool,
+    ) -> Result<Scratch, String> {
+        let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+        let server = ManagedServer::new(ManagedSpec {
+            binary: config.binary.clone(),
+            dir: dir.to_path_buf(),
+            port,
+            user: config.user.clone(),
+            password: config.password.clone(),
+            telemetry: false,
+            log_level: "warning".into(),
+            stop_timeout: Duration::from_secs(30),
+        });
+        server.start().await.map_err(|e| e.to_string())?;
+        let scratch = Scratch { server, remove_dir };
+        scratch.wait_login(config.ready_timeout).await?;
+        Ok(scratch)
+    }
+
+    /// A connection to `database` on the scratch server.
+    pub async fn connect(&self, database: &str) -> Result<Client, String> {
+        let spec = &self.server.spec;
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(spec.port)
+            .user(&spec.user)
+            .password(&spec.password)
+            .dbname(database)
+            .connect_timeout(Duration::from_secs(10));
+        let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+            format!(
+                "database {database}: {}",
+                crate::upstream::describe_sql_error(&e)
+            )
+        })?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+
+    async fn wait_login(&self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.connect("postgres").await {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() > deadline => {
+                    return Err(format!(
+                        "scratch Doltgres not ready within {timeout:?}: {e}"
+                    ));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// Stops the server (and removes its directory if it is a temporary copy).
+    pub async fn finish(self) {
+        let _ = self.server.stop().await;
+        if self.remove_dir {
+            let _ = std::fs::remove_dir_all(&self.server.spec.dir);
+        }
+    }
+}
+
+/// A fresh temporary directory for a scratch server.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let unique = format!(
+        "dgs-{name}-{}-{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    std::env::temp_dir().join(unique)
+}
+
+/// The first column of every row, as text.
+pub async fn column(client: &Client, sql: &str) -> Result<Vec<String>, String> {
+    let rows = client
+        .simple_query(sql)
+        .await
+        .map_err(|e| format!("{sql}: {}", crate::upstream::describe_sql_error(&e)))?;
+    Ok(rows
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Checks every file of an entry against its manifest's size and checksum.
+pub fn check_files(entry: &Entry, progress: &mut dyn FnMut(u64)) -> Result<(), String> {
+    let files = entry.files_dir();
+    for record in &entry.manifest.files {
+        let path = files.join(&record.path);
+        let size = std::fs::metadata(&path)
+            .map_err(|e| format!("{}: {e}", record.path))?
+            .len();
+        if size != record.size {
+            return Err(format!(
+                "{}: {size} bytes, manifest says {}",
+                record.path, record.size
+            ));
+        }
+        let sha = copy_tree::sha256_file(&path).map_err(|e| format!("{}: {e}", record.path))?;
+        if sha != record.sha256 {
+            return Err(format!(
+                "{}: checksum differs from the manifest",
+                record.path
+            ));
+        }
+        progress(size);
+    }
+    Ok(())
+}
+
+/// Verifies a copy entry: checksums, then a scratch server on a temporary copy where every
+/// database's HEAD, working set and row counts must equal the manifest's.
+pub async fn verify_entry(
+    config: &ScratchConfig,
+    entry: &Entry,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<String, String> {
+    let started = Instant::now();
+    let check = entry.clone();
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let checked = tokio::task::spawn_blocking(move || {
+        check_files(&check, &mut |n| {
+            let _ = sender.send(n);
+        })
+    });
+    let mut checked = std::pin::pin!(checked);
+    loop {
+        tokio::select! {
+            Some(n) = receiver.recv() => progress(n),
+            done = &mut checked => {
+                while let Ok(n) = receiver.try_recv() {
+                    progress(n);
+                }
+                done.map_err(|e| e.to_string())??;
+                break;
+            }
+        }
+    }
+    let dir = scratch_dir("verify");
+    let source = entry.files_dir();
+    let target = dir.clone();
+    tokio::task::spawn_blocking(move || copy_tree::copy_tree(&source, &target, &mut |_| {}))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("copying to {}: {e}", dir.display()))?;
+    let scratch = Scratch::start(config, &dir, true).await?;
+    let compared = compare(&scratch, &entry.manifest).await;
+    scratch.finish().await;
+    compared?;
+    Ok(format!(
+        "{} databases, {} files match the manifest ({:.1}s)",
+        entry.manifest.databases.len(),
+        entry.manifest.files.len(),
+        started.elapsed().as_secs_f64()
+    ))
+}
+
+async fn compare(scratch: &Scratch, manifest: &Manifest) -> Result<(), String> {
+    for db in &manifest.databases {
+        let client = scratch.connect(&db.name).await?;
+        let name = &db.name;
+        let head = column(&client, "SELECT dolt_hashof('HEAD')").await?;
+        if head.first() != Some(&db.head) {
+            return Err(format!(
+                "{name}: HEAD is {head:?}, the manifest says {}",
+                db.head
+            ));
+        }
+        let working = column(&client, "SELECT dolt_hashof_db()").await?;
+        if working.first() != Some(&db.working_set) {
+            return Err(format!(
+                "{name}: working set is {working:?}, the manifest says {}",
+                db.working_set
+            ));
+        }
+        let log = column(&client, "SELECT count(*) FROM dolt_log").await?;
+        if log.first().is_none_or(|n| n == "0") {
+            return Err(format!("{name}: the commit log is empty"));
+        }
+        for (table, rows) in &db.tables {
+            let (schema, table_name) = table.split_once('.').unwrap_or(("public", table));
+            let sql = format!(
+                "SELECT count(*) FROM \"{}\".\"{}\"",
+                schema.replace('"', "\"\""),
+                table_name.replace('"', "\"\"")
+            );
+            let count = column(&client, &sql).await?;
+            if count.first().and_then(|c| c.parse::<u64>().ok()) != Some(*rows) {
+                return Err(format!(
+                    "{name}: {table} has {count:?} rows, the manifest says {rows}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Restores a sync backup (`dolt_backup('restore', …)`) or, failing that, clones a push remote
+/// (`dolt_clone`) as `database` on a scratch server; returns the restored HEAD.
+pub async fn restore_url(scratch: &Scratch, url: &str, database: &str) -> Result<String, String> {
+    let client = scratch.connect("postgres").await?;
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let restore = format!(
+        "SELECT dolt_backup('restore', {}, {})",
+        quote(url),
+        quote(database)
+    );
+    if let Err(backup_error) = column(&client, &restore).await {
+        let clone = format!("SELECT dolt_clone({}, {})", quote(url), quote(database));
+        column(&client, &clone).await.map_err(|clone_error| {
+            format!("neither a sync backup ({backup_error}) nor a push remote ({clone_error})")
+        })?;
+    }
+    let restored = scratch.connect(database).await?;
+    let log = column(&restored, "SELECT count(*) FROM dolt_log").await?;
+    if log.first().is_none_or(|n| n == "0") {
+        return Err(format!("{database}: the restored commit log is empty"));
+    }
+    let head = column(&restored, "SELECT dolt_hashof('HEAD')").await?;
+    Ok(head.into_iter().next().unwrap_or_default())
+}
+
+/// Verifies a sync backup or push remote by restoring it on a scratch server.
+pub async fn verify_url(config: &ScratchConfig, url: &str) -> Result<String, String> {
+    let dir = scratch_dir("verify-url");
+    let scratch = Scratch::start(config, &dir, true).await?;
+    let restored = restore_url(&scratch, url, "verified").await;
+    scratch.finish().await;
+    Ok(format!("{url} restores; HEAD {}", restored?))
+}
+
+/// The scratch settings of a running sidecar.
+pub fn scratch_config(shared: &Shared) -> ScratchConfig {
+    let server = &shared.config.server;
+    ScratchConfig {
+        binary: server.binary.clone(),
+        user: server.user.clone(),
+        password: server.password.clone().unwrap_or_default(),
+        ready_timeout: server.ready_timeout,
+    }
+}
+
+/// `verify_after`: verifies a new entry, records the result beside it and in the metrics.
+pub async fn verify_new_entry(shared: Arc<Shared>, id: String) {
+    let Some(copy) = &shared.config.backup.copy else {
+        return;
+    };
+    let catalog = crate::catalog::Catalog {
+        dir: copy.catalog.clone(),
+    };
+    let result = match catalog.entry(&id) {
+        Ok(entry) => {
+            let result = verify_entry(&scratch_config(&shared), &entry, &mut |_| {}).await;
+            let record = VerifyRecord {
+                ok: result.is_ok(),
+                at_unix: crate::window::record::unix(SystemTime::now()),
+                detail: match &result {
+                    Ok(s) | Err(s) => s.clone(),
+                },
+            };
+            if let Err(e) = entry.record_verify(&record) {
+                warn!(entry = %id, error = %e, "cannot record the verification");
+            }
+            result
+        }
+        Err(e) => Err(format!("entry {id}: {e}")),
+    };
+    let label = crate::metrics::ResultLabel {
+        result: if result.is_ok() { "ok" } else { "failed" }.into(),
+    };
+    shared.metrics.verify.get_or_create(&label).inc();
+    match result {
+        Ok(detail) => {
+            shared
+                .metrics
+                .last_verify_success_timestamp_seconds
+                .set(crate::window::record::unix(SystemTime::now()));
+            info!(entry = %id, %detail, "copy verified");
+        }
+        Err(detail) => warn!(entry = %id, %detail, "copy failed verification"),
+    }
+}

@@ -1,0 +1,266 @@
+//! `copy`: stop-and-copy, inside a window. With every session held at a boundary:
+//!
+//! 1. take the inventory the manifest records (each database's HEAD and working-set hash, rows
+//!    per table, the Doltgres version) over the sidecar's own connection;
+//! 2. mark the server unavailable (new connections wait) and detach every session: each closes
+//!    its upstream connection cleanly and keeps its client;
+//! 3. stop the server; copy its files into a new catalog entry (hard-linking table files the
+//!    previous entry holds); start it and wait until it accepts a login;
+//! 4. mark it available: waiting connections go on, detached sessions are told (`57P01`) that the
+//!    server restarted for a backup.
+//!
+//! Steps 2–4 run in a task of their own, so that whatever happens to the window (its timeout
+//! included) the server is started again. A failed copy removes its partial entry.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use super::ActionError;
+use super::sql::{column, connect};
+use crate::catalog::copy_tree::{self, Previous};
+use crate::catalog::manifest::{DatabaseState, Manifest, Timings};
+use crate::catalog::{Catalog, entry_id};
+use crate::shared::Shared;
+use crate::window::config::CopyConfig;
+
+/// How many times a stopped server is started before the window gives up on it (a managed one
+/// is then left to the supervisor's restarts).
+const START_ATTEMPTS: usize = 3;
+
+pub async fn run(
+    shared: &Arc<Shared>,
+    cfg: &CopyConfig,
+    window_id: u64,
+) -> Result<Value, ActionError> {
+    let started = Instant::now();
+    let (version, databases) = inventory(shared).await?;
+    let inventory_seconds = started.elapsed().as_secs_f64();
+    let task = tokio::spawn(stop_copy_start(
+        shared.clone(),
+        cfg.clone(),
+        window_id,
+        version,
+        databases,
+        inventory_seconds,
+    ));
+    let manifest = task
+        .await
+        .map_err(|e| ActionError::Copy(format!("copy task failed: {e}")))??;
+    if cfg.verify_after {
+        tokio::spawn(crate::verify::verify_new_entry(
+            shared.clone(),
+            manifest.id.clone(),
+        ));
+    }
+    Ok(json!({
+        "entry": manifest.id,
+        "files": manifest.files.len(),
+        "bytes_copied": manifest.bytes_copied,
+        "bytes_linked": manifest.bytes_linked,
+        "timings": manifest.timings,
+    }))
+}
+
+/// Databases, their HEAD and working-set hashes and table row counts, and the server version.
+async fn inventory(shared: &Shared) -> Result<(String, Vec<DatabaseState>), ActionError> {
+    let first = shared
+        .config
+        .backup
+        .databases
+        .first()
+        .map_or("postgres", String::as_str);
+    let client = connect(shared, first).await?;
+    let version = column(&client, first, "SELECT dolt_version()").await?;
+    let names = column(
+        &client,
+        first,
+        "SELECT datname FROM pg_database ORDER BY datname",
+    )
+    .await?;
+    let mut databases = Vec::new();
+    for name in names {
+        let client = connect(shared, &name).await?;
+        let db = name.as_str();
+        let head = column(&client, db, "SELECT dolt_hashof('HEAD')").await?;
+        let working_set = column(&client, db, "SELECT dolt_hashof_db()").await?;
+        let list = "SELECT table_schema || '.' || table_name FROM information_schema.tables \
+                    WHERE table_type = 'BASE TABLE' \
+                    AND table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1";
+        let mut tables = BTreeMap::new();
+        for table in column(&client, db, list).await? {
+            let (schema, name) = table.split_once('.').unwrap_or(("public", &table));
+            let sql = format!("SELECT count(*) FROM {}.{}", ident(schema), ident(name));
+            let count = column(&client, db, &sql).await?;
+            tables.insert(
+                table.clone(),
+                count.first().and_then(|c| c.parse().ok()).unwrap_or(0),
+            );
+        }
+        databases.push(DatabaseState {
+            name,
+            head: head.into_iter().next().unwrap_or_default(),
+            working_set: working_set.into_iter().next().unwrap_or_default(),
+            tables,
+        });
+    }
+    Ok((version.into_iter().next().unwrap_or_default(), databases))
+}
+
+/// A quoted SQL identifier.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+async fn stop_copy_start(
+    shared: Arc<Shared>,
+    cfg: CopyConfig,
+    window_id: u64,
+    version: String,
+    databases: Vec<DatabaseState>,
+    inventory: f64,
+) -> Result<Manifest, ActionError> {
+    let control = &shared.control;
+    let sources = control
+        .copy_sources()
+        .ok_or(ActionError::NotConfigured("copy"))?;
+    control.set_available(false);
+    let mut timings = Timings {
+        inventory,
+        ..Timings::default()
+    };
+    let step = Instant::now();
+    let detached = detach_sessions(&shared);
+    if !control.wait_detached(cfg.detach_timeout).await {
+        control.set_available(true);
+        return Err(ActionError::Copy(format!(
+            "{} sessions kept their upstream connection past detach_timeout",
+            control.attached()
+        )));
+    }
+    timings.detach = step.elapsed().as_secs_f64();
+    let step = Instant::now();
+    if let Err(e) = control.stop().await {
+        // It may be half-down: bring it back before giving up.
+        let _ = restart(&shared).await;
+        control.set_available(true);
+        return Err(ActionError::Copy(e.to_string()));
+    }
+    timings.stop = step.elapsed().as_secs_f64();
+    let step = Instant::now();
+    let catalog_dir = cfg.catalog.clone();
+    let id = entry_id(SystemTime::now(), window_id);
+    let entry = id.clone();
+    let copied = tokio::task::spawn_blocking(move || {
+        let catalog = Catalog::open(&catalog_dir)?;
+        let previous = catalog.latest();
+        let pending = catalog.begin(&entry)?;
+        let previous = previous.as_ref().map(|p| (p.files_dir(), &p.manifest));
+        let records = copy_tree::copy_sources(
+            &sources,
+            &pending.files_dir(),
+            previous.as_ref().map(|(dir, manifest)| Previous {
+                files_dir: dir,
+                manifest,
+            }),
+            &mut |_| {},
+        )?;
+        Ok::<_, std::io::Error>((pending, records))
+    })
+    .await;
+    timings.copy = step.elapsed().as_secs_f64();
+    let step = Instant::now();
+    let started = restart(&shared).await;
+    timings.start = step.elapsed().as_secs_f64();
+    control.set_available(true);
+    shared.metrics.server_restarted("copy");
+    info!(
+        sessions = detached,
+        "server back after the copy: detached sessions end now"
+    );
+    let (pending, files) = match copied {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => {
+            return Err(ActionError::Copy(format!(
+                "copying into {}: {e}",
+                cfg.catalog.display()
+            )));
+        }
+        Err(e) => return Err(ActionError::Copy(format!("copy task failed: {e}"))),
+    };
+    if let Err(e) = started {
+        return Err(ActionError::Copy(e));
+    }
+    let manifest = Manifest {
+        id: id.clone(),
+        window_id,
+        created_unix: crate::window::record::unix(SystemTime::now()),
+        doltgres_version: version,
+        databases,
+        bytes_copied: files.iter().filter(|f| !f.linked).map(|f| f.size).sum(),
+        bytes_linked: files.iter().filter(|f| f.linked).map(|f| f.size).sum(),
+        files,
+        timings,
+    };
+    let to_commit = manifest.clone();
+    let catalog_dir = cfg.catalog.clone();
+    let committed = tokio::task::spawn_blocking(move || {
+        pending.commit(&to_commit)?;
+        let catalog = Catalog::open(&catalog_dir)?;
+        Ok::<_, std::io::Error>(catalog.retain(cfg.keep_last, cfg.max_age, SystemTime::now()))
+    })
+    .await
+    .map_err(|e| ActionError::Copy(e.to_string()))?
+    .map_err(|e| ActionError::Copy(format!("writing the entry: {e}")))?;
+    if !committed.is_empty() {
+        info!(removed = ?committed, "retention removed old copies");
+    }
+    Ok(manifest)
+}
+
+/// Tells every session to close its upstream connection; returns how many were told.
+fn detach_sessions(shared: &Shared) -> usize {
+    let sessions = shared.registry.snapshot();
+    for session in &sessions {
+        session.detach.cancel();
+    }
+    sessions.len()
+}
+
+/// Starts the stopped server, a few times if need be.
+async fn restart(shared: &Shared) -> Result<(), String> {
+    let mut last = String::new();
+    for attempt in 1..=START_ATTEMPTS {
+        match shared.control.start(&shared.upstream).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                warn!(attempt, error = %e, "starting the server after the copy failed");
+                last = e.to_string();
+                if let Some(managed) = shared.control.managed() {
+                    let _ = managed.stop().await;
+                }
+            }
+        }
+    }
+    // Leave a process for a managed server's supervisor to watch and restart with backoff.
+    if let Some(managed) = shared.control.managed() {
+        let _ = managed.start().await;
+    }
+    Err(format!(
+        "the server did not come back after the copy: {last}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(ident("t"), "\"t\"");
+        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
+    }
+}
