@@ -12,6 +12,7 @@
 pub mod certs;
 pub mod facts;
 pub mod install;
+pub mod managed;
 pub mod pgbench;
 mod ports;
 mod proxy;
@@ -21,7 +22,7 @@ pub mod startup_probe;
 
 pub use ports::free_port;
 pub use proxy::TestProxy;
-pub use server::{Kind, TestServer};
+pub use server::{Kind, TestServer, connect as server_connect};
 
 /// Runs a test body against both servers: expands to one `#[tokio::test]` per server kind.
 #[macro_export]

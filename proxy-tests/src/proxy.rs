@@ -33,11 +33,29 @@ impl TestProxy {
             ..Config::default()
         };
         adjust(&mut config);
+        TestProxy::start_config(config).await
+    }
+
+    /// Starts a proxy with exactly this configuration; a managed server is started first (and
+    /// supervised), as `doltgres-sidecar run` does.
+    pub async fn start_config(mut config: Config) -> TestProxy {
+        config.settle_managed().expect("no free port");
         config.validate().expect("invalid test config");
         let listener = tokio::net::TcpListener::bind(&config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let shared = Shared::new(config).expect("invalid TLS files");
         let shutdown = CancellationToken::new();
+        if shared.control.managed().is_some() {
+            shared
+                .control
+                .start(&shared.upstream)
+                .await
+                .expect("the managed Doltgres did not start");
+            tokio::spawn(doltgres_sidecar::control::supervise(
+                shared.clone(),
+                shutdown.clone(),
+            ));
+        }
         let admin = tokio::net::TcpListener::bind(&shared.config.admin_listen)
             .await
             .unwrap();
@@ -112,13 +130,17 @@ impl TestProxy {
         )
     }
 
-    /// Shuts the proxy down gracefully and waits until it has stopped.
+    /// Shuts the proxy down gracefully and waits until it has stopped (and its managed server,
+    /// if any).
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
             task.await
                 .expect("proxy task panicked")
                 .expect("proxy failed");
+        }
+        if let Some(managed) = self.shared.control.managed() {
+            managed.stop().await.expect("managed Doltgres did not stop");
         }
     }
 }

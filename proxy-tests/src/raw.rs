@@ -214,6 +214,13 @@ pub mod frontend {
     }
 }
 
+/// Credentials for [`RawClient::login_as`].
+pub struct Login<'a> {
+    pub user: &'a str,
+    pub password: &'a str,
+    pub database: &'a str,
+}
+
 /// How a connection ended, as seen by [`RawClient::until_end`].
 #[derive(Debug)]
 pub struct Closed {
@@ -257,12 +264,19 @@ impl RawClient {
 
     /// Like [`RawClient::login`], with more startup parameters.
     pub async fn login_with(addr: &str, server: &TestServer, extra: &[(&str, &str)]) -> RawClient {
+        let login = Login {
+            user: &server.user,
+            password: &server.password,
+            database: &server.database,
+        };
+        RawClient::login_as(addr, &login, extra).await
+    }
+
+    /// Logs in with these credentials and more startup parameters.
+    pub async fn login_as(addr: &str, login: &Login<'_>, extra: &[(&str, &str)]) -> RawClient {
         let mut c = RawClient::connect(addr).await;
         let mut out = BytesMut::new();
-        let mut params = vec![
-            ("user", server.user.as_str()),
-            ("database", server.database.as_str()),
-        ];
+        let mut params = vec![("user", login.user), ("database", login.database)];
         params.extend_from_slice(extra);
         pg_frontend::startup_message(params, &mut out).unwrap();
         c.send(&out).await;
@@ -270,7 +284,7 @@ impl RawClient {
         loop {
             let msg = c.read().await.expect("server closed during login");
             match msg.tag {
-                b'R' => c.authenticate(&msg, server, &mut scram).await,
+                b'R' => c.authenticate(&msg, login.password, &mut scram).await,
                 b'K' => c.key = msg.backend_key(),
                 b'E' => panic!("login failed: {:?}", msg.text()),
                 _ => {}
@@ -284,18 +298,13 @@ impl RawClient {
     }
 
     /// Answers one authentication request; `scram` carries the SCRAM exchange between steps.
-    async fn authenticate(
-        &mut self,
-        msg: &Msg,
-        server: &TestServer,
-        scram: &mut Option<ScramSha256>,
-    ) {
+    async fn authenticate(&mut self, msg: &Msg, password: &str, scram: &mut Option<ScramSha256>) {
         let data = &msg.body[4..];
         let mut out = BytesMut::new();
         match msg.auth_code().unwrap() {
             0 => {}
             10 => {
-                let s = ScramSha256::new(server.password.as_bytes(), ChannelBinding::unsupported());
+                let s = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
                 pg_frontend::sasl_initial_response(SCRAM_SHA_256, s.message(), &mut out).unwrap();
                 *scram = Some(s);
             }

@@ -175,7 +175,9 @@ async fn stop_copy_start(
     let step = Instant::now();
     let started = restart(&shared).await;
     timings.start = step.elapsed().as_secs_f64();
-    control.set_available(true);
+    // A managed server that did not come back is the supervisor's now: it marks the server
+    // available once its restarts succeed. Connections wait for that, within hold_timeout.
+    control.set_available(started.is_ok() || control.managed().is_none());
     shared.metrics.server_restarted("copy");
     info!(
         sessions = detached,

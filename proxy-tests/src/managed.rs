@@ -1,0 +1,114 @@
+//! The proxy in managed mode: it runs the pinned Doltgres itself, in a temp dir, with copies to a
+//! catalog beside it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use doltgres_sidecar::catalog::Catalog;
+use doltgres_sidecar::config::Config;
+use doltgres_sidecar::control::config::ControlMode;
+use doltgres_sidecar::verify::ScratchConfig;
+use doltgres_sidecar::window::config::CopyConfig;
+use tempfile::TempDir;
+
+use crate::TestProxy;
+use crate::install;
+use crate::raw::{Login, RawClient};
+
+pub const USER: &str = "postgres";
+pub const PASSWORD: &str = "password";
+
+/// A proxy that manages its own Doltgres.
+pub struct ManagedProxy {
+    pub proxy: TestProxy,
+    /// Holds `doltgres/` (the server's files) and `backups/` (the catalog).
+    pub dir: TempDir,
+}
+
+impl ManagedProxy {
+    /// Managed mode with a copy catalog in the temp dir, after `adjust` has changed the config.
+    pub async fn start(adjust: impl FnOnce(&mut Config, &std::path::Path)) -> ManagedProxy {
+        let dir = tempfile::Builder::new()
+            .prefix("dgs-managed-")
+            .tempdir()
+            .unwrap();
+        let mut config = Config {
+            listen: "127.0.0.1:0".into(),
+            admin_listen: "127.0.0.1:0".into(),
+            ..Config::default()
+        };
+        config.server.control = ControlMode::Managed;
+        config.server.binary = install::doltgres_binary().to_path_buf();
+        config.server.dir = dir.path().join("doltgres");
+        config.server.password = Some(PASSWORD.into());
+        config.server.restart_initial = Duration::from_millis(200);
+        let mut copy = CopyConfig::new(dir.path().join("backups"));
+        copy.verify_after = false;
+        config.backup.copy = Some(copy);
+        config.backup.on_shutdown = false;
+        adjust(&mut config, dir.path());
+        let proxy = TestProxy::start_config(config).await;
+        ManagedProxy { proxy, dir }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.proxy.addr
+    }
+
+    pub fn config_at(&self, database: &str) -> tokio_postgres::Config {
+        let (host, port) = self.proxy.addr.rsplit_once(':').unwrap();
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(host)
+            .port(port.parse().unwrap())
+            .user(USER)
+            .password(PASSWORD)
+            .dbname(database)
+            .connect_timeout(Duration::from_secs(30));
+        config
+    }
+
+    /// A connection through the proxy.
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        crate::server::connect(&self.config_at("postgres"))
+            .await
+            .expect("connection through the managed proxy failed")
+    }
+
+    /// A raw protocol session through the proxy.
+    pub async fn raw(&self) -> RawClient {
+        let login = Login {
+            user: USER,
+            password: PASSWORD,
+            database: "postgres",
+        };
+        RawClient::login_as(&self.proxy.addr, &login, &[]).await
+    }
+
+    pub fn catalog(&self) -> Catalog {
+        Catalog::open(&self.dir.path().join("backups")).unwrap()
+    }
+
+    pub fn catalog_dir(&self) -> PathBuf {
+        self.dir.path().join("backups")
+    }
+
+    /// Settings for scratch servers that verify or restore this proxy's backups.
+    pub fn scratch(&self) -> ScratchConfig {
+        ScratchConfig {
+            binary: install::doltgres_binary().to_path_buf(),
+            user: USER.into(),
+            password: PASSWORD.into(),
+            ready_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// Runs a window for `action` through the admin API; returns status and the record.
+    pub async fn backup(&self, action: &str) -> (u16, serde_json::Value) {
+        let (code, body) = self
+            .proxy
+            .admin_post(&format!("/backups?action={action}"))
+            .await;
+        (code, serde_json::from_str(&body).unwrap_or_default())
+    }
+}

@@ -1,0 +1,326 @@
+//! Stop-and-copy windows on a real Doltgres in managed mode: clients keep working across the
+//! restart, copies are complete, incremental and verifiable, and failures (a full disk, a server
+//! that does not come back, a crash) leave no partial entry and a serving server.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use doltgres_sidecar::verify;
+use proxy_tests::install;
+use proxy_tests::managed::ManagedProxy;
+use tokio_postgres::SimpleQueryMessage;
+
+/// A wrapper around the Doltgres binary: it sleeps a second before starting while `<dir>/slow`
+/// exists, and fails while `<dir>/broken` exists.
+fn wrapper(dir: &Path) -> PathBuf {
+    let path = dir.join("doltgres-wrapper");
+    let script = format!(
+        "#!/bin/sh\n[ -f '{d}/broken' ] && exit 3\n[ -f '{d}/slow' ] && sleep 1\nexec '{bin}' \"$@\"\n",
+        d = dir.display(),
+        bin = install::doltgres_binary().display()
+    );
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+async fn value(client: &tokio_postgres::Client, sql: &str) -> String {
+    let rows = client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{sql}: no row"))
+}
+
+fn metric(text: &str, line_start: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_window_is_invisible_to_new_connections_and_ends_held_idle_sessions() {
+    let m = ManagedProxy::start(|c, dir| c.server.binary = wrapper(dir)).await;
+    let client = m.connect().await;
+    client
+        .batch_execute("CREATE TABLE items (id int primary key, v text)")
+        .await
+        .unwrap();
+    client
+        .batch_execute("INSERT INTO items VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+        .await
+        .unwrap();
+    let head = value(&client, "SELECT dolt_hashof('HEAD')").await;
+    let working = value(&client, "SELECT dolt_hashof_db()").await;
+    let mut held = m.raw().await;
+    drop(client);
+    // A slow start keeps the server down for a second inside the window.
+    std::fs::write(m.dir.path().join("slow"), b"").unwrap();
+    let admin = m.proxy.admin_url.clone();
+    let window = tokio::spawn({
+        let addr = admin.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let mut r = ureq::post(&format!("{addr}/backups?action=copy"))
+                    .config()
+                    .http_status_as_error(false)
+                    .build()
+                    .send_empty()
+                    .unwrap();
+                (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+            })
+            .await
+            .unwrap()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Arrives while the server is down: waits, then works.
+    let late = m.connect().await;
+    assert_eq!(value(&late, "SELECT count(*) FROM items").await, "3");
+    let (code, body) = window.await.unwrap();
+    assert_eq!(code, 200, "{body}");
+    let record: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(record["result"], "ok", "{record}");
+    // The session held idle through the restart is told why it ends.
+    let closed = held.until_end().await;
+    let fatal = closed
+        .messages
+        .iter()
+        .find(|m| m.tag == b'E')
+        .expect("an error");
+    assert_eq!(fatal.sqlstate().as_deref(), Some("57P01"));
+    assert!(
+        fatal.text().unwrap().contains("restarted for a backup"),
+        "{fatal:?}"
+    );
+    let (_, metrics) = m.proxy.admin_get("/metrics").await;
+    let ended = "doltgres_sidecar_sessions_ended_total{reason=\"restart_without_replay\"}";
+    assert_eq!(metric(&metrics, ended), 1.0, "{metrics}");
+    let restarts = "doltgres_sidecar_server_restarts_total{cause=\"copy\"}";
+    assert_eq!(metric(&metrics, restarts), 1.0);
+    // The entry is complete, and its manifest recorded the cut.
+    let entries = m.catalog().entries();
+    assert_eq!(entries.len(), 1);
+    let entry = &entries[0];
+    let db = entry
+        .manifest
+        .databases
+        .iter()
+        .find(|d| d.name == "postgres")
+        .unwrap();
+    assert_eq!(db.head, head);
+    assert_eq!(db.working_set, working);
+    assert_eq!(db.tables.get("public.items"), Some(&3));
+    assert!(
+        entry.manifest.file("work/auth.db").is_some(),
+        "auth.db copied"
+    );
+    assert!(
+        entry
+            .manifest
+            .file("root/.dolt/config_global.json")
+            .is_some()
+    );
+    assert!(entry.manifest.timings.copy > 0.0 && entry.manifest.timings.start >= 1.0);
+    // It verifies, and it restores to a server with the same rows.
+    let detail = verify::verify_entry(&m.scratch(), entry, &mut |_| {})
+        .await
+        .unwrap();
+    assert!(detail.contains("match"), "{detail}");
+    let restored = tempfile::tempdir().unwrap();
+    doltgres_sidecar::catalog::copy_tree::copy_tree(
+        &entry.files_dir(),
+        restored.path(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let scratch = verify::Scratch::start(&m.scratch(), restored.path(), false)
+        .await
+        .unwrap();
+    let c = scratch.connect("postgres").await.unwrap();
+    assert_eq!(
+        verify::column(&c, "SELECT count(*) FROM items")
+            .await
+            .unwrap(),
+        ["3"]
+    );
+    scratch.finish().await;
+    m.proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_copy_links_unchanged_table_files() {
+    let m = ManagedProxy::start(|_, _| {}).await;
+    let client = m.connect().await;
+    client
+        .batch_execute("CREATE TABLE big (id int primary key, v text)")
+        .await
+        .unwrap();
+    client
+        .batch_execute("INSERT INTO big SELECT generate_series(1, 20000), repeat('x', 100)")
+        .await
+        .unwrap();
+    value(&client, "SELECT dolt_commit('-Am', 'bulk')").await;
+    // Garbage collection moves the journal's chunks into immutable table files.
+    value(&client, "SELECT dolt_gc()").await;
+    drop(client);
+    assert_eq!(m.backup("copy").await.0, 200);
+    let client = m.connect().await;
+    client
+        .batch_execute("INSERT INTO big VALUES (0, 'new')")
+        .await
+        .unwrap();
+    drop(client);
+    assert_eq!(m.backup("copy").await.0, 200);
+    let entries = m.catalog().entries();
+    assert_eq!(entries.len(), 2);
+    let (first, second) = (&entries[0].manifest, &entries[1].manifest);
+    assert!(
+        first.bytes_linked == 0 && first.bytes_copied > 300_000,
+        "{first:?}"
+    );
+    assert!(
+        second.bytes_linked > 300_000 && second.bytes_copied < second.bytes_linked / 10,
+        "copied {} linked {}",
+        second.bytes_copied,
+        second.bytes_linked
+    );
+    let db = second
+        .databases
+        .iter()
+        .find(|d| d.name == "postgres")
+        .unwrap();
+    assert_eq!(db.tables.get("public.big"), Some(&20001));
+    verify::verify_entry(&m.scratch(), &entries[1], &mut |_| {})
+        .await
+        .unwrap();
+    m.proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_catalog_disk_fails_the_window_and_leaves_no_entry() {
+    let mount = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(mount.path())
+        .status()
+        .expect("cannot run mount");
+    assert!(
+        status.success(),
+        "mounting a small tmpfs failed (the test runs as root)"
+    );
+    let catalog = mount.path().to_path_buf();
+    let m = ManagedProxy::start(|c, _| {
+        c.backup.copy.as_mut().unwrap().catalog = catalog.clone();
+    })
+    .await;
+    let client = m.connect().await;
+    client
+        .batch_execute("CREATE TABLE filler (id int primary key, v text)")
+        .await
+        .unwrap();
+    client
+        .batch_execute("INSERT INTO filler SELECT generate_series(1, 5000), repeat('y', 100)")
+        .await
+        .unwrap();
+    drop(client);
+    let (code, record) = m.backup("copy").await;
+    assert_eq!(code, 502, "{record}");
+    assert_eq!(record["result"], "failed");
+    let error = record["error"].as_str().unwrap();
+    assert!(error.contains("No space left"), "{error}");
+    let leftovers: Vec<_> = std::fs::read_dir(&catalog).unwrap().collect();
+    assert!(leftovers.is_empty(), "partial entry left: {leftovers:?}");
+    // The server is back on its unchanged data.
+    let client = m.connect().await;
+    assert_eq!(value(&client, "SELECT count(*) FROM filler").await, "5000");
+    drop(client);
+    m.proxy.stop().await;
+    let _ = std::process::Command::new("umount")
+        .arg(mount.path())
+        .status();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_does_not_come_back_fails_the_window_then_is_restarted() {
+    let m = ManagedProxy::start(|c, dir| c.server.binary = wrapper(dir)).await;
+    let client = m.connect().await;
+    client
+        .batch_execute("CREATE TABLE kept (id int primary key)")
+        .await
+        .unwrap();
+    client
+        .batch_execute("INSERT INTO kept VALUES (1)")
+        .await
+        .unwrap();
+    drop(client);
+    let broken = m.dir.path().join("broken");
+    std::fs::write(&broken, b"").unwrap();
+    let (code, record) = m.backup("copy").await;
+    assert_eq!(code, 502, "{record}");
+    assert!(
+        record["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not come back"),
+        "{record}"
+    );
+    assert!(
+        m.catalog().entries().is_empty(),
+        "no entry for a failed window"
+    );
+    // Once it can start again, the supervisor brings it back with backoff.
+    std::fs::remove_file(&broken).unwrap();
+    let client = m.connect().await;
+    assert_eq!(value(&client, "SELECT count(*) FROM kept").await, "1");
+    drop(client);
+    m.proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_managed_server_is_restarted() {
+    let m = ManagedProxy::start(|_, _| {}).await;
+    let client = m.connect().await;
+    client
+        .batch_execute("CREATE TABLE survives (id int primary key)")
+        .await
+        .unwrap();
+    client
+        .batch_execute("INSERT INTO survives VALUES (1), (2)")
+        .await
+        .unwrap();
+    drop(client);
+    let pid = m.proxy.shared.control.managed().unwrap().pid().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // Connections made in the moment before the sidecar notices the crash fail with 08006; after
+    // it, they wait for the restart and then work.
+    let mut client = None;
+    for _ in 0..100 {
+        if let Ok(c) = proxy_tests::server_connect(&m.config_at("postgres")).await {
+            client = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let client = client.expect("no connection after the restart");
+    assert_eq!(value(&client, "SELECT count(*) FROM survives").await, "2");
+    let new_pid = m.proxy.shared.control.managed().unwrap().pid().unwrap();
+    assert_ne!(new_pid, pid);
+    let (_, metrics) = m.proxy.admin_get("/metrics").await;
+    let crash = "doltgres_sidecar_server_restarts_total{cause=\"crash\"}";
+    assert_eq!(metric(&metrics, crash), 1.0, "{metrics}");
+    drop(client);
+    m.proxy.stop().await;
+}
