@@ -74,6 +74,7 @@ impl ManagedServer {
     /// waits for logins to succeed.
     pub async fn start(&self) -> Result<(), ControlError> {
         let spec = &self.spec;
+        stop_leftover(spec).await?;
         prepare(spec).map_err(|e| ControlError::Start(format!("{}: {e}", spec.dir.display())))?;
         let config = spec.dir.join("config.yaml");
         let mut child = tokio::process::Command::new(&spec.binary)
@@ -155,6 +156,44 @@ impl ManagedServer {
     pub fn pid(&self) -> Option<i32> {
         self.running.lock().unwrap().as_ref().map(|r| r.pid)
     }
+}
+
+/// Stops a Doltgres still running on this directory from an earlier sidecar (one killed with
+/// SIGKILL leaves its child behind, holding the databases' locks): the pid comes from
+/// `data/.dolt/sql-server.info`, and is only signalled if that process is a doltgres.
+async fn stop_leftover(spec: &ManagedSpec) -> Result<(), ControlError> {
+    let info = spec.data_dir().join(".dolt/sql-server.info");
+    let Some(pid) = std::fs::read_to_string(&info)
+        .ok()
+        .and_then(|text| text.split(':').next()?.trim().parse::<i32>().ok())
+    else {
+        return Ok(());
+    };
+    let is_doltgres = |pid: i32| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains("doltgres"))
+    };
+    if !is_doltgres(pid) {
+        return Ok(());
+    }
+    warn!(
+        pid,
+        "a doltgres from an earlier run still holds the data directory: stopping it"
+    );
+    let deadline = tokio::time::Instant::now() + spec.stop_timeout;
+    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    while is_doltgres(pid) {
+        if tokio::time::Instant::now() > deadline {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        if tokio::time::Instant::now() > deadline + Duration::from_secs(10) {
+            return Err(ControlError::Start(format!(
+                "doltgres {pid} from an earlier run survives"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
 }
 
 /// Creates the directories and writes `config.yaml` and the global config (telemetry).
