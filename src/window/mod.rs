@@ -73,6 +73,12 @@ impl Windows {
         let started = Instant::now();
         let mut record = WindowRecord::new(action.as_str(), trigger);
         let config = &shared.config;
+        // A copy stops the server: connections arriving from now on wait before they log in,
+        // instead of logging in, being held, and losing their server.
+        let stops_server = action == Action::Copy && shared.control.copy_sources().is_some();
+        if stops_server {
+            shared.control.set_available(false);
+        }
         let quiesced = shared
             .gate
             .quiesce(
@@ -85,6 +91,9 @@ impl Windows {
         let guard = match quiesced {
             Ok(guard) => guard,
             Err(e) => {
+                if stops_server {
+                    shared.control.set_available(true);
+                }
                 record.finish(
                     Outcome::Aborted,
                     Some(e.to_string()),

@@ -2,8 +2,9 @@
 //!
 //! 1. take the inventory the manifest records (each database's HEAD and working-set hash, rows
 //!    per table, the Doltgres version) over the sidecar's own connection;
-//! 2. mark the server unavailable (new connections wait) and detach every session: each closes
-//!    its upstream connection cleanly and keeps its client;
+//! 2. with the server marked unavailable (since the window began: new connections wait before
+//!    logging in), detach every session: each closes its upstream connection cleanly and keeps
+//!    its client;
 //! 3. stop the server; copy its files into a new catalog entry (hard-linking table files the
 //!    previous entry holds); start it and wait until it accepts a login;
 //! 4. mark it available: waiting connections go on, detached sessions are told (`57P01`) that the
@@ -36,17 +37,9 @@ pub async fn run(
     cfg: &CopyConfig,
     window_id: u64,
 ) -> Result<Value, ActionError> {
-    let started = Instant::now();
-    let (version, databases) = inventory(shared).await?;
-    let inventory_seconds = started.elapsed().as_secs_f64();
-    let task = tokio::spawn(stop_copy_start(
-        shared.clone(),
-        cfg.clone(),
-        window_id,
-        version,
-        databases,
-        inventory_seconds,
-    ));
+    // A task of its own: dropping the window's future (its timeout) cannot leave the server
+    // stopped or marked unavailable.
+    let task = tokio::spawn(inventory_then_copy(shared.clone(), cfg.clone(), window_id));
     let manifest = task
         .await
         .map_err(|e| ActionError::Copy(format!("copy task failed: {e}")))??;
@@ -63,6 +56,23 @@ pub async fn run(
         "bytes_linked": manifest.bytes_linked,
         "timings": manifest.timings,
     }))
+}
+
+async fn inventory_then_copy(
+    shared: Arc<Shared>,
+    cfg: CopyConfig,
+    window_id: u64,
+) -> Result<Manifest, ActionError> {
+    let started = Instant::now();
+    let (version, databases) = match inventory(&shared).await {
+        Ok(found) => found,
+        Err(e) => {
+            shared.control.set_available(true);
+            return Err(e);
+        }
+    };
+    let inventory = started.elapsed().as_secs_f64();
+    stop_copy_start(shared, cfg, window_id, version, databases, inventory).await
 }
 
 /// Databases, their HEAD and working-set hashes and table row counts, and the server version.

@@ -1,0 +1,235 @@
+//! Stop-and-copy under load, on a real Doltgres in managed mode: ledger writers and pgbench (a
+//! new connection per transaction, as a pooled application's would be) run through the proxy
+//! while copy windows open every few write commits. No transaction fails because of a window,
+//! every copy verifies, and every copy restores to an unbroken prefix of the ledger that equals
+//! the cut its manifest recorded.
+//!
+//! Until sessions can be logged in again on a client's behalf, a session that had logged in
+//! but was idle when a window began (for a fresh connection: between its login and its first
+//! query) is ended with `57P01` before anything of it ran; clients reconnect and retry. The test
+//! counts those and requires that nothing else failed.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use doltgres_sidecar::verify::{self, Scratch};
+use proxy_tests::managed::{ManagedProxy, PASSWORD, USER};
+
+const WRITERS: u64 = 3;
+const PER_WRITER: u64 = 40;
+const EVERY: u64 = 15;
+const MIN_COPIES: usize = 5;
+const PGBENCH_TXNS: u64 = 300;
+
+/// What the pgbench load did.
+struct Load {
+    processed: u64,
+    /// Clients pgbench aborted because a window ended their session (57P01).
+    aborted_clients: usize,
+}
+
+/// Runs pgbench (`-C`, a connection per transaction) again and again until `total` transactions
+/// ran. No transaction may fail; a client may only be aborted by a window's documented 57P01.
+fn pgbench_until(addr: &str, script: &std::path::Path, total: u64) -> Load {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let mut load = Load {
+        processed: 0,
+        aborted_clients: 0,
+    };
+    for _ in 0..50 {
+        if load.processed >= total {
+            return load;
+        }
+        let out = Command::new("pgbench")
+            .args([
+                "-h", host, "-p", port, "-U", USER, "-n", "-C", "-c", "2", "-t", "25", "-f",
+            ])
+            .arg(script)
+            .arg("postgres")
+            .env("PGPASSWORD", PASSWORD)
+            .env("PGCONNECT_TIMEOUT", "30")
+            .output()
+            .expect("cannot run pgbench");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let report = proxy_tests::pgbench::parse(&stdout);
+        assert_eq!(report.failed, 0, "{stdout}");
+        let aborted = stderr
+            .lines()
+            .filter(|l| l.contains("client") && l.contains("aborted"))
+            .count();
+        // Errors that are neither a window's 57P01 nor pgbench's report of the aborts it caused.
+        let other = stderr.lines().filter(|l| {
+            (l.contains("error") || l.contains("FATAL"))
+                && !l.contains("restarted for a backup")
+                && !l.contains("aborted")
+        });
+        assert_eq!(other.count(), 0, "pgbench saw other errors:\n{stderr}");
+        assert!(
+            out.status.success() || aborted > 0,
+            "pgbench failed: {stdout}\n{stderr}"
+        );
+        load.processed += report.processed;
+        load.aborted_clients += aborted;
+    }
+    panic!(
+        "pgbench ran {} of {total} transactions in 50 runs",
+        load.processed
+    );
+}
+
+/// Appends `PER_WRITER` rows, one transaction per connection; retries write conflicts, and
+/// sessions a window ended before their transaction ran.
+async fn writer(
+    config: tokio_postgres::Config,
+    id: u64,
+    conflicts: Arc<AtomicU64>,
+    ended: Arc<AtomicU64>,
+) {
+    let sql = format!(
+        "BEGIN; INSERT INTO ledger SELECT coalesce(max(seq), 0) + 1, {id} FROM ledger; COMMIT"
+    );
+    let mut done = 0;
+    while done < PER_WRITER {
+        let client = match proxy_tests::server_connect(&config).await {
+            Ok(client) => client,
+            // Logging in when a window began: ended before anything ran.
+            Err(e) if e.code().is_some_and(|c| c.code() == "57P01") => {
+                ended.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
+            Err(e) => panic!("writer {id} could not connect: {e:?}"),
+        };
+        match client.batch_execute(&sql).await {
+            Ok(()) => done += 1,
+            Err(e) => {
+                let code = e.code().map(|c| c.code().to_string()).unwrap_or_default();
+                if code == "57P01" {
+                    ended.fetch_add(1, Ordering::SeqCst);
+                    continue;
+                }
+                let conflict =
+                    code == "23505" || code == "40001" || e.to_string().contains("conflict");
+                assert!(
+                    conflict,
+                    "writer {id}: an error that is not a write conflict: {e:?}"
+                );
+                conflicts.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_windows_under_load_cut_restorable_prefixes() {
+    let m = ManagedProxy::start(|c, _| {
+        c.backup.every_write_commits = EVERY;
+        c.backup.retry_initial = Duration::from_millis(200);
+        c.backup.copy.as_mut().unwrap().keep_last = 0;
+    })
+    .await;
+    let setup = m.connect().await;
+    setup
+        .batch_execute("CREATE TABLE ledger (seq INT PRIMARY KEY, client INT NOT NULL)")
+        .await
+        .unwrap();
+    setup
+        .batch_execute("INSERT INTO ledger VALUES (0, -1)")
+        .await
+        .unwrap();
+    drop(setup);
+
+    let conflicts = Arc::new(AtomicU64::new(0));
+    let ended = Arc::new(AtomicU64::new(0));
+    let writers: Vec<_> = (1..=WRITERS)
+        .map(|id| {
+            let config = m.config_at("postgres");
+            tokio::spawn(writer(config, id, conflicts.clone(), ended.clone()))
+        })
+        .collect();
+    let script = m.dir.path().join("read.sql");
+    std::fs::write(&script, "SELECT count(*) FROM ledger;\n").unwrap();
+    let addr = m.addr().to_string();
+    // pgbench aborts a client whose session was ended; like a pooled application, the load
+    // starts it again until it has run its transactions.
+    let pgbench = tokio::task::spawn_blocking(move || pgbench_until(&addr, &script, PGBENCH_TXNS));
+    for w in writers {
+        w.await.unwrap();
+    }
+    let load = pgbench.await.unwrap();
+
+    // Let the last triggered windows finish, then take one more so the end state is copied too.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(m.backup("copy").await.0, 200);
+    let entries = m.catalog().entries();
+    assert!(
+        entries.len() >= MIN_COPIES + 1,
+        "only {} copies",
+        entries.len()
+    );
+    let total = WRITERS * PER_WRITER;
+    let mut cuts = Vec::new();
+    for entry in &entries {
+        let db = entry
+            .manifest
+            .databases
+            .iter()
+            .find(|d| d.name == "postgres")
+            .unwrap();
+        let cut = *db.tables.get("public.ledger").unwrap();
+        verify::verify_entry(&m.scratch(), entry, &mut |_| {})
+            .await
+            .unwrap_or_else(|e| panic!("copy {} does not verify: {e}", entry.id));
+        let restored = tempfile::tempdir().unwrap();
+        doltgres_sidecar::catalog::copy_tree::copy_tree(
+            &entry.files_dir(),
+            restored.path(),
+            &mut |_| {},
+        )
+        .unwrap();
+        let scratch = Scratch::start(&m.scratch(), restored.path(), false)
+            .await
+            .unwrap();
+        let client = scratch.connect("postgres").await.unwrap();
+        let row = verify::column(&client, "SELECT count(*) || ',' || max(seq) FROM ledger")
+            .await
+            .unwrap();
+        scratch.finish().await;
+        let (count, max) = row[0].split_once(',').unwrap();
+        let (count, max): (u64, u64) = (count.parse().unwrap(), max.parse().unwrap());
+        assert_eq!(count, max + 1, "copy {}: the ledger has a gap", entry.id);
+        assert_eq!(
+            count, cut,
+            "copy {}: restored rows differ from the cut",
+            entry.id
+        );
+        cuts.push(cut);
+    }
+    assert!(
+        cuts.windows(2).all(|w| w[0] <= w[1]),
+        "cuts go back: {cuts:?}"
+    );
+    assert_eq!(
+        *cuts.last().unwrap(),
+        total + 1,
+        "the last copy holds every row"
+    );
+    let (_, metrics) = m.proxy.admin_get("/metrics").await;
+    let ended_writers = ended;
+    let ended = metrics
+        .lines()
+        .find(|l| l.contains("restart_without_replay"))
+        .unwrap_or("no session ended");
+    eprintln!(
+        "copy proof: {} copies, cuts {cuts:?}, {} write conflicts retried, {} writer sessions \
+         ended before their transaction, {} pgbench clients aborted, pgbench processed {}, {ended}",
+        entries.len(),
+        conflicts.load(Ordering::SeqCst),
+        ended_writers.load(Ordering::SeqCst),
+        load.aborted_clients,
+        load.processed,
+    );
+    m.proxy.stop().await;
+}
