@@ -41,7 +41,8 @@ def main(src: str, dst: str) -> None:
     left.set_xlabel("MB changed since the previous copy (in the journal, no gc)")
     left.set_ylabel("stall_ms (median, min–max)")
     left.set_title("Copy window stall")
-    left.set_ylim(bottom=0)
+    tops = [r["stall_ms"]["max"] for r in summary if r["change_mb"] != "full"]
+    left.set_ylim(0, max(tops, default=1) * 1.15)
     left.grid(alpha=0.3)
     left.legend()
 

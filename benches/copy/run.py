@@ -680,7 +680,7 @@ def fmt_mb(b) -> str:
     if b is None:
         return "–"
     v = b / MB
-    return f"{v:.0f}" if v >= 100 else f"{v:.1f}" if v >= 1 else f"{v:.2f}"
+    return f"{v:.0f}" if v >= 100 else f"{v:.1f}" if v >= 1 else f"{v:.2f}" if v >= 0.1 else f"{v:.3f}"
 
 
 def fmt_spread(s: dict | None, unit=lambda v: f"{v:.0f}") -> str:

@@ -164,11 +164,7 @@ async fn copy_windows_under_load_cut_restorable_prefixes() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(m.backup("copy").await.0, 200);
     let entries = m.catalog().entries();
-    assert!(
-        entries.len() > MIN_COPIES,
-        "only {} copies",
-        entries.len()
-    );
+    assert!(entries.len() > MIN_COPIES, "only {} copies", entries.len());
     let total = WRITERS * PER_WRITER;
     let mut cuts = Vec::new();
     for entry in &entries {
