@@ -110,6 +110,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=REPO / "benches" / "results", help="where copy.md/.json/.png go")
     p.add_argument("--build-budget", type=float, default=900, help="seconds one database's load may take (default 900)")
     p.add_argument("--sidecar-bin", type=Path, help="use this sidecar binary instead of cargo build --release")
+    p.add_argument(
+        "--gc-each-change",
+        action="store_true",
+        help="dolt_commit + dolt_gc() after each change, before its copy (outside the window), so the copy "
+        "finds the change in a new table file instead of in the journal",
+    )
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dirs (server files, copies, logs)")
     args = p.parse_args(argv)
     if args.repeat < 1 or not args.sizes or any(s <= 0 for s in args.sizes) or any(c < 0 for c in args.changes):
@@ -562,6 +568,12 @@ def run_size(size_mb: float, args: argparse.Namespace, tmp: Path, sidecar: Path,
                     next_id += rows
                     done += rows
                 change_s = time.monotonic() - t
+                gc_s = None
+                if args.gc_each_change and change_rows > 0:
+                    t = time.monotonic()
+                    bench.psql(f"SELECT dolt_commit('-Am', 'change {next_id - 1}')")
+                    bench.psql("SELECT dolt_gc()", timeout=GC_TIMEOUT)
+                    gc_s = time.monotonic() - t
                 journal = bench.journal_bytes()
                 record = bench.copy()
                 verify = bench.wait_verified(record["cut"]["entry"])
@@ -573,6 +585,7 @@ def run_size(size_mb: float, args: argparse.Namespace, tmp: Path, sidecar: Path,
                     repeat=rep,
                     change_rows=change_rows,
                     change_s=change_s,
+                    gc_s=gc_s,
                     journal_growth_bytes=journal - journal_before,
                     journal_bytes_at_copy=journal,
                 )
@@ -713,12 +726,19 @@ def write_markdown(path: Path, data: dict) -> None:
         f"load average {m['load_average']:.2f} before / {meta['load_average_after']:.2f} after"
     )
     L.append("- Versions: " + " · ".join(f"{k} `{val}`" for k, val in v.items()))
+    gc_each = meta["args"].get("gc_each_change")
     L.append(
         "- Setup: the sidecar in managed mode (`run --control managed`, it runs Doltgres), `[backup.copy]` with the "
         "managed defaults (verified after each copy, last 10 kept), no automatic triggers. One table "
         "`t (id bigint primary key, payload text)`, 192 random hex characters a row, loaded 50,000 rows per "
         "`INSERT ... SELECT generate_series`, then `dolt_commit` + `dolt_gc()`. A change = that many MB of new "
-        "rows in Dolt's journal (`INSERT`, no commit, no gc). Each copy: `doltgres-sidecar backup --action copy "
+        "rows"
+        + (
+            " (`INSERT`, then `dolt_commit` + `dolt_gc()` before the copy, outside the window: **--gc-each-change**)"
+            if gc_each
+            else " in Dolt's journal (`INSERT`, no commit, no gc)"
+        )
+        + ". Each copy: `doltgres-sidecar backup --action copy "
         "--json`; the harness waits for the copy's verification before going on."
     )
     L.append("")
@@ -774,7 +794,8 @@ def write_markdown(path: Path, data: dict) -> None:
     L.append(
         "Median (min–max) over the repeats; `full` is the first copy after the build (nothing to hard-link yet, one "
         "copy). *Journal at copy* is the size of Dolt's journal file when the window opened: changes accumulate "
-        "there until the next `dolt_gc()`, and the journal is copied whole each time."
+        "there until the next `dolt_gc()`, and the journal is copied whole each time"
+        + (" (here every change was collected into a table file before its copy)." if gc_each else ".")
     )
     L.append("")
     L.append(
@@ -895,6 +916,7 @@ def main(argv: list[str]) -> int:
             "changes": args.changes,
             "repeat": args.repeat,
             "build_budget": args.build_budget,
+            "gc_each_change": args.gc_each_change,
         },
         constants={
             "batch_rows": BATCH_ROWS,

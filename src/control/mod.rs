@@ -215,7 +215,7 @@ impl Control {
                     .iter()
                     .map(|f| {
                         let name = f.file_name().map(PathBuf::from).unwrap_or_default();
-                        (f.clone(), PathBuf::from("files").join(name))
+                        (f.clone(), PathBuf::from("config").join(name))
                     })
                     .collect(),
             }),
