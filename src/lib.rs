@@ -34,14 +34,14 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod control;
-#[doc(hidden)]
+#[cfg(any(test, feature = "test-support"))]
 pub mod fuzzing;
 pub mod gate;
 pub mod local;
 pub mod metrics;
 pub mod protocol;
 pub mod registry;
-#[doc(hidden)]
+#[cfg(any(test, feature = "test-support"))]
 pub mod sample;
 pub mod server;
 pub mod session;

@@ -49,6 +49,7 @@ import datetime  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
+import re  # noqa: E402
 import shlex  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
@@ -86,6 +87,18 @@ GC_TIMEOUT = 3600
 COPY_TIMEOUT = 3600
 VERIFY_TIMEOUT = 1800
 STOP_TIMEOUT = 180  # the sidecar stops Doltgres; a big one may take a while
+
+
+# The sidecar's log lines for spawning the managed Doltgres and for that Doltgres being ready.
+STARTED_RE = re.compile(r"^(\S+Z)\s+INFO .*doltgres started pid=\d+ addr=127\.0\.0\.1:(\d+)")
+READY_RE = re.compile(r"^(\S+Z)\s+INFO doltgres\{pid=\d+ port=(\d+)\}: .*Server ready")
+
+
+def parse_ts(text: str) -> float:
+    """Seconds since the epoch of a tracing timestamp such as 2026-11-25T21:40:11.311789Z."""
+    head, _, frac = text.rstrip("Z").partition(".")
+    t = datetime.datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc).timestamp()
+    return t + (float("0." + frac) if frac else 0.0)
 
 
 def log(msg: str) -> None:
@@ -322,7 +335,9 @@ class Bench:
         ]  # fmt: skip
         env = dict(os.environ, DOLTGRES_PASSWORD=PASSWORD, RUST_LOG=os.environ.get("RUST_LOG", "info"))
         self.proc = Proc("sidecar", argv, root / "sidecar.log", env=env)
+        self.doltgres_port: int | None = None
         self.wait_ready()
+        self.doltgres_up_ms(0)  # learns the main server's port from its first start
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
@@ -387,10 +402,40 @@ class Bench:
                     pass
         return total
 
+    # Doltgres's own start-up time, from the sidecar's log.
+
+    def log_offset(self) -> int:
+        try:
+            return self.proc.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def doltgres_up_ms(self, since: int) -> float | None:
+        """Milliseconds from the sidecar spawning the main Doltgres (after `since` in its log) to that
+        Doltgres logging "Server ready"; the scratch servers of verifications run on other ports."""
+        try:
+            with open(self.proc.log_path, "rb") as f:
+                f.seek(since)
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return None
+        spawned = None
+        for line in text.splitlines():
+            m = STARTED_RE.match(line)
+            if m and (self.doltgres_port is None or int(m.group(2)) == self.doltgres_port):
+                self.doltgres_port = int(m.group(2))
+                spawned = parse_ts(m.group(1))
+                continue
+            m = READY_RE.match(line)
+            if m and spawned is not None and int(m.group(2)) == self.doltgres_port:
+                return (parse_ts(m.group(1)) - spawned) * 1000
+        return None
+
     # Copies.
 
     def copy(self) -> dict:
         argv = [str(self.sidecar_bin), "backup", "--action", "copy", "--admin-url", self.admin_url, "--json"]
+        offset = self.log_offset()
         started = time.monotonic()
         try:
             out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=COPY_TIMEOUT)
@@ -404,6 +449,7 @@ class Bench:
                 f"copy: exit {out.returncode}, no JSON: {out.stdout.strip()[:300]} {out.stderr.strip()[:300]}"
             ) from None
         record["client_wall_s"] = wall
+        record["doltgres_up_ms"] = self.doltgres_up_ms(offset)
         if record.get("result") != "ok":
             raise RuntimeError(f"copy window did not succeed: {record.get('result')}: {record.get('error')}")
         return record
@@ -438,6 +484,7 @@ def copy_row(bench: Bench, record: dict, verify: dict, **extra) -> dict:
         "duration_ms": record.get("duration_ms"),
         "drain_ms": record.get("drain_ms"),
         "client_wall_s": record.get("client_wall_s"),
+        "doltgres_up_ms": record.get("doltgres_up_ms"),
         "bytes_copied": cut.get("bytes_copied"),
         "bytes_linked": cut.get("bytes_linked"),
         "files": cut.get("files"),
@@ -644,6 +691,7 @@ def summarize(sizes: list[dict]) -> list[dict]:
                         k: spread([c["timings"][k] * 1000 if c["timings"][k] is not None else None for c in copies])
                         for k in ("inventory", "detach", "stop", "copy", "start")
                     },
+                    "doltgres_up_ms": spread([c.get("doltgres_up_ms") for c in copies]),
                     "verify_ok": all(c.get("verify_ok") for c in copies),
                 }
             )
@@ -800,9 +848,9 @@ def write_markdown(path: Path, data: dict) -> None:
     L.append("")
     L.append(
         "| size | change MB | n | **stall ms** | window ms | copied MB | linked MB | journal at copy MB | "
-        "inventory ms | detach ms | stop ms | copy ms | start ms | verified |"
+        "inventory ms | detach ms | stop ms | copy ms | start ms | Doltgres up ms | verified |"
     )
-    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     ms = lambda v: f"{v:.0f}"  # noqa: E731
     ms1 = lambda v: f"{v:.1f}" if v < 10 else f"{v:.0f}"  # noqa: E731
     for r in summary:
@@ -812,7 +860,8 @@ def write_markdown(path: Path, data: dict) -> None:
             f"{fmt_spread(r['duration_ms'], ms)} | {fmt_spread(r['bytes_copied'], fmt_mb)} | "
             f"{fmt_spread(r['bytes_linked'], fmt_mb)} | {fmt_spread(r['journal_bytes_at_copy'], fmt_mb)} | "
             f"{fmt_spread(t['inventory'], ms1)} | {fmt_spread(t['detach'], ms1)} | {fmt_spread(t['stop'], ms1)} | "
-            f"{fmt_spread(t['copy'], ms1)} | {fmt_spread(t['start'], ms1)} | {'yes' if r['verify_ok'] else 'NO'} |"
+            f"{fmt_spread(t['copy'], ms1)} | {fmt_spread(t['start'], ms1)} | {fmt_spread(r.get('doltgres_up_ms'), ms)} | "
+            f"{'yes' if r['verify_ok'] else 'NO'} |"
         )
     L.append("")
     L.append(
@@ -820,6 +869,11 @@ def write_markdown(path: Path, data: dict) -> None:
         "*window* = `duration_ms`, from the window's start to its end (drain included; the verification runs after "
         "it). inventory + detach + stop + copy + start are the cut's `timings`; inventory (HEAD and working-set "
         "hashes, `count(*)` of every table) runs with the gate closed, before the server stops."
+    )
+    L.append(
+        "- *start* = from spawning Doltgres until the sidecar's login and `SELECT 1` succeed; the sidecar retries "
+        "the login every 100 ms, so it comes in steps of about 100 ms. *Doltgres up* = from the sidecar logging "
+        "the spawn to Doltgres logging `Server ready` (both in the sidecar's log): the server's own start-up time."
     )
     L.append(
         "- *copied* = bytes written into the new entry; *linked* = bytes hard-linked from the previous entry "
