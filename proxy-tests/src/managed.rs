@@ -1,13 +1,13 @@
 //! The proxy in managed mode: it runs the pinned Doltgres itself, in a temp dir, with copies to a
 //! catalog beside it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use doltgres_sidecar::catalog::Catalog;
+use doltgres_sidecar::catalog::{Catalog, Entry, copy_tree};
 use doltgres_sidecar::config::Config;
 use doltgres_sidecar::control::config::ControlMode;
-use doltgres_sidecar::verify::ScratchConfig;
+use doltgres_sidecar::verify::{self, Scratch, ScratchConfig};
 use doltgres_sidecar::window::config::CopyConfig;
 use tempfile::TempDir;
 
@@ -101,6 +101,24 @@ impl ManagedProxy {
             password: PASSWORD.into(),
             ready_timeout: Duration::from_secs(60),
         }
+    }
+
+    /// Restores a copy entry into a temporary directory, starts a scratch Doltgres on it, and
+    /// returns the first column of `sql`'s rows in `database`.
+    pub async fn query_copy(&self, entry: &Entry, database: &str, sql: &str) -> Vec<String> {
+        let restored = tempfile::tempdir().unwrap();
+        copy_tree::copy_tree(&entry.files_dir(), restored.path(), &mut |_| {}).unwrap();
+        self.query_restored(restored.path(), database, sql).await
+    }
+
+    /// Starts a scratch Doltgres on a restored directory and returns the first column of `sql`'s
+    /// rows in `database`.
+    pub async fn query_restored(&self, dir: &Path, database: &str, sql: &str) -> Vec<String> {
+        let scratch = Scratch::start(&self.scratch(), dir, false).await.unwrap();
+        let client = scratch.connect(database).await.unwrap();
+        let rows = verify::column(&client, sql).await.unwrap();
+        scratch.finish().await;
+        rows
     }
 
     /// Runs a window for `action` through the admin API; returns status and the record.

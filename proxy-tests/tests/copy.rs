@@ -135,24 +135,10 @@ async fn copy_window_is_invisible_to_new_connections_and_ends_held_idle_sessions
         .await
         .unwrap();
     assert!(detail.contains("match"), "{detail}");
-    let restored = tempfile::tempdir().unwrap();
-    doltgres_sidecar::catalog::copy_tree::copy_tree(
-        &entry.files_dir(),
-        restored.path(),
-        &mut |_| {},
-    )
-    .unwrap();
-    let scratch = verify::Scratch::start(&m.scratch(), restored.path(), false)
-        .await
-        .unwrap();
-    let c = scratch.connect("postgres").await.unwrap();
-    assert_eq!(
-        verify::column(&c, "SELECT count(*) FROM items")
-            .await
-            .unwrap(),
-        ["3"]
-    );
-    scratch.finish().await;
+    let rows = m
+        .query_copy(entry, "postgres", "SELECT count(*) FROM items")
+        .await;
+    assert_eq!(rows, ["3"]);
     m.proxy.stop().await;
 }
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use doltgres_sidecar::verify::{self, Scratch};
+use doltgres_sidecar::verify;
 use proxy_tests::managed::{ManagedProxy, PASSWORD, USER};
 
 const WRITERS: u64 = 3;
@@ -178,21 +178,8 @@ async fn copy_windows_under_load_cut_restorable_prefixes() {
         verify::verify_entry(&m.scratch(), entry, &mut |_| {})
             .await
             .unwrap_or_else(|e| panic!("copy {} does not verify: {e}", entry.id));
-        let restored = tempfile::tempdir().unwrap();
-        doltgres_sidecar::catalog::copy_tree::copy_tree(
-            &entry.files_dir(),
-            restored.path(),
-            &mut |_| {},
-        )
-        .unwrap();
-        let scratch = Scratch::start(&m.scratch(), restored.path(), false)
-            .await
-            .unwrap();
-        let client = scratch.connect("postgres").await.unwrap();
-        let row = verify::column(&client, "SELECT count(*) || ',' || max(seq) FROM ledger")
-            .await
-            .unwrap();
-        scratch.finish().await;
+        let sql = "SELECT count(*) || ',' || max(seq) FROM ledger";
+        let row = m.query_copy(entry, "postgres", sql).await;
         let (count, max) = row[0].split_once(',').unwrap();
         let (count, max): (u64, u64) = (count.parse().unwrap(), max.parse().unwrap());
         assert_eq!(count, max + 1, "copy {}: the ledger has a gap", entry.id);

@@ -4,7 +4,6 @@
 
 use std::process::Command;
 
-use doltgres_sidecar::verify::{self, Scratch};
 use doltgres_sidecar::window::config::{PushConfig, SyncConfig};
 use proxy_tests::install;
 use proxy_tests::managed::ManagedProxy;
@@ -24,13 +23,8 @@ fn cli(args: &[&str]) -> (bool, String, String) {
 }
 
 async fn rows_in(m: &ManagedProxy, dir: &std::path::Path, database: &str) -> Vec<String> {
-    let scratch = Scratch::start(&m.scratch(), dir, false).await.unwrap();
-    let client = scratch.connect(database).await.unwrap();
-    let rows = verify::column(&client, "SELECT v FROM notes ORDER BY id")
+    m.query_restored(dir, database, "SELECT v FROM notes ORDER BY id")
         .await
-        .unwrap();
-    scratch.finish().await;
-    rows
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -162,22 +162,22 @@ mod tests {
         Instant::now() + std::time::Duration::from_secs(10)
     }
 
+    /// Writes `bytes` as a client would and negotiates on the other end.
+    async fn negotiate_after(
+        bytes: &[u8],
+        offer_tls: bool,
+    ) -> (tokio::io::DuplexStream, Result<Opening, StartupFailure>) {
+        let (mut client, mut proxy) = tokio::io::duplex(1024);
+        client.write_all(bytes).await.unwrap();
+        let mut negotiation = Negotiation::default();
+        let opening = negotiate(&mut proxy, 10_000, offer_tls, &mut negotiation, later()).await;
+        (client, opening)
+    }
+
     #[tokio::test]
     async fn ssl_request_is_returned_when_tls_is_offered() {
-        let (mut client, mut proxy) = tokio::io::duplex(1024);
-        client
-            .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
-            .await
-            .unwrap();
-        let opening = negotiate(
-            &mut proxy,
-            10_000,
-            true,
-            &mut Negotiation::default(),
-            later(),
-        )
-        .await
-        .unwrap();
+        let (_client, opening) = negotiate_after(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f], true).await;
+        let opening = opening.unwrap();
         assert!(matches!(
             opening,
             Opening::TlsRequested {
@@ -189,40 +189,18 @@ mod tests {
     #[tokio::test]
     async fn data_after_ssl_request_is_answered_then_refused() {
         // PostgreSQL answers the request, then fails with 08P01.
-        let (mut client, mut proxy) = tokio::io::duplex(1024);
-        client
-            .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f, b'Q'])
-            .await
-            .unwrap();
-        let opening = negotiate(
-            &mut proxy,
-            10_000,
-            true,
-            &mut Negotiation::default(),
-            later(),
-        )
-        .await
-        .unwrap();
+        let (_client, opening) =
+            negotiate_after(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f, b'Q'], true).await;
+        let opening = opening.unwrap();
         assert!(matches!(
             opening,
             Opening::TlsRequested {
                 unencrypted_data: true
             }
         ));
-        let (mut client, mut proxy) = tokio::io::duplex(1024);
-        client
-            .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f, b'Q'])
-            .await
-            .unwrap();
-        let err = negotiate(
-            &mut proxy,
-            10_000,
-            false,
-            &mut Negotiation::default(),
-            later(),
-        )
-        .await
-        .unwrap_err();
+        let (mut client, err) =
+            negotiate_after(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f, b'Q'], false).await;
+        let err = err.unwrap_err();
         let mut answer = [0u8; 1];
         client.read_exact(&mut answer).await.unwrap();
         assert_eq!(&answer, b"N");
@@ -268,17 +246,8 @@ mod tests {
 
     #[tokio::test]
     async fn protocol_2_gets_a_protocol_2_error() {
-        let (mut client, mut proxy) = tokio::io::duplex(1024);
-        client.write_all(&[0, 0, 0, 8, 0, 2, 0, 0]).await.unwrap();
-        let err = negotiate(
-            &mut proxy,
-            10_000,
-            false,
-            &mut Negotiation::default(),
-            later(),
-        )
-        .await
-        .unwrap_err();
+        let (_client, err) = negotiate_after(&[0, 0, 0, 8, 0, 2, 0, 0], false).await;
+        let err = err.unwrap_err();
         let reply = err.reply().unwrap();
         assert!(reply.starts_with(b"EFATAL:  unsupported frontend protocol 2.0"));
         assert!(reply.ends_with(b"\n\0"));
@@ -287,19 +256,10 @@ mod tests {
     #[tokio::test]
     async fn terminate_before_startup_closes_silently() {
         // node-postgres writes Terminate before its StartupMessage when ended at once.
-        let (mut client, mut proxy) = tokio::io::duplex(1024);
         let mut bytes = b"X\0\0\0\x04".to_vec();
         bytes.extend_from_slice(&startup_message());
-        client.write_all(&bytes).await.unwrap();
-        let err = negotiate(
-            &mut proxy,
-            10_000,
-            false,
-            &mut Negotiation::default(),
-            later(),
-        )
-        .await
-        .unwrap_err();
+        let (_client, err) = negotiate_after(&bytes, false).await;
+        let err = err.unwrap_err();
         assert!(matches!(err, StartupFailure::Length(_)));
         assert!(err.reply().is_none());
         assert!(err.is_notable());
@@ -307,16 +267,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn silence_times_out() {
-        let (_client, mut proxy) = tokio::io::duplex(1024);
-        let err = negotiate(
-            &mut proxy,
-            10_000,
-            false,
-            &mut Negotiation::default(),
-            later(),
-        )
-        .await
-        .unwrap_err();
+        let (_client, err) = negotiate_after(&[], false).await;
+        let err = err.unwrap_err();
         assert!(matches!(err, StartupFailure::Timeout));
         assert!(err.reply().is_none());
     }
@@ -358,36 +310,19 @@ mod tests {
 
     #[tokio::test]
     async fn cancel_request_is_returned() {
-        let (mut client, mut proxy) = tokio::io::duplex(1024);
-        client
-            .write_all(&[0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e, 0, 0, 0, 7, 1, 2, 3, 4])
-            .await
-            .unwrap();
-        let opening = negotiate(
-            &mut proxy,
-            10_000,
+        let (_client, opening) = negotiate_after(
+            &[0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e, 0, 0, 0, 7, 1, 2, 3, 4],
             false,
-            &mut Negotiation::default(),
-            later(),
         )
-        .await
-        .unwrap();
+        .await;
+        let opening = opening.unwrap();
         assert!(matches!(opening, Opening::Cancel { process_id: 7, .. }));
     }
 
     #[tokio::test]
     async fn garbage_length_is_rejected() {
-        let (mut client, mut proxy) = tokio::io::duplex(1024);
-        client.write_all(&[0xff, 0xff, 0xff, 0xff]).await.unwrap();
-        let err = negotiate(
-            &mut proxy,
-            10_000,
-            false,
-            &mut Negotiation::default(),
-            later(),
-        )
-        .await
-        .unwrap_err();
+        let (_client, err) = negotiate_after(&[0xff, 0xff, 0xff, 0xff], false).await;
+        let err = err.unwrap_err();
         assert!(matches!(err, StartupFailure::Length(_)));
         assert!(err.reply().is_none());
     }
