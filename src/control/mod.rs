@@ -27,6 +27,9 @@ use crate::upstream::{Login, Upstream};
 use config::{ControlMode, ServerConfig};
 use managed::{ManagedServer, ManagedSpec};
 
+/// How often a starting server is tried for a login.
+const READY_POLL: Duration = Duration::from_millis(10);
+
 /// A stop, start or readiness check that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -181,7 +184,9 @@ impl Control {
                 },
                 Err(e) => last = e,
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Every copy window waits here, so poll finely: the first successful login ends
+            // the server's part of the stall.
+            tokio::time::sleep(READY_POLL).await;
         }
         Err(ControlError::NotReady { timeout, last })
     }
