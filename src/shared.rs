@@ -26,7 +26,7 @@ pub struct Shared {
     pub metrics: Metrics,
     pub registry: Registry,
     pub gate: Arc<Gate>,
-    pub windows: Arc<Windows>,
+    pub windows: Windows,
     /// Present when clients may use TLS.
     pub tls_acceptor: Option<TlsAcceptor>,
     /// The server, and every way of connecting to it.
@@ -53,7 +53,7 @@ impl Shared {
             metrics: Metrics::new(),
             registry: Registry::default(),
             gate: Arc::new(Gate::new()),
-            windows: Arc::new(Windows::default()),
+            windows: Windows::default(),
             tls_acceptor,
             upstream,
             control,

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::catalog::{Catalog, Entry};
 use crate::shared::Shared;
 use crate::window::config::Action;
-use crate::window::{HoldError, Outcome, Trigger};
+use crate::window::{self, HoldError, Outcome, Trigger};
 
 #[derive(Debug, Deserialize)]
 pub struct QuiesceParams {
@@ -46,7 +46,7 @@ pub async fn quiesce(
         Ok(d) => d,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    match shared.windows.hold(&shared, ttl, timeout).await {
+    match window::hold(&shared, ttl, timeout).await {
         Ok(id) => {
             Json(json!({ "window_id": id, "ttl_seconds": ttl.as_secs_f64() })).into_response()
         }
@@ -56,7 +56,7 @@ pub async fn quiesce(
 }
 
 pub async fn resume(State(shared): State<Arc<Shared>>) -> Response {
-    match shared.windows.resume(&shared) {
+    match window::resume(&shared) {
         Ok(id) => Json(json!({ "resumed": id })).into_response(),
         Err(e) => error(StatusCode::CONFLICT, e.to_string()),
     }
@@ -84,7 +84,7 @@ pub async fn run_backup(
             format!("[backup.{name}] is not configured"),
         );
     }
-    let record = shared.windows.run(&shared, action, Trigger::Operator).await;
+    let record = window::run(&shared, action, Trigger::Operator).await;
     let status = match record.result {
         Outcome::Ok => StatusCode::OK,
         Outcome::Aborted => StatusCode::SERVICE_UNAVAILABLE,

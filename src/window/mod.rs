@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::gate::{GateGuard, QuiesceError};
-use crate::metrics::{ActionLabel, WindowLabels};
+use crate::metrics::{ActionLabel, Metrics, WindowLabels};
 use crate::shared::Shared;
 use config::Action;
 pub use record::{Outcome, Trigger, WindowRecord};
@@ -29,7 +29,8 @@ pub use record::{Outcome, Trigger, WindowRecord};
 /// How many finished windows `GET /backups` remembers.
 const HISTORY: usize = 200;
 
-/// The window orchestrator. One per proxy, in `Shared`.
+/// The windows' own state: one at a time, the operator's hold, the history. One per proxy, in
+/// `Shared`; [`run`], [`hold`] and [`resume`] orchestrate with the rest of it.
 #[derive(Debug, Default)]
 pub struct Windows {
     /// Held for the whole of a window: one at a time.
@@ -61,90 +62,85 @@ pub enum HoldError {
     NotHeld,
 }
 
-impl Windows {
-    /// Runs one window for `action`: quiesce, act, resume. Never leaves traffic held.
-    pub async fn run(
-        &self,
-        shared: &Arc<Shared>,
-        action: Action,
-        trigger: Trigger,
-    ) -> WindowRecord {
-        let _slot = self.slot.lock().await;
-        let started = Instant::now();
-        let mut record = WindowRecord::new(action.as_str(), trigger);
-        let config = &shared.config;
-        // A copy stops the server: connections arriving from now on wait before they log in,
-        // instead of logging in, being held, and losing their server.
-        let stops_server = action == Action::Copy && shared.control.copy_sources().is_some();
-        if stops_server {
-            shared.control.set_available(false);
-        }
-        let quiesced = shared
-            .gate
-            .quiesce(
-                &shared.registry,
-                config.drain_timeout,
-                config.drain_policy,
-                &CancellationToken::new(),
-            )
-            .await;
-        let guard = match quiesced {
-            Ok(guard) => guard,
-            Err(e) => {
-                if stops_server {
-                    shared.control.set_available(true);
-                }
-                record.finish(
-                    Outcome::Aborted,
-                    Some(e.to_string()),
-                    started,
-                    Duration::ZERO,
-                );
-                return self.remember(shared, record);
-            }
-        };
-        record.id = guard.id;
-        record.drain_ms = started.elapsed().as_millis() as u64;
-        let since_at_cut = shared.metrics.write_commits_since_backup.get();
-        let timeout = config.backup.action_timeout;
-        let held = tokio::time::timeout(timeout, actions::run(shared, action, guard.id)).await;
-        let stall = guard.closed_at.elapsed();
-        drop(guard);
-        // Traffic flows again; a push's transfer runs now.
-        let result = match held {
-            Ok(Ok((mut cut, Some(transfer)))) => {
-                match tokio::time::timeout(timeout, actions::transfer(shared, transfer, &mut cut))
-                    .await
-                {
-                    Ok(Ok(())) => Ok(Ok(cut)),
-                    Ok(Err(e)) => Ok(Err(e)),
-                    Err(elapsed) => Err(elapsed),
-                }
-            }
-            Ok(Ok((cut, None))) => Ok(Ok(cut)),
-            Ok(Err(e)) => Ok(Err(e)),
-            Err(elapsed) => Err(elapsed),
-        };
-        match result {
-            Ok(Ok(cut)) => {
-                record.cut = cut;
-                shared
-                    .metrics
-                    .write_commits_since_backup
-                    .dec_by(since_at_cut);
-                record.finish(Outcome::Ok, None, started, stall);
-            }
-            Ok(Err(e)) => record.finish(Outcome::Failed, Some(e.to_string()), started, stall),
-            Err(_) => {
-                let error = format!("action did not finish within action_timeout ({timeout:?})");
-                record.finish(Outcome::Failed, Some(error), started, stall);
-            }
-        }
-        self.remember(shared, record)
+/// Runs one window for `action`: quiesce, act, resume. Never leaves traffic held.
+pub async fn run(shared: &Arc<Shared>, action: Action, trigger: Trigger) -> WindowRecord {
+    let windows = &shared.windows;
+    let _slot = windows.slot.lock().await;
+    let started = Instant::now();
+    let mut record = WindowRecord::new(action.as_str(), trigger);
+    let config = &shared.config;
+    // A copy stops the server: connections arriving from now on wait before they log in,
+    // instead of logging in, being held, and losing their server.
+    let stops_server = action == Action::Copy && shared.control.copy_sources().is_some();
+    if stops_server {
+        shared.control.set_available(false);
     }
+    let quiesced = shared
+        .gate
+        .quiesce(
+            &shared.registry,
+            config.drain_timeout,
+            config.drain_policy,
+            &CancellationToken::new(),
+        )
+        .await;
+    let guard = match quiesced {
+        Ok(guard) => guard,
+        Err(e) => {
+            if stops_server {
+                shared.control.set_available(true);
+            }
+            record.finish(
+                Outcome::Aborted,
+                Some(e.to_string()),
+                started,
+                Duration::ZERO,
+            );
+            return windows.remember(&shared.metrics, record);
+        }
+    };
+    record.id = guard.id;
+    record.drain_ms = started.elapsed().as_millis() as u64;
+    let since_at_cut = shared.metrics.write_commits_since_backup.get();
+    let timeout = config.backup.action_timeout;
+    let held = tokio::time::timeout(timeout, actions::run(shared, action, guard.id)).await;
+    let stall = guard.closed_at.elapsed();
+    drop(guard);
+    // Traffic flows again; a push's transfer runs now.
+    let result = match held {
+        Ok(Ok((mut cut, Some(transfer)))) => {
+            match tokio::time::timeout(timeout, actions::transfer(shared, transfer, &mut cut)).await
+            {
+                Ok(Ok(())) => Ok(Ok(cut)),
+                Ok(Err(e)) => Ok(Err(e)),
+                Err(elapsed) => Err(elapsed),
+            }
+        }
+        Ok(Ok((cut, None))) => Ok(Ok(cut)),
+        Ok(Err(e)) => Ok(Err(e)),
+        Err(elapsed) => Err(elapsed),
+    };
+    match result {
+        Ok(Ok(cut)) => {
+            record.cut = cut;
+            shared
+                .metrics
+                .write_commits_since_backup
+                .dec_by(since_at_cut);
+            record.finish(Outcome::Ok, None, started, stall);
+        }
+        Ok(Err(e)) => record.finish(Outcome::Failed, Some(e.to_string()), started, stall),
+        Err(_) => {
+            let error = format!("action did not finish within action_timeout ({timeout:?})");
+            record.finish(Outcome::Failed, Some(error), started, stall);
+        }
+    }
+    windows.remember(&shared.metrics, record)
+}
 
-    fn remember(&self, shared: &Shared, record: WindowRecord) -> WindowRecord {
-        let m = &shared.metrics;
+impl Windows {
+    /// Counts a finished window in the metrics and keeps its record.
+    fn remember(&self, m: &Metrics, record: WindowRecord) -> WindowRecord {
         m.windows
             .get_or_create(&WindowLabels {
                 action: record.action.clone(),
@@ -180,120 +176,121 @@ impl Windows {
     pub fn history(&self) -> Vec<WindowRecord> {
         self.history.lock().unwrap().iter().rev().cloned().collect()
     }
+}
 
-    /// Starts an operator-held window: drains within `timeout`, then holds until [`Windows::resume`]
-    /// or `ttl`. Returns the window id.
-    pub async fn hold(
-        self: &Arc<Self>,
-        shared: &Arc<Shared>,
-        ttl: Duration,
-        timeout: Duration,
-    ) -> Result<u64, HoldError> {
-        let slot = self
-            .slot
-            .clone()
-            .try_lock_owned()
-            .map_err(|_| HoldError::Busy)?;
-        let cancel = CancellationToken::new();
-        {
-            let mut held = self.held.lock().unwrap();
-            *held = Some(Held {
-                id: 0,
-                started: Instant::now(),
-                started_unix: SystemTime::now(),
-                cancel: cancel.clone(),
-                guard: None,
-                _slot: slot,
-            });
-        }
-        let quiesced = shared
-            .gate
-            .quiesce(
-                &shared.registry,
-                timeout,
-                shared.config.drain_policy,
-                &cancel,
-            )
-            .await;
-        let mut held = self.held.lock().unwrap();
-        let failure = match quiesced {
-            Ok(guard) if !cancel.is_cancelled() => Ok(guard),
-            Ok(_) => Err(QuiesceError::Cancelled),
-            Err(e) => Err(e),
-        };
-        let guard = match failure {
-            Ok(guard) => guard,
-            Err(e) => {
-                // A resume during the drain already ended and recorded the hold.
-                if let Some(h) = held.take() {
-                    drop(held);
-                    let mut record = WindowRecord::new("hold", Trigger::Operator);
-                    record.finish(
-                        Outcome::Aborted,
-                        Some(e.to_string()),
-                        h.started,
-                        Duration::ZERO,
-                    );
-                    self.remember(shared, record);
-                }
-                return Err(e.into());
-            }
-        };
-        let id = guard.id;
-        if let Some(h) = held.as_mut() {
-            h.id = id;
-            h.guard = Some(guard);
-        }
-        drop(held);
-        let (windows, shared) = (self.clone(), shared.clone());
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = tokio::time::sleep(ttl) => {
-                    info!(window = id, ?ttl, "operator window reached its ttl: resuming");
-                    let _ = windows.end_hold(&shared, Some(id), "ttl expired");
-                }
-                _ = cancel.cancelled() => {}
-            }
+/// Starts an operator-held window: drains within `timeout`, then holds until [`resume`] or
+/// `ttl`. Returns the window id.
+pub async fn hold(
+    shared: &Arc<Shared>,
+    ttl: Duration,
+    timeout: Duration,
+) -> Result<u64, HoldError> {
+    let windows = &shared.windows;
+    let slot = windows
+        .slot
+        .clone()
+        .try_lock_owned()
+        .map_err(|_| HoldError::Busy)?;
+    let cancel = CancellationToken::new();
+    {
+        let mut held = windows.held.lock().unwrap();
+        *held = Some(Held {
+            id: 0,
+            started: Instant::now(),
+            started_unix: SystemTime::now(),
+            cancel: cancel.clone(),
+            guard: None,
+            _slot: slot,
         });
-        info!(window = id, ?ttl, "operator window held");
-        Ok(id)
     }
-
-    /// Ends the operator-held window (or cancels its drain). Returns its id.
-    pub fn resume(&self, shared: &Shared) -> Result<u64, HoldError> {
-        self.end_hold(shared, None, "resumed")
-    }
-
-    fn end_hold(&self, shared: &Shared, only: Option<u64>, why: &str) -> Result<u64, HoldError> {
-        let ended = {
-            let mut held = self.held.lock().unwrap();
-            match held.as_ref() {
-                Some(h) if only.is_none_or(|id| id == h.id) => held.take(),
-                _ => None,
+    let quiesced = shared
+        .gate
+        .quiesce(
+            &shared.registry,
+            timeout,
+            shared.config.drain_policy,
+            &cancel,
+        )
+        .await;
+    let mut held = windows.held.lock().unwrap();
+    let failure = match quiesced {
+        Ok(guard) if !cancel.is_cancelled() => Ok(guard),
+        Ok(_) => Err(QuiesceError::Cancelled),
+        Err(e) => Err(e),
+    };
+    let guard = match failure {
+        Ok(guard) => guard,
+        Err(e) => {
+            // A resume during the drain already ended and recorded the hold.
+            if let Some(h) = held.take() {
+                drop(held);
+                let mut record = WindowRecord::new("hold", Trigger::Operator);
+                record.finish(
+                    Outcome::Aborted,
+                    Some(e.to_string()),
+                    h.started,
+                    Duration::ZERO,
+                );
+                windows.remember(&shared.metrics, record);
             }
-        };
-        let mut h = ended.ok_or(HoldError::NotHeld)?;
-        h.cancel.cancel();
-        // Dropping the guard reopens the gate; without one the drain was still under way.
-        let mut record = WindowRecord::new("hold", Trigger::Operator);
-        record.id = h.id;
-        record.started_unix = record::unix(h.started_unix);
-        match h.guard.take() {
-            Some(guard) => {
-                let stall = guard.closed_at.elapsed();
-                drop(guard);
-                record.finish(Outcome::Ok, None, h.started, stall);
-            }
-            None => record.finish(
-                Outcome::Aborted,
-                Some(why.to_string()),
-                h.started,
-                Duration::ZERO,
-            ),
+            return Err(e.into());
         }
-        let id = h.id;
-        drop(h);
-        self.remember(shared, record);
-        Ok(id)
+    };
+    let id = guard.id;
+    if let Some(h) = held.as_mut() {
+        h.id = id;
+        h.guard = Some(guard);
     }
+    drop(held);
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::time::sleep(ttl) => {
+                info!(window = id, ?ttl, "operator window reached its ttl: resuming");
+                let _ = end_hold(&shared, Some(id), "ttl expired");
+            }
+            _ = cancel.cancelled() => {}
+        }
+    });
+    info!(window = id, ?ttl, "operator window held");
+    Ok(id)
+}
+
+/// Ends the operator-held window (or cancels its drain). Returns its id.
+pub fn resume(shared: &Shared) -> Result<u64, HoldError> {
+    end_hold(shared, None, "resumed")
+}
+
+fn end_hold(shared: &Shared, only: Option<u64>, why: &str) -> Result<u64, HoldError> {
+    let windows = &shared.windows;
+    let ended = {
+        let mut held = windows.held.lock().unwrap();
+        match held.as_ref() {
+            Some(h) if only.is_none_or(|id| id == h.id) => held.take(),
+            _ => None,
+        }
+    };
+    let mut h = ended.ok_or(HoldError::NotHeld)?;
+    h.cancel.cancel();
+    // Dropping the guard reopens the gate; without one the drain was still under way.
+    let mut record = WindowRecord::new("hold", Trigger::Operator);
+    record.id = h.id;
+    record.started_unix = record::unix(h.started_unix);
+    match h.guard.take() {
+        Some(guard) => {
+            let stall = guard.closed_at.elapsed();
+            drop(guard);
+            record.finish(Outcome::Ok, None, h.started, stall);
+        }
+        None => record.finish(
+            Outcome::Aborted,
+            Some(why.to_string()),
+            h.started,
+            Duration::ZERO,
+        ),
+    }
+    let id = h.id;
+    drop(h);
+    windows.remember(&shared.metrics, record);
+    Ok(id)
 }

@@ -44,7 +44,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
         };
         let mut all_ok = true;
         for action in &actions {
-            let record = shared.windows.run(&shared, *action, trigger).await;
+            let record = super::run(&shared, *action, trigger).await;
             all_ok &= record.result == Outcome::Ok;
         }
         if all_ok {
@@ -67,6 +67,6 @@ pub async fn final_window(shared: &Arc<Shared>) {
     }
     for action in backup.triggered_actions() {
         info!(action = action.as_str(), "shutdown: final backup window");
-        shared.windows.run(shared, action, Trigger::Shutdown).await;
+        super::run(shared, action, Trigger::Shutdown).await;
     }
 }
