@@ -48,9 +48,6 @@ pub struct SessionInfo {
     pub tracker: Mutex<Tracker>,
     /// Cancelled to end the session with 57P01 (window policy `terminate`).
     pub terminate: CancellationToken,
-    /// Cancelled to make the session close its upstream connection (a copy window stops the
-    /// server); the client is kept until the server is back.
-    pub detach: CancellationToken,
 }
 
 impl SessionInfo {
@@ -74,7 +71,6 @@ impl SessionInfo {
             upstream_key: Mutex::new(None),
             tracker: Mutex::new(Tracker::new()),
             terminate: CancellationToken::new(),
-            detach: CancellationToken::new(),
         }
     }
 

@@ -8,8 +8,9 @@
 //!
 //! Sessions consult [`Control`] twice: before connecting upstream they wait while the server is
 //! down on purpose ([`Control::wait_available`]), and while relaying they hold an [`Attached`]
-//! guard, so a copy window knows when every upstream connection is closed before it stops the
-//! server.
+//! guard, through which a copy window tells them to close their upstream connection and learns
+//! when every one is closed before it stops the server. A session still waiting to connect is
+//! not attached, so a window passes it by: it connects to the restarted server.
 
 pub mod command;
 pub mod config;
@@ -60,10 +61,22 @@ pub struct Control {
     /// Credentials for the readiness check.
     user: String,
     password: String,
+    /// Availability and the open upstream connections, changed together under the channel's
+    /// lock (see [`Links`]).
+    links: watch::Sender<Links>,
+}
+
+/// Whether sessions may connect, and the sessions connected. Kept in one place so that marking
+/// the server unavailable and detaching every connection cannot miss a session that attaches in
+/// between: [`Control::attach`] fails once the server is unavailable, and
+/// [`Control::detach_all`] tells every connection attached before that.
+#[derive(Debug)]
+struct Links {
     /// False while the server is down on purpose or being restarted.
-    available: watch::Sender<bool>,
-    /// Sessions with an open upstream connection.
-    attached: watch::Sender<usize>,
+    available: bool,
+    /// Each open upstream connection's detach signal, by attachment number.
+    attached: std::collections::HashMap<u64, CancellationToken>,
+    next: u64,
 }
 
 impl Control {
@@ -86,8 +99,12 @@ impl Control {
             managed,
             user: login.0.to_string(),
             password: login.1.to_string(),
-            available: watch::channel(true).0,
-            attached: watch::channel(0).0,
+            links: watch::channel(Links {
+                available: true,
+                attached: Default::default(),
+                next: 0,
+            })
+            .0,
         }
     }
 
@@ -102,36 +119,65 @@ impl Control {
 
     /// Marks the server down on purpose (sessions wait) or back (they go on).
     pub fn set_available(&self, up: bool) {
-        self.available.send_replace(up);
+        self.links.send_modify(|l| l.available = up);
     }
 
     pub fn is_available(&self) -> bool {
-        *self.available.borrow()
+        self.links.borrow().available
     }
 
     /// Waits until the server is available, at most `timeout`; false if it was not by then.
     pub async fn wait_available(&self, timeout: Duration) -> bool {
-        let mut rx = self.available.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|up| *up))
+        let mut rx = self.links.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|l| l.available))
             .await
             .is_ok_and(|r| r.is_ok())
     }
 
-    /// Registers an open upstream connection until the guard is dropped.
-    pub fn attach(&self) -> Attached<'_> {
-        self.attached.send_modify(|n| *n += 1);
-        Attached(&self.attached)
+    /// Registers an open upstream connection until the guard is dropped; `None` if the server
+    /// became unavailable meanwhile (the caller closes the connection and waits again).
+    pub fn attach(&self) -> Option<Attached<'_>> {
+        let mut attached = None;
+        self.links.send_if_modified(|l| {
+            if !l.available {
+                return false;
+            }
+            let (id, token) = (l.next, CancellationToken::new());
+            l.next += 1;
+            l.attached.insert(id, token.clone());
+            attached = Some(Attached {
+                links: &self.links,
+                id,
+                detach: token,
+            });
+            true
+        });
+        attached
+    }
+
+    /// Marks the server unavailable and tells every attached session to close its upstream
+    /// connection; returns how many were told.
+    pub fn detach_all(&self) -> usize {
+        let mut told = 0;
+        self.links.send_modify(|l| {
+            l.available = false;
+            for token in l.attached.values() {
+                token.cancel();
+            }
+            told = l.attached.len();
+        });
+        told
     }
 
     /// Sessions with an open upstream connection now.
     pub fn attached(&self) -> usize {
-        *self.attached.borrow()
+        self.links.borrow().attached.len()
     }
 
     /// Waits until no session has an upstream connection, at most `timeout`.
     pub async fn wait_detached(&self, timeout: Duration) -> bool {
-        let mut rx = self.attached.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|n| *n == 0))
+        let mut rx = self.links.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|l| l.attached.is_empty()))
             .await
             .is_ok_and(|r| r.is_ok())
     }
@@ -229,11 +275,24 @@ impl Control {
 }
 
 /// An open upstream connection, counted until dropped.
-pub struct Attached<'a>(&'a watch::Sender<usize>);
+pub struct Attached<'a> {
+    links: &'a watch::Sender<Links>,
+    id: u64,
+    detach: CancellationToken,
+}
+
+impl Attached<'_> {
+    /// Resolves when a copy window needs this connection closed.
+    pub async fn detached(&self) {
+        self.detach.cancelled().await
+    }
+}
 
 impl Drop for Attached<'_> {
     fn drop(&mut self) {
-        self.0.send_modify(|n| *n -= 1);
+        self.links.send_modify(|l| {
+            l.attached.remove(&self.id);
+        });
     }
 }
 
@@ -282,5 +341,49 @@ pub async fn supervise(shared: Arc<crate::shared::Shared>, stop: CancellationTok
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn control() -> Control {
+        Control::new(&ServerConfig::default(), ("u", "p"))
+    }
+
+    #[tokio::test]
+    async fn detach_reaches_every_attached_connection_and_later_ones_cannot_attach() {
+        let c = control();
+        let a = c.attach().unwrap();
+        let b = c.attach().unwrap();
+        assert_eq!(c.attached(), 2);
+        assert_eq!(c.detach_all(), 2);
+        assert!(c.attach().is_none(), "attached while unavailable");
+        tokio::time::timeout(Duration::from_secs(1), a.detached())
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(1), b.detached())
+            .await
+            .unwrap();
+        assert!(!c.wait_detached(Duration::from_millis(10)).await);
+        drop((a, b));
+        assert!(c.wait_detached(Duration::from_millis(10)).await);
+        c.set_available(true);
+        let fresh = c.attach().expect("attaches once available again");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), fresh.detached())
+                .await
+                .is_err(),
+            "a connection attached after the window is not detached"
+        );
+    }
+
+    #[tokio::test]
+    async fn waiting_for_availability_has_a_deadline() {
+        let c = control();
+        assert!(c.wait_available(Duration::from_millis(1)).await);
+        c.set_available(false);
+        assert!(!c.wait_available(Duration::from_millis(20)).await);
     }
 }

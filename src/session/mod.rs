@@ -82,19 +82,9 @@ pub async fn serve(
     let _count = scopeguard(|| {
         shared.metrics.sessions.dec();
     });
-    if !shared.control.wait_available(config.hold_timeout).await {
-        info!("connection refused: the server is still down for a backup");
-        let message = "the database server is restarting for a backup; try again shortly";
-        return farewell(&mut client, sqlstate::CANNOT_CONNECT_NOW, message).await;
-    }
-    let server = match shared.upstream.connect_relay().await {
-        Ok(server) => server,
-        Err(message) => {
-            warn!(upstream = %shared.upstream.addr, %message, "upstream connection failed");
-            return farewell(&mut client, sqlstate::CONNECTION_FAILURE, &message).await;
-        }
+    let Some((server, attached)) = connect_upstream(&shared, &mut client).await else {
+        return;
     };
-    let attached = shared.control.attach();
     relay::relay(
         client,
         server,
@@ -107,6 +97,39 @@ pub async fn serve(
     .await;
     drop(registered);
     shared.gate.progress();
+}
+
+/// Connects upstream once the server is available (waiting up to `hold_timeout` while a window
+/// has it down) and attaches the connection; a server that went down while connecting is waited
+/// for again. `None` once the client has been told why not.
+async fn connect_upstream<'a>(
+    shared: &'a Shared,
+    client: &mut MaybeTls,
+) -> Option<(MaybeTls, crate::control::Attached<'a>)> {
+    loop {
+        if !shared
+            .control
+            .wait_available(shared.config.hold_timeout)
+            .await
+        {
+            info!("connection refused: the server is still down for a backup");
+            let message = "the database server is restarting for a backup; try again shortly";
+            farewell(client, sqlstate::CANNOT_CONNECT_NOW, message).await;
+            return None;
+        }
+        let server = match shared.upstream.connect_relay().await {
+            Ok(server) => server,
+            Err(message) => {
+                warn!(upstream = %shared.upstream.addr, %message, "upstream connection failed");
+                farewell(client, sqlstate::CONNECTION_FAILURE, &message).await;
+                return None;
+            }
+        };
+        if let Some(attached) = shared.control.attach() {
+            return Some((server, attached));
+        }
+        debug!("the server went down for a backup while connecting: waiting for it");
+    }
 }
 
 /// The startup phase: encryption negotiation (TLS handshake if offered and asked for) and the

@@ -67,7 +67,7 @@ pub async fn relay(
         r = down.run(&mut server_read, &mut client_write, &mut server_side) => Ending::Server(r),
         _ = stop.cancelled() => Ending::Stopped,
         _ = info.terminate.cancelled() => Ending::Terminated,
-        _ = info.detach.cancelled() => Ending::Detached,
+        _ = attached.detached() => Ending::Detached,
     };
     // The server closing is explained already when it sent an error or the client said goodbye;
     // during login (PostgreSQL's authentication timeout, say) a direct client would see only the

@@ -137,13 +137,12 @@ async fn stop_copy_start(
     let sources = control
         .copy_sources()
         .ok_or(ActionError::NotConfigured("copy"))?;
-    control.set_available(false);
     let mut timings = Timings {
         inventory,
         ..Timings::default()
     };
     let step = Instant::now();
-    let detached = detach_sessions(&shared);
+    let detached = control.detach_all();
     if !control.wait_detached(cfg.detach_timeout).await {
         control.set_available(true);
         return Err(ActionError::Copy(format!(
@@ -231,15 +230,6 @@ async fn stop_copy_start(
         info!(removed = ?committed, "retention removed old copies");
     }
     Ok(manifest)
-}
-
-/// Tells every session to close its upstream connection; returns how many were told.
-fn detach_sessions(shared: &Shared) -> usize {
-    let sessions = shared.registry.snapshot();
-    for session in &sessions {
-        session.detach.cancel();
-    }
-    sessions.len()
 }
 
 /// Starts the stopped server, a few times if need be.
