@@ -310,3 +310,50 @@ async fn a_crashed_managed_server_is_restarted() {
     drop(client);
     m.proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_made_during_the_drain_waits_and_then_works() {
+    let m = ManagedProxy::start(|c, _| c.drain_timeout = Duration::from_secs(20)).await;
+    let setup = m.connect().await;
+    setup
+        .batch_execute("CREATE TABLE drained (id int primary key)")
+        .await
+        .unwrap();
+    drop(setup);
+    // An open transaction keeps the window draining.
+    let open = m.connect().await;
+    open.batch_execute("BEGIN; INSERT INTO drained VALUES (1)")
+        .await
+        .unwrap();
+    let window = tokio::spawn({
+        let admin = m.proxy.admin_url.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                ureq::post(&format!("{admin}/backups?action=copy"))
+                    .config()
+                    .http_status_as_error(false)
+                    .build()
+                    .send_empty()
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            })
+            .await
+            .unwrap()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Arrives while the window drains: it waits before logging in.
+    let config = m.config_at("postgres");
+    let late = tokio::spawn(async move {
+        let client = proxy_tests::server_connect(&config).await?;
+        client.simple_query("SELECT count(*) FROM drained").await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!late.is_finished(), "the late connection did not wait");
+    open.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(window.await.unwrap(), 200);
+    let rows = late.await.unwrap().expect("the late connection failed");
+    assert!(!rows.is_empty());
+    drop(open);
+    m.proxy.stop().await;
+}
