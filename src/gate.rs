@@ -9,6 +9,12 @@
 //! reading the gate state, and marks the batch in flight under the same lock; `quiesce` closes the
 //! gate first and only then reads each tracker under its lock. So either the session saw the gate
 //! closed and holds, or quiesce sees the batch in flight and waits for it.
+//!
+//! Joining sessions: a window that stops the server ([`Gate::quiesce_with`] with a join grace)
+//! also waits for sessions that connected less than the grace ago and have not run a request yet,
+//! and lets their first request through: a client that connects to run one transaction is not
+//! caught between its login and its query. The grace is part of the closed state, so a session
+//! reads it with the same borrow that tells it the gate is closed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +25,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::registry::Registry;
+use crate::registry::{Registry, SessionInfo};
 
 /// What to do with sessions still inside a transaction at the drain deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -43,11 +49,18 @@ pub enum QuiesceError {
     Cancelled,
 }
 
+/// A closed gate: its window, and how long after connecting a session counts as joining.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Closed {
+    id: u64,
+    join_grace: Option<Duration>,
+}
+
 /// The gate. One per proxy.
 #[derive(Debug)]
 pub struct Gate {
-    /// `Some(window id)` while closed.
-    state: watch::Sender<Option<u64>>,
+    /// `Some` while closed.
+    state: watch::Sender<Option<Closed>>,
     /// Woken whenever a session may have reached a boundary while the gate is closed.
     progress: Notify,
     next_id: AtomicU64,
@@ -75,7 +88,7 @@ impl Gate {
 
     /// The open window's id, if any.
     pub fn window(&self) -> Option<u64> {
-        *self.state.borrow()
+        self.state.borrow().map(|c| c.id)
     }
 
     /// Tells a waiting `quiesce` that a session may have reached a boundary or gone away.
@@ -93,11 +106,19 @@ impl Gate {
 
     /// Closes the gate, or fails if it is closed already (one window at a time).
     pub fn close(self: &Arc<Self>) -> Result<GateGuard, QuiesceError> {
+        self.close_with(None)
+    }
+
+    /// [`Gate::close`], letting joining sessions' first request through (see the module doc).
+    pub fn close_with(
+        self: &Arc<Self>,
+        join_grace: Option<Duration>,
+    ) -> Result<GateGuard, QuiesceError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut closed = false;
         self.state.send_if_modified(|s| {
             if s.is_none() {
-                *s = Some(id);
+                *s = Some(Closed { id, join_grace });
                 closed = true;
             }
             closed
@@ -122,12 +143,25 @@ impl Gate {
         policy: DrainPolicy,
         cancel: &CancellationToken,
     ) -> Result<GateGuard, QuiesceError> {
-        let guard = self.close()?;
+        self.quiesce_with(registry, drain_timeout, policy, cancel, None)
+            .await
+    }
+
+    /// [`Gate::quiesce`], also waiting for joining sessions (see the module doc).
+    pub async fn quiesce_with(
+        self: &Arc<Self>,
+        registry: &Registry,
+        drain_timeout: Duration,
+        policy: DrainPolicy,
+        cancel: &CancellationToken,
+        join_grace: Option<Duration>,
+    ) -> Result<GateGuard, QuiesceError> {
+        let guard = self.close_with(join_grace)?;
         let deadline = Instant::now() + drain_timeout;
         let mut terminated = false;
         loop {
             let progress = self.progress.notified();
-            let busy = registry.busy();
+            let busy = registry.busy(join_grace);
             if busy.is_empty() {
                 return Ok(guard);
             }
@@ -155,7 +189,7 @@ impl Gate {
 
     fn open(&self, id: u64) {
         self.state.send_if_modified(|s| {
-            let mine = *s == Some(id);
+            let mine = s.is_some_and(|c| c.id == id);
             if mine {
                 *s = None;
             }
@@ -167,10 +201,21 @@ impl Gate {
 /// Admission of a client batch: `true` if it may be forwarded now (the batch is then marked in
 /// flight until [`finish_batch`]), `false` if the session is at a boundary while the gate is
 /// closed and must hold.
-pub fn try_admit(gate: &Gate, tracker: &std::sync::Mutex<crate::txn::Tracker>) -> bool {
-    let mut t = tracker.lock().unwrap();
-    if t.at_boundary() && gate.is_closed() {
-        return false;
+pub fn try_admit(gate: &Gate, session: &SessionInfo) -> bool {
+    let mut t = session.tracker.lock().unwrap();
+    if t.at_boundary() {
+        let closed = *gate.state.borrow();
+        let held = match closed {
+            None => false,
+            Some(Closed {
+                join_grace: Some(grace),
+                ..
+            }) => !session.joining(&t, grace),
+            Some(_) => true,
+        };
+        if held {
+            return false;
+        }
     }
     t.set_in_flight(true);
     true

@@ -10,8 +10,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::protocol::backend::TxnStatus;
 use tokio_util::sync::CancellationToken;
@@ -48,6 +48,8 @@ pub struct SessionInfo {
     pub tracker: Mutex<Tracker>,
     /// Cancelled to end the session with 57P01 (window policy `terminate`).
     pub terminate: CancellationToken,
+    /// When its upstream connection was made (a session waiting for the server has none).
+    connected_at: OnceLock<tokio::time::Instant>,
 }
 
 impl SessionInfo {
@@ -71,7 +73,23 @@ impl SessionInfo {
             upstream_key: Mutex::new(None),
             tracker: Mutex::new(Tracker::new()),
             terminate: CancellationToken::new(),
+            connected_at: OnceLock::new(),
         }
+    }
+
+    /// Records that the upstream connection is made.
+    pub fn mark_connected(&self) {
+        let _ = self.connected_at.set(tokio::time::Instant::now());
+    }
+
+    /// Joining: connected less than `grace` ago and no request run yet (`tracker` is this
+    /// session's, locked by the caller).
+    pub fn joining(&self, tracker: &Tracker, grace: Duration) -> bool {
+        !tracker.ran_a_request()
+            && self
+                .connected_at
+                .get()
+                .is_some_and(|at| at.elapsed() < grace)
     }
 
     /// The upstream's process id for this session, once the upstream has sent its key.
@@ -131,13 +149,17 @@ impl Registry {
         self.len() == 0
     }
 
-    /// Sessions a window must still wait for.
-    pub fn busy(&self) -> Vec<Arc<SessionInfo>> {
+    /// Sessions a window must still wait for: those not quiescent, and with a join grace those
+    /// still joining.
+    pub fn busy(&self, join_grace: Option<Duration>) -> Vec<Arc<SessionInfo>> {
         let inner = self.inner.lock().unwrap();
         inner
             .sessions
             .values()
-            .filter(|s| !s.tracker.lock().unwrap().quiescent())
+            .filter(|s| {
+                let t = s.tracker.lock().unwrap();
+                !t.quiescent() || join_grace.is_some_and(|grace| s.joining(&t, grace))
+            })
             .cloned()
             .collect()
     }

@@ -95,15 +95,15 @@ async fn quiesce_waits_for_the_transaction_to_end() {
     assert!(!task.is_finished(), "must wait while a transaction is open");
     assert!(gate.is_closed());
     // The transaction may go on: it is not at a boundary, so its batches are admitted.
-    assert!(try_admit(&gate, &s.tracker));
+    assert!(try_admit(&gate, &s));
     finish_batch(&gate, &s.tracker);
     commit(&s);
     gate.progress();
     let guard = task.await.unwrap().unwrap();
     // Now at a boundary: the next request holds.
-    assert!(!try_admit(&gate, &s.tracker));
+    assert!(!try_admit(&gate, &s));
     drop(guard);
-    assert!(try_admit(&gate, &s.tracker));
+    assert!(try_admit(&gate, &s));
 }
 
 #[tokio::test(start_paused = true)]
@@ -232,7 +232,7 @@ async fn admission_never_slips_past_a_quiesce() {
         let (gate, stop) = (gate.clone(), stop.clone());
         workers.push(tokio::spawn(async move {
             while !stop.is_cancelled() {
-                if try_admit(&gate, &s.tracker) {
+                if try_admit(&gate, &s) {
                     {
                         let mut t = s.tracker.lock().unwrap();
                         t.client_message(b'Q', b"SELECT 1\0");
@@ -267,7 +267,7 @@ async fn admission_never_slips_past_a_quiesce() {
                 "session {} not at a boundary",
                 s.id
             );
-            assert!(!try_admit(&gate, &s.tracker), "admitted while quiesced");
+            assert!(!try_admit(&gate, &s), "admitted while quiesced");
         }
         drop(guard);
         tokio::task::yield_now().await;
@@ -276,4 +276,82 @@ async fn admission_never_slips_past_a_quiesce() {
     for w in workers {
         w.await.unwrap();
     }
+}
+
+/// A session that connected just now and has not run a request.
+fn joining_session(registry: &Registry, id: u64) -> Arc<SessionInfo> {
+    let info = session(registry, id);
+    info.mark_connected();
+    info
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_window_with_a_join_grace_lets_a_joining_session_run_its_first_request() {
+    let registry = Arc::new(Registry::default());
+    let gate = Arc::new(Gate::new());
+    let joining = joining_session(&registry, 1);
+    let idle = session(&registry, 2);
+    idle.tracker.lock().unwrap().set_in_flight(true);
+    finish_batch(&gate, &idle.tracker); // ran a request: no longer joining
+    let grace = Some(Duration::from_secs(1));
+    let quiesce = tokio::spawn({
+        let (gate, registry) = (gate.clone(), registry.clone());
+        async move {
+            let cancel = CancellationToken::new();
+            gate.quiesce_with(&registry, DRAIN, DrainPolicy::Abort, &cancel, grace)
+                .await
+        }
+    });
+    tokio::task::yield_now().await;
+    assert!(gate.is_closed());
+    assert!(!try_admit(&gate, &idle), "an idle session is held");
+    assert!(
+        try_admit(&gate, &joining),
+        "the joining session's first request goes through"
+    );
+    assert!(!quiesce.is_finished(), "the window waits for it");
+    {
+        let mut t = joining.tracker.lock().unwrap();
+        t.client_message(b'Q', b"SELECT 1\0");
+    }
+    finish_batch(&gate, &joining.tracker);
+    {
+        let mut t = joining.tracker.lock().unwrap();
+        t.server_message(b'C', b"SELECT 1\0", &mut Tally::default());
+        t.server_message(b'Z', b"I", &mut Tally::default());
+    }
+    gate.progress();
+    let guard = quiesce
+        .await
+        .unwrap()
+        .expect("quiesced once the request ended");
+    assert!(!try_admit(&gate, &joining), "its second request is held");
+    drop(guard);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_grace_or_past_it_a_joining_session_is_held_and_not_waited_for() {
+    let registry = Registry::default();
+    let gate = Arc::new(Gate::new());
+    let joining = joining_session(&registry, 1);
+    let guard = gate
+        .quiesce(
+            &registry,
+            DRAIN,
+            DrainPolicy::Abort,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert!(!try_admit(&gate, &joining));
+    drop(guard);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let grace = Some(Duration::from_secs(1));
+    let cancel = CancellationToken::new();
+    let guard = gate
+        .quiesce_with(&registry, DRAIN, DrainPolicy::Abort, &cancel, grace)
+        .await
+        .expect("a session past its grace is not waited for");
+    assert!(!try_admit(&gate, &joining));
+    drop(guard);
 }

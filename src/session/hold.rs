@@ -30,7 +30,7 @@ pub async fn wait(
     info: &SessionInfo,
     inject: &mpsc::UnboundedSender<Bytes>,
 ) -> Hold {
-    if try_admit(&shared.gate, &info.tracker) {
+    if try_admit(&shared.gate, info) {
         return Hold::Admitted;
     }
     let config = &shared.config;
@@ -41,7 +41,7 @@ pub async fn wait(
     let outcome = loop {
         tokio::select! {
             _ = shared.gate.opened() => {
-                if try_admit(&shared.gate, &info.tracker) {
+                if try_admit(&shared.gate, info) {
                     break Hold::Admitted;
                 }
             }

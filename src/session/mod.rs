@@ -82,7 +82,8 @@ pub async fn serve(
     let _count = scopeguard(|| {
         shared.metrics.sessions.dec();
     });
-    let Some((server, attached)) = connect_upstream(&shared, &mut client).await else {
+    let Some((server, attached)) = connect_upstream(&shared, &registered.info, &mut client).await
+    else {
         return;
     };
     relay::relay(
@@ -104,6 +105,7 @@ pub async fn serve(
 /// for again. `None` once the client has been told why not.
 async fn connect_upstream<'a>(
     shared: &'a Shared,
+    info: &SessionInfo,
     client: &mut MaybeTls,
 ) -> Option<(MaybeTls, crate::control::Attached<'a>)> {
     loop {
@@ -126,6 +128,7 @@ async fn connect_upstream<'a>(
             }
         };
         if let Some(attached) = shared.control.attach() {
+            info.mark_connected();
             return Some((server, attached));
         }
         debug!("the server went down for a backup while connecting: waiting for it");

@@ -3,7 +3,7 @@
 //! client is still there and its stream is at a message boundary, it is told why.
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -90,10 +90,15 @@ pub async fn relay(
             tokio::time::timeout(FAREWELL_TIMEOUT, server_write.write_all(b"X\0\0\0\x04")).await;
     }
     drop((server_read, server_write, attached));
+    let mut ending = ending;
     if matches!(ending, Ending::Detached) {
-        // The client keeps its connection until the server is back, then learns why it ends.
+        // The client keeps its connection until the server is back, then learns why it ends,
+        // unless it leaves first (a client that was closing anyway is not one the window ended).
         let limit = config.backup.action_timeout;
-        shared.control.wait_available(limit).await;
+        let wait = shared.control.wait_available(limit);
+        if client_leaves_while(&mut client_read, up.at_message_boundary(), wait).await {
+            ending = Ending::Client(Ok(()));
+        }
     }
     if let Some(reason) = ended_by_proxy(&ending) {
         shared.metrics.session_ended(reason);
@@ -102,6 +107,28 @@ pub async fn relay(
         && down.at_message_boundary()
     {
         farewell(&mut client_write, code, &message).await;
+    }
+}
+
+/// Runs `wait` while watching the client: true if it closed or said Terminate meanwhile (a
+/// Terminate is recognised only when its stream is at a message boundary). Anything else it sends
+/// is dropped: the session ends either way.
+async fn client_leaves_while<R: AsyncRead + Unpin>(
+    client: &mut R,
+    at_boundary: bool,
+    wait: impl Future<Output = bool>,
+) -> bool {
+    let mut wait = std::pin::pin!(wait);
+    let mut buf = [0u8; 512];
+    loop {
+        tokio::select! {
+            _ = &mut wait => return false,
+            read = client.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return true,
+                Ok(_) if at_boundary && buf[0] == tags::TERMINATE => return true,
+                Ok(_) => {}
+            },
+        }
     }
 }
 

@@ -86,6 +86,8 @@ pub struct Tracker {
     batch_open: bool,
     /// The gate admitted a batch from the client that is still being forwarded.
     in_flight: bool,
+    /// A request was admitted after login.
+    ran_request: bool,
 }
 
 impl Default for Tracker {
@@ -107,6 +109,7 @@ impl Tracker {
             copy_in: false,
             batch_open: false,
             in_flight: false,
+            ran_request: false,
         }
     }
 
@@ -140,9 +143,15 @@ impl Tracker {
         self.phase == Phase::Startup && !self.in_flight || self.at_boundary()
     }
 
+    /// Whether a request was admitted since login.
+    pub fn ran_a_request(&self) -> bool {
+        self.ran_request
+    }
+
     /// Marks a client batch as admitted (true) or fully forwarded (false).
     pub fn set_in_flight(&mut self, in_flight: bool) {
         self.in_flight = in_flight;
+        self.ran_request |= in_flight && self.phase == Phase::Ready;
     }
 
     /// True if a message of this tag from the client matters to the tracker.

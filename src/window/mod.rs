@@ -26,6 +26,11 @@ use crate::shared::Shared;
 use config::Action;
 pub use record::{Outcome, Trigger, WindowRecord};
 
+/// How long after connecting a session's first request still gets through a window that stops
+/// the server (and the window waits for it): a client that connects to run one transaction is
+/// not cut off between its login and its query.
+const JOIN_GRACE: Duration = Duration::from_secs(1);
+
 /// How many finished windows `GET /backups` remembers.
 const HISTORY: usize = 200;
 
@@ -77,11 +82,12 @@ pub async fn run(shared: &Arc<Shared>, action: Action, trigger: Trigger) -> Wind
     }
     let quiesced = shared
         .gate
-        .quiesce(
+        .quiesce_with(
             &shared.registry,
             config.drain_timeout,
             config.drain_policy,
             &CancellationToken::new(),
+            stops_server.then_some(JOIN_GRACE),
         )
         .await;
     let guard = match quiesced {
