@@ -67,6 +67,10 @@ pub struct Config {
     /// A held request is answered with 57P03 after this long instead of waiting on.
     #[serde(with = "humantime_serde")]
     pub hold_timeout: Duration,
+    /// The longest `ttl` and `timeout` an operator hold (`POST /quiesce`) may ask for, so that a
+    /// mistyped or hostile request cannot hold traffic for a day.
+    #[serde(with = "humantime_serde")]
+    pub max_hold_ttl: Duration,
     /// Bearer token for the admin API's `/status`, `/quiesce`, `/resume` and `/backups`;
     /// required when `admin_listen` is not a loopback address. Also `DOLTGRES_SIDECAR_ADMIN_TOKEN`.
     pub admin_token: Option<String>,
@@ -99,6 +103,7 @@ impl Default for Config {
             drain_policy: DrainPolicy::Abort,
             hold_notice_after: Duration::from_secs(1),
             hold_timeout: Duration::from_secs(30),
+            max_hold_ttl: Duration::from_secs(600),
             admin_token: None,
             backup: BackupConfig::default(),
             server: ServerConfig::default(),
@@ -248,6 +253,7 @@ impl Config {
             ("connect_timeout", self.connect_timeout),
             ("drain_timeout", self.drain_timeout),
             ("hold_timeout", self.hold_timeout),
+            ("max_hold_ttl", self.max_hold_ttl),
         ] {
             if value.is_zero() {
                 return Err(invalid(name, "must be more than zero"));

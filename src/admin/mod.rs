@@ -7,6 +7,7 @@ mod windows;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -50,7 +51,35 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(guarded)
+        .layer(middleware::from_fn(limit_request))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared)
+}
+
+/// No endpoint takes a body; a little is tolerated, more is refused (413).
+const MAX_BODY: usize = 1024;
+/// The longest request target (path and query) accepted (414 beyond).
+const MAX_TARGET: usize = 1024;
+
+/// Refuses request targets longer than [`MAX_TARGET`] and bodies declared longer than
+/// [`MAX_BODY`] before any handler runs.
+async fn limit_request(request: Request, next: Next) -> Response {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |pq| pq.as_str().len());
+    if target > MAX_TARGET {
+        return (StatusCode::URI_TOO_LONG, "request target too long\n").into_response();
+    }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY) {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
+    }
+    next.run(request).await
 }
 
 async fn require_token(

@@ -22,11 +22,43 @@ pub struct QuiesceParams {
     timeout: Option<String>,
 }
 
-/// A duration parameter, or the text of a 400 answer.
-fn duration(text: Option<&str>, default: Duration) -> Result<Duration, String> {
-    match text {
-        None => Ok(default),
-        Some(t) => humantime::parse_duration(t).map_err(|e| format!("{t:?}: {e}")),
+/// A duration parameter, at most `max` and more than zero, or the text of a 400 answer.
+fn bounded(text: Option<&str>, default: Duration, max: Duration) -> Result<Duration, String> {
+    let value = match text {
+        None => return Ok(default.min(max)),
+        Some(t) => humantime::parse_duration(t).map_err(|e| format!("{t:?}: {e}"))?,
+    };
+    if value.is_zero() || value > max {
+        return Err(format!(
+            "{} is out of range: more than zero and at most max_hold_ttl ({})",
+            humantime::format_duration(value),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hold_durations_are_bounded() {
+        let max = Duration::from_secs(600);
+        let default = Duration::from_secs(30);
+        assert_eq!(bounded(None, default, max), Ok(default));
+        assert_eq!(
+            bounded(Some("2m"), default, max),
+            Ok(Duration::from_secs(120))
+        );
+        assert!(
+            bounded(Some("1day"), default, max)
+                .unwrap_err()
+                .contains("max_hold_ttl")
+        );
+        assert!(bounded(Some("0s"), default, max).is_err());
+        assert!(bounded(Some("soon"), default, max).is_err());
+        assert_eq!(bounded(None, Duration::from_secs(900), max), Ok(max));
     }
 }
 
@@ -38,11 +70,12 @@ pub async fn quiesce(
     State(shared): State<Arc<Shared>>,
     Query(p): Query<QuiesceParams>,
 ) -> Response {
-    let ttl = match duration(p.ttl.as_deref(), Duration::from_secs(30)) {
+    let max = shared.config.max_hold_ttl;
+    let ttl = match bounded(p.ttl.as_deref(), Duration::from_secs(30), max) {
         Ok(d) => d,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let timeout = match duration(p.timeout.as_deref(), shared.config.drain_timeout) {
+    let timeout = match bounded(p.timeout.as_deref(), shared.config.drain_timeout, max) {
         Ok(d) => d,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };

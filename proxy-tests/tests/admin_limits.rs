@@ -1,0 +1,95 @@
+//! The admin API refuses what it should not act on: holds longer than `max_hold_ttl`, request
+//! targets and bodies too large for any endpoint, and control calls without the token.
+
+use proxy_tests::{TestProxy, TestServer};
+
+/// A raw request: (status, body).
+fn call(method: &str, url: &str, token: Option<&str>, body: Option<Vec<u8>>) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let response = match (method, body) {
+        ("POST", Some(body)) => {
+            let mut r = agent.post(url);
+            if let Some(t) = token {
+                r = r.header("Authorization", &format!("Bearer {t}"));
+            }
+            r.send(&body[..])
+        }
+        ("POST", None) => {
+            let mut r = agent.post(url);
+            if let Some(t) = token {
+                r = r.header("Authorization", &format!("Bearer {t}"));
+            }
+            r.send_empty()
+        }
+        _ => {
+            let mut r = agent.get(url);
+            if let Some(t) = token {
+                r = r.header("Authorization", &format!("Bearer {t}"));
+            }
+            r.call()
+        }
+    };
+    let mut response = response.expect("admin API unreachable");
+    let status = response.status().as_u16();
+    (
+        status,
+        response.body_mut().read_to_string().unwrap_or_default(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_are_bounded_and_oversized_requests_refused() {
+    let server = TestServer::postgres().await;
+    let proxy = TestProxy::start_with(&server.addr(), |c| {
+        c.admin_token = Some("s3cret".into());
+    })
+    .await;
+    let base = proxy.admin_url.clone();
+    let token = Some("s3cret");
+    let results = tokio::task::spawn_blocking(move || {
+        let quiesce = |q: &str| call("POST", &format!("{base}/quiesce?{q}"), token, None);
+        let day = quiesce("ttl=1day");
+        let zero = quiesce("ttl=0s");
+        let long_timeout = quiesce("ttl=1m&timeout=2h");
+        let long_target = call(
+            "GET",
+            &format!("{base}/status?pad={}", "x".repeat(2000)),
+            token,
+            None,
+        );
+        let big_body = call(
+            "POST",
+            &format!("{base}/resume"),
+            token,
+            Some(vec![b'x'; 4096]),
+        );
+        let ok = quiesce("ttl=2m");
+        let resumed = call("POST", &format!("{base}/resume"), token, None);
+        (day, zero, long_timeout, long_target, big_body, ok, resumed)
+    })
+    .await
+    .unwrap();
+    let (day, zero, long_timeout, long_target, big_body, ok, resumed) = &results;
+    assert_eq!(day.0, 400, "{day:?}");
+    assert!(day.1.contains("max_hold_ttl"), "{day:?}");
+    assert_eq!(zero.0, 400, "{zero:?}");
+    assert_eq!(long_timeout.0, 400, "{long_timeout:?}");
+    assert_eq!(long_target.0, 414, "{long_target:?}");
+    assert_eq!(big_body.0, 413, "{big_body:?}");
+    assert_eq!(ok.0, 200, "{ok:?}");
+    assert_eq!(resumed.0, 200, "{resumed:?}");
+    assert!(
+        !proxy.shared.gate.is_closed(),
+        "traffic flows after the refused holds"
+    );
+    let base = proxy.admin_url.clone();
+    let no_token = tokio::task::spawn_blocking(move || {
+        call("POST", &format!("{base}/quiesce?ttl=1m"), None, None)
+    })
+    .await
+    .unwrap();
+    assert_eq!(no_token.0, 401, "{no_token:?}");
+}
