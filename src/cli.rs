@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, ConfigError};
 use crate::control::config::ControlMode;
+use crate::secrets;
 
 /// A PostgreSQL-wire proxy for Doltgres that counts committed transactions and quiesces traffic
 /// at transaction boundaries so backups are consistent.
@@ -180,9 +181,20 @@ impl RunArgs {
     /// The effective configuration: defaults, then the file, then flags/environment.
     pub fn resolve(&self) -> Result<Config, ConfigError> {
         let mut config = match &self.config {
-            Some(path) => Config::from_file(path)?,
+            Some(path) => {
+                let config = Config::from_file(path)?;
+                if secrets::exposed_in_file(&config, path) {
+                    tracing::warn!(
+                        file = %path.display(),
+                        "the config file holds a secret and other users can read it: \
+                         chmod 600 it, or use admin_token_file / password_file"
+                    );
+                }
+                config
+            }
             None => Config::default(),
         };
+        secrets::read_secret_files(&mut config)?;
         if let Some(v) = &self.listen {
             config.listen = v.clone();
         }

@@ -74,6 +74,8 @@ pub struct Config {
     /// Bearer token for the admin API's `/status`, `/quiesce`, `/resume` and `/backups`;
     /// required when `admin_listen` is not a loopback address. Also `DOLTGRES_SIDECAR_ADMIN_TOKEN`.
     pub admin_token: Option<String>,
+    /// A file holding `admin_token` (as Kubernetes mounts secrets); read at start.
+    pub admin_token_file: Option<PathBuf>,
     /// Backups: actions, credentials and triggers.
     pub backup: BackupConfig,
     /// Whether and how the sidecar controls the server.
@@ -105,6 +107,7 @@ impl Default for Config {
             hold_timeout: Duration::from_secs(30),
             max_hold_ttl: Duration::from_secs(600),
             admin_token: None,
+            admin_token_file: None,
             backup: BackupConfig::default(),
             server: ServerConfig::default(),
         }

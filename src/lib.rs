@@ -43,6 +43,7 @@ pub mod protocol;
 pub mod registry;
 #[cfg(any(test, feature = "test-support"))]
 pub mod sample;
+pub mod secrets;
 pub mod server;
 pub mod session;
 pub mod shared;

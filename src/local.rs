@@ -34,10 +34,11 @@ struct Local {
 
 impl Local {
     fn resolve(args: &LocalArgs) -> Result<Local, LocalError> {
-        let config = match &args.config {
+        let mut config = match &args.config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
+        crate::secrets::read_secret_files(&mut config)?;
         let server = &config.server;
         let catalog = args
             .catalog

@@ -24,6 +24,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// Libraries whose debug and trace output carries secrets: ureq logs request headers (the admin
+/// token), tokio-postgres logs query parameters. Whatever `RUST_LOG` says, they log at info at
+/// most.
+const SECRET_BEARING: &[&str] = &["ureq=info", "ureq_proto=info", "tokio_postgres=info"];
+
+/// `RUST_LOG` (or `default`), with [`SECRET_BEARING`] capped.
+fn log_filter(default: &str) -> EnvFilter {
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    for directive in SECRET_BEARING {
+        filter = filter.add_directive(directive.parse().expect("a valid directive"));
+    }
+    filter
+}
+
 fn run_cli(cli: Cli) -> anyhow::Result<()> {
     // The proxy logs its work; the other commands print their result and log only problems.
     let level = match cli.command {
@@ -31,9 +45,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
         _ => "warn",
     };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level)),
-        )
+        .with_env_filter(log_filter(level))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();

@@ -35,6 +35,8 @@ pub struct ServerConfig {
     pub user: String,
     /// Managed: its password (`DOLTGRES_PASSWORD`); also the default backup password.
     pub password: Option<String>,
+    /// A file holding the password (as Kubernetes mounts secrets); read at start.
+    pub password_file: Option<std::path::PathBuf>,
     /// Managed: send Doltgres' usage telemetry (off unless set).
     pub telemetry: bool,
     /// Managed: Doltgres' `log_level`.
@@ -70,6 +72,7 @@ impl Default for ServerConfig {
             port: 0,
             user: "postgres".into(),
             password: None,
+            password_file: None,
             telemetry: false,
             log_level: "info".into(),
             stop: Vec::new(),

@@ -45,6 +45,8 @@ pub struct BackupConfig {
     /// Its password. `run` fills it from `--backup-password`, `DOLTGRES_SIDECAR_BACKUP_PASSWORD`
     /// or `DOLTGRES_PASSWORD` when the file has none; push and sync need it.
     pub password: Option<String>,
+    /// A file holding the password (as Kubernetes mounts secrets); read at start.
+    pub password_file: Option<std::path::PathBuf>,
     /// The databases every action covers.
     pub databases: Vec<String>,
     pub push: Option<PushConfig>,
@@ -76,6 +78,7 @@ impl Default for BackupConfig {
         BackupConfig {
             user: "postgres".into(),
             password: None,
+            password_file: None,
             databases: vec!["postgres".into()],
             push: None,
             sync: None,

@@ -1,0 +1,148 @@
+//! Nothing secret reaches the log, at any level: the real binary runs at `RUST_LOG=trace` in
+//! managed mode with its superuser password and admin token read from files, serves a SCRAM login
+//! and a query with a parameter, runs a copy window through the CLI (and refuses a wrong token),
+//! and its whole log must contain neither the password, the token, the parameter, nor a SCRAM
+//! message.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use proxy_tests::{free_port, install};
+
+const PASSWORD: &str = "pw-Secret-4411";
+const TOKEN: &str = "tok-Secret-5522";
+const PARAMETER: &str = "param-Secret-6633";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_logs_hold_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let private = |name: &str, content: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    };
+    let password_file = private("password", &format!("{PASSWORD}\n"));
+    let token_file = private("token", &format!("{TOKEN}\n"));
+    let config = private(
+        "sidecar.toml",
+        &format!(
+            "admin_token_file = \"{}\"\n\n[server]\ncontrol = \"managed\"\nbinary = \"{}\"\n\
+             dir = \"{}\"\npassword_file = \"{}\"\n\n[backup.copy]\ncatalog = \"{}\"\n",
+            token_file.display(),
+            install::doltgres_binary().display(),
+            dir.path().join("doltgres").display(),
+            password_file.display(),
+            dir.path().join("backups").display()
+        ),
+    );
+    let log_path = dir.path().join("sidecar.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let admin = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(install::sidecar_binary())
+        .args(["run", "--config"])
+        .arg(&config)
+        .args(["--listen", &listen, "--admin-listen", &admin])
+        .env("RUST_LOG", "trace")
+        .env_remove("DOLTGRES_PASSWORD")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+
+    let (host, port) = listen.rsplit_once(':').unwrap();
+    let mut pg = tokio_postgres::Config::new();
+    pg.host(host)
+        .port(port.parse().unwrap())
+        .user("postgres")
+        .password(PASSWORD)
+        .dbname("postgres");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let client = loop {
+        match proxy_tests::server_connect(&pg).await {
+            Ok(client) => break client,
+            Err(e) if Instant::now() > deadline => panic!("sidecar never served: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    client
+        .batch_execute("CREATE TABLE t (v text)")
+        .await
+        .unwrap();
+    let row = client
+        .query_one("SELECT $1::text", &[&PARAMETER])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), PARAMETER);
+    drop(client);
+
+    let url = format!("http://{admin}");
+    let cli = |token: &str| {
+        Command::new(install::sidecar_binary())
+            .args([
+                "backup",
+                "--action",
+                "copy",
+                "--admin-url",
+                &url,
+                "--token",
+                token,
+            ])
+            .env("RUST_LOG", "trace")
+            .output()
+            .unwrap()
+    };
+    let refused = cli("wrong-token");
+    assert!(!refused.status.success());
+    let copied = cli(TOKEN);
+    assert!(
+        copied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "sidecar did not exit");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let cli_output = [refused, copied]
+        .iter()
+        .map(|o| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+        .collect::<String>();
+    assert!(
+        text.contains("TRACE") || text.contains("DEBUG"),
+        "not a trace log:\n{text}"
+    );
+    assert!(text.contains("window done"), "the copy ran:\n{text}");
+    for (what, secret) in [
+        ("password", PASSWORD),
+        ("token", TOKEN),
+        ("parameter", PARAMETER),
+    ] {
+        assert!(!text.contains(secret), "the {what} is in the sidecar's log");
+        assert!(
+            !cli_output.contains(secret),
+            "the {what} is in the CLI's output"
+        );
+    }
+    for scram in ["n,,n=", "c=biws", ",p="] {
+        assert!(
+            !text.contains(scram),
+            "a SCRAM message ({scram}) is in the log"
+        );
+    }
+}
