@@ -8,7 +8,7 @@ fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
 }
 
-fn run_script(name: &str) -> PathBuf {
+pub(crate) fn run_script(name: &str) -> PathBuf {
     let script = repo_root().join("scripts").join(name);
     let out = Command::new("bash")
         .arg(&script)

@@ -19,6 +19,7 @@ mod proxy;
 pub mod raw;
 mod server;
 pub mod startup_probe;
+pub mod toxiproxy;
 
 pub use ports::free_port;
 pub use proxy::TestProxy;
