@@ -12,6 +12,7 @@
 pub mod certs;
 pub mod facts;
 pub mod install;
+pub mod ledger;
 pub mod managed;
 pub mod pgbench;
 mod ports;

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use doltgres_sidecar::verify;
+use proxy_tests::ledger::{self, Append};
 use proxy_tests::managed::{ManagedProxy, PASSWORD, USER};
 
 const WRITERS: u64 = 3;
@@ -89,36 +90,20 @@ async fn writer(
     conflicts: Arc<AtomicU64>,
     ended: Arc<AtomicU64>,
 ) {
-    let sql = format!(
-        "BEGIN; INSERT INTO ledger SELECT coalesce(max(seq), 0) + 1, {id} FROM ledger; COMMIT"
-    );
     let mut done = 0;
     while done < PER_WRITER {
-        let client = match proxy_tests::server_connect(&config).await {
-            Ok(client) => client,
-            // Logging in when a window began: ended before anything ran.
-            Err(e) if e.code().is_some_and(|c| c.code() == "57P01") => {
-                ended.fetch_add(1, Ordering::SeqCst);
-                continue;
-            }
-            Err(e) => panic!("writer {id} could not connect: {e:?}"),
-        };
-        match client.batch_execute(&sql).await {
-            Ok(()) => done += 1,
-            Err(e) => {
-                let code = e.code().map(|c| c.code().to_string()).unwrap_or_default();
-                if code == "57P01" {
-                    ended.fetch_add(1, Ordering::SeqCst);
-                    continue;
-                }
-                let conflict =
-                    code == "23505" || code == "40001" || e.to_string().contains("conflict");
-                assert!(
-                    conflict,
-                    "writer {id}: an error that is not a write conflict: {e:?}"
-                );
+        match ledger::append_once(&config, id).await {
+            Append::Committed => done += 1,
+            Append::Conflict => {
                 conflicts.fetch_add(1, Ordering::SeqCst);
             }
+            // Ended by a window before anything of it ran: reconnect and retry.
+            Append::Failed(e) | Append::NotConnected(e)
+                if e.code().is_some_and(|c| c.code() == "57P01") =>
+            {
+                ended.fetch_add(1, Ordering::SeqCst);
+            }
+            Append::Failed(e) | Append::NotConnected(e) => panic!("writer {id}: {e:?}"),
         }
     }
 }
@@ -131,16 +116,7 @@ async fn copy_windows_under_load_cut_restorable_prefixes() {
         c.backup.copy.as_mut().unwrap().keep_last = 0;
     })
     .await;
-    let setup = m.connect().await;
-    setup
-        .batch_execute("CREATE TABLE ledger (seq INT PRIMARY KEY, client INT NOT NULL)")
-        .await
-        .unwrap();
-    setup
-        .batch_execute("INSERT INTO ledger VALUES (0, -1)")
-        .await
-        .unwrap();
-    drop(setup);
+    ledger::create(&m.connect().await).await;
 
     let conflicts = Arc::new(AtomicU64::new(0));
     let ended = Arc::new(AtomicU64::new(0));

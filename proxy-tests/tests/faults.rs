@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use doltgres_sidecar::window::config::SnapshotConfig;
+use proxy_tests::ledger::{self, Append};
 use proxy_tests::managed::ManagedProxy;
 use proxy_tests::{TestProxy, TestServer};
 use tokio_postgres::SimpleQueryMessage;
@@ -38,7 +39,7 @@ async fn a_hanging_snapshot_command_fails_at_its_timeout_and_traffic_flows() {
 }
 
 /// Appends rows, one transaction per connection, until `stop`; counts acknowledged commits and
-/// the `08006` errors of transactions the crash cut off.
+/// the transactions the crash cut off (`08006`, or the connection closed under them).
 async fn appender(
     config: tokio_postgres::Config,
     id: u64,
@@ -46,28 +47,23 @@ async fn appender(
     acked: Arc<AtomicU64>,
     lost_in_flight: Arc<AtomicU64>,
 ) {
-    let sql = format!(
-        "BEGIN; INSERT INTO ledger SELECT coalesce(max(seq), 0) + 1, {id} FROM ledger; COMMIT"
-    );
     while stop.load(Ordering::SeqCst) == 0 {
-        let Ok(client) = proxy_tests::server_connect(&config).await else {
-            // Refused while the server was down (08006 at connect): try again.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        match client.batch_execute(&sql).await {
-            Ok(()) => {
+        match ledger::append_once(&config, id).await {
+            Append::Committed => {
                 acked.fetch_add(1, Ordering::SeqCst);
             }
-            Err(e) => {
-                let code = e.code().map(|c| c.code().to_string()).unwrap_or_default();
-                if code == "08006" || e.is_closed() {
-                    lost_in_flight.fetch_add(1, Ordering::SeqCst);
-                } else {
-                    let conflict =
-                        code == "23505" || code == "40001" || e.to_string().contains("conflict");
-                    assert!(conflict, "appender {id}: {e:?}");
-                }
+            Append::Conflict => {}
+            Append::NotConnected(_) => {
+                // Refused while the server was down: try again.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Append::Failed(e) => {
+                let code = e.code().map(|c| c.code().to_string());
+                assert!(
+                    code.as_deref() == Some("08006") || e.is_closed(),
+                    "appender {id}: {e:?}"
+                );
+                lost_in_flight.fetch_add(1, Ordering::SeqCst);
             }
         }
     }
@@ -76,16 +72,7 @@ async fn appender(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_server_under_load_loses_no_acknowledged_commit() {
     let m = ManagedProxy::start(|_, _| {}).await;
-    let setup = m.connect().await;
-    setup
-        .batch_execute("CREATE TABLE ledger (seq INT PRIMARY KEY, client INT NOT NULL)")
-        .await
-        .unwrap();
-    setup
-        .batch_execute("INSERT INTO ledger VALUES (0, -1)")
-        .await
-        .unwrap();
-    drop(setup);
+    ledger::create(&m.connect().await).await;
     let stop = Arc::new(AtomicU64::new(0));
     let acked = Arc::new(AtomicU64::new(0));
     let lost = Arc::new(AtomicU64::new(0));
