@@ -45,6 +45,10 @@ async fn holds_are_bounded_and_oversized_requests_refused() {
     let server = TestServer::postgres().await;
     let proxy = TestProxy::start_with(&server.addr(), |c| {
         c.admin_token = Some("s3cret".into());
+        c.backup.snapshot = Some(doltgres_sidecar::window::config::SnapshotConfig {
+            command: vec!["true".into()],
+            timeout: std::time::Duration::from_secs(10),
+        });
     })
     .await;
     let base = proxy.admin_url.clone();
@@ -67,12 +71,35 @@ async fn holds_are_bounded_and_oversized_requests_refused() {
             Some(vec![b'x'; 4096]),
         );
         let ok = quiesce("ttl=2m");
+        // A backup asked for during the hold does not wait minutes behind it.
+        let busy = call(
+            "POST",
+            &format!("{base}/backups?action=snapshot"),
+            token,
+            None,
+        );
         let resumed = call("POST", &format!("{base}/resume"), token, None);
-        (day, zero, long_timeout, long_target, big_body, ok, resumed)
+        let after = call(
+            "POST",
+            &format!("{base}/backups?action=snapshot"),
+            token,
+            None,
+        );
+        (
+            day,
+            zero,
+            long_timeout,
+            long_target,
+            big_body,
+            ok,
+            (busy, resumed, after),
+        )
     })
     .await
     .unwrap();
-    let (day, zero, long_timeout, long_target, big_body, ok, resumed) = &results;
+    let (day, zero, long_timeout, long_target, big_body, ok, (busy, resumed, after)) = &results;
+    assert_eq!(busy.0, 409, "{busy:?}");
+    assert_eq!(after.0, 200, "{after:?}");
     assert_eq!(day.0, 400, "{day:?}");
     assert!(day.1.contains("max_hold_ttl"), "{day:?}");
     assert_eq!(zero.0, 400, "{zero:?}");
@@ -92,4 +119,47 @@ async fn holds_are_bounded_and_oversized_requests_refused() {
     .await
     .unwrap();
     assert_eq!(no_token.0, 401, "{no_token:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_the_served_api() {
+    let server = TestServer::postgres().await;
+    let proxy = TestProxy::start(&server.addr()).await;
+    let (code, body) = proxy.admin_get("/openapi.json").await;
+    assert_eq!(code, 200);
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let paths = doc["paths"].as_object().unwrap().clone();
+    assert!(paths.len() >= 8, "{paths:?}");
+    let base = proxy.admin_url.clone();
+    let served: Vec<(String, String, u16)> = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        for (path, methods) in &paths {
+            for method in methods.as_object().unwrap().keys() {
+                let url = match path.as_str() {
+                    // Harmless forms of the control calls.
+                    "/backups" if method == "post" => format!("{base}/backups?action=nothing"),
+                    "/quiesce" => format!("{base}/quiesce?ttl=0s"),
+                    _ => format!("{base}{path}"),
+                };
+                let (status, _) = call(&method.to_uppercase(), &url, None, None);
+                out.push((method.clone(), path.clone(), status));
+            }
+        }
+        out
+    })
+    .await
+    .unwrap();
+    for (method, path, status) in &served {
+        assert!(
+            *status != 404 && *status != 405,
+            "{method} {path}: {status}"
+        );
+    }
+    // The answers follow the documented shapes where it matters to clients.
+    let (_, status) = proxy.admin_get("/status").await;
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    for key in ["version", "upstream", "sessions", "counters"] {
+        assert!(status.get(key).is_some(), "{key} missing in {status}");
+    }
 }

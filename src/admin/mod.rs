@@ -1,6 +1,7 @@
 //! The admin HTTP API (JSON): health, readiness, status and Prometheus metrics. It listens on
 //! loopback by default; see `Config::admin_listen`.
 
+mod openapi;
 mod status;
 mod windows;
 
@@ -31,8 +32,8 @@ pub async fn serve(
         .await
 }
 
-/// `/healthz`, `/readyz` and `/metrics` are open; the rest need the bearer token when
-/// `admin_token` is set.
+/// `/healthz`, `/readyz`, `/metrics` and `/openapi.json` are open; the rest need the bearer token
+/// when `admin_token` is set.
 pub fn router(shared: Arc<Shared>) -> Router {
     let guarded = Router::new()
         .route("/status", get(status::status))
@@ -47,9 +48,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
             require_token,
         ));
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi_json))
         .merge(guarded)
         .layer(middleware::from_fn(limit_request))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -115,7 +117,30 @@ fn admin_token(shared: &Shared) -> Option<String> {
     shared.config.admin_token.clone()
 }
 
+/// The process is up.
+#[utoipa::path(get, path = "/healthz",
+    responses((status = 200, description = "up", body = String, content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// The admin API's OpenAPI document.
+#[utoipa::path(get, path = "/openapi.json",
+    responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json")))]
+async fn openapi_json() -> impl IntoResponse {
+    use utoipa::OpenApi;
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        openapi::ApiDoc::openapi().to_json().unwrap_or_default(),
+    )
+}
+
 /// Ready when the upstream accepts TCP connections.
+#[utoipa::path(get, path = "/readyz",
+    responses(
+        (status = 200, description = "the upstream accepts connections", body = String, content_type = "text/plain"),
+        (status = 503, description = "the upstream is unreachable", body = String, content_type = "text/plain"),
+    ))]
 async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     match shared.upstream.reachable().await {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),
@@ -123,6 +148,10 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     }
 }
 
+/// Prometheus metrics (OpenMetrics text).
+#[utoipa::path(get, path = "/metrics",
+    responses((status = 200, description = "every metric", body = String,
+               content_type = "application/openmetrics-text")))]
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     (
         [(

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::shared::Shared;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Status {
     pub version: &'static str,
     pub upstream: String,
@@ -17,7 +17,7 @@ pub struct Status {
     pub counters: Counters,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionStatus {
     pub id: u64,
     pub peer: String,
@@ -33,7 +33,7 @@ pub struct SessionStatus {
     pub age_seconds: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Counters {
     pub commits: u64,
     pub rollbacks: u64,
@@ -41,6 +41,9 @@ pub struct Counters {
     pub write_commits_since_backup: i64,
 }
 
+/// Open sessions (with their server pid and state) and the transaction counters.
+#[utoipa::path(get, path = "/status", security(("bearer" = [])),
+    responses((status = 200, description = "sessions and counters", body = Status)))]
 pub async fn status(State(shared): State<Arc<Shared>>) -> Json<Status> {
     let sessions = shared
         .registry

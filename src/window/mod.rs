@@ -67,10 +67,30 @@ pub enum HoldError {
     NotHeld,
 }
 
-/// Runs one window for `action`: quiesce, act, resume. Never leaves traffic held.
+/// Runs one window for `action`: quiesce, act, resume. Never leaves traffic held. Waits for a
+/// window already open to end.
 pub async fn run(shared: &Arc<Shared>, action: Action, trigger: Trigger) -> WindowRecord {
+    let slot = shared.windows.slot.clone().lock_owned().await;
+    run_in_slot(shared, action, trigger, slot).await
+}
+
+/// [`run`], or `None` at once if another window is open.
+pub async fn try_run(
+    shared: &Arc<Shared>,
+    action: Action,
+    trigger: Trigger,
+) -> Option<WindowRecord> {
+    let slot = shared.windows.slot.clone().try_lock_owned().ok()?;
+    Some(run_in_slot(shared, action, trigger, slot).await)
+}
+
+async fn run_in_slot(
+    shared: &Arc<Shared>,
+    action: Action,
+    trigger: Trigger,
+    _slot: OwnedMutexGuard<()>,
+) -> WindowRecord {
     let windows = &shared.windows;
-    let _slot = windows.slot.lock().await;
     let started = Instant::now();
     let mut record = WindowRecord::new(action.as_str(), trigger);
     let config = &shared.config;

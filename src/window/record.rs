@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// What opened a window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
     /// `every_write_commits` reached.
@@ -19,7 +19,7 @@ pub enum Trigger {
     Shutdown,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Ok,
@@ -40,7 +40,7 @@ impl Outcome {
 }
 
 /// One finished window.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WindowRecord {
     pub id: u64,
     pub action: String,
@@ -53,7 +53,8 @@ pub struct WindowRecord {
     pub duration_ms: u64,
     pub result: Outcome,
     pub error: Option<String>,
-    /// What was captured: head hashes per database and branch, backup names.
+    /// What was captured: head hashes per database and branch, backup names, copy entries.
+    #[schema(value_type = Object)]
     pub cut: Value,
 }
 
