@@ -117,3 +117,9 @@ pub fn driver_program(name: &str) -> &'static DriverProgram {
         .find(|p| p.name == name)
         .unwrap_or_else(|| panic!("ensure-drivers.sh did not install a {name:?} driver"))
 }
+
+/// schemathesis's `st` command at the pinned version, installed from PyPI on first use.
+pub fn schemathesis() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| run_script("ensure-schemathesis.sh"))
+}

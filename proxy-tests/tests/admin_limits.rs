@@ -1,5 +1,6 @@
-//! The admin API refuses what it should not act on: holds longer than `max_hold_ttl`, request
-//! targets and bodies too large for any endpoint, and control calls without the token.
+//! The admin API refuses what it should not act on: malformed hold durations (longer ones are
+//! capped at `max_hold_ttl`), request targets and bodies too large for any endpoint, and control
+//! calls without the token. Its OpenAPI document describes what it serves.
 
 use proxy_tests::{TestProxy, TestServer};
 
@@ -57,7 +58,7 @@ async fn holds_are_bounded_and_oversized_requests_refused() {
         let quiesce = |q: &str| call("POST", &format!("{base}/quiesce?{q}"), token, None);
         let day = quiesce("ttl=1day");
         let zero = quiesce("ttl=0s");
-        let long_timeout = quiesce("ttl=1m&timeout=2h");
+        let composite = quiesce("ttl=1m30s");
         let long_target = call(
             "GET",
             &format!("{base}/status?pad={}", "x".repeat(2000)),
@@ -70,7 +71,8 @@ async fn holds_are_bounded_and_oversized_requests_refused() {
             token,
             Some(vec![b'x'; 4096]),
         );
-        let ok = quiesce("ttl=2m");
+        // Longer than max_hold_ttl: held, for max_hold_ttl.
+        let ok = quiesce("ttl=5h&timeout=2h");
         // A backup asked for during the hold does not wait minutes behind it.
         let busy = call(
             "POST",
@@ -88,7 +90,7 @@ async fn holds_are_bounded_and_oversized_requests_refused() {
         (
             day,
             zero,
-            long_timeout,
+            composite,
             long_target,
             big_body,
             ok,
@@ -97,16 +99,18 @@ async fn holds_are_bounded_and_oversized_requests_refused() {
     })
     .await
     .unwrap();
-    let (day, zero, long_timeout, long_target, big_body, ok, (busy, resumed, after)) = &results;
+    let (day, zero, composite, long_target, big_body, ok, (busy, resumed, after)) = &results;
     assert_eq!(busy.0, 409, "{busy:?}");
     assert_eq!(after.0, 200, "{after:?}");
     assert_eq!(day.0, 400, "{day:?}");
-    assert!(day.1.contains("max_hold_ttl"), "{day:?}");
+    assert!(day.1.contains("a whole number and a unit"), "{day:?}");
     assert_eq!(zero.0, 400, "{zero:?}");
-    assert_eq!(long_timeout.0, 400, "{long_timeout:?}");
+    assert_eq!(composite.0, 400, "{composite:?}");
     assert_eq!(long_target.0, 414, "{long_target:?}");
     assert_eq!(big_body.0, 413, "{big_body:?}");
     assert_eq!(ok.0, 200, "{ok:?}");
+    let held: serde_json::Value = serde_json::from_str(&ok.1).unwrap();
+    assert_eq!(held["ttl_seconds"], 600.0, "capped at max_hold_ttl: {held}");
     assert_eq!(resumed.0, 200, "{resumed:?}");
     assert!(
         !proxy.shared.gate.is_closed(),
@@ -162,4 +166,53 @@ async fn the_openapi_document_describes_the_served_api() {
     for key in ["version", "upstream", "sessions", "counters"] {
         assert!(status.get(key).is_some(), "{key} missing in {status}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_server_error_or_schema_violation() {
+    let server = TestServer::postgres().await;
+    let proxy = TestProxy::start_with(&server.addr(), |c| {
+        c.admin_token = Some("s3cret".into());
+        c.max_hold_ttl = std::time::Duration::from_secs(2);
+        c.backup.snapshot = Some(doltgres_sidecar::window::config::SnapshotConfig {
+            command: vec!["true".into()],
+            timeout: std::time::Duration::from_secs(10),
+        });
+    })
+    .await;
+    let schema = format!("{}/openapi.json", proxy.admin_url);
+    // Every check, except rejecting "invalid" input that is an omitted optional parameter.
+    let run = tokio::process::Command::new(proxy_tests::install::schemathesis())
+        .args(["run", &schema, "-H", "Authorization: Bearer s3cret"])
+        .args([
+            "--max-examples",
+            "30",
+            "--request-timeout",
+            "20",
+            "--seed",
+            "42",
+        ])
+        .args(["--exclude-checks", "negative_data_rejection"])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(300), run)
+        .await
+        .expect("schemathesis hung")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("Tested: 8"), "{text}");
+    // Traffic flows afterwards: no hold outlived the run.
+    let client = server.connect_at(&proxy.addr).await;
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        client.simple_query("SELECT 1"),
+    )
+    .await
+    .expect("traffic still held")
+    .unwrap();
 }

@@ -43,7 +43,8 @@ pub struct Counters {
 
 /// Open sessions (with their server pid and state) and the transaction counters.
 #[utoipa::path(get, path = "/status", security(("bearer" = [])),
-    responses((status = 200, description = "sessions and counters", body = Status)))]
+    responses(
+        (status = 401, description = "missing or wrong bearer token", body = String, content_type = "text/plain"),(status = 200, description = "sessions and counters", body = Status)))]
 pub async fn status(State(shared): State<Arc<Shared>>) -> Json<Status> {
     let sessions = shared
         .registry

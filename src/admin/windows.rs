@@ -19,10 +19,13 @@ use crate::window::{self, HoldError, Outcome, Trigger};
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct QuiesceParams {
-    /// Resume by itself after this long (e.g. `30s`; at most `max_hold_ttl`).
+    /// Resume by itself after this long (a whole number and a unit: `500ms`, `30s`, `5m`, `1h`;
+    /// capped at `max_hold_ttl`).
+    #[param(pattern = r"^[1-9][0-9]{0,5}(ms|s|m|h)$")]
     ttl: Option<String>,
     /// Give up if sessions are still inside transactions after this long [default:
-    /// `drain_timeout`; at most `max_hold_ttl`].
+    /// `drain_timeout`; same form, capped at `max_hold_ttl`].
+    #[param(pattern = r"^[1-9][0-9]{0,5}(ms|s|m|h)$")]
     timeout: Option<String>,
 }
 
@@ -69,20 +72,24 @@ pub struct CopySummary {
     pub verify_detail: Option<String>,
 }
 
-/// A duration parameter, at most `max` and more than zero, or the text of a 400 answer.
+/// A duration parameter (a whole number of 1 to 6 digits and a unit), capped at `max`; or the
+/// text of a 400 answer.
 fn bounded(text: Option<&str>, default: Duration, max: Duration) -> Result<Duration, String> {
-    let value = match text {
-        None => return Ok(default.min(max)),
-        Some(t) => humantime::parse_duration(t).map_err(|e| format!("{t:?}: {e}"))?,
+    let Some(text) = text else {
+        return Ok(default.min(max));
     };
-    if value.is_zero() || value > max {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let unit = &text[digits..];
+    let well_formed = (1..=6).contains(&digits)
+        && !text.starts_with('0')
+        && matches!(unit, "ms" | "s" | "m" | "h");
+    if !well_formed {
         return Err(format!(
-            "{} is out of range: more than zero and at most max_hold_ttl ({})",
-            humantime::format_duration(value),
-            humantime::format_duration(max)
+            "{text:?}: use a whole number and a unit, e.g. 500ms, 30s, 5m or 1h"
         ));
     }
-    Ok(value)
+    let value = humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e}"))?;
+    Ok(value.min(max))
 }
 
 #[cfg(test)]
@@ -90,7 +97,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hold_durations_are_bounded() {
+    fn hold_durations_are_well_formed_and_capped() {
         let max = Duration::from_secs(600);
         let default = Duration::from_secs(30);
         assert_eq!(bounded(None, default, max), Ok(default));
@@ -98,14 +105,18 @@ mod tests {
             bounded(Some("2m"), default, max),
             Ok(Duration::from_secs(120))
         );
-        assert!(
-            bounded(Some("1day"), default, max)
-                .unwrap_err()
-                .contains("max_hold_ttl")
+        assert_eq!(
+            bounded(Some("500ms"), default, max),
+            Ok(Duration::from_millis(500))
         );
-        assert!(bounded(Some("0s"), default, max).is_err());
-        assert!(bounded(Some("soon"), default, max).is_err());
+        assert_eq!(bounded(Some("999999h"), default, max), Ok(max), "capped");
         assert_eq!(bounded(None, Duration::from_secs(900), max), Ok(max));
+        for bad in ["1day", "0s", "05s", "soon", "", "1m30s", "1234567s", "-1s"] {
+            assert!(
+                bounded(Some(bad), default, max).is_err(),
+                "{bad:?} accepted"
+            );
+        }
     }
 }
 
@@ -119,8 +130,9 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 /// Hold every session at its next transaction boundary (for an external backup tool).
 #[utoipa::path(post, path = "/quiesce", params(QuiesceParams), security(("bearer" = [])),
     responses(
+        (status = 401, description = "missing or wrong bearer token", body = String, content_type = "text/plain"),
         (status = 200, description = "every session is held", body = Held),
-        (status = 400, description = "ttl or timeout invalid or out of range", body = ApiError),
+        (status = 400, description = "ttl or timeout not a whole number and a unit", body = ApiError),
         (status = 409, description = "another window is open", body = ApiError),
         (status = 503, description = "sessions did not drain in time", body = ApiError),
     ))]
@@ -151,6 +163,7 @@ pub async fn quiesce(
 /// End the operator hold (or its drain).
 #[utoipa::path(post, path = "/resume", security(("bearer" = [])),
     responses(
+        (status = 401, description = "missing or wrong bearer token", body = String, content_type = "text/plain"),
         (status = 200, description = "traffic flows", body = Resumed),
         (status = 409, description = "no window is held", body = ApiError),
     ))]
@@ -164,15 +177,17 @@ pub async fn resume(State(shared): State<Arc<Shared>>) -> Response {
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct BackupParams {
     /// `push`, `sync`, `snapshot` or `copy` [default: `sync`].
+    #[param(pattern = "^(push|sync|snapshot|copy)$")]
     action: Option<String>,
 }
 
 /// Run a backup window now and return its record.
 #[utoipa::path(post, path = "/backups", params(BackupParams), security(("bearer" = [])),
     responses(
+        (status = 401, description = "missing or wrong bearer token", body = String, content_type = "text/plain"),
         (status = 200, description = "the window succeeded", body = crate::window::WindowRecord),
-        (status = 400, description = "unknown or unconfigured action", body = ApiError),
-        (status = 409, description = "another window is open", body = ApiError),
+        (status = 400, description = "unknown action", body = ApiError),
+        (status = 409, description = "the action is not configured, or another window is open", body = ApiError),
         (status = 502, description = "the action failed", body = crate::window::WindowRecord),
         (status = 503, description = "sessions did not drain in time", body = crate::window::WindowRecord),
     ))]
@@ -189,7 +204,7 @@ pub async fn run_backup(
     };
     if !shared.config.backup.has(action) {
         return error(
-            StatusCode::BAD_REQUEST,
+            StatusCode::CONFLICT,
             format!("[backup.{name}] is not configured"),
         );
     }
@@ -208,7 +223,8 @@ pub async fn run_backup(
 
 /// Recent windows, and the copy entries with their verification.
 #[utoipa::path(get, path = "/backups", security(("bearer" = [])),
-    responses((status = 200, description = "newest first", body = Backups)))]
+    responses(
+        (status = 401, description = "missing or wrong bearer token", body = String, content_type = "text/plain"),(status = 200, description = "newest first", body = Backups)))]
 pub async fn list_backups(State(shared): State<Arc<Shared>>) -> Json<Backups> {
     let copies = match &shared.config.backup.copy {
         Some(copy) => {

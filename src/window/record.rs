@@ -54,7 +54,7 @@ pub struct WindowRecord {
     pub result: Outcome,
     pub error: Option<String>,
     /// What was captured: head hashes per database and branch, backup names, copy entries.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub cut: Value,
 }
 
