@@ -1,5 +1,7 @@
-//! The admin HTTP API (JSON): health, readiness, status and Prometheus metrics. It listens on
-//! loopback by default; see `Config::admin_listen`.
+//! The admin HTTP API (JSON): health, readiness, status, Prometheus metrics, backup windows and
+//! operator holds, and its own OpenAPI document. It listens on loopback by default (see
+//! `Config::admin_listen`), guards the control endpoints with the bearer token when one is set,
+//! and refuses request targets and bodies larger than any endpoint needs.
 
 mod openapi;
 mod status;
