@@ -64,21 +64,69 @@ fn peek(tag: u8, body: &[u8]) {
     let _ = tag;
 }
 
+/// The startup phase (`fuzz_targets/startup.rs`): the input's first byte says whether TLS is
+/// offered and which length limit applies; the rest is a stream of startup packets, each taken
+/// through the negotiation as a session would. Nothing may panic; a complete packet is never
+/// shorter than 8 bytes nor longer than what was read; the same encryption request is never
+/// answered twice in a row.
+pub fn exercise_startup(data: &[u8]) {
+    use crate::protocol::startup::{Negotiation, POSTGRES_MAX_LEN, Step};
+    let Some((&flags, mut rest)) = data.split_first() else {
+        return;
+    };
+    let offer_tls = flags & 1 == 1;
+    let max_len = if flags & 2 == 0 { POSTGRES_MAX_LEN } else { 64 };
+    let mut negotiation = Negotiation::default();
+    let mut last_answered = None;
+    loop {
+        let Ok(Some(len)) = startup::check(rest, max_len) else {
+            return;
+        };
+        assert!((8..=rest.len()).contains(&len), "bad packet length {len}");
+        let packet = startup::parse(&rest[..len]);
+        let _ = startup::params(&rest[8..len]).count();
+        let answered = match negotiation.step(packet, offer_tls) {
+            Step::Ssl { accept: true } => return,
+            Step::Ssl { accept: false } => "ssl",
+            Step::RefuseGss => "gss",
+            Step::Startup | Step::Cancel { .. } | Step::Close | Step::Unsupported { .. } => return,
+        };
+        assert_ne!(
+            last_answered,
+            Some(answered),
+            "{answered} answered twice in a row"
+        );
+        last_answered = Some(answered);
+        rest = &rest[len..];
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
-    /// Replays the fuzz target's seed corpus (and any findings saved there) in normal test runs.
-    #[test]
-    fn seed_corpus_replays_cleanly() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/framing");
+    /// Replays a fuzz target's seed corpus (and any findings saved there) in normal test runs.
+    fn replay(target: &str, exercise: fn(&[u8])) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/corpus")
+            .join(target);
         let mut count = 0;
         for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
             let path = entry.unwrap().path();
-            super::exercise(&std::fs::read(&path).unwrap());
+            exercise(&std::fs::read(&path).unwrap());
             count += 1;
         }
-        assert!(count >= 5, "seed corpus has only {count} inputs");
+        assert!(count >= 5, "{target} corpus has only {count} inputs");
+    }
+
+    #[test]
+    fn seed_corpus_replays_cleanly() {
+        replay("framing", super::exercise);
+    }
+
+    #[test]
+    fn startup_corpus_replays_cleanly() {
+        replay("startup", super::exercise_startup);
     }
 
     #[test]
