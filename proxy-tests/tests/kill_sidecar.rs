@@ -1,0 +1,151 @@
+//! `kill -9` of the sidecar binary while a push or a sync window is under way, at several points:
+//! the server stays usable throughout, a restarted sidecar's push and sync windows succeed, and
+//! what the remote and the backup hold restores.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use proxy_tests::{TestServer, free_port, install};
+
+fn start(config: &std::path::Path, upstream: &str) -> (Child, String) {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(install::sidecar_binary())
+        .args(["run", "--config"])
+        .arg(config)
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--upstream", upstream, "--admin-listen", &admin])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (child, format!("http://{admin}"))
+}
+
+fn post(url: &str) -> u16 {
+    ureq::post(url)
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_empty()
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// Waits until the admin API answers.
+async fn ready(admin: &str) {
+    let url = format!("{admin}/healthz");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let u = url.clone();
+        let up = tokio::task::spawn_blocking(move || ureq::get(&u).call().is_ok())
+            .await
+            .unwrap();
+        if up {
+            return;
+        }
+        assert!(Instant::now() < deadline, "sidecar did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_push_and_sync_windows_leaves_usable_backups() {
+    let server = TestServer::doltgres().await;
+    let direct = server.connect_direct().await;
+    direct
+        .batch_execute("CREATE TABLE kept (id int primary key, v text)")
+        .await
+        .unwrap();
+    direct
+        .batch_execute("INSERT INTO kept SELECT generate_series(1, 20000), repeat('k', 50)")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sidecar.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[backup]\npassword = \"{pw}\"\non_shutdown = false\n\n\
+             [backup.push]\nremote = \"backup\"\nurl = \"file://{d}/remote/{{database}}\"\n\
+             commit_working_set = true\n\n\
+             [backup.sync]\nname = \"nightly\"\nurl = \"file://{d}/sync/{{database}}\"\n",
+            pw = server.password,
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    for (round, delay_ms) in [0u64, 40, 120].into_iter().enumerate() {
+        for action in ["push", "sync"] {
+            let (mut child, admin) = start(&config, &server.addr());
+            ready(&admin).await;
+            direct
+                .batch_execute(&format!(
+                    "INSERT INTO kept VALUES ({}, 'r')",
+                    100_000 + round
+                ))
+                .await
+                .ok();
+            let url = format!("{admin}/backups?action={action}");
+            let window = tokio::task::spawn_blocking(move || post(&url));
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+            let _ = child.wait();
+            let _ = window.await;
+            // The server never depended on the sidecar.
+            direct
+                .simple_query("SELECT count(*) FROM kept")
+                .await
+                .unwrap();
+        }
+    }
+    // A new sidecar's windows succeed on what the killed ones left.
+    let (mut child, admin) = start(&config, &server.addr());
+    ready(&admin).await;
+    for action in ["push", "sync"] {
+        let url = format!("{admin}/backups?action={action}");
+        let code = tokio::task::spawn_blocking(move || post(&url))
+            .await
+            .unwrap();
+        assert_eq!(code, 200, "{action} after the kills");
+    }
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    let _ = child.wait();
+    // Both restore, with every row the server holds at HEAD (push committed the working set).
+    let expected = direct
+        .simple_query("SELECT count(*) FROM kept")
+        .await
+        .unwrap();
+    let expected = match &expected[1] {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).unwrap().to_string(),
+        other => panic!("{other:?}"),
+    };
+    let d = dir.path().display();
+    for (sql, name) in [
+        (
+            format!("SELECT dolt_clone('file://{d}/remote/postgres', 'fromremote')"),
+            "fromremote",
+        ),
+        (
+            format!("SELECT dolt_backup('restore', 'file://{d}/sync/postgres', 'frombackup')"),
+            "frombackup",
+        ),
+    ] {
+        direct
+            .simple_query(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        let restored = proxy_tests::facts::connect_to(&server, name).await;
+        let rows = restored
+            .simple_query("SELECT count(*) FROM kept")
+            .await
+            .unwrap();
+        let count = match &rows[1] {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).unwrap().to_string(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(count, expected, "{name}");
+    }
+}
