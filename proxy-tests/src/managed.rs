@@ -18,6 +18,22 @@ use crate::raw::{Login, RawClient};
 pub const USER: &str = "postgres";
 pub const PASSWORD: &str = "password";
 
+/// A wrapper around the Doltgres binary, written into `dir`: while `<dir>/broken` exists it fails
+/// at once (exit 3); while `<dir>/slow` exists it starts a second late. Lets tests stretch a
+/// copy window or make a server that does not come back.
+pub fn doltgres_wrapper(dir: &std::path::Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("doltgres-wrapper");
+    let script = format!(
+        "#!/bin/sh\n[ -f '{d}/broken' ] && exit 3\n[ -f '{d}/slow' ] && sleep 1\nexec '{bin}' \"$@\"\n",
+        d = dir.display(),
+        bin = install::doltgres_binary().display()
+    );
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
 /// A proxy that manages its own Doltgres.
 pub struct ManagedProxy {
     pub proxy: TestProxy,

@@ -2,28 +2,11 @@
 //! restart, copies are complete, incremental and verifiable, and failures (a full disk, a server
 //! that does not come back, a crash) leave no partial entry and a serving server.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use doltgres_sidecar::verify;
-use proxy_tests::install;
-use proxy_tests::managed::ManagedProxy;
+use proxy_tests::managed::{ManagedProxy, doltgres_wrapper};
 use tokio_postgres::SimpleQueryMessage;
-
-/// A wrapper around the Doltgres binary: it sleeps a second before starting while `<dir>/slow`
-/// exists, and fails while `<dir>/broken` exists.
-fn wrapper(dir: &Path) -> PathBuf {
-    let path = dir.join("doltgres-wrapper");
-    let script = format!(
-        "#!/bin/sh\n[ -f '{d}/broken' ] && exit 3\n[ -f '{d}/slow' ] && sleep 1\nexec '{bin}' \"$@\"\n",
-        d = dir.display(),
-        bin = install::doltgres_binary().display()
-    );
-    std::fs::write(&path, script).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
 
 async fn value(client: &tokio_postgres::Client, sql: &str) -> String {
     let rows = client
@@ -48,7 +31,7 @@ fn metric(text: &str, line_start: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_window_is_invisible_to_new_connections_and_ends_held_idle_sessions() {
-    let m = ManagedProxy::start(|c, dir| c.server.binary = wrapper(dir)).await;
+    let m = ManagedProxy::start(|c, dir| c.server.binary = doltgres_wrapper(dir)).await;
     let client = m.connect().await;
     client
         .batch_execute("CREATE TABLE items (id int primary key, v text)")
@@ -237,7 +220,7 @@ async fn full_catalog_disk_fails_the_window_and_leaves_no_entry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_does_not_come_back_fails_the_window_then_is_restarted() {
-    let m = ManagedProxy::start(|c, dir| c.server.binary = wrapper(dir)).await;
+    let m = ManagedProxy::start(|c, dir| c.server.binary = doltgres_wrapper(dir)).await;
     let client = m.connect().await;
     client
         .batch_execute("CREATE TABLE kept (id int primary key)")

@@ -3,7 +3,6 @@
 //! the killed one left behind), serves the same data and copies again. SIGTERM runs a final copy
 //! and stops Doltgres.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -103,17 +102,7 @@ fn post(url: String) -> u16 {
 async fn kill_9_mid_copy_leaves_no_entry_and_a_restart_takes_over() {
     let dir = tempfile::tempdir().unwrap();
     // Starts Doltgres a second late while `slow` exists, to stretch the window.
-    let wrapper = dir.path().join("doltgres-wrapper");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\n[ -f '{}/slow' ] && sleep 1\nexec '{}' \"$@\"\n",
-            dir.path().display(),
-            install::doltgres_binary().display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let wrapper = proxy_tests::managed::doltgres_wrapper(dir.path());
     let catalog_dir = dir.path().join("backups");
     let config = dir.path().join("sidecar.toml");
     std::fs::write(

@@ -31,6 +31,11 @@ impl Action {
         }
     }
 
+    /// Whether the action stops the server (so a window for it holds new logins, too).
+    pub fn stops_server(self) -> bool {
+        matches!(self, Action::Copy)
+    }
+
     pub fn parse(text: &str) -> Option<Action> {
         Action::ALL.into_iter().find(|a| a.as_str() == text)
     }

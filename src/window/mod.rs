@@ -96,7 +96,7 @@ async fn run_in_slot(
     let config = &shared.config;
     // A copy stops the server: connections arriving from now on wait before they log in,
     // instead of logging in, being held, and losing their server.
-    let stops_server = action == Action::Copy && shared.control.copy_sources().is_some();
+    let stops_server = action.stops_server() && shared.control.copy_sources().is_some();
     if stops_server {
         shared.control.set_available(false);
     }
