@@ -8,7 +8,7 @@
 
 use crate::protocol::frame::{Scanner, Seen};
 use crate::protocol::{backend, startup};
-use crate::txn::{Tally, Tracker};
+use crate::txn::{Phase, Tally, Tracker};
 
 /// Runs every check over `data`; panics if an invariant breaks.
 pub fn exercise(data: &[u8]) {
@@ -101,6 +101,190 @@ pub fn exercise_startup(data: &[u8]) {
     }
 }
 
+/// The admin API's inputs (`fuzz_targets/admin.rs`): the input is a query string for the hold and
+/// backup endpoints (see [`crate::admin::exercise_query`]), and, cut at the point its first byte
+/// names, a presented token and a configured one, which must match exactly when they are equal.
+pub fn exercise_admin(data: &[u8]) {
+    crate::admin::exercise_query(data);
+    let Some((&cut, rest)) = data.split_first() else {
+        return;
+    };
+    let (given, token) = rest.split_at(usize::from(cut).min(rest.len()));
+    if let (Ok(given), Ok(token)) = (std::str::from_utf8(given), std::str::from_utf8(token)) {
+        assert_eq!(crate::admin::token_matches(given, token), given == token);
+    }
+}
+
+/// Config parsing (`fuzz_targets/config.rs`): the input as a config file. Parsing and validation
+/// may refuse it but not panic, and a config that validates keeps the promises the rest of the
+/// program relies on (addresses that parse, limits above their floors, non-zero timeouts).
+pub fn exercise_config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(config) = crate::config::Config::from_toml(text) else {
+        return;
+    };
+    if config.validate().is_err() {
+        return;
+    }
+    assert!(config.listen.parse::<std::net::SocketAddr>().is_ok());
+    assert!(config.admin_listen.parse::<std::net::SocketAddr>().is_ok());
+    assert!(config.max_message_len >= 1024 && config.max_startup_len >= 64);
+    assert!(config.max_client_connections >= 1 && config.read_buffer_size >= 512);
+    for timeout in [
+        config.startup_timeout,
+        config.connect_timeout,
+        config.drain_timeout,
+        config.hold_timeout,
+        config.max_hold_ttl,
+    ] {
+        assert!(!timeout.is_zero());
+    }
+    for action in &config.backup.actions {
+        assert!(config.backup.has(*action));
+    }
+}
+
+/// Statements a client sends in the tracker target; some open or end blocks, some write.
+const TRACKER_SQL: &[&[u8]] = &[
+    b"SELECT 1",
+    b"BEGIN",
+    b"COMMIT",
+    b"ROLLBACK",
+    b"INSERT INTO t VALUES (1)",
+    b"SELECT dolt_commit('-Am', 'm')",
+    b"CALL DOLT_BRANCH('b')",
+    b"",
+];
+
+/// Command tags a server answers with in the tracker target.
+const TRACKER_TAGS: &[&[u8]] = &[
+    b"SELECT 1",
+    b"INSERT 0 1",
+    b"UPDATE 2",
+    b"DELETE 0",
+    b"BEGIN",
+    b"START TRANSACTION",
+    b"COMMIT",
+    b"ROLLBACK",
+    b"COPY 3",
+    b"CREATE TABLE",
+    b"",
+];
+
+/// The transaction tracker fed by both sides (`fuzz_targets/tracker.rs`): each input byte picks
+/// the next message of a conversation (client requests, server answers, the gate's in-flight
+/// mark, or arbitrary bytes), so the fuzzer explores orders a real server and client produce and
+/// orders they do not. After every message: nothing panicked; write commits never exceed commits;
+/// counts only grow, by at most one per server message; a ReadyForQuery answers one request; and
+/// the tracker is at a boundary right after an idle ReadyForQuery that left nothing outstanding.
+pub fn exercise_tracker(data: &[u8]) {
+    use crate::protocol::tags;
+    let mut tracker = Tracker::new();
+    let mut tally = Tally::default();
+    let mut model = TrackerModel::default();
+    let mut bytes = data.iter().copied();
+    let pick =
+        |list: &[&'static [u8]], b: Option<u8>| list[usize::from(b.unwrap_or(0)) % list.len()];
+    while let Some(op) = bytes.next() {
+        let before = tally;
+        let arg = bytes.next();
+        let named = |b: Option<u8>| -> Vec<u8> {
+            let name: &[u8] = if b.unwrap_or(0) & 1 == 0 { b"" } else { b"s1" };
+            name.to_vec()
+        };
+        let (from_client, tag, body): (bool, u8, Vec<u8>) = match op % 16 {
+            0 => (true, tags::QUERY, nul(&[pick(TRACKER_SQL, arg)])),
+            1 => (
+                true,
+                tags::PARSE,
+                nul(&[&named(arg), pick(TRACKER_SQL, arg.map(|a| a >> 1))]),
+            ),
+            2 => (true, tags::BIND, nul(&[b"", &named(arg)])),
+            3 => (true, tags::EXECUTE, nul(&[b""])),
+            4 => (true, tags::SYNC, Vec::new()),
+            5 => (
+                true,
+                tags::CLOSE,
+                [&b"S"[..], &nul(&[&named(arg)])].concat(),
+            ),
+            6 => (true, tags::FUNCTION_CALL, vec![0; 4]),
+            7 => (
+                false,
+                tags::COMMAND_COMPLETE,
+                nul(&[pick(TRACKER_TAGS, arg)]),
+            ),
+            8 => (false, tags::ERROR_RESPONSE, b"SERROR\0C42P01\0\0".to_vec()),
+            9 => (false, tags::READY_FOR_QUERY, b"I".to_vec()),
+            10 => (false, tags::READY_FOR_QUERY, b"T".to_vec()),
+            11 => (false, tags::READY_FOR_QUERY, b"E".to_vec()),
+            12 => (false, tags::COPY_IN_RESPONSE, vec![0, 0, 0]),
+            13 => (false, tags::PORTAL_SUSPENDED, Vec::new()),
+            14 => {
+                model.in_flight = arg.unwrap_or(0) & 1 == 1;
+                tracker.set_in_flight(model.in_flight);
+                continue;
+            }
+            _ => {
+                let len = usize::from(arg.unwrap_or(0) % 8);
+                let body: Vec<u8> = bytes.by_ref().take(len).collect();
+                (op & 0x80 == 0, op >> 4 | 0x40, body)
+            }
+        };
+        let phase = tracker.phase();
+        if from_client {
+            tracker.client_message(tag, &body);
+            // The model: which client messages open a batch, close it, or ask for an answer.
+            match tag {
+                tags::PARSE | tags::BIND | tags::EXECUTE | tags::DESCRIBE | tags::CLOSE => {
+                    model.batch_open = true
+                }
+                tags::SYNC => model.batch_open = false,
+                _ => {}
+            }
+            if matches!(tag, tags::QUERY | tags::SYNC | tags::FUNCTION_CALL) {
+                model.pending += 1;
+            }
+        } else {
+            tracker.server_message(tag, &body, &mut tally);
+            if tag == tags::READY_FOR_QUERY && phase == Phase::Startup {
+                model.pending = 0;
+            } else if tag == tags::READY_FOR_QUERY {
+                model.pending = model.pending.saturating_sub(1);
+            }
+        }
+        assert_eq!(tracker.pending(), model.pending);
+        assert!(tally.write_commits <= tally.commits);
+        assert!(tally.commits >= before.commits && tally.rollbacks >= before.rollbacks);
+        let counted = (tally.commits - before.commits) + (tally.rollbacks - before.rollbacks);
+        let limit = if from_client { 0 } else { 2 };
+        assert!(counted <= limit, "{counted} counted for one message");
+        if !from_client && tag == tags::READY_FOR_QUERY && body.len() == 1 {
+            let idle = body == b"I";
+            let expected = idle && model.pending == 0 && !model.batch_open && !model.in_flight;
+            assert_eq!(tracker.at_boundary(), expected);
+        }
+    }
+}
+
+/// What the tracker target expects of the tracker, kept by hand beside it.
+#[derive(Default)]
+struct TrackerModel {
+    pending: usize,
+    batch_open: bool,
+    in_flight: bool,
+}
+
+fn nul(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in parts {
+        out.extend_from_slice(p);
+        out.push(0);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -127,6 +311,21 @@ mod tests {
     #[test]
     fn startup_corpus_replays_cleanly() {
         replay("startup", super::exercise_startup);
+    }
+
+    #[test]
+    fn admin_corpus_replays_cleanly() {
+        replay("admin", super::exercise_admin);
+    }
+
+    #[test]
+    fn config_corpus_replays_cleanly() {
+        replay("config", super::exercise_config);
+    }
+
+    #[test]
+    fn tracker_corpus_replays_cleanly() {
+        replay("tracker", super::exercise_tracker);
     }
 
     #[test]

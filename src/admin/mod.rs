@@ -7,6 +7,9 @@ mod openapi;
 mod status;
 mod windows;
 
+#[cfg(any(test, feature = "test-support"))]
+pub(crate) use windows::exercise_query;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -99,18 +102,22 @@ async fn require_token(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let matches = given.is_some_and(|g| {
-        g.len() == token.len()
-            && g.bytes()
-                .zip(token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
-    if matches {
+    if given.is_some_and(|g| token_matches(g, &token)) {
         next.run(request).await
     } else {
         (StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n").into_response()
     }
+}
+
+/// Compares a presented token with the configured one in time that depends only on their
+/// lengths, so the answer's timing does not say how much of a guess was right.
+pub(crate) fn token_matches(given: &str, token: &str) -> bool {
+    given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 /// The admin token (config file, `--admin-token` or `DOLTGRES_SIDECAR_ADMIN_TOKEN`, resolved

@@ -92,9 +92,72 @@ fn bounded(text: Option<&str>, default: Duration, max: Duration) -> Result<Durat
     Ok(value.min(max))
 }
 
+/// The fuzz target's body (`fuzz/fuzz_targets/admin_query.rs`): a query string extracted as axum
+/// extracts it for `POST /quiesce` and `POST /backups`. A duration is accepted exactly when it
+/// matches the pattern the OpenAPI document states, and is then more than zero and at most the
+/// cap; an action is accepted exactly when it is one of the four names. Panics otherwise.
+#[cfg(any(test, feature = "test-support"))]
+pub fn exercise_query(query: &[u8]) {
+    let Ok(text) = std::str::from_utf8(query) else {
+        return;
+    };
+    let Ok(uri) = format!("/quiesce?{text}").parse::<axum::http::Uri>() else {
+        return;
+    };
+    let max = Duration::from_secs(600);
+    if let Ok(Query(p)) = Query::<QuiesceParams>::try_from_uri(&uri) {
+        for value in [p.ttl.as_deref(), p.timeout.as_deref()] {
+            let result = bounded(value, Duration::from_secs(30), max);
+            if let Some(value) = value {
+                assert_eq!(result.is_ok(), documented_duration(value), "{value:?}");
+            }
+            if let Ok(d) = result {
+                assert!(!d.is_zero() && d <= max, "{value:?} gave {d:?}");
+            }
+        }
+    }
+    if let Ok(Query(p)) = Query::<BackupParams>::try_from_uri(&uri)
+        && let Some(name) = p.action.as_deref()
+    {
+        let documented = ["push", "sync", "snapshot", "copy"].contains(&name);
+        assert_eq!(Action::parse(name).is_some(), documented, "{name:?}");
+    }
+}
+
+/// `^[1-9][0-9]{0,5}(ms|s|m|h)$`, the pattern `/openapi.json` gives for durations, written out.
+#[cfg(any(test, feature = "test-support"))]
+fn documented_duration(text: &str) -> bool {
+    let number = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &text[number.len()..];
+    !number.is_empty()
+        && number.len() <= 6
+        && number.bytes().all(|b| b.is_ascii_digit())
+        && !number.starts_with('0')
+        && ["ms", "s", "m", "h"].contains(&unit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_query_checks_hold_on_edge_inputs() {
+        for query in [
+            "ttl=30s",
+            "ttl=0s&timeout=1h",
+            "ttl=%31%30s",
+            "ttl=999999h",
+            "ttl=1000000h",
+            "ttl=1%C3%A9s",
+            "action=copy",
+            "action=COPY",
+            "action=copy%00",
+            "ttl&timeout=",
+        ] {
+            exercise_query(query.as_bytes());
+        }
+        assert!(documented_duration("500ms") && !documented_duration("5m0s"));
+    }
 
     #[test]
     fn hold_durations_are_well_formed_and_capped() {
