@@ -102,6 +102,11 @@ impl Scanner {
         self.streaming == 0
     }
 
+    /// Body bytes of a streamed message still to come before the next message starts.
+    pub fn streaming_left(&self) -> usize {
+        self.streaming
+    }
+
     /// Scans `buf`, calling `seen` for each message or streamed-message start, and returns how many
     /// leading bytes of `buf` may be forwarded now. Bytes after that are an incomplete message that
     /// must stay buffered until more arrives. Never reports the same bytes twice if the caller drops
@@ -243,6 +248,21 @@ mod tests {
         assert_eq!(n, Ok(last.len()));
         assert_eq!(msgs, vec![(b'Z', b"I".to_vec())]);
         assert!(s.at_message_boundary());
+    }
+
+    #[test]
+    fn streaming_left_counts_the_body_still_to_come() {
+        let mut s = Scanner::new(1 << 20);
+        assert_eq!(s.streaming_left(), 0);
+        let (n, _) = collect(&mut s, b"D\0\0\0\x18\x07\x07");
+        assert_eq!(n, Ok(7));
+        assert_eq!(s.streaming_left(), 18);
+        let (n, _) = collect(&mut s, &[7u8; 10]);
+        assert_eq!(n, Ok(10));
+        assert_eq!(s.streaming_left(), 8);
+        let (n, _) = collect(&mut s, &[7u8; 8]);
+        assert_eq!(n, Ok(8));
+        assert_eq!(s.streaming_left(), 0);
     }
 
     #[test]

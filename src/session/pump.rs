@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 
 use prometheus_client::metrics::counter::Counter;
 
-use crate::protocol::frame::{FrameError, Scanner, Seen};
+use crate::protocol::frame::{FrameError, HEADER_LEN, Scanner, Seen};
 
 /// Whether a batch of read bytes may go on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,10 +119,26 @@ impl Pump {
         loop {
             if !self.buf.is_empty() {
                 let admit = observer.admit().await;
-                let ready = self.scanner.scan(&self.buf, |seen| observer.seen(seen));
+                // Where the bytes known to be whole end: the rest of a streamed message, then
+                // each whole message seen.
+                let mut whole = self.scanner.streaming_left().min(self.buf.len());
+                let ready = self.scanner.scan(&self.buf, |seen| {
+                    if let Seen::Whole(m) = seen {
+                        whole = m.offset + HEADER_LEN + m.body.len();
+                    }
+                    observer.seen(seen)
+                });
                 let ready = match ready {
                     Ok(ready) => ready,
                     Err(e) => {
+                        // What came before the message that cannot be framed goes on, as it
+                        // would have had a read ended just before it: the outcome does not
+                        // depend on how the stream was cut into reads.
+                        if whole > 0 && admit == Admit::Forward {
+                            observer.patch(&mut self.buf[..whole]);
+                            self.write(dst, whole).await?;
+                            self.bytes.inc_by(whole as u64);
+                        }
                         observer.finished();
                         return Err(e.into());
                     }
@@ -222,6 +238,52 @@ mod tests {
         dst_r.read_to_end(&mut out).await.unwrap();
         assert_eq!(out, input);
         assert_eq!(tags, vec![b'Q', b'D', 0x7f]);
+        assert!(pump.at_message_boundary());
+    }
+
+    #[tokio::test]
+    async fn messages_before_one_that_cannot_be_framed_still_go_on() {
+        // The end of a streamed DataRow, a whole ReadyForQuery, then a length word over the
+        // maximum, all in one read: the first two are forwarded before the error.
+        let mut head = b"D\0\0\x01\x04\0\x01\0\0\0\xfa".to_vec();
+        head.extend_from_slice(&[b'x'; 100]);
+        let mut tail = vec![b'x'; 150];
+        tail.extend_from_slice(b"Z\0\0\0\x05I");
+        let bad = b"C\x7f\xff\xff\xff";
+        let (mut src_w, mut src_r) = tokio::io::duplex(1 << 16);
+        let (mut dst_w, mut dst_r) = tokio::io::duplex(1 << 16);
+        let mut pump = Pump::new(512, 1 << 20, Counter::default());
+        src_w.write_all(&head).await.unwrap();
+        let mut tags = Vec::new();
+        let mut observe = |s: Seen<'_>| match s {
+            Seen::Whole(m) => tags.push(m.tag),
+            Seen::StreamStart { tag, .. } => tags.push(tag),
+        };
+        let run = pump.run(&mut src_r, &mut dst_w, &mut observe);
+        let feed = async {
+            // Once the head has been forwarded, the rest arrives in one piece.
+            let mut got = vec![0u8; head.len()];
+            dst_r.read_exact(&mut got).await.unwrap();
+            src_w
+                .write_all(&[&tail[..], &bad[..]].concat())
+                .await
+                .unwrap();
+            got
+        };
+        let (err, got) = tokio::join!(run, feed);
+        assert!(matches!(
+            err.unwrap_err(),
+            PumpError::Frame(FrameError::TooLong { tag: b'C', .. })
+        ));
+        assert_eq!(got, head);
+        drop(dst_w);
+        let mut rest = Vec::new();
+        dst_r.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(
+            rest, tail,
+            "the row's end and the ReadyForQuery, not the bad header"
+        );
+        assert_eq!(tags, vec![b'D', b'Z']);
         assert!(pump.at_message_boundary());
     }
 
