@@ -11,6 +11,7 @@
 
 pub mod certs;
 pub mod facts;
+pub mod fault_server;
 pub mod install;
 pub mod ledger;
 pub mod managed;
