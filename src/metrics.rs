@@ -66,6 +66,8 @@ pub struct ResultLabel {
 pub struct Metrics {
     registry: Registry,
     pub sessions: Gauge,
+    /// Sessions whose next request is waiting at the closed gate now.
+    pub held_sessions: Gauge,
     pub commits: Counter,
     pub rollbacks: Counter,
     pub write_commits: Counter,
@@ -106,6 +108,7 @@ impl Metrics {
         let m = Metrics {
             registry: Registry::default(),
             sessions: Gauge::default(),
+            held_sessions: Gauge::default(),
             commits: Counter::default(),
             rollbacks: Counter::default(),
             write_commits: Counter::default(),
@@ -123,6 +126,11 @@ impl Metrics {
             last_verify_success_timestamp_seconds: Gauge::default(),
         };
         registry.register("sessions", "Client sessions open now", m.sessions.clone());
+        registry.register(
+            "held_sessions",
+            "Sessions whose next request is held by a window now",
+            m.held_sessions.clone(),
+        );
         registry.register("commits", "Committed transactions", m.commits.clone());
         registry.register(
             "rollbacks",

@@ -6,8 +6,12 @@
 //!   stopped when dropped.
 //! - [`TestProxy`] runs the proxy in-process on port 0 in front of a server.
 //!
+//! - [`process::SidecarProcess`] runs the `doltgres-sidecar` binary as its own process, for tests
+//!   that signal it, kill it or measure its memory.
+//!
 //! A missing server is installed or built by the scripts in `scripts/`; if that fails the test
-//! fails loudly. Nothing here mocks a server.
+//! fails loudly. Nothing here stands in for Doltgres or PostgreSQL: [`fault_server`] only plays a
+//! server that breaks the protocol on purpose, which no real server can be made to do.
 
 pub mod certs;
 pub mod facts;
@@ -17,6 +21,7 @@ pub mod ledger;
 pub mod managed;
 pub mod pgbench;
 mod ports;
+pub mod process;
 mod proxy;
 pub mod raw;
 mod server;

@@ -38,6 +38,8 @@ pub async fn wait(
     let notice_at = started + config.hold_notice_after;
     let deadline = started + config.hold_timeout;
     let mut noticed = false;
+    shared.metrics.held_sessions.inc();
+    let _held = HeldGuard(shared);
     let outcome = loop {
         tokio::select! {
             _ = shared.gate.opened() => {
@@ -60,6 +62,16 @@ pub async fn wait(
         .observe(started.elapsed().as_secs_f64());
     tracing::debug!(held = ?started.elapsed(), ?outcome, "session was held");
     outcome
+}
+
+/// Counts the session out of `held_sessions` however its wait ends (the client may leave, which
+/// drops the wait).
+struct HeldGuard<'a>(&'a Shared);
+
+impl Drop for HeldGuard<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.held_sessions.dec();
+    }
 }
 
 /// Answers a held batch that timed out, message by message, as the server would answer a failed

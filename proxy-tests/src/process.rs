@@ -1,0 +1,191 @@
+//! The `doltgres-sidecar` binary run as its own process, for tests that kill it, signal it or
+//! measure its memory apart from the test's own.
+
+use std::ffi::OsStr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::{free_port, install};
+
+/// A running `doltgres-sidecar run` on free loopback ports. Dropping it sends SIGTERM (so a
+/// managed server is stopped too), then SIGKILL if it has not exited within 30 s.
+pub struct SidecarProcess {
+    pub child: Child,
+    /// Where clients connect.
+    pub listen: String,
+    /// The admin API's base URL (`http://host:port`).
+    pub admin: String,
+}
+
+impl SidecarProcess {
+    /// Starts `doltgres-sidecar run` with these extra arguments (a `--config`, an `--upstream`,
+    /// ...) and `RUST_LOG=info`; output goes to the test's. Does not wait for it to be ready.
+    pub fn start<S: AsRef<OsStr>>(args: &[S]) -> SidecarProcess {
+        SidecarProcess::start_with(args, |_| {})
+    }
+
+    /// Like [`SidecarProcess::start`], with the command adjusted first (environment, output).
+    pub fn start_with<S: AsRef<OsStr>>(
+        args: &[S],
+        adjust: impl FnOnce(&mut Command),
+    ) -> SidecarProcess {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let admin = format!("127.0.0.1:{}", free_port());
+        let mut command = Command::new(install::sidecar_binary());
+        command
+            .arg("run")
+            .args(args)
+            .args(["--listen", &listen, "--admin-listen", &admin])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null());
+        adjust(&mut command);
+        let child = command.spawn().expect("cannot start doltgres-sidecar");
+        SidecarProcess {
+            child,
+            listen,
+            admin: format!("http://{admin}"),
+        }
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Waits (up to 60 s) until `/healthz` answers; panics if the process exits first.
+    pub async fn ready(&mut self) {
+        let url = format!("{}/healthz", self.admin);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let u = url.clone();
+            let up = tokio::task::spawn_blocking(move || ureq::get(&u).call().is_ok())
+                .await
+                .unwrap();
+            if up {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("doltgres-sidecar exited before it was ready: {status}");
+            }
+            assert!(Instant::now() < deadline, "doltgres-sidecar did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `POST {admin}{path}`: the status code (0 if no answer) and the body.
+    pub async fn post(&self, path: &str) -> (u16, String) {
+        let url = format!("{}{path}", self.admin);
+        tokio::task::spawn_blocking(move || post(&url))
+            .await
+            .unwrap()
+    }
+
+    /// `GET {admin}{path}`: the status code (0 if no answer) and the body.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let url = format!("{}{path}", self.admin);
+        tokio::task::spawn_blocking(move || {
+            match ureq::get(&url)
+                .config()
+                .http_status_as_error(false)
+                .build()
+                .call()
+            {
+                Ok(mut r) => (
+                    r.status().as_u16(),
+                    r.body_mut().read_to_string().unwrap_or_default(),
+                ),
+                Err(_) => (0, String::new()),
+            }
+        })
+        .await
+        .unwrap()
+    }
+
+    /// A gauge or counter from `/metrics` (the sum of its series), if present.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let (_, text) = self.get("/metrics").await;
+        metric_sum(&text, name)
+    }
+
+    /// Resident memory of the process, in bytes (`VmRSS` in `/proc/PID/status`).
+    pub fn rss_bytes(&self) -> u64 {
+        proc_status_kb(self.child.id(), "VmRSS:") * 1024
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill_9(&mut self) {
+        let _ = kill(self.pid(), Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for SidecarProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = kill(self.pid(), Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `POST url` without a body: the status code (0 if no answer) and the body.
+pub fn post(url: &str) -> (u16, String) {
+    match ureq::post(url)
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_empty()
+    {
+        Ok(mut r) => (
+            r.status().as_u16(),
+            r.body_mut().read_to_string().unwrap_or_default(),
+        ),
+        Err(_) => (0, String::new()),
+    }
+}
+
+/// The sum of a metric's series in a Prometheus text exposition (`name` or `name{...}` lines).
+pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with([' ', '{']))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+/// A `kB` field of `/proc/PID/status` (0 if absent).
+pub fn proc_status_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Raises this process's soft open-file limit to its hard limit (children inherit it) and
+/// returns that limit. Raising the hard limit itself needs CAP_SYS_RESOURCE, which containers
+/// often lack, so tests size themselves to what this returns.
+pub fn raise_fd_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    }
+    hard
+}
