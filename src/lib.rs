@@ -41,6 +41,7 @@ pub mod local;
 pub mod metrics;
 pub mod protocol;
 pub mod registry;
+pub mod replay;
 #[cfg(any(test, feature = "test-support"))]
 pub mod sample;
 pub mod secrets;

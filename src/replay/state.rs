@@ -1,0 +1,306 @@
+//! The session state a client has set, tracked from the messages both sides send, so that a new
+//! upstream connection can be given the same state (see [`super::plan`]).
+//!
+//! Requests and their answers are matched in order: each simple-Query statement and each Execute
+//! expects one completion (CommandComplete, EmptyQueryResponse or PortalSuspended), each Parse a
+//! ParseComplete and each Close a CloseComplete; an ErrorResponse skips the rest of its request,
+//! and ReadyForQuery ends it. A statement's effect counts only once it completed, and a SET only
+//! once its transaction committed (a rolled-back SET is undone by the server too). Prepared
+//! statements are not transactional: they count once the server confirmed them.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use bytes::Bytes;
+
+use super::sql::{self, Effect, Unreplayable};
+use crate::protocol::backend::{self, TxnStatus};
+use crate::protocol::tags;
+
+/// ParseComplete, CloseComplete (backend tags the tracker reads besides those in `tags`).
+const PARSE_COMPLETE: u8 = b'1';
+const CLOSE_COMPLETE: u8 = b'3';
+
+/// The replayable part of a session, in the order it was set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replayable {
+    /// SQL statements to run again, in order: SETs (one per parameter, the latest), `USE`,
+    /// `dolt_checkout` calls, `PREPARE`s.
+    pub statements: Vec<(Key, String)>,
+    /// Named prepared statements made with Parse: their name and the Parse body to send again.
+    pub parsed: Vec<(Vec<u8>, Bytes)>,
+}
+
+/// What a replayed statement stands for; a later statement with the same key replaces it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Key {
+    Setting(String),
+    Database,
+    Branch,
+    Prepared(String),
+}
+
+/// A response the server owes, and what its arrival means.
+#[derive(Debug, Clone)]
+enum Expect {
+    /// A completion for a statement with this effect (and text, to replay).
+    Completion(Effect, String),
+    /// ParseComplete for a Parse of this name (empty: the unnamed statement) and body.
+    Parsed(Vec<u8>, Bytes),
+    /// CloseComplete for a Close of this statement (`None`: a portal).
+    Closed(Option<Vec<u8>>),
+}
+
+/// Tracks one session's state. Feed it every client message before it is forwarded and every
+/// server message before it is relayed.
+#[derive(Debug, Clone, Default)]
+pub struct SessionState {
+    /// The first ReadyForQuery has been seen (login is over).
+    ready: bool,
+    /// Expected answers, with the request (counted from 0) each belongs to.
+    expected: VecDeque<(u64, Expect)>,
+    /// Requests sent (Query, Sync, FunctionCall).
+    sent: u64,
+    /// Requests answered with ReadyForQuery.
+    answered: u64,
+    /// Text of named and unnamed statements parsed (name → query text).
+    statement_text: HashMap<Vec<u8>, String>,
+    /// Portal → the statement it was bound to.
+    portals: HashMap<Vec<u8>, Vec<u8>>,
+    /// Effects that wait for their transaction to commit.
+    staged: Vec<(Effect, String)>,
+    /// An error happened in the current transaction.
+    failed: bool,
+    committed: Replayable,
+    unreplayable: BTreeSet<Unreplayable>,
+}
+
+impl SessionState {
+    /// A tracker for a session that is still logging in.
+    pub fn new() -> SessionState {
+        SessionState::default()
+    }
+
+    /// A tracker for a session whose login is over.
+    pub fn ready() -> SessionState {
+        SessionState {
+            ready: true,
+            ..SessionState::default()
+        }
+    }
+
+    /// What a new connection needs to be given.
+    pub fn replayable(&self) -> &Replayable {
+        &self.committed
+    }
+
+    /// The first kind of state that cannot be replayed, if the session holds any.
+    pub fn unreplayable(&self) -> Option<Unreplayable> {
+        self.unreplayable.first().copied()
+    }
+
+    /// Handles one client message.
+    pub fn client_message(&mut self, tag: u8, body: &[u8]) {
+        if !self.ready {
+            return;
+        }
+        match tag {
+            tags::QUERY => {
+                let text = cstr(body);
+                for statement in sql::split_statements(&text) {
+                    let effect = sql::classify(statement);
+                    self.expect(Expect::Completion(effect, statement.trim().to_string()));
+                }
+                self.sent += 1;
+            }
+            tags::PARSE => {
+                let mut parts = body.splitn(3, |b| *b == 0);
+                let (Some(name), Some(query)) = (parts.next(), parts.next()) else {
+                    return;
+                };
+                let text = String::from_utf8_lossy(query).into_owned();
+                self.statement_text.insert(name.to_vec(), text);
+                self.expect(Expect::Parsed(name.to_vec(), Bytes::copy_from_slice(body)));
+            }
+            tags::BIND => {
+                let mut parts = body.splitn(3, |b| *b == 0);
+                if let (Some(portal), Some(statement)) = (parts.next(), parts.next()) {
+                    self.portals.insert(portal.to_vec(), statement.to_vec());
+                }
+            }
+            tags::EXECUTE => {
+                let portal = body.split(|b| *b == 0).next().unwrap_or_default();
+                let text = self
+                    .portals
+                    .get(portal)
+                    .and_then(|s| self.statement_text.get(s))
+                    .cloned()
+                    .unwrap_or_default();
+                let effect = sql::classify(&text);
+                self.expect(Expect::Completion(effect, text));
+            }
+            tags::CLOSE => {
+                let target = match body.split_first() {
+                    Some((b'S', name)) => Some(name.strip_suffix(&[0]).unwrap_or(name).to_vec()),
+                    _ => None,
+                };
+                self.expect(Expect::Closed(target));
+            }
+            tags::SYNC | tags::FUNCTION_CALL => self.sent += 1,
+            _ => {}
+        }
+    }
+
+    /// Handles one server message.
+    pub fn server_message(&mut self, tag: u8, body: &[u8]) {
+        if !self.ready {
+            self.ready = tag == tags::READY_FOR_QUERY;
+            return;
+        }
+        match tag {
+            tags::COMMAND_COMPLETE | tags::EMPTY_QUERY_RESPONSE | tags::PORTAL_SUSPENDED => {
+                if let Some(Expect::Completion(effect, text)) =
+                    self.take(|e| matches!(e, Expect::Completion(..)))
+                {
+                    let tag_text = if tag == tags::COMMAND_COMPLETE {
+                        backend::command_tag(body)
+                    } else {
+                        b""
+                    };
+                    self.completed(effect, text, tag_text);
+                }
+            }
+            PARSE_COMPLETE => {
+                if let Some(Expect::Parsed(name, parse)) =
+                    self.take(|e| matches!(e, Expect::Parsed(..)))
+                    && !name.is_empty()
+                {
+                    self.committed.parsed.retain(|(n, _)| *n != name);
+                    self.committed.parsed.push((name, parse));
+                }
+            }
+            CLOSE_COMPLETE => {
+                if let Some(Expect::Closed(Some(name))) =
+                    self.take(|e| matches!(e, Expect::Closed(..)))
+                {
+                    self.committed.parsed.retain(|(n, _)| *n != name);
+                }
+            }
+            tags::ERROR_RESPONSE => {
+                self.failed = true;
+                let current = self.answered;
+                self.expected.retain(|(request, _)| *request != current);
+            }
+            tags::READY_FOR_QUERY => {
+                let current = self.answered;
+                self.expected.retain(|(request, _)| *request != current);
+                self.answered += 1;
+                // Out of any transaction: what it staged is now in effect, unless it failed.
+                if backend::ready_status(body) == Some(TxnStatus::Idle) {
+                    let staged = std::mem::take(&mut self.staged);
+                    if !std::mem::take(&mut self.failed) {
+                        for (effect, text) in staged {
+                            self.apply(effect, text);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn expect(&mut self, expect: Expect) {
+        self.expected.push_back((self.sent, expect));
+    }
+
+    /// Removes and returns the first expected answer of the request being answered that `is`
+    /// accepts.
+    fn take(&mut self, is: impl Fn(&Expect) -> bool) -> Option<Expect> {
+        let current = self.answered;
+        let at = self
+            .expected
+            .iter()
+            .position(|(request, e)| *request == current && is(e))?;
+        self.expected.remove(at).map(|(_, e)| e)
+    }
+
+    /// A statement completed with this tag.
+    fn completed(&mut self, effect: Effect, text: String, tag: &[u8]) {
+        // ROLLBACK ends the block and undoes its SETs; ROLLBACK TO SAVEPOINT has the same tag but
+        // keeps the block (the SETs since the savepoint are not told apart from the rest: the
+        // staged ones all stay). A COMMIT's effects apply at the ReadyForQuery that follows.
+        if tag == b"ROLLBACK" {
+            if !sql::rolls_back_to_savepoint(&text) {
+                self.staged.clear();
+            }
+            // Either way the block is usable again: the error is undone.
+            self.failed = false;
+        }
+        match effect {
+            // Not transactional: they take effect now.
+            Effect::Prepare(_) | Effect::Deallocate(_) | Effect::DeallocateAll => {
+                self.apply(effect, text)
+            }
+            // Cannot run in a transaction block: applies now.
+            Effect::DiscardAll | Effect::DiscardTemp => self.apply(effect, text),
+            // Conservative: held from the moment the statement ran.
+            Effect::Unreplayable(kind) => {
+                self.unreplayable.insert(kind);
+            }
+            Effect::None => {}
+            _ => self.staged.push((effect, text)),
+        }
+    }
+
+    fn apply(&mut self, effect: Effect, text: String) {
+        let state = &mut self.committed;
+        match effect {
+            Effect::Set(name) => state.replace(Key::Setting(name), text),
+            Effect::Reset(name) => state.forget(|k| *k == Key::Setting(name.clone())),
+            Effect::ResetAll => state.forget(|k| matches!(k, Key::Setting(_))),
+            Effect::Use => {
+                // A new database: a branch checked out in the old one no longer applies.
+                state.forget(|k| *k == Key::Branch);
+                state.replace(Key::Database, text)
+            }
+            Effect::Checkout => state.replace(Key::Branch, text),
+            Effect::Prepare(name) => state.replace(Key::Prepared(name), text),
+            Effect::Deallocate(name) => {
+                state.forget(|k| *k == Key::Prepared(name.clone()));
+                state.parsed.retain(|(n, _)| *n != name.as_bytes());
+            }
+            Effect::DeallocateAll => {
+                state.forget(|k| matches!(k, Key::Prepared(_)));
+                state.parsed.clear();
+            }
+            Effect::DiscardAll => {
+                *state = Replayable::default();
+                self.unreplayable.clear();
+            }
+            Effect::DiscardTemp => {
+                self.unreplayable.remove(&Unreplayable::TempTable);
+            }
+            Effect::UnlistenAll => {
+                self.unreplayable.remove(&Unreplayable::Listen);
+            }
+            Effect::None | Effect::Unreplayable(_) => {}
+        }
+    }
+}
+
+impl Replayable {
+    /// Puts `text` last under `key`, dropping what the key held.
+    fn replace(&mut self, key: Key, text: String) {
+        self.statements.retain(|(k, _)| *k != key);
+        self.statements.push((key, text));
+    }
+
+    fn forget(&mut self, gone: impl Fn(&Key) -> bool) {
+        self.statements.retain(|(k, _)| !gone(k));
+    }
+}
+
+/// A NUL-terminated string field, lossily decoded.
+fn cstr(body: &[u8]) -> String {
+    let end = body.iter().position(|b| *b == 0).unwrap_or(body.len());
+    String::from_utf8_lossy(&body[..end]).into_owned()
+}
