@@ -148,6 +148,14 @@ pub fn exercise_config(data: &[u8]) {
 
 /// Statements a client sends in the tracker target; some open or end blocks, some write.
 const TRACKER_SQL: &[&[u8]] = &[
+    b"SET a.b = 1",
+    b"SET LOCAL a.b = 2; RESET ALL",
+    b"LISTEN c; UNLISTEN *",
+    b"DISCARD ALL",
+    b"PREPARE q AS SELECT 1",
+    b"DEALLOCATE q",
+    b"SELECT dolt_checkout('-b', 'x'); USE d",
+    b"ROLLBACK TO SAVEPOINT s",
     b"SELECT 1",
     b"BEGIN",
     b"COMMIT",
@@ -160,6 +168,8 @@ const TRACKER_SQL: &[&[u8]] = &[
 
 /// Command tags a server answers with in the tracker target.
 const TRACKER_TAGS: &[&[u8]] = &[
+    b"SET",
+    b"PREPARE",
     b"SELECT 1",
     b"INSERT 0 1",
     b"UPDATE 2",
@@ -185,51 +195,14 @@ pub fn exercise_tracker(data: &[u8]) {
     let mut tally = Tally::default();
     let mut model = TrackerModel::default();
     let mut bytes = data.iter().copied();
-    let pick =
-        |list: &[&'static [u8]], b: Option<u8>| list[usize::from(b.unwrap_or(0)) % list.len()];
     while let Some(op) = bytes.next() {
         let before = tally;
-        let arg = bytes.next();
-        let named = |b: Option<u8>| -> Vec<u8> {
-            let name: &[u8] = if b.unwrap_or(0) & 1 == 0 { b"" } else { b"s1" };
-            name.to_vec()
-        };
-        let (from_client, tag, body): (bool, u8, Vec<u8>) = match op % 16 {
-            0 => (true, tags::QUERY, nul(&[pick(TRACKER_SQL, arg)])),
-            1 => (
-                true,
-                tags::PARSE,
-                nul(&[&named(arg), pick(TRACKER_SQL, arg.map(|a| a >> 1))]),
-            ),
-            2 => (true, tags::BIND, nul(&[b"", &named(arg)])),
-            3 => (true, tags::EXECUTE, nul(&[b""])),
-            4 => (true, tags::SYNC, Vec::new()),
-            5 => (
-                true,
-                tags::CLOSE,
-                [&b"S"[..], &nul(&[&named(arg)])].concat(),
-            ),
-            6 => (true, tags::FUNCTION_CALL, vec![0; 4]),
-            7 => (
-                false,
-                tags::COMMAND_COMPLETE,
-                nul(&[pick(TRACKER_TAGS, arg)]),
-            ),
-            8 => (false, tags::ERROR_RESPONSE, b"SERROR\0C42P01\0\0".to_vec()),
-            9 => (false, tags::READY_FOR_QUERY, b"I".to_vec()),
-            10 => (false, tags::READY_FOR_QUERY, b"T".to_vec()),
-            11 => (false, tags::READY_FOR_QUERY, b"E".to_vec()),
-            12 => (false, tags::COPY_IN_RESPONSE, vec![0, 0, 0]),
-            13 => (false, tags::PORTAL_SUSPENDED, Vec::new()),
-            14 => {
-                model.in_flight = arg.unwrap_or(0) & 1 == 1;
-                tracker.set_in_flight(model.in_flight);
+        let (from_client, tag, body) = match next_step(op, &mut bytes) {
+            Step::Message(from_client, tag, body) => (from_client, tag, body),
+            Step::InFlight(in_flight) => {
+                model.in_flight = in_flight;
+                tracker.set_in_flight(in_flight);
                 continue;
-            }
-            _ => {
-                let len = usize::from(arg.unwrap_or(0) % 8);
-                let body: Vec<u8> = bytes.by_ref().take(len).collect();
-                (op & 0x80 == 0, op >> 4 | 0x40, body)
             }
         };
         let phase = tracker.phase();
@@ -266,6 +239,112 @@ pub fn exercise_tracker(data: &[u8]) {
             assert_eq!(tracker.at_boundary(), expected);
         }
     }
+}
+
+/// One step of a generated conversation.
+enum Step {
+    /// A message: from the client (else the server), its tag and body.
+    Message(bool, u8, Vec<u8>),
+    /// The gate marks a batch in flight (or done).
+    InFlight(bool),
+}
+
+/// The next step of a conversation, chosen by `op` and the bytes after it: requests a client
+/// sends, answers a server gives, or arbitrary bytes under an arbitrary tag.
+fn next_step(op: u8, bytes: &mut impl Iterator<Item = u8>) -> Step {
+    use crate::protocol::tags;
+    let pick =
+        |list: &[&'static [u8]], b: Option<u8>| list[usize::from(b.unwrap_or(0)) % list.len()];
+    let arg = bytes.next();
+    let named = |b: Option<u8>| -> Vec<u8> {
+        let names: [&[u8]; 3] = [b"", b"s1", b"s2"];
+        names[usize::from(b.unwrap_or(0)) % 3].to_vec()
+    };
+    let (from_client, tag, body): (bool, u8, Vec<u8>) = match op % 20 {
+        0 => (true, tags::QUERY, nul(&[pick(TRACKER_SQL, arg)])),
+        1 => (
+            true,
+            tags::PARSE,
+            nul(&[&named(arg), pick(TRACKER_SQL, arg.map(|a| a >> 2))]),
+        ),
+        2 => (true, tags::BIND, nul(&[b"", &named(arg)])),
+        3 => (true, tags::EXECUTE, nul(&[b""])),
+        4 => (true, tags::SYNC, Vec::new()),
+        5 => (
+            true,
+            tags::CLOSE,
+            [&b"S"[..], &nul(&[&named(arg)])].concat(),
+        ),
+        6 => (true, tags::FUNCTION_CALL, vec![0; 4]),
+        7 => (
+            false,
+            tags::COMMAND_COMPLETE,
+            nul(&[pick(TRACKER_TAGS, arg)]),
+        ),
+        8 => (false, tags::ERROR_RESPONSE, b"SERROR\0C42P01\0\0".to_vec()),
+        9 => (false, tags::READY_FOR_QUERY, b"I".to_vec()),
+        10 => (false, tags::READY_FOR_QUERY, b"T".to_vec()),
+        11 => (false, tags::READY_FOR_QUERY, b"E".to_vec()),
+        12 => (false, tags::COPY_IN_RESPONSE, vec![0, 0, 0]),
+        13 => (false, tags::PORTAL_SUSPENDED, Vec::new()),
+        14 => return Step::InFlight(arg.unwrap_or(0) & 1 == 1),
+        15 => (false, b'1', Vec::new()),
+        16 => (false, b'3', Vec::new()),
+        17 => (false, tags::EMPTY_QUERY_RESPONSE, Vec::new()),
+        _ => {
+            let len = usize::from(arg.unwrap_or(0) % 8);
+            let body: Vec<u8> = bytes.take(len).collect();
+            (op & 0x80 == 0, op >> 4 | 0x40, body)
+        }
+    };
+    Step::Message(from_client, tag, body)
+}
+
+/// The session-state tracker fed by both sides (`fuzz_targets/replay.rs`), with conversations
+/// made as for [`exercise_tracker`]. Nothing panics; each key and each prepared name is held
+/// once; and the replay plan is well-framed protocol whose requests (Query and Sync messages)
+/// are as many as it says.
+pub fn exercise_replay(data: &[u8]) {
+    use crate::replay::{SessionState, plan};
+    let mut state = SessionState::new();
+    let mut bytes = data.iter().copied();
+    while let Some(op) = bytes.next() {
+        if let Step::Message(from_client, tag, body) = next_step(op, &mut bytes) {
+            if from_client {
+                state.client_message(tag, &body);
+            } else {
+                state.server_message(tag, &body);
+            }
+        }
+    }
+    let replayable = state.replayable();
+    for (i, (key, _)) in replayable.statements.iter().enumerate() {
+        assert!(
+            !replayable.statements[..i].iter().any(|(k, _)| k == key),
+            "{key:?} twice"
+        );
+    }
+    for (i, (name, _)) in replayable.parsed.iter().enumerate() {
+        assert!(!name.is_empty(), "the unnamed statement kept");
+        assert!(
+            !replayable.parsed[..i].iter().any(|(n, _)| n == name),
+            "{name:?} twice"
+        );
+    }
+    let plan = plan::build(replayable);
+    let mut scanner = Scanner::new(u32::MAX);
+    let mut requests = 0;
+    let scanned = scanner.scan(&plan.messages, |seen| {
+        if let Seen::Whole(m) = seen {
+            requests += usize::from(matches!(m.tag, b'Q' | b'S'));
+        }
+    });
+    assert_eq!(
+        scanned.ok(),
+        Some(plan.messages.len()),
+        "plan not whole messages"
+    );
+    assert_eq!(requests, plan.requests);
 }
 
 /// What the tracker target expects of the tracker, kept by hand beside it.
@@ -326,6 +405,11 @@ mod tests {
     #[test]
     fn tracker_corpus_replays_cleanly() {
         replay("tracker", super::exercise_tracker);
+    }
+
+    #[test]
+    fn replay_corpus_replays_cleanly() {
+        replay("replay", super::exercise_replay);
     }
 
     #[test]
