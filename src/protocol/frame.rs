@@ -97,6 +97,11 @@ impl Scanner {
         }
     }
 
+    /// The largest message length accepted.
+    pub fn max_len(&self) -> u32 {
+        self.max_len
+    }
+
     /// True when the stream is between messages: nothing is half passed on.
     pub fn at_message_boundary(&self) -> bool {
         self.streaming == 0

@@ -7,6 +7,7 @@ pub mod cancel;
 pub mod hold;
 pub mod observe;
 pub mod pump;
+pub mod reattach;
 pub mod relay;
 pub mod startup;
 
@@ -82,18 +83,17 @@ pub async fn serve(
     let _count = scopeguard(|| {
         shared.metrics.sessions.dec();
     });
-    let Some((server, attached)) = connect_upstream(&shared, &registered.info, &mut client).await
-    else {
+    let Some(upstream) = connect_upstream(&shared, &registered.info, &mut client).await else {
         return;
     };
     relay::relay(
         client,
-        server,
+        upstream,
         startup,
         &shared,
         &registered.info,
         &stop,
-        attached,
+        None,
     )
     .await;
     drop(registered);

@@ -11,8 +11,10 @@ use crate::protocol::backend;
 use crate::protocol::frame::{HEADER_LEN, Seen};
 use crate::protocol::tags;
 use crate::registry::{BackendKey, SessionInfo};
+use crate::replay::SessionState;
 use crate::shared::Shared;
 use crate::txn::{Phase, Tally, Tracker};
+use std::sync::Mutex;
 
 use super::hold::{self, Hold, Rejecter};
 use super::pump::{Admit, Observer};
@@ -28,6 +30,8 @@ pub struct ClientSide<'a> {
     /// The current batch was admitted by the gate and is marked in flight.
     admitted: bool,
     rejecter: Rejecter,
+    /// The session state to keep for a replay, when the session can survive a server restart.
+    state: Option<&'a Mutex<SessionState>>,
 }
 
 impl<'a> ClientSide<'a> {
@@ -35,6 +39,7 @@ impl<'a> ClientSide<'a> {
         shared: &'a Shared,
         info: &'a SessionInfo,
         inject: mpsc::UnboundedSender<Bytes>,
+        state: Option<&'a Mutex<SessionState>>,
     ) -> ClientSide<'a> {
         ClientSide {
             shared,
@@ -43,6 +48,7 @@ impl<'a> ClientSide<'a> {
             terminated: false,
             admitted: false,
             rejecter: Rejecter::default(),
+            state,
         }
     }
 }
@@ -69,12 +75,17 @@ impl Observer for ClientSide<'_> {
         self.terminated |= m.tag == tags::TERMINATE;
         if self.rejecter.active {
             self.rejecter.message(m.tag, &self.inject);
-        } else if Tracker::wants_client(m.tag) {
+            return;
+        }
+        if Tracker::wants_client(m.tag) {
             self.info
                 .tracker
                 .lock()
                 .unwrap()
                 .client_message(m.tag, m.body);
+        }
+        if let Some(state) = self.state {
+            state.lock().unwrap().client_message(m.tag, m.body);
         }
     }
 
@@ -97,15 +108,22 @@ pub struct ServerSide<'a> {
     /// A BackendKeyData in the current batch whose secret is to be replaced: its offset in the
     /// batch and the secret the client gets.
     key_patch: Option<(usize, Vec<u8>)>,
+    /// The session state kept for a replay, if any (see [`ClientSide`]).
+    state: Option<&'a Mutex<SessionState>>,
 }
 
 impl<'a> ServerSide<'a> {
-    pub fn new(shared: &'a Shared, info: &'a SessionInfo) -> ServerSide<'a> {
+    pub fn new(
+        shared: &'a Shared,
+        info: &'a SessionInfo,
+        state: Option<&'a Mutex<SessionState>>,
+    ) -> ServerSide<'a> {
         ServerSide {
             shared,
             info,
             last_tag: 0,
             key_patch: None,
+            state,
         }
     }
 
@@ -137,6 +155,9 @@ impl Observer for ServerSide<'_> {
             }
         };
         self.last_tag = m.tag;
+        if let Some(state) = self.state {
+            state.lock().unwrap().server_message(m.tag, m.body);
+        }
         if m.tag == tags::BACKEND_KEY_DATA {
             self.backend_key(m.body, m.offset);
         } else if Tracker::wants_server(m.tag) {
@@ -180,7 +201,7 @@ mod tests {
         let (mut client_w, mut client_r) = tokio::io::duplex(1 << 16);
         server_w.write_all(input).await.unwrap();
         drop(server_w);
-        let mut side = ServerSide::new(shared, info);
+        let mut side = ServerSide::new(shared, info, None);
         let mut pump = Pump::new(4096, 1 << 20, Counter::default());
         pump.run(&mut server_r, &mut client_w, &mut side)
             .await

@@ -98,6 +98,27 @@ impl Pump {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Reads once from the source into the buffer, to be relayed later (while the session waits
+    /// for a new destination); the byte count, 0 at end of stream.
+    pub async fn fill<R: AsyncRead + Unpin>(&mut self, src: &mut R) -> std::io::Result<usize> {
+        if self.buf.capacity() - self.buf.len() < self.read_size / 4 {
+            self.buf.reserve(self.read_size);
+        }
+        src.read_buf(&mut self.buf).await
+    }
+
+    /// The buffer holds a read buffer's worth: [`Pump::fill`] should wait.
+    pub fn is_full(&self) -> bool {
+        self.buf.len() >= self.full_read_size
+    }
+
+    /// Drops unforwarded input: the source is replaced by a new one, and a partial message of
+    /// the old one must not be taken for the start of the new one's.
+    pub fn forget_input(&mut self) {
+        self.buf.clear();
+        self.scanner = Scanner::new(self.scanner.max_len());
+    }
+
     /// True when nothing has been half-written to the destination.
     pub fn at_message_boundary(&self) -> bool {
         !self.writing && self.scanner.at_message_boundary()

@@ -12,12 +12,15 @@ use crate::metrics::Direction;
 use crate::protocol::notice::sqlstate;
 use crate::protocol::tags;
 use crate::registry::SessionInfo;
+use crate::replay::{SessionState, plan};
 use crate::shared::Shared;
 use crate::tls::MaybeTls;
 use crate::txn::Phase;
+use std::sync::Mutex;
 
 use super::observe::{ClientSide, ServerSide};
 use super::pump::{Pump, PumpError};
+use super::reattach::{Failure, Relogin, reattach};
 use super::{FAREWELL_TIMEOUT, farewell};
 
 /// How the relay ended.
@@ -31,22 +34,30 @@ enum Ending {
     Detached,
 }
 
+/// What a session needs to survive the loss of its upstream connection: a way to log in again
+/// on its client's behalf, and the state to replay (see [`super::reattach`]).
+pub struct Survival<'a> {
+    pub relogin: &'a dyn Relogin,
+    pub state: SessionState,
+}
+
+/// Relays between `client` and the upstream connection (`server`, attached) until the session
+/// ends. `startup` is sent upstream first unless empty (the login was done already).
 pub async fn relay(
     client: MaybeTls,
-    server: MaybeTls,
+    (server, attached): (MaybeTls, Attached<'_>),
     startup: BytesMut,
     shared: &Shared,
     info: &SessionInfo,
     stop: &CancellationToken,
-    attached: Attached<'_>,
+    survival: Option<Survival<'_>>,
 ) {
     let config = &shared.config;
     let (mut client_read, mut client_write) = tokio::io::split(client);
-    let (mut server_read, mut server_write) = tokio::io::split(server);
-    if let Err(e) = server_write.write_all(&startup).await {
-        let message = format!("lost the upstream connection: {e}");
-        return farewell(&mut client_write, sqlstate::CONNECTION_FAILURE, &message).await;
-    }
+    let (relogin, state) = match survival {
+        Some(s) => (Some(s.relogin), Some(Mutex::new(s.state))),
+        None => (None, None),
+    };
     let metrics = &shared.metrics;
     let (inject, injected) = tokio::sync::mpsc::unbounded_channel();
     let mut up = Pump::new(
@@ -60,53 +71,135 @@ pub async fn relay(
         metrics.bytes_counter(Direction::Downstream),
     );
     let mut down = down.with_injection(injected);
-    let mut client_side = ClientSide::new(shared, info, inject);
-    let mut server_side = ServerSide::new(shared, info);
-    let ending = tokio::select! {
-        r = up.run(&mut client_read, &mut server_write, &mut client_side) => Ending::Client(r),
-        r = down.run(&mut server_read, &mut client_write, &mut server_side) => Ending::Server(r),
-        _ = stop.cancelled() => Ending::Stopped,
-        _ = info.terminate.cancelled() => Ending::Terminated,
-        _ = attached.detached() => Ending::Detached,
-    };
-    // The server closing is explained already when it sent an error or the client said goodbye;
-    // during login (PostgreSQL's authentication timeout, say) a direct client would see only the
-    // close, so that is all it sees here too.
-    let in_login = info.tracker.lock().unwrap().phase() == Phase::Startup;
-    let expected_close =
-        client_side.terminated || server_side.last_tag == tags::ERROR_RESPONSE || in_login;
-    // Only a session the proxy ends gets a Terminate from the proxy. A client that left without
-    // one leaves the server to see the connection close, as it would directly (PostgreSQL then
-    // logs an unexpected EOF, and says so when a transaction was open).
-    let proxy_ends = matches!(
-        ending,
-        Ending::Stopped
-            | Ending::Terminated
-            | Ending::Detached
-            | Ending::Client(Err(PumpError::Frame(_)))
-    );
-    if proxy_ends && up.at_message_boundary() {
-        let _ =
-            tokio::time::timeout(FAREWELL_TIMEOUT, server_write.write_all(b"X\0\0\0\x04")).await;
-    }
-    drop((server_read, server_write, attached));
-    let mut ending = ending;
-    if matches!(ending, Ending::Detached) {
-        // The client keeps its connection until the server is back, then learns why it ends,
-        // unless it leaves first (a client that was closing anyway is not one the window ended).
-        let limit = config.backup.action_timeout;
-        let wait = shared.control.wait_available(limit);
-        if client_leaves_while(&mut client_read, up.at_message_boundary(), wait).await {
-            ending = Ending::Client(Ok(()));
+    let mut client_side = ClientSide::new(shared, info, inject, state.as_ref());
+    let (mut server, mut attached) = (server, attached);
+    let mut send_startup = !startup.is_empty();
+    loop {
+        let (mut server_read, mut server_write) = tokio::io::split(server);
+        if std::mem::take(&mut send_startup)
+            && let Err(e) = server_write.write_all(&startup).await
+        {
+            let message = format!("lost the upstream connection: {e}");
+            return farewell(&mut client_write, sqlstate::CONNECTION_FAILURE, &message).await;
         }
+        let mut server_side = ServerSide::new(shared, info, state.as_ref());
+        let ending = tokio::select! {
+            r = up.run(&mut client_read, &mut server_write, &mut client_side) => Ending::Client(r),
+            r = down.run(&mut server_read, &mut client_write, &mut server_side) => Ending::Server(r),
+            _ = stop.cancelled() => Ending::Stopped,
+            _ = info.terminate.cancelled() => Ending::Terminated,
+            _ = attached.detached() => Ending::Detached,
+        };
+        // The server closing is explained already when it sent an error or the client said
+        // goodbye; during login (PostgreSQL's authentication timeout, say) a direct client would
+        // see only the close, so that is all it sees here too.
+        let in_login = info.tracker.lock().unwrap().phase() == Phase::Startup;
+        let expected_close =
+            client_side.terminated || server_side.last_tag == tags::ERROR_RESPONSE || in_login;
+        if let (Some(relogin), Some(state)) = (relogin, &state)
+            && upstream_lost(&ending, expected_close)
+            && info.tracker.lock().unwrap().at_boundary()
+            && up.at_message_boundary()
+            && down.at_message_boundary()
+        {
+            drop((server_read, server_write, attached));
+            let (plan, unreplayable) = {
+                let state = state.lock().unwrap();
+                (plan::build(state.replayable()), state.unreplayable())
+            };
+            let outcome = match unreplayable {
+                Some(kind) => Err(Failure::unreplayable(kind)),
+                None => {
+                    let again = reattach(shared, info, relogin, &startup, &plan);
+                    match wait_watching_client(&mut up, &mut client_read, again).await {
+                        Some(outcome) => outcome,
+                        // The client left while the session waited for the server.
+                        None => return,
+                    }
+                }
+            };
+            match outcome {
+                Ok((new_server, new_attached)) => {
+                    down.forget_input();
+                    server = new_server;
+                    attached = new_attached;
+                    continue;
+                }
+                Err(failure) => {
+                    info!(
+                        reason = failure.reason,
+                        "session ended: {}", failure.message
+                    );
+                    shared.metrics.session_ended(failure.reason);
+                    return farewell(&mut client_write, failure.code, &failure.message).await;
+                }
+            }
+        }
+        // Only a session the proxy ends gets a Terminate from the proxy. A client that left
+        // without one leaves the server to see the connection close, as it would directly
+        // (PostgreSQL then logs an unexpected EOF, and says so when a transaction was open).
+        let proxy_ends = matches!(
+            ending,
+            Ending::Stopped
+                | Ending::Terminated
+                | Ending::Detached
+                | Ending::Client(Err(PumpError::Frame(_)))
+        );
+        if proxy_ends && up.at_message_boundary() {
+            let _ = tokio::time::timeout(FAREWELL_TIMEOUT, server_write.write_all(b"X\0\0\0\x04"))
+                .await;
+        }
+        drop((server_read, server_write, attached));
+        let mut ending = ending;
+        if matches!(ending, Ending::Detached) {
+            // The client keeps its connection until the server is back, then learns why it ends,
+            // unless it leaves first (a client that was closing anyway is not one the window
+            // ended).
+            let limit = config.backup.action_timeout;
+            let wait = shared.control.wait_available(limit);
+            if client_leaves_while(&mut client_read, up.at_message_boundary(), wait).await {
+                ending = Ending::Client(Ok(()));
+            }
+        }
+        if let Some(reason) = ended_by_proxy(&ending) {
+            shared.metrics.session_ended(reason);
+        }
+        if let Some((code, message)) = explain(ending, expected_close)
+            && down.at_message_boundary()
+        {
+            farewell(&mut client_write, code, &message).await;
+        }
+        return;
     }
-    if let Some(reason) = ended_by_proxy(&ending) {
-        shared.metrics.session_ended(reason);
+}
+
+/// The session's upstream connection is gone (or must go, for a copy window) without the server
+/// having said why: a session idle now could go on on a new one.
+fn upstream_lost(ending: &Ending, expected_close: bool) -> bool {
+    match ending {
+        Ending::Detached => true,
+        Ending::Server(Ok(())) | Ending::Server(Err(PumpError::Read(_))) => !expected_close,
+        Ending::Client(Err(PumpError::Write(_))) => !expected_close,
+        _ => false,
     }
-    if let Some((code, message)) = explain(ending, expected_close)
-        && down.at_message_boundary()
-    {
-        farewell(&mut client_write, code, &message).await;
+}
+
+/// Runs `work` while reading what the client sends into its pump (kept for after, up to one
+/// read buffer); `None` if the client closed meanwhile.
+async fn wait_watching_client<T, R: AsyncRead + Unpin>(
+    up: &mut Pump,
+    client: &mut R,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            done = &mut work => return Some(done),
+            read = up.fill(client), if !up.is_full() => match read {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            },
+        }
     }
 }
 

@@ -1,0 +1,206 @@
+//! Giving a session a new upstream connection when its old one is gone (the server restarted for
+//! a copy window, crashed, or was restarted by someone else) while the session was idle: wait for
+//! the server (up to `hold_timeout`), log in again on the client's behalf, replay the session's
+//! state, and only then let the client's next request through. The client sees nothing.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+use tracing::{debug, info};
+
+use crate::control::Attached;
+use crate::protocol::backend;
+use crate::protocol::frame::{Scanner, Seen};
+use crate::protocol::notice::sqlstate;
+use crate::protocol::tags;
+use crate::registry::{BackendKey, SessionInfo};
+use crate::replay::{Plan, Unreplayable};
+use crate::shared::Shared;
+use crate::tls::MaybeTls;
+
+/// A login on a new upstream connection, done.
+pub struct LoggedIn {
+    pub server: MaybeTls,
+    /// The BackendKeyData the server sent, if any.
+    pub key: Option<BackendKey>,
+}
+
+/// A boxed future, for [`Relogin`].
+pub type LoginFuture<'a> = Pin<Box<dyn Future<Output = Result<LoggedIn, String>> + Send + 'a>>;
+
+/// Logs a fresh upstream connection in as the session's user, without the client: sends the
+/// client's StartupMessage and answers the server's authentication with what the session kept
+/// (the client's SCRAM key, or a configured password), reading up to and including the first
+/// ReadyForQuery. The error says why, for the log and the client.
+pub trait Relogin: Send + Sync {
+    fn login<'a>(&'a self, server: MaybeTls, startup: &'a [u8]) -> LoginFuture<'a>;
+}
+
+/// Why a session could not be given a new connection; what its client is told.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: &'static str,
+    pub message: String,
+    /// The `sessions_ended_total` reason.
+    pub reason: &'static str,
+}
+
+impl Failure {
+    pub fn unreplayable(kind: Unreplayable) -> Failure {
+        Failure {
+            code: sqlstate::ADMIN_SHUTDOWN,
+            message: format!(
+                "terminating connection: the server restarted and this session held {}, which \
+                 cannot be restored on a new connection; reconnect to continue",
+                kind.describe()
+            ),
+            reason: match kind {
+                Unreplayable::TempTable => "unreplayable_temp_table",
+                Unreplayable::HoldCursor => "unreplayable_hold_cursor",
+                Unreplayable::Listen => "unreplayable_listen",
+                Unreplayable::AdvisoryLock => "unreplayable_advisory_lock",
+            },
+        }
+    }
+}
+
+/// Time between attempts to reach a server that is not accepting connections yet.
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// Waits for the server, connects, logs in and replays `plan`; returns the new connection,
+/// attached. Gives up at `hold_timeout` (`57P03`), on a login the server refuses, or on a replay
+/// that fails (`57P01`).
+pub async fn reattach<'a>(
+    shared: &'a Shared,
+    info: &SessionInfo,
+    relogin: &dyn Relogin,
+    startup: &[u8],
+    plan: &Plan,
+) -> Result<(MaybeTls, Attached<'a>), Failure> {
+    let started = Instant::now();
+    let deadline = started + shared.config.hold_timeout;
+    let timeout = || Failure {
+        code: sqlstate::CANNOT_CONNECT_NOW,
+        message: "the database server did not come back in time (hold_timeout); reconnect to \
+                  continue"
+            .into(),
+        reason: "reattach_timeout",
+    };
+    let mut pause = RETRY_FIRST;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !shared.control.wait_available(left).await {
+            return Err(timeout());
+        }
+        let server = match shared.upstream.connect_relay().await {
+            Ok(server) => server,
+            Err(message) => {
+                debug!(%message, "server not reachable yet; retrying");
+                if Instant::now() + pause > deadline {
+                    return Err(timeout());
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RETRY_MAX);
+                continue;
+            }
+        };
+        let Some(attached) = shared.control.attach() else {
+            continue;
+        };
+        let login = tokio::time::timeout_at(deadline, relogin.login(server, startup));
+        let LoggedIn { mut server, key } = match login.await {
+            Err(_) => return Err(timeout()),
+            Ok(Err(message)) => {
+                return Err(Failure {
+                    code: sqlstate::ADMIN_SHUTDOWN,
+                    message: format!(
+                        "terminating connection: the server restarted and logging in again \
+                         failed: {message}"
+                    ),
+                    reason: "reattach_login_failed",
+                });
+            }
+            Ok(Ok(done)) => done,
+        };
+        let max_len = shared.config.max_message_len;
+        match tokio::time::timeout_at(deadline, replay(&mut server, plan, max_len)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => {
+                return Err(Failure {
+                    code: sqlstate::ADMIN_SHUTDOWN,
+                    message: format!(
+                        "terminating connection: the server restarted and this session's \
+                         settings could not be restored: {message}"
+                    ),
+                    reason: "replay_failed",
+                });
+            }
+            Err(_) => return Err(timeout()),
+        }
+        if let Some(key) = key {
+            *info.upstream_key.lock().unwrap() = Some(key);
+        }
+        info.mark_connected();
+        info!(
+            after_ms = started.elapsed().as_millis() as u64,
+            replayed = plan.requests,
+            "session moved to a new server connection"
+        );
+        return Ok((server, attached));
+    }
+}
+
+/// Sends the plan and reads the answers up to its last ReadyForQuery, all swallowed. Any error
+/// fails the replay, with the server's message.
+async fn replay(server: &mut MaybeTls, plan: &Plan, max_len: u32) -> Result<(), String> {
+    if plan.is_empty() {
+        return Ok(());
+    }
+    server
+        .write_all(&plan.messages)
+        .await
+        .map_err(|e| format!("lost the new connection: {e}"))?;
+    let mut scanner = Scanner::new(max_len);
+    let mut buf = BytesMut::with_capacity(1024);
+    let mut ready = 0;
+    let mut error = None;
+    while ready < plan.requests {
+        let n = server
+            .read_buf(&mut buf)
+            .await
+            .map_err(|e| format!("lost the new connection: {e}"))?;
+        if n == 0 {
+            return Err("the new connection closed".into());
+        }
+        let scanned = scanner.scan(&buf, |seen| {
+            let Seen::Whole(m) = seen else { return };
+            match m.tag {
+                tags::READY_FOR_QUERY => ready += 1,
+                tags::ERROR_RESPONSE if error.is_none() => {
+                    error = Some(error_text(m.body));
+                }
+                _ => {}
+            }
+        });
+        let done = scanned.map_err(|e| format!("invalid message from the server: {e}"))?;
+        buf.advance(done);
+    }
+    match error {
+        Some(message) => Err(message),
+        None => Ok(()),
+    }
+}
+
+/// An ErrorResponse's SQLSTATE and message, for the client's explanation.
+fn error_text(body: &[u8]) -> String {
+    let fields = backend::error_fields(body);
+    format!(
+        "{} ({})",
+        fields.message.unwrap_or("error"),
+        fields.code.unwrap_or("?")
+    )
+}
