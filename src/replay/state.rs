@@ -4,9 +4,12 @@
 //! Requests and their answers are matched in order: each simple-Query statement and each Execute
 //! expects one completion (CommandComplete, EmptyQueryResponse or PortalSuspended), each Parse a
 //! ParseComplete and each Close a CloseComplete; an ErrorResponse skips the rest of its request,
-//! and ReadyForQuery ends it. A statement's effect counts only once it completed, and a SET only
-//! once its transaction committed (a rolled-back SET is undone by the server too). Prepared
-//! statements are not transactional: they count once the server confirmed them.
+//! and ReadyForQuery ends it. A statement's effect counts only once it completed. On PostgreSQL a
+//! SET counts only once its transaction committed (a rolled-back SET is undone by the server
+//! too); Doltgres v1.2.0 keeps a SET even when its transaction rolls back, so there it counts at
+//! once. The two are told apart by the login: PostgreSQL reports `session_authorization` in a
+//! ParameterStatus, Doltgres does not (see docs/doltgres-notes.md). Prepared statements are not
+//! transactional on either: they count once the server confirmed them.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
@@ -72,6 +75,8 @@ pub struct SessionState {
     failed: bool,
     committed: Replayable,
     unreplayable: BTreeSet<Unreplayable>,
+    /// SETs follow their transaction (PostgreSQL), rather than holding at once (Doltgres).
+    transactional_sets: bool,
 }
 
 impl SessionState {
@@ -80,10 +85,12 @@ impl SessionState {
         SessionState::default()
     }
 
-    /// A tracker for a session whose login is over.
-    pub fn ready() -> SessionState {
+    /// A tracker for a session whose login is over, on a server whose SETs follow their
+    /// transaction (PostgreSQL) or not (Doltgres).
+    pub fn ready(transactional_sets: bool) -> SessionState {
         SessionState {
             ready: true,
+            transactional_sets,
             ..SessionState::default()
         }
     }
@@ -154,6 +161,9 @@ impl SessionState {
     pub fn server_message(&mut self, tag: u8, body: &[u8]) {
         if !self.ready {
             self.ready = tag == tags::READY_FOR_QUERY;
+            if tag == tags::PARAMETER_STATUS && body.starts_with(b"session_authorization\0") {
+                self.transactional_sets = true;
+            }
             return;
         }
         match tag {
@@ -247,7 +257,8 @@ impl SessionState {
                 self.unreplayable.insert(kind);
             }
             Effect::None => {}
-            _ => self.staged.push((effect, text)),
+            _ if self.transactional_sets => self.staged.push((effect, text)),
+            _ => self.apply(effect, text),
         }
     }
 

@@ -80,8 +80,9 @@ fn run(state: &mut SessionState, conversation: &[M]) {
     }
 }
 
+/// A session on PostgreSQL, whose SETs follow their transaction.
 fn after(conversation: &[M]) -> SessionState {
-    let mut state = SessionState::ready();
+    let mut state = SessionState::ready(true);
     run(&mut state, conversation);
     state
 }
@@ -384,6 +385,48 @@ fn use_and_checkout_are_kept_in_order_and_use_forgets_the_branch() {
     assert_eq!(statements(&s), ["USE other"]);
     let plan = plan::build(s.replayable());
     assert_eq!(plan.requests, 1);
+}
+
+#[test]
+fn on_doltgres_a_set_holds_even_when_its_transaction_rolls_back() {
+    let mut s = SessionState::ready(false);
+    run(
+        &mut s,
+        &[
+            Q("SET a.b = 1; SELECT 1/0"),
+            C("SET"),
+            Err,
+            Z(b'I'),
+            Q("BEGIN; SET a.c = 2; ROLLBACK"),
+            C("BEGIN"),
+            C("SET"),
+            C("ROLLBACK"),
+            Z(b'I'),
+        ],
+    );
+    assert_eq!(statements(&s), ["SET a.b = 1", "SET a.c = 2"]);
+}
+
+#[test]
+fn the_login_tells_postgresql_from_doltgres() {
+    let login = |params: &[&str]| {
+        let mut s = SessionState::new();
+        for p in params {
+            s.server_message(tags::PARAMETER_STATUS, &nul(&[p, "x"]));
+        }
+        s.server_message(tags::READY_FOR_QUERY, b"I");
+        run(
+            &mut s,
+            &[Q("SET a.b = 1; SELECT 1/0"), C("SET"), Err, Z(b'I')],
+        );
+        statements(&s).len()
+    };
+    assert_eq!(
+        login(&["server_version", "session_authorization"]),
+        0,
+        "PostgreSQL"
+    );
+    assert_eq!(login(&["server_version", "client_encoding"]), 1, "Doltgres");
 }
 
 #[test]
