@@ -4,56 +4,19 @@
 //! and stops Doltgres.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use doltgres_sidecar::catalog::Catalog;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use proxy_tests::install;
 use proxy_tests::managed::{PASSWORD, USER};
-use proxy_tests::{free_port, install};
+use proxy_tests::process::SidecarProcess;
 use tokio_postgres::SimpleQueryMessage;
 
-struct Sidecar {
-    child: Child,
-    listen: String,
-    admin: String,
-}
-
-impl Drop for Sidecar {
-    /// SIGTERM, so the sidecar stops its Doltgres too; SIGKILL if it takes too long.
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(config: &Path) -> Sidecar {
-    let listen = format!("127.0.0.1:{}", free_port());
-    let admin = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(install::sidecar_binary())
-        .args(["run", "--config"])
-        .arg(config)
-        .args(["--listen", &listen, "--admin-listen", &admin])
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    Sidecar {
-        child,
-        listen,
-        admin: format!("http://{admin}"),
-    }
+fn start(config: &Path) -> SidecarProcess {
+    SidecarProcess::start(&["--config".as_ref(), config.as_os_str()])
 }
 
 async fn connect(addr: &str) -> tokio_postgres::Client {
@@ -89,13 +52,7 @@ async fn count(client: &tokio_postgres::Client) -> String {
 }
 
 fn post(url: String) -> u16 {
-    ureq::post(&url)
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .send_empty()
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
+    proxy_tests::process::post(&url).0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,8 +90,7 @@ async fn kill_9_mid_copy_leaves_no_entry_and_a_restart_takes_over() {
     let window = tokio::task::spawn_blocking(move || post(url));
     // The copy is written; the server is still starting: kill the sidecar now.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    kill(Pid::from_raw(sidecar.child.id() as i32), Signal::SIGKILL).unwrap();
-    let _ = sidecar.child.wait();
+    sidecar.kill_9();
     assert_eq!(window.await.unwrap(), 0, "the window cannot have answered");
     let catalog = Catalog {
         dir: catalog_dir.clone(),
@@ -233,8 +189,7 @@ async fn a_restarted_sidecar_stops_the_doltgres_a_killed_one_left_behind() {
         .await
         .unwrap();
     drop(client);
-    kill(Pid::from_raw(sidecar.child.id() as i32), Signal::SIGKILL).unwrap();
-    let _ = sidecar.child.wait();
+    sidecar.kill_9();
     let info = dir.path().join("doltgres/data/.dolt/sql-server.info");
     let orphan: i32 = std::fs::read_to_string(&info)
         .expect("the orphaned Doltgres holds the directory")

@@ -2,53 +2,23 @@
 //! the server stays usable throughout, a restarted sidecar's push and sync windows succeed, and
 //! what the remote and the backup hold restores.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use proxy_tests::{TestServer, free_port, install};
+use proxy_tests::TestServer;
+use proxy_tests::process::{SidecarProcess, post};
 
-fn start(config: &std::path::Path, upstream: &str) -> (Child, String) {
-    let admin = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(install::sidecar_binary())
-        .args(["run", "--config"])
-        .arg(config)
-        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-        .args(["--upstream", upstream, "--admin-listen", &admin])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    (child, format!("http://{admin}"))
-}
-
-fn post(url: &str) -> u16 {
-    ureq::post(url)
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .send_empty()
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-}
-
-/// Waits until the admin API answers.
-async fn ready(admin: &str) {
-    let url = format!("{admin}/healthz");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let u = url.clone();
-        let up = tokio::task::spawn_blocking(move || ureq::get(&u).call().is_ok())
-            .await
-            .unwrap();
-        if up {
-            return;
-        }
-        assert!(Instant::now() < deadline, "sidecar did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// The binary on free ports, its output dropped (the kills would interleave it with the test's).
+fn start(config: &std::path::Path, upstream: &str) -> SidecarProcess {
+    let args = [
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--upstream".as_ref(),
+        upstream.as_ref(),
+    ];
+    SidecarProcess::start_with(&args, |c| {
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,8 +49,8 @@ async fn kill_9_during_push_and_sync_windows_leaves_usable_backups() {
     .unwrap();
     for (round, delay_ms) in [0u64, 40, 120].into_iter().enumerate() {
         for action in ["push", "sync"] {
-            let (mut child, admin) = start(&config, &server.addr());
-            ready(&admin).await;
+            let mut sidecar = start(&config, &server.addr());
+            sidecar.ready().await;
             direct
                 .batch_execute(&format!(
                     "INSERT INTO kept VALUES ({}, 'r')",
@@ -88,11 +58,10 @@ async fn kill_9_during_push_and_sync_windows_leaves_usable_backups() {
                 ))
                 .await
                 .ok();
-            let url = format!("{admin}/backups?action={action}");
+            let url = format!("{}/backups?action={action}", sidecar.admin);
             let window = tokio::task::spawn_blocking(move || post(&url));
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-            kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
-            let _ = child.wait();
+            sidecar.kill_9();
             let _ = window.await;
             // The server never depended on the sidecar.
             direct
@@ -102,17 +71,13 @@ async fn kill_9_during_push_and_sync_windows_leaves_usable_backups() {
         }
     }
     // A new sidecar's windows succeed on what the killed ones left.
-    let (mut child, admin) = start(&config, &server.addr());
-    ready(&admin).await;
+    let mut sidecar = start(&config, &server.addr());
+    sidecar.ready().await;
     for action in ["push", "sync"] {
-        let url = format!("{admin}/backups?action={action}");
-        let code = tokio::task::spawn_blocking(move || post(&url))
-            .await
-            .unwrap();
-        assert_eq!(code, 200, "{action} after the kills");
+        let (code, body) = sidecar.post(&format!("/backups?action={action}")).await;
+        assert_eq!(code, 200, "{action} after the kills: {body}");
     }
-    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-    let _ = child.wait();
+    drop(sidecar);
     // Both restore, with every row the server holds at HEAD (push committed the working set).
     let expected = direct
         .simple_query("SELECT count(*) FROM kept")
