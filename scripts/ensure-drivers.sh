@@ -2,17 +2,23 @@
 # Installs the client-driver check programs of proxy-tests/drivers/ into a cache outside the
 # repository and prints, one line per driver, the driver's name and the command that runs its
 # program, tab-separated (`name<TAB>program<TAB>args...`). The command takes
-# `HOST PORT USER PASSWORD DBNAME [--skip=STEP,...]`.
+# `HOST PORT USER PASSWORD DBNAME [--restart]`.
 #
 # - go: pgx v5, built into a binary (Go module proxy).
 # - python: psycopg 3 in a virtualenv (PyPI).
 # - node: node-postgres `pg`, `npm ci` into a copy of the program's directory (npm registry).
+# - java: PostgreSQL's JDBC driver (pgjdbc), its jar fetched by `mvn` (Maven Central) and checked
+#   against a pinned SHA-256; the program compiled with `javac`.
 #
 # Each artifact is keyed by a hash of the files it is built from, so an edit rebuilds it and an
 # unchanged tree costs a few hash sums. Safe to run concurrently: a lock file serialises installers.
 set -euo pipefail
 
 psycopg_version="3.3.6"
+pgjdbc_version="42.7.14"
+pgjdbc_sha256="73914527305a40cce504b0d3d90b23caf565136912d607ae8ae7c5895512332c"
+# The plugin that copies an artifact out of Maven's local repository, pinned too.
+mvn_dependency_plugin="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 src="$repo/proxy-tests/drivers"
@@ -80,6 +86,39 @@ ensure_node() {
   printf 'node\t%s\t%s\n' "$(command -v node)" "$dir/check.js"
 }
 
+ensure_java() {
+  need java
+  need javac
+  local dir jar
+  dir="$cache/java-$(echo "$pgjdbc_version $pgjdbc_sha256" | cat - "$src/java/Check.java" | sha256sum | cut -c1-16)"
+  jar="$dir/postgresql-$pgjdbc_version.jar"
+  if [ ! -f "$dir/classes/Check.class" ]; then
+    need mvn
+    say "fetching pgjdbc $pgjdbc_version and compiling the JDBC check program"
+    rm -rf "$dir"
+    mkdir -p "$dir/fetch"
+    # Through Maven's own local repository (~/.m2), as any Maven build would fetch it.
+    mvn -B -q -Dstyle.color=never "$mvn_dependency_plugin:copy" \
+      -Dartifact="org.postgresql:postgresql:$pgjdbc_version:jar" \
+      -DoutputDirectory="$dir/fetch" >&2
+    local got
+    got="$(sha256sum "$dir/fetch/postgresql-$pgjdbc_version.jar" | cut -d' ' -f1)"
+    if [ "$got" != "$pgjdbc_sha256" ]; then
+      say "postgresql-$pgjdbc_version.jar has SHA-256 $got, want $pgjdbc_sha256"
+      exit 1
+    fi
+    mv "$dir/fetch/postgresql-$pgjdbc_version.jar" "$jar"
+    rmdir "$dir/fetch"
+    javac -nowarn -d "$dir/classes.tmp" -cp "$jar" "$src/java/Check.java" >&2
+    mv "$dir/classes.tmp" "$dir/classes"
+    prune java "$dir"
+  fi
+  # A small JVM starts faster on two cores: no JIT beyond C1, one GC thread.
+  printf 'java\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(command -v java)" \
+    -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -cp "$dir/classes:$jar" Check
+}
+
 ensure_go
 ensure_python
 ensure_node
+ensure_java

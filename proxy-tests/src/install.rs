@@ -65,10 +65,10 @@ pub fn sidecar_binary() -> &'static Path {
 }
 
 /// A client-driver check program of `proxy-tests/drivers/`, ready to run: append
-/// `HOST PORT USER PASSWORD DBNAME` to `argv`.
+/// `HOST PORT USER PASSWORD DBNAME` (and `--restart` for the restart scenario) to `argv`.
 #[derive(Debug, Clone)]
 pub struct DriverProgram {
-    /// `go` (pgx), `python` (psycopg) or `node` (node-postgres).
+    /// `go` (pgx), `python` (psycopg), `node` (node-postgres) or `java` (pgjdbc).
     pub name: String,
     /// The program and its leading arguments.
     pub argv: Vec<String>,
@@ -110,7 +110,7 @@ pub fn driver_programs() -> &'static [DriverProgram] {
     })
 }
 
-/// The check program of one driver (`go`, `python` or `node`), installed on first use.
+/// The check program of one driver (`go`, `python`, `node` or `java`), installed on first use.
 pub fn driver_program(name: &str) -> &'static DriverProgram {
     driver_programs()
         .iter()

@@ -1,6 +1,7 @@
 //! The driver matrix: real client drivers work through the proxy exactly as they do directly.
 //!
-//! Each driver's check program (`proxy-tests/drivers/`: pgx v5, psycopg 3, node-postgres) runs the
+//! Each driver's check program (`proxy-tests/drivers/`: pgx v5, psycopg 3, node-postgres, and
+//! PostgreSQL's JDBC driver with server-side prepared statements from the first execution) runs the
 //! same scenario — SCRAM login, simple query, `$1` parameters, a prepared statement reused, a
 //! committed and a rolled-back transaction, a failing query and recovery, 10,000 rows — once
 //! straight against the server and once through the proxy. Both runs must print the same steps and
@@ -49,6 +50,11 @@ async fn psycopg(server: TestServer) {
 both_servers!(node_postgres);
 async fn node_postgres(server: TestServer) {
     direct_and_through_proxy("node", server).await;
+}
+
+both_servers!(jdbc);
+async fn jdbc(server: TestServer) {
+    direct_and_through_proxy("java", server).await;
 }
 
 async fn direct_and_through_proxy(driver: &str, server: TestServer) {
