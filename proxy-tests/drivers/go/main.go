@@ -1,10 +1,15 @@
 // Command check runs the driver-matrix scenario with pgx v5: one line per step on stdout, exit
 // status 1 at the first unexpected result.
 //
-//	check HOST PORT USER PASSWORD DBNAME
+//	check HOST PORT USER PASSWORD DBNAME [--restart]
+//
+// With --restart it runs the restart scenario instead: SET a custom parameter, prepare a named
+// statement and execute it, print "ready", wait for one line on stdin, then execute the statement
+// again and SHOW the parameter: "after: ok 42 pgx".
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -20,8 +25,9 @@ import (
 var ctx = context.Background()
 
 func main() {
-	if len(os.Args) != 6 {
-		fmt.Fprintln(os.Stderr, "usage: check HOST PORT USER PASSWORD DBNAME")
+	restart := len(os.Args) == 7 && os.Args[6] == "--restart"
+	if len(os.Args) != 6 && !restart {
+		fmt.Fprintln(os.Stderr, "usage: check HOST PORT USER PASSWORD DBNAME [--restart]")
 		os.Exit(2)
 	}
 	dsn := url.URL{
@@ -33,6 +39,12 @@ func main() {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(cctx, dsn.String())
+	if restart {
+		failToStderr = true
+		check("connect", err)
+		restartScenario(conn)
+		return
+	}
 	check("connect", err)
 	pass("connect", "")
 
@@ -116,6 +128,37 @@ func main() {
 	pass("close", "")
 }
 
+// restartScenario makes session state (a setting and a named prepared statement), waits for a
+// line on stdin and then uses that state again.
+func restartScenario(conn *pgx.Conn) {
+	_, err := conn.Exec(ctx, "SET app.who = 'pgx'")
+	check("set", err)
+	_, err = conn.Prepare(ctx, "double", "SELECT $1::int4 * 2")
+	check("prepare", err)
+	var n int
+	err = conn.QueryRow(ctx, "double", 21).Scan(&n)
+	check("prepare", err)
+	if n != 42 {
+		fail("prepare", fmt.Sprintf("got %d, want 42", n))
+	}
+	fmt.Println("ready")
+
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		fail("wait", "no line on stdin: "+err.Error())
+	}
+
+	err = conn.QueryRow(ctx, "double", 21).Scan(&n)
+	check("after", err)
+	var who string
+	err = conn.QueryRow(ctx, "SHOW app.who").Scan(&who)
+	check("after", err)
+	check("after", conn.Close(ctx))
+	fmt.Printf("after: ok %d %s\n", n, who)
+}
+
+// failToStderr also writes failure lines to stderr (in the restart scenario).
+var failToStderr bool
+
 // pass prints a step's success line.
 func pass(step, detail string) {
 	if detail == "" {
@@ -128,6 +171,9 @@ func pass(step, detail string) {
 // fail prints a step's failure line and exits.
 func fail(step, detail string) {
 	fmt.Printf("%s: FAIL %s\n", step, detail)
+	if failToStderr {
+		fmt.Fprintf(os.Stderr, "%s: FAIL %s\n", step, detail)
+	}
 	os.Exit(1)
 }
 

@@ -1,9 +1,14 @@
 // Runs the driver-matrix scenario with node-postgres: one line per step on stdout, exit status 1
 // at the first unexpected result.
 //
-//   node check.js HOST PORT USER PASSWORD DBNAME
+//   node check.js HOST PORT USER PASSWORD DBNAME [--restart]
+//
+// With --restart it runs the restart scenario instead: SET a custom parameter, prepare a named
+// statement and execute it, print "ready", wait for one line on stdin, then execute the statement
+// again and SHOW the parameter: "after: ok 42 node-postgres".
 'use strict';
 
+const readline = require('readline');
 const { Client, DatabaseError } = require('pg');
 
 class StepFailed extends Error {}
@@ -88,10 +93,62 @@ async function scenario(client) {
   pass();
 }
 
+// Resolves with the next line on stdin, or null if stdin ends first.
+function stdinLine() {
+  return new Promise((resolve) => {
+    const rl = readline.createInterface({ input: process.stdin });
+    let line = null;
+    rl.once('line', (l) => {
+      line = l;
+      rl.close();
+    });
+    rl.once('close', () => resolve(line));
+  });
+}
+
+// Makes session state (a setting and a named prepared statement), waits for a line on stdin, then
+// uses that state again.
+async function restartScenario(client) {
+  // An error the server sends while no query runs (a FATAL before it closes) comes as an event,
+  // followed by one for the close; the first is kept so that the failing query can name it.
+  let idleError = null;
+  client.on('error', (e) => {
+    idleError = idleError ?? e;
+  });
+  const double = { name: 'double', text: 'SELECT $1::int4 * 2 AS n', values: [21] };
+  await client.connect();
+  step = 'set';
+  await client.query("SET app.who = 'node-postgres'");
+  step = 'prepare';
+  let res = await client.query(double);
+  if (res.rows[0].n !== 42) {
+    throw new StepFailed(`got ${res.rows[0].n}, want 42`);
+  }
+  console.log('ready');
+
+  step = 'wait';
+  if ((await stdinLine()) === null) {
+    throw new StepFailed('stdin closed before a line came');
+  }
+
+  step = 'after';
+  try {
+    res = await client.query(double);
+  } catch (e) {
+    throw idleError === null ? e : idleError;
+  }
+  const n = res.rows[0].n;
+  res = await client.query({ text: 'SHOW app.who', rowMode: 'array' });
+  const who = res.rows[0][0];
+  await client.end();
+  console.log(`after: ok ${n} ${who}`);
+}
+
 async function main() {
   const args = process.argv.slice(2);
-  if (args.length !== 5) {
-    console.error('usage: node check.js HOST PORT USER PASSWORD DBNAME');
+  const restart = args.length === 6 && args[5] === '--restart';
+  if (args.length !== 5 && !restart) {
+    console.error('usage: node check.js HOST PORT USER PASSWORD DBNAME [--restart]');
     process.exit(2);
   }
   const [host, port, user, password, database] = args;
@@ -99,10 +156,13 @@ async function main() {
     host, port: Number(port), user, password, database, connectionTimeoutMillis: 10000,
   });
   try {
-    await scenario(client);
+    await (restart ? restartScenario(client) : scenario(client));
   } catch (e) {
     const detail = e instanceof DatabaseError ? `SQLSTATE ${e.code}: ${e.message}` : e.message;
     console.log(`${step}: FAIL ${detail}`);
+    if (restart) {
+      console.error(`${step}: FAIL ${detail}`);
+    }
     process.exit(1);
   }
 }

@@ -1,7 +1,11 @@
 """Runs the driver-matrix scenario with psycopg 3: one line per step on stdout, exit status 1 at
 the first unexpected result.
 
-    python check.py HOST PORT USER PASSWORD DBNAME
+    python check.py HOST PORT USER PASSWORD DBNAME [--restart]
+
+With --restart it runs the restart scenario instead: SET a custom parameter, prepare a statement
+on the server and execute it, print "ready", wait for one line on stdin, then execute the
+statement again and SHOW the parameter: "after: ok 42 psycopg".
 """
 
 import os
@@ -32,13 +36,17 @@ def expect(got, want):
     passed(got)
 
 
-def scenario(host, port, user, password, dbname):
+def connect(host, port, user, password, dbname):
     # require_auth (libpq 16+) makes libpq refuse any login other than SCRAM-SHA-256.
     scram_only = {"require_auth": "scram-sha-256"} if psycopg.pq.version() >= 160000 else {}
-    conn = psycopg.connect(
+    return psycopg.connect(
         host=host, port=port, user=user, password=password, dbname=dbname,
         connect_timeout=10, autocommit=True, **scram_only,
     )
+
+
+def scenario(*args):
+    conn = connect(*args)
     passed()
 
     begin("simple")  # Without parameters psycopg uses the simple query protocol.
@@ -96,17 +104,47 @@ def scenario(host, port, user, password, dbname):
     passed()
 
 
+def restart_scenario(*args):
+    """Makes session state (a setting and a server-side prepared statement), waits for a line on
+    stdin, then uses that state again."""
+    conn = connect(*args)
+    begin("set")
+    conn.execute("SET app.who = 'psycopg'")
+    begin("prepare")  # prepare=True: a named statement (_pg3_0), parsed now and only bound later.
+    got = conn.execute("SELECT %s::int4 * 2", (21,), prepare=True).fetchone()[0]
+    if got != 42:
+        raise StepFailed(f"got {got}, want 42")
+    print("ready", flush=True)
+
+    begin("wait")
+    if not sys.stdin.readline():
+        raise StepFailed("stdin closed before a line came")
+
+    begin("after")
+    again = conn.execute("SELECT %s::int4 * 2", (21,), prepare=True).fetchone()[0]
+    who = conn.execute("SHOW app.who").fetchone()[0]
+    conn.close()
+    print(f"after: ok {again} {who}", flush=True)
+
+
 def main():
-    if len(sys.argv) != 6:
-        sys.exit("usage: check.py HOST PORT USER PASSWORD DBNAME")
+    args = sys.argv[1:]
+    restart = len(args) == 6 and args[5] == "--restart"
+    if len(args) != 5 and not restart:
+        sys.exit("usage: check.py HOST PORT USER PASSWORD DBNAME [--restart]")
     try:
-        scenario(*sys.argv[1:])
-    except psycopg.Error as e:
-        detail = f"SQLSTATE {e.sqlstate}: {e.diag.message_primary}" if e.sqlstate else str(e)
+        if restart:
+            restart_scenario(*args[:5])
+        else:
+            scenario(*args)
+    except (psycopg.Error, StepFailed) as e:
+        if isinstance(e, psycopg.Error) and e.sqlstate:
+            detail = f"SQLSTATE {e.sqlstate}: {e.diag.message_primary}"
+        else:
+            detail = str(e)
         print(f"{step}: FAIL {detail}", flush=True)
-        sys.exit(1)
-    except StepFailed as e:
-        print(f"{step}: FAIL {e}", flush=True)
+        if restart:
+            print(f"{step}: FAIL {detail}", file=sys.stderr, flush=True)
         sys.exit(1)
 
 
