@@ -5,6 +5,7 @@
 
 pub mod cancel;
 pub mod hold;
+pub mod login;
 pub mod observe;
 pub mod pump;
 pub mod relay;
@@ -20,6 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::auth::AuthMode;
 use crate::protocol::notice::{self, Severity, sqlstate};
 use crate::protocol::startup::{Negotiation, StartupPacket, param, parse as parse_startup};
 use crate::registry::{Registered, SessionInfo};
@@ -82,14 +84,34 @@ pub async fn serve(
     let _count = scopeguard(|| {
         shared.metrics.sessions.dec();
     });
-    let Some((server, attached)) = connect_upstream(&shared, &registered.info, &mut client).await
-    else {
-        return;
+    let (server, attached, login) = match config.auth_mode() {
+        AuthMode::Passthrough => {
+            let Some((server, attached)) =
+                connect_upstream(&shared, &registered.info, &mut client).await
+            else {
+                return;
+            };
+            (server, attached, relay::Login::Relayed { startup })
+        }
+        AuthMode::Proxy => {
+            let Some(done) =
+                login::authenticate_and_connect(&shared, &registered.info, &mut client, &startup)
+                    .await
+            else {
+                return;
+            };
+            let login = relay::Login::Done {
+                startup,
+                credentials: done.credentials,
+                after_auth: done.outcome.after_auth,
+            };
+            (done.server, done.attached, login)
+        }
     };
     relay::relay(
         client,
         server,
-        startup,
+        login,
         &shared,
         &registered.info,
         &stop,

@@ -16,6 +16,7 @@ use crate::shared::Shared;
 use crate::tls::MaybeTls;
 use crate::txn::Phase;
 
+use super::login::Credentials;
 use super::observe::{ClientSide, ServerSide};
 use super::pump::{Pump, PumpError};
 use super::{FAREWELL_TIMEOUT, farewell};
@@ -31,10 +32,26 @@ enum Ending {
     Detached,
 }
 
+/// How the session's login goes.
+pub enum Login {
+    /// `auth = "passthrough"`: the relay sends the client's StartupMessage, and the server's
+    /// authentication exchange with the client passes through it.
+    Relayed { startup: BytesMut },
+    /// `auth = "proxy"`: the proxy has logged the session in already. `after_auth` holds what the
+    /// server sent after its AuthenticationOk (through ReadyForQuery); the relay forwards it
+    /// first. The StartupMessage and credentials stay with the session for as long as it runs,
+    /// so that it can log in again.
+    Done {
+        startup: BytesMut,
+        credentials: Credentials,
+        after_auth: BytesMut,
+    },
+}
+
 pub async fn relay(
     client: MaybeTls,
     server: MaybeTls,
-    startup: BytesMut,
+    login: Login,
     shared: &Shared,
     info: &SessionInfo,
     stop: &CancellationToken,
@@ -43,7 +60,9 @@ pub async fn relay(
     let config = &shared.config;
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut server_read, mut server_write) = tokio::io::split(server);
-    if let Err(e) = server_write.write_all(&startup).await {
+    if let Login::Relayed { startup } = &login
+        && let Err(e) = server_write.write_all(startup).await
+    {
         let message = format!("lost the upstream connection: {e}");
         return farewell(&mut client_write, sqlstate::CONNECTION_FAILURE, &message).await;
     }
@@ -60,6 +79,9 @@ pub async fn relay(
         metrics.bytes_counter(Direction::Downstream),
     );
     let mut down = down.with_injection(injected);
+    if let Login::Done { after_auth, .. } = &login {
+        down.preload(after_auth);
+    }
     let mut client_side = ClientSide::new(shared, info, inject);
     let mut server_side = ServerSide::new(shared, info);
     let ending = tokio::select! {
