@@ -94,11 +94,21 @@ pub async fn serve(
             (server, attached, relay::Login::Relayed { startup })
         }
         AuthMode::Proxy => {
-            let Some(done) =
-                login::authenticate_and_connect(&shared, &registered.info, &mut client, &startup)
-                    .await
-            else {
-                return;
+            let login =
+                login::authenticate_and_connect(&shared, &registered.info, &mut client, &startup);
+            let outcome = tokio::select! {
+                done = login => Ok(done),
+                _ = stop.cancelled() => Err(()),
+            };
+            let done = match outcome {
+                Ok(Some(done)) => done,
+                Ok(None) => return,
+                Err(()) => {
+                    info!("session closed by proxy shutdown during login");
+                    let message = "terminating connection: the proxy is shutting down";
+                    farewell(&mut client, sqlstate::ADMIN_SHUTDOWN, message).await;
+                    return;
+                }
             };
             let login = relay::Login::Done {
                 startup,
