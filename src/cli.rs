@@ -175,6 +175,25 @@ pub struct RunArgs {
         hide_env_values = true
     )]
     pub backup_password: Option<String>,
+    /// Who checks client passwords: passthrough (the server, its exchange relayed) or proxy
+    /// (the sidecar runs SCRAM-SHA-256 itself) [default: passthrough; proxy in managed mode].
+    #[arg(long, env = "DOLTGRES_SIDECAR_AUTH", value_name = "MODE")]
+    pub auth: Option<String>,
+    /// auth = proxy: verifiers (or plain passwords) per user, in PgBouncer's userlist.txt format.
+    #[arg(long, env = "DOLTGRES_SIDECAR_AUTH_FILE", value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+    /// auth = proxy: the query that reads a user's verifier from the server as the backup user,
+    /// the user name as $1 [default without an auth file: SELECT rolname, rolpassword FROM
+    /// pg_authid WHERE rolname = $1].
+    #[arg(long, env = "DOLTGRES_SIDECAR_AUTH_QUERY", value_name = "SQL")]
+    pub auth_query: Option<String>,
+    /// auth = proxy: how long an auth query's answer is reused [default: 30s].
+    #[arg(long, env = "DOLTGRES_SIDECAR_AUTH_CACHE_TTL", value_name = "DURATION")]
+    pub auth_cache_ttl: Option<String>,
+    /// auth = proxy: passwords per user (userlist format) for servers that ask for a cleartext
+    /// or MD5 password.
+    #[arg(long, env = "DOLTGRES_SIDECAR_AUTH_PASSWORDS_FILE", value_name = "FILE")]
+    pub auth_passwords_file: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -228,6 +247,28 @@ impl RunArgs {
         }
         if let Some(v) = &self.doltgres {
             config.server.binary = v.clone();
+        }
+        if let Some(v) = &self.auth {
+            config.auth = Some(v.parse().map_err(|reason| ConfigError::Invalid {
+                name: "auth",
+                reason,
+            })?);
+        }
+        if let Some(v) = &self.auth_file {
+            config.auth_file = Some(v.clone());
+        }
+        if let Some(v) = &self.auth_query {
+            config.auth_query = Some(v.clone());
+        }
+        if let Some(v) = &self.auth_cache_ttl {
+            config.auth_cache_ttl =
+                humantime::parse_duration(v).map_err(|e| ConfigError::Invalid {
+                    name: "auth_cache_ttl",
+                    reason: format!("{v:?}: {e}"),
+                })?;
+        }
+        if let Some(v) = &self.auth_passwords_file {
+            config.auth_passwords_file = Some(v.clone());
         }
         if let Some(v) = &self.server_dir {
             config.server.dir = v.clone();
@@ -327,6 +368,37 @@ mod tests {
         let config = parse(&["--backup-password", "pw"]).resolve().unwrap();
         assert_eq!(config.backup.password.as_deref(), Some("pw"));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn auth_flags() {
+        let cli = Cli::try_parse_from([
+            "doltgres-sidecar",
+            "run",
+            "--auth",
+            "proxy",
+            "--auth-file",
+            "/etc/sidecar/userlist.txt",
+            "--auth-cache-ttl",
+            "5s",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        let config = args.resolve().unwrap();
+        assert_eq!(config.auth_mode(), crate::auth::AuthMode::Proxy);
+        assert_eq!(
+            config.auth_file.as_deref(),
+            Some(std::path::Path::new("/etc/sidecar/userlist.txt"))
+        );
+        assert_eq!(config.auth_cache_ttl, std::time::Duration::from_secs(5));
+        let cli = Cli::try_parse_from(["doltgres-sidecar", "run", "--auth", "trust"]).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        let err = args.resolve().unwrap_err().to_string();
+        assert!(err.contains("auth"), "{err}");
     }
 
     #[test]

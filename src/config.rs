@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::auth::{AuthMode, DEFAULT_AUTH_QUERY, Passwords};
 use crate::control::config::{ControlMode, ServerConfig};
 use crate::gate::DrainPolicy;
 use crate::tls::{ClientTlsMode, UpstreamTlsMode};
@@ -76,6 +77,27 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// A file holding `admin_token` (as Kubernetes mounts secrets); read at start.
     pub admin_token_file: Option<PathBuf>,
+    /// Who checks client passwords: `passthrough` (the server, its exchange relayed) or `proxy`
+    /// (the proxy runs SCRAM-SHA-256 itself and logs in upstream with the client's ClientKey).
+    /// Unset: `passthrough`, or `proxy` in managed mode.
+    pub auth: Option<AuthMode>,
+    /// `auth = "proxy"`: verifiers (or plain passwords) per user, in PgBouncer's `userlist.txt`
+    /// format.
+    pub auth_file: Option<PathBuf>,
+    /// `auth = "proxy"`: the query that reads a user's verifier from the server, run as the
+    /// backup user with the user name as `$1`; its second column is the verifier. Used for users
+    /// the auth file lacks when set, and by default (with [`DEFAULT_AUTH_QUERY`]) when there is
+    /// no auth file.
+    pub auth_query: Option<String>,
+    /// How long an auth query's answer (a verifier, or that there is none) is reused.
+    #[serde(with = "humantime_serde")]
+    pub auth_cache_ttl: Duration,
+    /// `auth = "proxy"`: passwords per user for the login upstream, needed when the server asks
+    /// for a cleartext or MD5 password, and used for SCRAM when its salt differs from the
+    /// verifier's.
+    pub auth_passwords: Passwords,
+    /// The same in a file (userlist format with plain passwords).
+    pub auth_passwords_file: Option<PathBuf>,
     /// Backups: actions, credentials and triggers.
     pub backup: BackupConfig,
     /// Whether and how the sidecar controls the server.
@@ -108,6 +130,12 @@ impl Default for Config {
             max_hold_ttl: Duration::from_secs(600),
             admin_token: None,
             admin_token_file: None,
+            auth: None,
+            auth_file: None,
+            auth_query: None,
+            auth_cache_ttl: Duration::from_secs(30),
+            auth_passwords: Passwords::default(),
+            auth_passwords_file: None,
             backup: BackupConfig::default(),
             server: ServerConfig::default(),
         }
@@ -149,13 +177,29 @@ impl Config {
         toml::from_str(text)
     }
 
+    /// Who checks client passwords.
+    pub fn auth_mode(&self) -> AuthMode {
+        self.auth.unwrap_or(AuthMode::Passthrough)
+    }
+
+    /// The auth query `auth = "proxy"` runs: the configured one, or the default when there is
+    /// no auth file.
+    pub fn effective_auth_query(&self) -> Option<&str> {
+        match (&self.auth_query, &self.auth_file) {
+            (Some(query), _) => Some(query),
+            (None, None) => Some(DEFAULT_AUTH_QUERY),
+            (None, Some(_)) => None,
+        }
+    }
+
     /// Settles what managed mode decides: the server's port (a free one when 0), the upstream
-    /// address (that port on loopback), and the backup login (the managed superuser's password
-    /// when none is set).
+    /// address (that port on loopback), the backup login (the managed superuser's password
+    /// when none is set), and `auth = "proxy"` when `auth` is unset (verifiers from the server).
     pub fn settle_managed(&mut self) -> std::io::Result<()> {
         if self.server.control != ControlMode::Managed {
             return Ok(());
         }
+        self.auth.get_or_insert(AuthMode::Proxy);
         if self.server.port == 0 {
             self.server.port = crate::control::managed::free_port()?;
         }
@@ -248,6 +292,33 @@ impl Config {
                 "allow and require need tls_cert and tls_key",
             ));
         }
+        if self.auth_mode() == AuthMode::Proxy
+            && self.effective_auth_query().is_some()
+            && self.backup.password().is_empty()
+        {
+            return Err(invalid(
+                "auth",
+                if self.auth_file.is_none() {
+                    "auth = \"proxy\" has no source of verifiers: set auth_file, or the backup \
+                     user's password (backup.password, DOLTGRES_SIDECAR_BACKUP_PASSWORD or \
+                     DOLTGRES_PASSWORD) for the auth query"
+                } else {
+                    "auth_query runs as the backup user: set its password (backup.password, \
+                     DOLTGRES_SIDECAR_BACKUP_PASSWORD or DOLTGRES_PASSWORD)"
+                },
+            ));
+        }
+        if self.auth_mode() == AuthMode::Passthrough
+            && (self.auth_file.is_some()
+                || self.auth_query.is_some()
+                || self.auth_passwords_file.is_some()
+                || !self.auth_passwords.0.is_empty())
+        {
+            return Err(invalid(
+                "auth",
+                "auth_file, auth_query and auth_passwords need auth = \"proxy\"",
+            ));
+        }
         if self.upstream_tls == UpstreamTlsMode::VerifyFull && self.upstream_tls_ca.is_none() {
             return Err(invalid("upstream_tls", "verify-full needs upstream_tls_ca"));
         }
@@ -318,6 +389,47 @@ mod tests {
         ));
         c.admin_token = Some("secret".into());
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn proxy_auth_needs_a_source_of_verifiers() {
+        let c = Config::from_toml("auth = \"proxy\"").unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("no source of verifiers"), "{err}");
+        assert_eq!(c.effective_auth_query(), Some(DEFAULT_AUTH_QUERY));
+        let c = Config::from_toml("auth = \"proxy\"\nauth_file = \"users.txt\"").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.effective_auth_query(), None);
+        let c = Config::from_toml(
+            "auth = \"proxy\"\nauth_cache_ttl = \"5s\"\n[backup]\npassword = \"pw\"",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.auth_cache_ttl, Duration::from_secs(5));
+        let c = Config::from_toml(
+            "auth = \"proxy\"\nauth_file = \"u.txt\"\nauth_query = \"SELECT 1\"",
+        )
+        .unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("backup user"));
+        assert!(Config::from_toml("auth = \"trust\"").is_err());
+        let c = Config::from_toml("[auth_passwords]\nalice = \"pw\"").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("need auth"));
+        assert_eq!(format!("{:?}", c.auth_passwords), "{\"alice\"}");
+    }
+
+    #[test]
+    fn managed_mode_defaults_to_proxy_auth() {
+        let mut c = Config::default();
+        c.server.control = ControlMode::Managed;
+        c.server.password = Some("pw".into());
+        c.settle_managed().unwrap();
+        assert_eq!(c.auth_mode(), AuthMode::Proxy);
+        c.validate().unwrap();
+        let mut c = Config::from_toml("auth = \"passthrough\"").unwrap();
+        c.server.control = ControlMode::Managed;
+        c.settle_managed().unwrap();
+        assert_eq!(c.auth_mode(), AuthMode::Passthrough);
+        assert_eq!(Config::default().auth_mode(), AuthMode::Passthrough);
     }
 
     #[test]

@@ -29,6 +29,7 @@
 //! Data flows one way through each part: socket → pump (framing, peeks) → socket.
 
 pub mod admin;
+pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod client;

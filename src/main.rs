@@ -128,7 +128,7 @@ async fn run(config: doltgres_sidecar::config::Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (admin API)", config.admin_listen))?;
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
-    let shared = Shared::new(config).context("setting up TLS and the upstream")?;
+    let shared = Shared::new(config).context("setting up TLS, authentication and the upstream")?;
     if shared.control.managed().is_some() {
         shared
             .control

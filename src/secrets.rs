@@ -52,7 +52,8 @@ fn read(name: &'static str, path: &Path) -> Result<String, ConfigError> {
 pub fn exposed_in_file(config: &Config, path: &Path) -> bool {
     let holds_secret = (config.admin_token.is_some() && config.admin_token_file.is_none())
         || (config.backup.password.is_some() && config.backup.password_file.is_none())
-        || (config.server.password.is_some() && config.server.password_file.is_none());
+        || (config.server.password.is_some() && config.server.password_file.is_none())
+        || !config.auth_passwords.0.is_empty();
     let readable_by_others =
         std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o044 != 0);
     holds_secret && readable_by_others

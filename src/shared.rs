@@ -8,6 +8,8 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
+use crate::auth::AuthMode;
+use crate::auth::store::{AuthSetupError, Verifiers};
 use crate::config::Config;
 use crate::control::Control;
 use crate::gate::Gate;
@@ -33,15 +35,37 @@ pub struct Shared {
     pub upstream: Upstream,
     /// Whether the sidecar stops and starts the server, and whether it is up.
     pub control: Control,
+    /// `auth = "proxy"`: where verifiers come from.
+    pub auth: Option<Verifiers>,
+    /// `auth = "proxy"` with client TLS: the tls-server-end-point data of the proxy's
+    /// certificate, offered as SCRAM-SHA-256-PLUS channel binding (`None`: not offered).
+    pub tls_end_point: Option<Vec<u8>>,
+}
+
+/// Shared state that cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Auth(#[from] AuthSetupError),
 }
 
 impl Shared {
-    /// Builds the shared state; fails if the TLS files cannot be used.
-    pub fn new(config: Config) -> Result<Arc<Shared>, UpstreamError> {
+    /// Builds the shared state; fails if the TLS or auth files cannot be used.
+    pub fn new(config: Config) -> Result<Arc<Shared>, SetupError> {
         let tls_acceptor = match (config.tls, &config.tls_cert, &config.tls_key) {
             (ClientTlsMode::Disable, _, _) => None,
             (_, Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
             _ => return Err(TlsError::NoCertificate("tls_cert".into()).into()),
+        };
+        let proxy_auth = config.auth_mode() == AuthMode::Proxy;
+        let auth = proxy_auth.then(|| Verifiers::load(&config)).transpose()?;
+        let tls_end_point = match (&tls_acceptor, &config.tls_cert) {
+            (Some(_), Some(cert)) if proxy_auth => tls::server_end_point(cert)?,
+            _ => None,
         };
         let upstream = Upstream::new(&config)?;
         let control = Control::new(
@@ -57,6 +81,8 @@ impl Shared {
             tls_acceptor,
             upstream,
             control,
+            auth,
+            tls_end_point,
             config,
         }))
     }

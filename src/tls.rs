@@ -90,6 +90,17 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// The tls-server-end-point channel-binding data of the certificate clients are shown (the
+/// first in the chain): `None` when its signature algorithm names no usable hash.
+pub fn server_end_point(cert: &Path) -> Result<Option<Vec<u8>>, TlsError> {
+    let first = CertificateDer::pem_file_iter(cert)
+        .map_err(pem_error("certificates", cert))?
+        .next()
+        .ok_or_else(|| TlsError::NoCertificate(cert.display().to_string()))?
+        .map_err(pem_error("certificates", cert))?;
+    Ok(crate::auth::channel::tls_server_end_point(&first))
+}
+
 /// The rustls client configuration for the upstream, shared by the relay's connector and the
 /// sidecar's own (backup action) connections. `None` when `mode` is `disable`.
 pub fn client_config(

@@ -74,6 +74,16 @@ impl TestServer {
 
     /// PostgreSQL with `ssl = on` and these certificates when given.
     pub async fn postgres_with(tls: Option<&TestCerts>) -> TestServer {
+        TestServer::postgres_configured(tls, &[]).await
+    }
+
+    /// PostgreSQL with these `pg_hba.conf` lines ahead of initdb's scram-sha-256 ones (e.g.
+    /// `host all alice 127.0.0.1/32 trust`), so chosen users log in another way.
+    pub async fn postgres_with_hba(hba: &[&str]) -> TestServer {
+        TestServer::postgres_configured(None, hba).await
+    }
+
+    async fn postgres_configured(tls: Option<&TestCerts>, hba: &[&str]) -> TestServer {
         let bindir = install::postgres_bindir();
         let dir = tempfile::Builder::new()
             .prefix("dgs-postgres-")
@@ -113,6 +123,13 @@ impl TestServer {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if !hba.is_empty() {
+            // PostgreSQL uses the first matching line: these go first. Rewriting the file in
+            // place keeps its owner.
+            let path = server.data_dir.join("pg_hba.conf");
+            let rest = fs::read_to_string(&path).unwrap();
+            fs::write(&path, format!("{}\n{rest}", hba.join("\n"))).unwrap();
+        }
         server.start().await;
         server
     }

@@ -1,13 +1,18 @@
 //! Nothing secret reaches the log, at any level: the real binary runs at `RUST_LOG=trace` in
-//! managed mode with its superuser password and admin token read from files, serves a SCRAM login
-//! and a query with a parameter, runs a copy window through the CLI (and refuses a wrong token),
-//! and its whole log must contain neither the password, the token, the parameter, nor a SCRAM
-//! message.
+//! managed mode with its superuser password and admin token read from files, authenticates
+//! clients itself (`auth = "proxy"`, managed mode's default: SCRAM with the client, the auth
+//! query, the login upstream with the ClientKey), refuses a wrong password, serves a query with
+//! a parameter, runs a copy window through the CLI (and refuses a wrong token), and its whole log
+//! must contain neither the password, the token, the parameter, the user's SCRAM keys nor a
+//! SCRAM message.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+use doltgres_sidecar::auth::scram;
+use doltgres_sidecar::auth::verifier::ScramVerifier;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use proxy_tests::{free_port, install};
@@ -79,7 +84,38 @@ async fn trace_logs_hold_no_secret() {
         .await
         .unwrap();
     assert_eq!(row.get::<_, String>(0), PARAMETER);
+    let verifier: String = client
+        .query_one(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
     drop(client);
+    let mut wrong = pg.clone();
+    wrong.password("wrong-Secret-7744");
+    let refused = proxy_tests::server_connect(&wrong).await.err().unwrap();
+    assert_eq!(
+        refused.as_db_error().map(|e| e.code().code()),
+        Some("28P01"),
+        "{refused}"
+    );
+    // The keys of the superuser's SCRAM verifier, and the ClientKey the proxy recovered from its
+    // proofs, in every encoding a log line might use.
+    let verifier = ScramVerifier::parse(&verifier).expect("a SCRAM verifier");
+    let salted = scram::salted_password(PASSWORD, &verifier.salt, verifier.iterations);
+    let client_key = *scram::client_key(&salted);
+    let keys: Vec<String> = [client_key, verifier.stored_key, verifier.server_key]
+        .iter()
+        .flat_map(|key| {
+            [
+                base64::engine::general_purpose::STANDARD.encode(key),
+                key.iter().map(|b| format!("{b:02x}")).collect(),
+                format!("{key:?}"),
+            ]
+        })
+        .collect();
 
     let url = format!("http://{admin}");
     let cli = |token: &str| {
@@ -128,8 +164,20 @@ async fn trace_logs_hold_no_secret() {
         "not a trace log:\n{text}"
     );
     assert!(text.contains("window done"), "the copy ran:\n{text}");
+    assert!(
+        text.contains("client authenticated by the proxy"),
+        "the proxy authenticated the client itself:\n{text}"
+    );
+    assert!(
+        text.contains("password authentication failed"),
+        "the proxy refused the wrong password itself:\n{text}"
+    );
+    for key in &keys {
+        assert!(!text.contains(key.as_str()), "a SCRAM key is in the log");
+    }
     for (what, secret) in [
         ("password", PASSWORD),
+        ("wrong password", "wrong-Secret-7744"),
         ("token", TOKEN),
         ("parameter", PARAMETER),
     ] {
@@ -139,10 +187,10 @@ async fn trace_logs_hold_no_secret() {
             "the {what} is in the CLI's output"
         );
     }
-    for scram in ["n,,n=", "c=biws", ",p="] {
+    for fragment in ["n,,n=", "c=biws", ",p=", ",s=", ",i=4096"] {
         assert!(
-            !text.contains(scram),
-            "a SCRAM message ({scram}) is in the log"
+            !text.contains(fragment),
+            "a SCRAM message ({fragment}) is in the log"
         );
     }
 }

@@ -145,7 +145,14 @@ pub fn copy_file(from: &Path, to: &Path, rel: String) -> io::Result<FileRecord> 
 pub fn sha256_file(path: &Path) -> io::Result<String> {
     let mut input = File::open(path)?;
     let mut hasher = Sha256::new();
-    io::copy(&mut input, &mut hasher)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = input.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
     Ok(hex(&hasher.finalize()))
 }
 

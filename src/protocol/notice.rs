@@ -16,6 +16,8 @@ pub mod sqlstate {
     pub const TOO_MANY_CONNECTIONS: &str = "53300";
     /// The client's credentials or transport are not acceptable.
     pub const INVALID_AUTHORIZATION: &str = "28000";
+    /// A wrong password (or an unknown user: PostgreSQL does not tell them apart).
+    pub const INVALID_PASSWORD: &str = "28P01";
     /// Unsupported feature.
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 }

@@ -5,6 +5,7 @@
 
 pub mod cancel;
 pub mod hold;
+pub mod login;
 pub mod observe;
 pub mod pump;
 pub mod reattach;
@@ -21,6 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::auth::AuthMode;
 use crate::protocol::notice::{self, Severity, sqlstate};
 use crate::protocol::startup::{Negotiation, StartupPacket, param, parse as parse_startup};
 use crate::registry::{Registered, SessionInfo};
@@ -83,19 +85,40 @@ pub async fn serve(
     let _count = scopeguard(|| {
         shared.metrics.sessions.dec();
     });
-    let Some(upstream) = connect_upstream(&shared, &registered.info, &mut client).await else {
-        return;
+    let (upstream, login) = match config.auth_mode() {
+        AuthMode::Passthrough => {
+            let Some(upstream) = connect_upstream(&shared, &registered.info, &mut client).await
+            else {
+                return;
+            };
+            (upstream, relay::Login::Relayed { startup })
+        }
+        AuthMode::Proxy => {
+            let login =
+                login::authenticate_and_connect(&shared, &registered.info, &mut client, &startup);
+            let outcome = tokio::select! {
+                done = login => Ok(done),
+                _ = stop.cancelled() => Err(()),
+            };
+            let done = match outcome {
+                Ok(Some(done)) => done,
+                Ok(None) => return,
+                Err(()) => {
+                    info!("session closed by proxy shutdown during login");
+                    let message = "terminating connection: the proxy is shutting down";
+                    farewell(&mut client, sqlstate::ADMIN_SHUTDOWN, message).await;
+                    return;
+                }
+            };
+            let login = relay::Login::Done {
+                startup,
+                credentials: done.credentials,
+                after_auth: done.outcome.after_auth,
+            };
+            ((done.server, done.attached), login)
+        }
     };
-    relay::relay(
-        client,
-        upstream,
-        startup,
-        &shared,
-        &registered.info,
-        &stop,
-        None,
-    )
-    .await;
+    relay::relay(client, upstream, login, &shared, &registered.info, &stop).await;
     drop(registered);
     shared.gate.progress();
 }

@@ -21,6 +21,8 @@ use crate::replay::{Plan, Unreplayable};
 use crate::shared::Shared;
 use crate::tls::MaybeTls;
 
+use super::login::{Credentials, upstream_login};
+
 /// A login on a new upstream connection, done.
 pub struct LoggedIn {
     pub server: MaybeTls,
@@ -37,6 +39,34 @@ pub type LoginFuture<'a> = Pin<Box<dyn Future<Output = Result<LoggedIn, String>>
 /// ReadyForQuery. The error says why, for the log and the client.
 pub trait Relogin: Send + Sync {
     fn login<'a>(&'a self, server: MaybeTls, startup: &'a [u8]) -> LoginFuture<'a>;
+}
+
+/// Logs in with the credentials the session kept from its client's login (see
+/// [`super::login`]).
+pub struct CredentialLogin {
+    pub credentials: Credentials,
+}
+
+impl Relogin for CredentialLogin {
+    fn login<'a>(&'a self, mut server: MaybeTls, startup: &'a [u8]) -> LoginFuture<'a> {
+        Box::pin(async move {
+            let outcome = upstream_login(&mut server, startup, &self.credentials)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !outcome.ready {
+                let fields = backend::error_fields(outcome.after_auth.get(5..).unwrap_or(&[]));
+                return Err(format!(
+                    "the server refused the session: {} ({})",
+                    fields.message.unwrap_or("no message"),
+                    fields.code.unwrap_or("?")
+                ));
+            }
+            Ok(LoggedIn {
+                server,
+                key: outcome.backend_key,
+            })
+        })
+    }
 }
 
 /// Why a session could not be given a new connection; what its client is told.

@@ -18,9 +18,10 @@ use crate::tls::MaybeTls;
 use crate::txn::Phase;
 use std::sync::Mutex;
 
+use super::login::Credentials;
 use super::observe::{ClientSide, ServerSide};
 use super::pump::{Pump, PumpError};
-use super::reattach::{Failure, Relogin, reattach};
+use super::reattach::{CredentialLogin, Failure, Relogin, reattach};
 use super::{FAREWELL_TIMEOUT, farewell};
 
 /// How the relay ended.
@@ -34,30 +35,53 @@ enum Ending {
     Detached,
 }
 
-/// What a session needs to survive the loss of its upstream connection: a way to log in again
-/// on its client's behalf, and the state to replay (see [`super::reattach`]).
-pub struct Survival<'a> {
-    pub relogin: &'a dyn Relogin,
-    pub state: SessionState,
+/// How the session's login goes.
+pub enum Login {
+    /// `auth = "passthrough"`: the relay sends the client's StartupMessage, and the server's
+    /// authentication exchange with the client passes through it.
+    Relayed { startup: BytesMut },
+    /// `auth = "proxy"`: the proxy has logged the session in already. `after_auth` holds what the
+    /// server sent after its AuthenticationOk (through ReadyForQuery); the relay forwards it
+    /// first. The StartupMessage and credentials stay with the session for as long as it runs,
+    /// so that it can log in again, and then the session survives the loss of its upstream
+    /// connection (see [`super::reattach`]).
+    Done {
+        startup: BytesMut,
+        credentials: Credentials,
+        after_auth: BytesMut,
+    },
 }
 
 /// Relays between `client` and the upstream connection (`server`, attached) until the session
-/// ends. `startup` is sent upstream first unless empty (the login was done already).
+/// ends.
 pub async fn relay(
     client: MaybeTls,
     (server, attached): (MaybeTls, Attached<'_>),
-    startup: BytesMut,
+    login: Login,
     shared: &Shared,
     info: &SessionInfo,
     stop: &CancellationToken,
-    survival: Option<Survival<'_>>,
 ) {
+    let mut pending_after_auth = None;
     let config = &shared.config;
     let (mut client_read, mut client_write) = tokio::io::split(client);
-    let (relogin, state) = match survival {
-        Some(s) => (Some(s.relogin), Some(Mutex::new(s.state))),
-        None => (None, None),
+    let (startup, relogin, state) = match login {
+        Login::Relayed { startup } => (startup, None, None),
+        Login::Done {
+            startup,
+            credentials,
+            after_auth,
+        } => {
+            pending_after_auth = Some(after_auth);
+            let relogin = CredentialLogin { credentials };
+            (
+                startup,
+                Some(relogin),
+                Some(Mutex::new(SessionState::new())),
+            )
+        }
     };
+    let relogin = relogin.as_ref().map(|r| r as &dyn Relogin);
     let metrics = &shared.metrics;
     let (inject, injected) = tokio::sync::mpsc::unbounded_channel();
     let mut up = Pump::new(
@@ -71,9 +95,12 @@ pub async fn relay(
         metrics.bytes_counter(Direction::Downstream),
     );
     let mut down = down.with_injection(injected);
+    if let Some(after_auth) = pending_after_auth.take() {
+        down.preload(&after_auth);
+    }
     let mut client_side = ClientSide::new(shared, info, inject, state.as_ref());
     let (mut server, mut attached) = (server, attached);
-    let mut send_startup = !startup.is_empty();
+    let mut send_startup = relogin.is_none();
     loop {
         let (mut server_read, mut server_write) = tokio::io::split(server);
         if std::mem::take(&mut send_startup)
