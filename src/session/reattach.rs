@@ -21,7 +21,7 @@ use crate::replay::{Plan, Unreplayable};
 use crate::shared::Shared;
 use crate::tls::MaybeTls;
 
-use super::login::{Credentials, upstream_login};
+use super::login::{Credentials, LoginError, upstream_login};
 
 /// A login on a new upstream connection, done.
 pub struct LoggedIn {
@@ -30,8 +30,18 @@ pub struct LoggedIn {
     pub key: Option<BackendKey>,
 }
 
+/// Why a login on a new connection did not succeed.
+#[derive(Debug)]
+pub enum LoginFailure {
+    /// The connection broke, or the server is not ready yet (`57P03`): try again.
+    Transient(String),
+    /// The server refused, or cannot be answered: give up.
+    Refused(String),
+}
+
 /// A boxed future, for [`Relogin`].
-pub type LoginFuture<'a> = Pin<Box<dyn Future<Output = Result<LoggedIn, String>> + Send + 'a>>;
+pub type LoginFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<LoggedIn, LoginFailure>> + Send + 'a>>;
 
 /// Logs a fresh upstream connection in as the session's user, without the client: sends the
 /// client's StartupMessage and answers the server's authentication with what the session kept
@@ -50,16 +60,26 @@ pub struct CredentialLogin {
 impl Relogin for CredentialLogin {
     fn login<'a>(&'a self, mut server: MaybeTls, startup: &'a [u8]) -> LoginFuture<'a> {
         Box::pin(async move {
-            let outcome = upstream_login(&mut server, startup, &self.credentials)
-                .await
-                .map_err(|e| e.to_string())?;
+            let outcome = match upstream_login(&mut server, startup, &self.credentials).await {
+                Ok(outcome) => outcome,
+                Err(e @ (LoginError::Io(_) | LoginError::Closed)) => {
+                    return Err(LoginFailure::Transient(e.to_string()));
+                }
+                Err(LoginError::Refused {
+                    sqlstate: Some(code),
+                    ..
+                }) if code == sqlstate::CANNOT_CONNECT_NOW => {
+                    return Err(LoginFailure::Transient("the server is starting".into()));
+                }
+                Err(e) => return Err(LoginFailure::Refused(e.to_string())),
+            };
             if !outcome.ready {
                 let fields = backend::error_fields(outcome.after_auth.get(5..).unwrap_or(&[]));
-                return Err(format!(
+                return Err(LoginFailure::Refused(format!(
                     "the server refused the session: {} ({})",
                     fields.message.unwrap_or("no message"),
                     fields.code.unwrap_or("?")
-                ));
+                )));
             }
             Ok(LoggedIn {
                 server,
@@ -144,7 +164,17 @@ pub async fn reattach<'a>(
         let login = tokio::time::timeout_at(deadline, relogin.login(server, startup));
         let LoggedIn { mut server, key } = match login.await {
             Err(_) => return Err(timeout()),
-            Ok(Err(message)) => {
+            Ok(Err(LoginFailure::Transient(message))) => {
+                debug!(%message, "login on the new connection failed; retrying");
+                drop(attached);
+                if Instant::now() + pause > deadline {
+                    return Err(timeout());
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RETRY_MAX);
+                continue;
+            }
+            Ok(Err(LoginFailure::Refused(message))) => {
                 return Err(Failure {
                     code: sqlstate::ADMIN_SHUTDOWN,
                     message: format!(

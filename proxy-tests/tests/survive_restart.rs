@@ -1,0 +1,224 @@
+//! Sessions that outlive their server connection: in managed mode (proxy authentication by
+//! default) a session idle when Doltgres restarts — for a copy window, or after a crash — keeps
+//! its client connection, and its next request runs on a new server connection that was logged in
+//! on its behalf and given its state again (settings, branch, named prepared statements).
+//! Sessions whose state cannot be rebuilt, and sessions inside a transaction, are told.
+
+use std::time::{Duration, Instant};
+
+use proxy_tests::managed::ManagedProxy;
+use proxy_tests::raw::{RawClient, briefs, frontend};
+use tokio_postgres::SimpleQueryMessage;
+
+/// Longer than the join grace, so a copy window treats the sessions as long idle.
+const IDLE: Duration = Duration::from_millis(1300);
+
+/// The first column of the first row of `sql`.
+async fn one(client: &tokio_postgres::Client, sql: &str) -> String {
+    let rows = client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    rows.iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{sql}: no row"))
+}
+
+/// The value of a counter in the managed proxy's `/metrics` (0 if absent).
+async fn metric(m: &ManagedProxy, series: &str) -> f64 {
+    let (_, text) = m.proxy.admin_get("/metrics").await;
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn copy_window(m: &ManagedProxy) {
+    let (code, record) = m.backup("copy").await;
+    assert_eq!(code, 200, "{record}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_keep_settings_branch_and_prepared_statements_across_copy_windows() {
+    let m = ManagedProxy::start(|_, _| {}).await;
+    let setup = m.connect().await;
+    setup
+        .batch_execute(
+            "CREATE TABLE t (id int primary key, v text); INSERT INTO t VALUES (1, 'main')",
+        )
+        .await
+        .unwrap();
+    // Committed, so that a branch made from HEAD has the table.
+    one(&setup, "SELECT dolt_commit('-Am', 'seed')").await;
+    let mut clients = Vec::new();
+    for i in 0..4 {
+        let c = m.connect().await;
+        c.batch_execute(&format!("SET app.who = 'client-{i}'"))
+            .await
+            .unwrap();
+        let statement = c
+            .prepare("SELECT v || '-' || $1::text FROM t WHERE id = 1")
+            .await
+            .unwrap();
+        clients.push((c, statement));
+    }
+    // One session on a branch of its own.
+    let branch = m.connect().await;
+    one(&branch, "SELECT dolt_checkout('-b', 'feat')").await;
+    branch
+        .batch_execute("UPDATE t SET v = 'feat' WHERE id = 1")
+        .await
+        .unwrap();
+    // A raw session with a named statement made through Parse.
+    let mut raw = m.raw().await;
+    let mut parse = frontend::parse("kept", "SELECT 40 + 2");
+    parse.extend(frontend::sync());
+    raw.send(&parse).await;
+    assert_eq!(briefs(&raw.until_ready().await), ["1", "Z(I)"]);
+
+    for _ in 0..3 {
+        tokio::time::sleep(IDLE).await;
+        copy_window(&m).await;
+    }
+
+    for (i, (c, statement)) in clients.iter().enumerate() {
+        assert_eq!(one(c, "SHOW app.who").await, format!("client-{i}"));
+        let rows = c.query(statement, &[&format!("{i}")]).await.unwrap();
+        let v: String = rows[0].get(0);
+        assert_eq!(
+            v,
+            format!("main-{i}"),
+            "the statement prepared before the windows"
+        );
+    }
+    assert_eq!(one(&branch, "SELECT active_branch()").await, "feat");
+    assert_eq!(one(&branch, "SELECT v FROM t WHERE id = 1").await, "feat");
+    let mut run = frontend::bind("", "kept");
+    run.extend(frontend::execute(""));
+    run.extend(frontend::sync());
+    raw.send(&run).await;
+    assert_eq!(
+        briefs(&raw.until_ready().await),
+        ["2", "D", "C(SELECT 1)", "Z(I)"]
+    );
+
+    assert_eq!(
+        metric(&m, "doltgres_sidecar_server_restarts_total{cause=\"copy\"}").await,
+        3.0
+    );
+    let ended = metric(
+        &m,
+        "doltgres_sidecar_sessions_ended_total{reason=\"restart_without_replay\"}",
+    );
+    assert_eq!(ended.await, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_holding_a_temp_table_is_ended_with_57p01_naming_it() {
+    let m = ManagedProxy::start(|_, _| {}).await;
+    let keeps = m.connect().await;
+    keeps.batch_execute("SET app.x = '1'").await.unwrap();
+    let mut temp = m.raw().await;
+    temp.send(&frontend::query("CREATE TEMP TABLE scratch (a int)"))
+        .await;
+    assert_eq!(
+        briefs(&temp.until_ready().await),
+        ["C(CREATE TABLE)", "Z(I)"]
+    );
+    tokio::time::sleep(IDLE).await;
+    copy_window(&m).await;
+    // As PostgreSQL ends a session it terminates: a FATAL error, then the close.
+    let closed = tokio::time::timeout(Duration::from_secs(30), temp.until_end())
+        .await
+        .expect("the session was not ended");
+    let fatal = closed
+        .messages
+        .iter()
+        .find(|m| m.tag == b'E')
+        .expect("an error");
+    assert_eq!(fatal.sqlstate().as_deref(), Some("57P01"));
+    let text = fatal.text().unwrap_or_default();
+    assert!(text.contains("a temporary table"), "{text}");
+    assert_eq!(
+        one(&keeps, "SHOW app.x").await,
+        "1",
+        "the other session went on"
+    );
+    let reason = "doltgres_sidecar_sessions_ended_total{reason=\"unreplayable_temp_table\"}";
+    assert_eq!(metric(&m, reason).await, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_crash_idle_sessions_go_on_and_a_transaction_is_told() {
+    let m = ManagedProxy::start(|_, _| {}).await;
+    let setup = m.connect().await;
+    setup
+        .batch_execute("CREATE TABLE k (id int primary key)")
+        .await
+        .unwrap();
+    let idle = m.connect().await;
+    idle.batch_execute("SET app.y = 'kept'").await.unwrap();
+    let in_txn = m.connect().await;
+    in_txn
+        .batch_execute("BEGIN; INSERT INTO k VALUES (1)")
+        .await
+        .unwrap();
+    let pid = m.proxy.shared.control.managed().unwrap().pid().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let err = in_txn
+        .batch_execute("COMMIT")
+        .await
+        .expect_err("the transaction is gone");
+    let code = err.code().map(|c| c.code().to_string());
+    assert!(
+        code.as_deref() == Some("08006") || err.is_closed(),
+        "{err:?}"
+    );
+    // The idle session's next query waits for the restart, then runs with its setting.
+    let started = Instant::now();
+    assert_eq!(one(&idle, "SHOW app.y").await, "kept");
+    assert_eq!(
+        one(&idle, "SELECT count(*) FROM k").await,
+        "0",
+        "nothing uncommitted"
+    );
+    println!(
+        "idle session answered {:?} after the crash",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_sent_while_the_server_is_down_waits_and_runs() {
+    let m = ManagedProxy::start(|_, _| {}).await;
+    let mut raw: RawClient = m.raw().await;
+    raw.send(&frontend::query("SET app.z = 'z'")).await;
+    raw.until_ready().await;
+    let pid = m.proxy.shared.control.managed().unwrap().pid().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // Sent once the server is gone (the supervisor saw it exit), before it is back.
+    let control = &m.proxy.shared.control;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while control.is_available() {
+        assert!(Instant::now() < deadline, "the crash was not noticed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    raw.send(&frontend::query("SHOW app.z")).await;
+    let answer = tokio::time::timeout(Duration::from_secs(60), raw.until_ready())
+        .await
+        .expect("no answer within 60 s");
+    assert_eq!(briefs(&answer), ["T", "D", "C(SHOW)", "Z(I)"]);
+    assert!(answer[1].body.ends_with(b"z"));
+}
