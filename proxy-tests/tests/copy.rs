@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use doltgres_sidecar::auth::AuthMode;
 use doltgres_sidecar::verify;
 use proxy_tests::managed::{ManagedProxy, doltgres_wrapper};
 use tokio_postgres::SimpleQueryMessage;
@@ -31,7 +32,13 @@ fn metric(text: &str, line_start: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_window_is_invisible_to_new_connections_and_ends_held_idle_sessions() {
-    let m = ManagedProxy::start(|c, dir| c.server.binary = doltgres_wrapper(dir)).await;
+    // Passthrough authentication: the sidecar cannot log a session in again, so a session idle
+    // through the restart is ended (with proxy authentication it survives: survive_restart.rs).
+    let m = ManagedProxy::start(|c, dir| {
+        c.server.binary = doltgres_wrapper(dir);
+        c.auth = Some(AuthMode::Passthrough);
+    })
+    .await;
     let client = m.connect().await;
     client
         .batch_execute("CREATE TABLE items (id int primary key, v text)")
