@@ -6,9 +6,10 @@
 //!
 //! A connection made for one transaction is never cut off: one that arrives during a window waits
 //! before logging in, and one that had just connected when the window began runs its first request
-//! before the server stops (the join grace). The writers and pgbench therefore see no error at
-//! all. (A session idle for longer is ended with `57P01` until sessions can be logged in again on
-//! a client's behalf; the writers and pgbench would retry those, and the test requires none.)
+//! before the server stops (the join grace). Sessions idle through the windows survive too: with
+//! proxy authentication (managed mode's default) each is logged in again on the restarted server
+//! and given its setting and prepared statement back. No client sees an error and no session is
+//! ended.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -24,6 +25,8 @@ const PER_WRITER: u64 = 40;
 const EVERY: u64 = 15;
 const MIN_COPIES: usize = 5;
 const PGBENCH_TXNS: u64 = 300;
+/// Sessions that stay connected and idle through every window.
+const IDLE_SESSIONS: usize = 5;
 
 /// What the pgbench load did.
 struct Load {
@@ -117,6 +120,20 @@ async fn copy_windows_under_load_cut_restorable_prefixes() {
     })
     .await;
     ledger::create(&m.connect().await).await;
+    // Long-lived sessions, idle through every window, each with a setting and a prepared
+    // statement made before the first one.
+    let mut idle = Vec::new();
+    for i in 0..IDLE_SESSIONS {
+        let c = m.connect().await;
+        c.batch_execute(&format!("SET app.n = '{i}'"))
+            .await
+            .unwrap();
+        let statement = c
+            .prepare("SELECT count(*) FROM ledger WHERE seq >= $1::int")
+            .await
+            .unwrap();
+        idle.push((c, statement));
+    }
 
     let conflicts = Arc::new(AtomicU64::new(0));
     let ended = Arc::new(AtomicU64::new(0));
@@ -188,6 +205,24 @@ async fn copy_windows_under_load_cut_restorable_prefixes() {
     );
     assert_eq!(load.aborted_clients, 0, "pgbench clients were aborted");
     assert_eq!(load.processed, PGBENCH_TXNS);
+    // The idle sessions are all still there, with their settings and statements.
+    for (i, (c, statement)) in idle.iter().enumerate() {
+        let rows = c.simple_query("SHOW app.n").await.unwrap();
+        let shown = rows.iter().find_map(|r| match r {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        });
+        assert_eq!(shown, Some(i.to_string()));
+        let rows = c.query(statement, &[&0i32]).await.unwrap();
+        let count: i64 = rows[0].get(0);
+        assert_eq!(count as u64, total + 1, "idle session {i}");
+    }
+    let (_, metrics) = m.proxy.admin_get("/metrics").await;
+    let ended: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("doltgres_sidecar_sessions_ended_total{"))
+        .collect();
+    assert!(ended.is_empty(), "sessions were ended: {ended:?}");
     m.proxy.stop().await;
 }
 
