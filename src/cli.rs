@@ -192,7 +192,11 @@ pub struct RunArgs {
     pub auth_cache_ttl: Option<String>,
     /// auth = proxy: passwords per user (userlist format) for servers that ask for a cleartext
     /// or MD5 password.
-    #[arg(long, env = "DOLTGRES_SIDECAR_AUTH_PASSWORDS_FILE", value_name = "FILE")]
+    #[arg(
+        long,
+        env = "DOLTGRES_SIDECAR_AUTH_PASSWORDS_FILE",
+        value_name = "FILE"
+    )]
     pub auth_passwords_file: Option<PathBuf>,
 }
 

@@ -406,11 +406,15 @@ mod tests {
         .unwrap();
         c.validate().unwrap();
         assert_eq!(c.auth_cache_ttl, Duration::from_secs(5));
-        let c = Config::from_toml(
-            "auth = \"proxy\"\nauth_file = \"u.txt\"\nauth_query = \"SELECT 1\"",
-        )
-        .unwrap();
-        assert!(c.validate().unwrap_err().to_string().contains("backup user"));
+        let c =
+            Config::from_toml("auth = \"proxy\"\nauth_file = \"u.txt\"\nauth_query = \"SELECT 1\"")
+                .unwrap();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("backup user")
+        );
         assert!(Config::from_toml("auth = \"trust\"").is_err());
         let c = Config::from_toml("[auth_passwords]\nalice = \"pw\"").unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("need auth"));

@@ -55,12 +55,18 @@ async fn the_default_auth_query_takes_the_user_as_a_parameter() {
     let server = TestServer::doltgres().await;
     let client = server.connect_direct().await;
     // Extended protocol, `$1` bound as text: the column types are name and text.
-    let rows = client.query(DEFAULT_AUTH_QUERY, &[&"postgres"]).await.unwrap();
+    let rows = client
+        .query(DEFAULT_AUTH_QUERY, &[&"postgres"])
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].get::<_, String>(0), "postgres");
     let secret: Option<String> = rows[0].get(1);
     assert!(ScramVerifier::parse(&secret.unwrap()).is_some());
-    let none = client.query(DEFAULT_AUTH_QUERY, &[&"nobody"]).await.unwrap();
+    let none = client
+        .query(DEFAULT_AUTH_QUERY, &[&"nobody"])
+        .await
+        .unwrap();
     assert!(none.is_empty(), "an unknown user has no row");
 }
 
@@ -106,7 +112,10 @@ async fn current_user_is_the_login_at_its_host() {
     let mut config = server.config_at(&server.addr());
     config.user("carol").password("carol-pw");
     let carol = proxy_tests::server_connect(&config).await.unwrap();
-    assert_eq!(value(&carol, "SELECT current_user").await, "carol@127.0.0.1");
+    assert_eq!(
+        value(&carol, "SELECT current_user").await,
+        "carol@127.0.0.1"
+    );
     // A role without SUPERUSER may not call it at all.
     config.user("dave").password("dave-pw");
     let dave = proxy_tests::server_connect(&config).await.unwrap();
@@ -120,7 +129,10 @@ async fn current_user_is_the_login_at_its_host() {
         let db = err.as_db_error().unwrap();
         assert_eq!(
             (db.code().code(), db.message()),
-            ("28P01", format!("password authentication failed for user \"{user}\"").as_str())
+            (
+                "28P01",
+                format!("password authentication failed for user \"{user}\"").as_str()
+            )
         );
     }
 }

@@ -57,10 +57,7 @@ fn userlist(dir: &std::path::Path, entries: &[(&str, &str)]) -> std::path::PathB
 }
 
 /// A proxy with `auth = "proxy"` and verifiers from the server (the default auth query).
-async fn query_proxy(
-    server: &TestServer,
-    adjust: impl FnOnce(&mut Config),
-) -> TestProxy {
+async fn query_proxy(server: &TestServer, adjust: impl FnOnce(&mut Config)) -> TestProxy {
     let password = server.password.clone();
     TestProxy::start_with(&server.addr(), |c| {
         c.auth = Some(AuthMode::Proxy);
@@ -71,7 +68,12 @@ async fn query_proxy(
 }
 
 /// Client config for `user` at `addr`.
-fn config_as(server: &TestServer, addr: &str, user: &str, password: &str) -> tokio_postgres::Config {
+fn config_as(
+    server: &TestServer,
+    addr: &str,
+    user: &str,
+    password: &str,
+) -> tokio_postgres::Config {
     let mut config = server.config_at(addr);
     config.user(user).password(password);
     config
@@ -165,7 +167,10 @@ async fn server_first(addr: &str, user: &str) -> (Vec<String>, String) {
 async fn logs_in_as_the_user_through_the_auth_query(server: TestServer) {
     create_superuser(&server, "carol", CAROL_PW).await;
     let proxy = query_proxy(&server, |_| {}).await;
-    for (user, password) in [("carol", CAROL_PW), (server.user.as_str(), server.password.as_str())] {
+    for (user, password) in [
+        ("carol", CAROL_PW),
+        (server.user.as_str(), server.password.as_str()),
+    ] {
         let client = proxy_tests::server_connect(&config_as(&server, &proxy.addr, user, password))
             .await
             .unwrap_or_else(|e| panic!("{user}: {e}"));
@@ -201,7 +206,11 @@ async fn logs_in_as_the_user_through_the_auth_query(server: TestServer) {
         .find(|s| s["user"] == "carol")
         .cloned()
         .expect("the session is listed");
-    assert_eq!(session["backend_pid"].as_u64(), Some(pid as u64), "{session}");
+    assert_eq!(
+        session["backend_pid"].as_u64(),
+        Some(pid as u64),
+        "{session}"
+    );
     let answer = raw.simple("SELECT 1").await;
     assert_eq!(answer.last().unwrap().ready_status(), Some('I'));
     // A database that does not exist is refused by the server after authentication, in its
@@ -219,7 +228,10 @@ both_servers!(logs_in_as_the_user_through_the_auth_query);
 async fn wrong_passwords_and_unknown_users_never_reach_the_server(server: TestServer) {
     create_superuser(&server, "carol", CAROL_PW).await;
     let dir = tempfile::tempdir().unwrap();
-    let file = userlist(dir.path(), &[("carol", &server_verifier(&server, "carol").await)]);
+    let file = userlist(
+        dir.path(),
+        &[("carol", &server_verifier(&server, "carol").await)],
+    );
     let relay = CountingRelay::start(server.addr()).await;
     let proxy = TestProxy::start_with(&relay.addr, |c| {
         c.auth = Some(AuthMode::Proxy);
@@ -249,9 +261,16 @@ async fn unknown_users_get_a_stable_mock_salt() {
     let proxy = query_proxy(&server, |_| {}).await;
     let carol = ScramVerifier::parse(&server_verifier(&server, "carol").await).unwrap();
     let (mechanisms, first) = server_first(&proxy.addr, "carol").await;
-    assert_eq!(mechanisms, ["SCRAM-SHA-256"], "no channel binding without TLS");
+    assert_eq!(
+        mechanisms,
+        ["SCRAM-SHA-256"],
+        "no channel binding without TLS"
+    );
     let (_, direct) = server_first(&server.addr(), "carol").await;
-    assert_eq!(first, direct, "a known user sees the server's own salt and iterations");
+    assert_eq!(
+        first, direct,
+        "a known user sees the server's own salt and iterations"
+    );
     assert!(first.contains(&format!(
         "s={},i={}",
         base64_of(&carol.salt),
@@ -300,7 +319,9 @@ async fn a_changed_password_refreshes_the_cached_verifier(server: TestServer) {
     create_superuser(&server, "carol", "first-pw").await;
     let proxy = query_proxy(&server, |c| c.auth_cache_ttl = Duration::from_secs(3600)).await;
     let login = |password: &str| config_as(&server, &proxy.addr, "carol", password);
-    proxy_tests::server_connect(&login("first-pw")).await.unwrap();
+    proxy_tests::server_connect(&login("first-pw"))
+        .await
+        .unwrap();
     server
         .connect_direct()
         .await
@@ -315,7 +336,9 @@ async fn a_changed_password_refreshes_the_cached_verifier(server: TestServer) {
     let err = login_error(&login("first-pw")).await;
     assert_eq!(code_and_message(&err), password_failed("carol"));
     // ... so the next login reads the new verifier.
-    let client = proxy_tests::server_connect(&login("second-pw")).await.unwrap();
+    let client = proxy_tests::server_connect(&login("second-pw"))
+        .await
+        .unwrap();
     assert_eq!(
         value(&client, "SELECT current_user").await,
         current_user(server.kind, "carol")
@@ -359,9 +382,7 @@ async fn trust_cleartext_and_md5_upstreams_use_configured_passwords() {
     let proxy = TestProxy::start_with(&server.addr(), |c| {
         c.auth = Some(AuthMode::Proxy);
         c.auth_file = Some(file);
-        c.auth_passwords
-            .0
-            .insert("md5user".into(), "md5-pw".into());
+        c.auth_passwords.0.insert("md5user".into(), "md5-pw".into());
     })
     .await;
     for (user, password) in [
@@ -466,9 +487,8 @@ async fn channel_binding_require_works_over_client_tls() {
     assert!(err.contains("channel binding"), "{err}");
     // channel_binding=prefer over TLS works as well, and plain SCRAM without TLS.
     for extra in ["sslmode=require", "sslmode=disable"] {
-        let (ok, out, err) = tokio::task::block_in_place(|| {
-            psql(&conninfo(&tls_proxy, extra), "SELECT 'x'")
-        });
+        let (ok, out, err) =
+            tokio::task::block_in_place(|| psql(&conninfo(&tls_proxy, extra), "SELECT 'x'"));
         assert!(ok, "{extra}: {err}");
         assert_eq!(out, "x");
     }

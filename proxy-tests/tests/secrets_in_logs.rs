@@ -10,11 +10,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use base64::Engine;
 use doltgres_sidecar::auth::scram;
 use doltgres_sidecar::auth::verifier::ScramVerifier;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use proxy_tests::{free_port, install};
 
 const PASSWORD: &str = "pw-Secret-4411";

@@ -195,7 +195,10 @@ mod tests {
     }
 
     /// A client (postgres-protocol's SCRAM implementation) against the proxy's side.
-    async fn run(password: &str, verifier: Option<ScramVerifier>) -> Result<Vec<u8>, ExchangeFailure> {
+    async fn run(
+        password: &str,
+        verifier: Option<ScramVerifier>,
+    ) -> Result<Vec<u8>, ExchangeFailure> {
         let (mut client, mut proxy) = tokio::io::duplex(1 << 16);
         let mock = ScramVerifier::mock("u", b"s");
         let server = tokio::spawn(async move {
@@ -214,7 +217,10 @@ mod tests {
         let (code, server_first) = read_auth(&mut client).await;
         assert_eq!(code, code::SASL_CONTINUE);
         scram.update(&server_first).unwrap();
-        client.write_all(&message(b'p', scram.message())).await.unwrap();
+        client
+            .write_all(&message(b'p', scram.message()))
+            .await
+            .unwrap();
         let server_final = server.await.unwrap()?;
         scram.finish(server_final.as_bytes()).unwrap();
         Ok(server_final.into_bytes())
@@ -242,7 +248,10 @@ mod tests {
     #[tokio::test]
     async fn other_messages_and_mechanisms_are_refused() {
         for (bytes, expected) in [
-            (message(b'Q', b"SELECT 1\0"), "expected SASL response, got message type 81"),
+            (
+                message(b'Q', b"SELECT 1\0"),
+                "expected SASL response, got message type 81",
+            ),
             (
                 initial_response("SCRAM-SHA-1", b"n,,n=,r=abc"),
                 "client selected an invalid SASL authentication mechanism",
@@ -251,13 +260,15 @@ mod tests {
                 initial_response(SCRAM_SHA_256_PLUS, b"p=tls-server-end-point,,n=,r=abc"),
                 "client selected an invalid SASL authentication mechanism",
             ),
-            (message(b'p', b"SCRAM-SHA-256\0\0\0\0\x0an,,n=,r=a"), "invalid message format"),
+            (
+                message(b'p', b"SCRAM-SHA-256\0\0\0\0\x0an,,n=,r=a"),
+                "invalid message format",
+            ),
             (message(b'p', b"no terminator"), "invalid message format"),
         ] {
             let (mut client, mut proxy) = tokio::io::duplex(1 << 16);
             client.write_all(&bytes).await.unwrap();
-            let mut exchange =
-                ServerExchange::new(None, ScramVerifier::mock("u", b"s"), None);
+            let mut exchange = ServerExchange::new(None, ScramVerifier::mock("u", b"s"), None);
             match authenticate(&mut proxy, &mut exchange).await {
                 Err(ExchangeFailure::Refused { code, message, .. }) => {
                     assert_eq!(code, "08P01");
@@ -281,8 +292,7 @@ mod tests {
 
     #[test]
     fn initial_response_without_data() {
-        let (mechanism, data) =
-            parse_initial_response(b"SCRAM-SHA-256\0\xff\xff\xff\xff").unwrap();
+        let (mechanism, data) = parse_initial_response(b"SCRAM-SHA-256\0\xff\xff\xff\xff").unwrap();
         assert_eq!((mechanism.as_str(), data), ("SCRAM-SHA-256", &[][..]));
     }
 }

@@ -45,7 +45,8 @@ impl std::str::FromStr for AuthMode {
 /// The auth query used when none is configured: PostgreSQL's catalog, which Doltgres v1.2.0
 /// answers with `SCRAM-SHA-256$…` verifiers and a parameter in the WHERE clause
 /// (`doltgres_auth_facts.rs`).
-pub const DEFAULT_AUTH_QUERY: &str = "SELECT rolname, rolpassword FROM pg_authid WHERE rolname = $1";
+pub const DEFAULT_AUTH_QUERY: &str =
+    "SELECT rolname, rolpassword FROM pg_authid WHERE rolname = $1";
 
 /// Passwords per user for the login upstream, when the server asks for a cleartext or MD5
 /// password, or its SCRAM salt differs from the verifier's. Shows user names only.

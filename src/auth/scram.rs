@@ -170,7 +170,11 @@ pub fn server_signature(server_key: &Key, auth_message: &[u8]) -> Key {
 }
 
 /// `client-first-message-bare "," server-first-message "," client-final-message-without-proof`.
-pub fn auth_message(client_first_bare: &str, server_first: &str, client_final_bare: &str) -> String {
+pub fn auth_message(
+    client_first_bare: &str,
+    server_first: &str,
+    client_final_bare: &str,
+) -> String {
     format!("{client_first_bare},{server_first},{client_final_bare}")
 }
 
@@ -364,7 +368,9 @@ pub fn parse_client_final(input: &[u8]) -> Result<ClientFinal<'_>, ScramError> {
     let (nonce, mut rest) = read_attr(rest, 'r')?;
     let proof = loop {
         if rest.is_empty() {
-            return Err(malformed("Expected attribute \"p\" but found \"end of message\"."));
+            return Err(malformed(
+                "Expected attribute \"p\" but found \"end of message\".",
+            ));
         }
         let start = input.len() - rest.len();
         let (attr, value, after) = read_any_attr(rest)?;
@@ -408,8 +414,7 @@ pub fn parse_server_first(input: &[u8], client_nonce: &str) -> Result<ServerFirs
         ));
     }
     let (nonce, rest) = read_attr(input, 'r')?;
-    if nonce.len() <= client_nonce.len() || !nonce.starts_with(client_nonce) || !printable(nonce)
-    {
+    if nonce.len() <= client_nonce.len() || !nonce.starts_with(client_nonce) || !printable(nonce) {
         return Err(violation(
             "invalid SCRAM response",
             Some("The server's nonce does not extend the client's.".into()),
@@ -450,7 +455,13 @@ pub fn parse_server_final(input: &[u8]) -> Result<Key, ScramError> {
     if let Some(error) = input.strip_prefix("e=") {
         return Err(violation(
             "the server reported a SCRAM error",
-            Some(error.chars().filter(char::is_ascii_graphic).take(80).collect()),
+            Some(
+                error
+                    .chars()
+                    .filter(char::is_ascii_graphic)
+                    .take(80)
+                    .collect(),
+            ),
         ));
     }
     let (signature, rest) = read_attr(input, 'v')?;

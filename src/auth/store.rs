@@ -163,7 +163,7 @@ impl Verifiers {
         let verifier = secret.as_deref().and_then(ScramVerifier::parse);
         debug!(
             %user,
-            found = rows.first().is_some(),
+            found = !rows.is_empty(),
             scram = verifier.is_some(),
             "auth query answered"
         );
@@ -193,10 +193,7 @@ impl Verifiers {
     }
 }
 
-fn read_userlist(
-    name: &'static str,
-    path: &Path,
-) -> Result<Vec<(String, Secret)>, AuthSetupError> {
+fn read_userlist(name: &'static str, path: &Path) -> Result<Vec<(String, Secret)>, AuthSetupError> {
     let error = |reason: String| AuthSetupError::File {
         name,
         path: path.display().to_string(),
@@ -224,7 +221,9 @@ mod tests {
         let scram = ScramVerifier::generate("alice-pw");
         let file = temp_file(
             "userlist.txt",
-            &format!("\"alice\" \"{scram}\"\n\"bob\" \"bob-pw\"\n\"carol\" \"md5a3556571e93b0d20722ba62be61e8c2d\"\n"),
+            &format!(
+                "\"alice\" \"{scram}\"\n\"bob\" \"bob-pw\"\n\"carol\" \"md5a3556571e93b0d20722ba62be61e8c2d\"\n"
+            ),
         );
         let passwords = temp_file("passwords.txt", "\"alice\" \"alice-pw\"\n");
         let mut config = Config {
@@ -249,8 +248,15 @@ mod tests {
         assert_eq!(store.lookup("carol", &upstream).await.unwrap(), None);
         assert_eq!(store.lookup("nobody", &upstream).await.unwrap(), None);
         assert!(!store.needs_query("nobody"), "no auth query configured");
-        for (user, password) in [("alice", "alice-pw"), ("bob", "bob-pw"), ("dave", "dave-pw")] {
-            assert_eq!(store.password(user).as_deref().map(String::as_str), Some(password));
+        for (user, password) in [
+            ("alice", "alice-pw"),
+            ("bob", "bob-pw"),
+            ("dave", "dave-pw"),
+        ] {
+            assert_eq!(
+                store.password(user).as_deref().map(String::as_str),
+                Some(password)
+            );
         }
         assert_eq!(store.password("carol"), None);
         assert_eq!(store.mock("x"), store.mock("x"));

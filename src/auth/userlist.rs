@@ -129,7 +129,10 @@ mod tests {
             entries[2].1,
             Secret::Password(Zeroizing::new("plain \"quoted\" pw".into()))
         );
-        assert_eq!(entries[3].1, Secret::Password(Zeroizing::new(String::new())));
+        assert_eq!(
+            entries[3].1,
+            Secret::Password(Zeroizing::new(String::new()))
+        );
     }
 
     #[test]
@@ -170,7 +173,9 @@ mod tests {
             let _ = parse(text);
         }
         for len in 0..64u8 {
-            let bytes: Vec<u8> = (0..len).map(|i| b"\"a ;#\n\t"[(i as usize * 7) % 7]).collect();
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| b"\"a ;#\n\t"[(i as usize * 7) % 7])
+                .collect();
             let _ = parse(&String::from_utf8(bytes).unwrap());
         }
     }

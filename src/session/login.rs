@@ -209,7 +209,9 @@ pub async fn upstream_login<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
         let Some(request) = body.get(..4) else {
-            return Err(LoginError::Server("authentication request too short".into()));
+            return Err(LoginError::Server(
+                "authentication request too short".into(),
+            ));
         };
         let data = &body[4..];
         match u32::from_be_bytes([request[0], request[1], request[2], request[3]]) {
@@ -235,7 +237,9 @@ pub async fn upstream_login<S: AsyncRead + AsyncWrite + Unpin>(
                 stream.write_all(&password_message(&body)).await?;
             }
             code::SASL => {
-                let offered = data.split(|b| *b == 0).any(|m| m == SCRAM_SHA_256.as_bytes());
+                let offered = data
+                    .split(|b| *b == 0)
+                    .any(|m| m == SCRAM_SHA_256.as_bytes());
                 if !offered {
                     return Err(LoginError::Unsupported(
                         "the upstream server offers no SASL mechanism the proxy speaks \
@@ -256,10 +260,9 @@ pub async fn upstream_login<S: AsyncRead + AsyncWrite + Unpin>(
                 let exchange = scram.as_mut().ok_or_else(|| {
                     LoginError::Server("SASL continue without a SASL exchange".into())
                 })?;
-                let last = exchange
-                    .respond(data, |first| {
-                        credentials.scram_keys(&first.salt, first.iterations)
-                    })??;
+                let last = exchange.respond(data, |first| {
+                    credentials.scram_keys(&first.salt, first.iterations)
+                })??;
                 stream.write_all(&password_message(last.as_bytes())).await?;
             }
             code::SASL_FINAL => {
@@ -350,7 +353,10 @@ pub async fn authenticate_and_connect<'a>(
     client: &mut MaybeTls,
     startup: &[u8],
 ) -> Option<LoggedIn<'a>> {
-    let store = shared.auth.as_ref().expect("auth = proxy has a verifier store");
+    let store = shared
+        .auth
+        .as_ref()
+        .expect("auth = proxy has a verifier store");
     let user = info.user.as_str();
     if user.is_empty() {
         // PostgreSQL's answer to a StartupMessage without a user.
@@ -380,9 +386,7 @@ pub async fn authenticate_and_connect<'a>(
             return None;
         }
     };
-    let Some(verified) = client_exchange(shared, client, user, verifier.clone()).await else {
-        return None;
-    };
+    let verified = client_exchange(shared, client, user, verifier.clone()).await?;
     let verifier = verifier.expect("only a real verifier verifies");
     let credentials = Credentials {
         user: user.to_string(),

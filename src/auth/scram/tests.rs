@@ -51,7 +51,8 @@ fn rfc_7677_test_vector_client_arithmetic() {
         server_final_message(&keys.server_key, auth.as_bytes()),
         RFC_SERVER_FINAL
     );
-    let recovered = recover_client_key(&h(keys.client_key.as_ref()), auth.as_bytes(), &proof).unwrap();
+    let recovered =
+        recover_client_key(&h(keys.client_key.as_ref()), auth.as_bytes(), &proof).unwrap();
     assert_eq!(*recovered, *keys.client_key);
 }
 
@@ -82,11 +83,22 @@ fn a_wrong_proof_and_a_doomed_exchange_are_rejected() {
 fn a_final_nonce_other_than_the_exchanged_one_is_refused() {
     let mut server = ServerExchange::new(Some(rfc_verifier()), mock(), None);
     server
-        .start(SCRAM_SHA_256, RFC_CLIENT_FIRST.as_bytes(), "another-server-nonce")
+        .start(
+            SCRAM_SHA_256,
+            RFC_CLIENT_FIRST.as_bytes(),
+            "another-server-nonce",
+        )
         .unwrap();
     let err = server.finish(RFC_CLIENT_FINAL.as_bytes()).unwrap_err();
     assert!(
-        matches!(&err, ScramError::Protocol { code: "08P01", message: "invalid SCRAM response", .. }),
+        matches!(
+            &err,
+            ScramError::Protocol {
+                code: "08P01",
+                message: "invalid SCRAM response",
+                ..
+            }
+        ),
         "{err:?}"
     );
 }
@@ -166,7 +178,14 @@ fn channel_binding_with_postgres_protocols_client() {
     )
     .unwrap_err();
     assert!(
-        matches!(err, ScramError::Protocol { code: "28000", message: "SCRAM channel binding check failed", .. }),
+        matches!(
+            err,
+            ScramError::Protocol {
+                code: "28000",
+                message: "SCRAM channel binding check failed",
+                ..
+            }
+        ),
         "{err:?}"
     );
     // A client without channel binding support still logs in over TLS.
@@ -188,7 +207,13 @@ fn channel_binding_with_postgres_protocols_client() {
     )
     .unwrap_err();
     assert!(
-        matches!(err, ScramError::Protocol { message: "SCRAM channel binding negotiation error", .. }),
+        matches!(
+            err,
+            ScramError::Protocol {
+                message: "SCRAM channel binding negotiation error",
+                ..
+            }
+        ),
         "{err:?}"
     );
     // Without TLS "y" is fine, and PLUS is not offered.
@@ -215,11 +240,36 @@ fn mismatched_mechanism_and_binding_flag_are_refused() {
     let verifier = ScramVerifier::generate("pw");
     let end_point = Some(vec![1u8; 32]);
     let cases: [(&str, &str, Option<Vec<u8>>, &str); 5] = [
-        (SCRAM_SHA_256_PLUS, "n,,n=,r=abc", end_point.clone(), "malformed SCRAM message"),
-        (SCRAM_SHA_256_PLUS, "y,,n=,r=abc", end_point.clone(), "malformed SCRAM message"),
-        (SCRAM_SHA_256, "p=tls-server-end-point,,n=,r=abc", end_point.clone(), "malformed SCRAM message"),
-        (SCRAM_SHA_256_PLUS, "p=tls-unique,,n=,r=abc", end_point.clone(), "unsupported SCRAM channel-binding type"),
-        (SCRAM_SHA_256_PLUS, "p=tls-server-end-point,,n=,r=abc", None, "client selected an invalid SASL authentication mechanism"),
+        (
+            SCRAM_SHA_256_PLUS,
+            "n,,n=,r=abc",
+            end_point.clone(),
+            "malformed SCRAM message",
+        ),
+        (
+            SCRAM_SHA_256_PLUS,
+            "y,,n=,r=abc",
+            end_point.clone(),
+            "malformed SCRAM message",
+        ),
+        (
+            SCRAM_SHA_256,
+            "p=tls-server-end-point,,n=,r=abc",
+            end_point.clone(),
+            "malformed SCRAM message",
+        ),
+        (
+            SCRAM_SHA_256_PLUS,
+            "p=tls-unique,,n=,r=abc",
+            end_point.clone(),
+            "unsupported SCRAM channel-binding type",
+        ),
+        (
+            SCRAM_SHA_256_PLUS,
+            "p=tls-server-end-point,,n=,r=abc",
+            None,
+            "client selected an invalid SASL authentication mechanism",
+        ),
     ];
     for (mechanism, first, end_point, expected) in cases {
         let mut server = ServerExchange::new(Some(verifier.clone()), mock(), end_point);
@@ -278,7 +328,13 @@ fn the_recovered_client_key_logs_in_upstream() {
     impostor.server_key[0] ^= 1;
     let err = upstream_login(&impostor, &client_key).unwrap_err();
     assert!(
-        matches!(err, ScramError::Protocol { message: "invalid SCRAM server signature", .. }),
+        matches!(
+            err,
+            ScramError::Protocol {
+                message: "invalid SCRAM server signature",
+                ..
+            }
+        ),
         "{err:?}"
     );
 }
@@ -318,7 +374,10 @@ fn client_first_syntax() {
         }
     );
     let first = parse_client_first(b"p=tls-server-end-point,,n=*,r=x,e=ext").unwrap();
-    assert_eq!(first.cbind, CbindFlag::Required(TLS_SERVER_END_POINT.into()));
+    assert_eq!(
+        first.cbind,
+        CbindFlag::Required(TLS_SERVER_END_POINT.into())
+    );
     assert_eq!(first.gs2_header, "p=tls-server-end-point,,");
     assert_eq!(first.bare, "n=*,r=x,e=ext");
     let refusals: [(&[u8], &str); 12] = [
@@ -326,9 +385,15 @@ fn client_first_syntax() {
         (b"n,,n=,r=a\0b", "malformed SCRAM message"),
         (b"x,,n=,r=a", "malformed SCRAM message"),
         (b"n;,n=,r=a", "malformed SCRAM message"),
-        (b"n,a=bob,n=,r=a", "client uses authorization identity, but it is not supported"),
+        (
+            b"n,a=bob,n=,r=a",
+            "client uses authorization identity, but it is not supported",
+        ),
         (b"n,x,n=,r=a", "malformed SCRAM message"),
-        (b"n,,m=ext,n=,r=a", "client requires an unsupported SCRAM extension"),
+        (
+            b"n,,m=ext,n=,r=a",
+            "client requires an unsupported SCRAM extension",
+        ),
         (b"n,,r=a", "malformed SCRAM message"),
         (b"n,,n=,r=", "malformed SCRAM message"),
         (b"n,,n=,r=a\x7fb", "malformed SCRAM message"),
@@ -355,7 +420,9 @@ fn client_final_syntax() {
     );
     let with_extension = "c=biws,r=n,x=y,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
     assert_eq!(
-        parse_client_final(with_extension.as_bytes()).unwrap().without_proof,
+        parse_client_final(with_extension.as_bytes())
+            .unwrap()
+            .without_proof,
         "c=biws,r=n,x=y"
     );
     for bad in [
