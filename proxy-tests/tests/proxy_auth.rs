@@ -515,3 +515,17 @@ async fn managed_mode_authenticates_in_the_proxy() {
     assert_eq!(code_and_message(&err), password_failed("carol"));
     managed.proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_auth_query_reconnects_after_a_server_restart() {
+    let mut server = TestServer::postgres().await;
+    create_superuser(&server, "carol", CAROL_PW).await;
+    let proxy = query_proxy(&server, |c| c.auth_cache_ttl = Duration::from_millis(1)).await;
+    let login = config_as(&server, &proxy.addr, "carol", CAROL_PW);
+    proxy_tests::server_connect(&login).await.unwrap();
+    // The auth query's kept connection dies with the server; the next lookup makes a new one.
+    server.stop();
+    server.start().await;
+    let client = proxy_tests::server_connect(&login).await.unwrap();
+    assert_eq!(value(&client, "SELECT current_user").await, "carol");
+}

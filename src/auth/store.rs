@@ -138,22 +138,38 @@ impl Verifiers {
         if let Some(cached) = self.cached(user) {
             return Ok(cached);
         }
-        let client = match connection.take().filter(|c| !c.is_closed()) {
-            Some(client) => client,
-            None => upstream
-                .sql(&Login {
-                    user: &self.user,
-                    password: &self.password,
-                    database: "postgres",
-                })
-                .await
-                .map_err(|e| format!("the auth query could not connect: {e}"))?,
+        // A kept connection may have died unnoticed (a server restart): one more try on a new
+        // one. Each attempt is bounded by the upstream's connect_timeout.
+        let reused = connection.take().filter(|c| !c.is_closed());
+        let mut attempt = if reused.is_some() { 0 } else { 1 };
+        let mut client = reused;
+        let rows = loop {
+            let current = match client.take() {
+                Some(current) => current,
+                None => self.connect(upstream).await?,
+            };
+            let query = tokio::time::timeout(
+                upstream.connect_timeout,
+                current.query(query.as_str(), &[&user]),
+            )
+            .await;
+            match query {
+                Ok(Ok(rows)) => {
+                    *connection = Some(current);
+                    break rows;
+                }
+                Ok(Err(e)) if attempt > 0 || e.as_db_error().is_some() => {
+                    return Err(format!("the auth query failed: {}", describe_sql_error(&e)));
+                }
+                Err(_) if attempt > 0 => {
+                    return Err(format!(
+                        "the auth query got no answer within {:?}",
+                        upstream.connect_timeout
+                    ));
+                }
+                _ => attempt += 1,
+            }
         };
-        let rows = client
-            .query(query.as_str(), &[&user])
-            .await
-            .map_err(|e| format!("the auth query failed: {}", describe_sql_error(&e)))?;
-        *connection = Some(client);
         let secret = match rows.first() {
             None => None,
             Some(row) => row
@@ -163,7 +179,7 @@ impl Verifiers {
         let verifier = secret.as_deref().and_then(ScramVerifier::parse);
         debug!(
             %user,
-            found = rows.first().is_some(),
+            found = !rows.is_empty(),
             scram = verifier.is_some(),
             "auth query answered"
         );
@@ -175,6 +191,18 @@ impl Verifiers {
             },
         );
         Ok(verifier)
+    }
+
+    /// Opens the auth query's connection, as the backup user.
+    async fn connect(&self, upstream: &Upstream) -> Result<tokio_postgres::Client, String> {
+        upstream
+            .sql(&Login {
+                user: &self.user,
+                password: &self.password,
+                database: "postgres",
+            })
+            .await
+            .map_err(|e| format!("the auth query could not connect: {e}"))
     }
 
     /// Forgets the cached verifier of `user`: the server refused a login made with it.

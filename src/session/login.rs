@@ -386,9 +386,7 @@ pub async fn authenticate_and_connect<'a>(
             return None;
         }
     };
-    let Some(verified) = client_exchange(shared, client, user, verifier.clone()).await else {
-        return None;
-    };
+    let verified = client_exchange(shared, client, user, verifier.clone()).await?;
     let verifier = verifier.expect("only a real verifier verifies");
     let credentials = Credentials {
         user: user.to_string(),
