@@ -87,6 +87,10 @@ async fn kill_9_of_the_server_under_load_loses_no_acknowledged_commit() {
             ))
         })
         .collect();
+    // An idle session survives the crash with its setting (proxy authentication, managed mode's
+    // default, logs it in again on the restarted server).
+    let idle = m.connect().await;
+    idle.batch_execute("SET app.kept = 'yes'").await.unwrap();
     // An open transaction when the server dies is told so.
     let in_txn = m.connect().await;
     in_txn
@@ -117,6 +121,13 @@ async fn kill_9_of_the_server_under_load_loses_no_acknowledged_commit() {
         assert!(Instant::now() < deadline, "no commits after the restart");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let shown = idle.simple_query("SHOW app.kept").await.unwrap();
+    assert!(
+        shown
+            .iter()
+            .any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get(0) == Some("yes"))),
+        "the idle session lost its setting"
+    );
     stop.store(1, Ordering::SeqCst);
     for a in appenders {
         a.await.unwrap();
