@@ -162,6 +162,7 @@ def markdown(data: dict, png: str | None, plot_error: str | None) -> str:
         f"`SOAK_SECONDS={meta['seconds_requested']} benches/soak/run.sh` — started "
         f"{started:%Y-%m-%d %H:%M} UTC at commit `{meta['commit']}`"
         + (" (with uncommitted changes to the sources)" if meta.get("sources_modified") else "")
+        + (f", `auth = \"{meta['auth']}\"`" if meta.get("auth") else "")
         + f", {meta['cores']} cores shared with "
         "other work; the sidecar is the debug build the tests use "
         f"(`{Path(meta['sidecar_binary']).parent.name}`), in managed mode with its own Doltgres.",
@@ -260,13 +261,22 @@ def markdown(data: dict, png: str | None, plot_error: str | None) -> str:
         f"Other than documented: **{len(errors['other'])}**.",
         "",
         f"Documented `57P01` (\"the server restarted for a backup\"; nothing of the request ran, the client "
-        f"reconnects): {seen} seen by clients — reader {doc['reader']} (one per copy window: a persistent "
-        f"session is always ended), ledger writers {doc['ledger']}, pgbench {doc['pgbench']}; the sidecar "
-        f"counted {doc['sessions_ended_restart_without_replay']} in "
-        "`sessions_ended_total{reason=\"restart_without_replay\"}`. The ledger writers and pgbench "
-        "connect per transaction; theirs are sessions whose first request was held through the "
-        "round's push, sync or snapshot window and then not let through by the copy window that "
-        "followed (see `proxy-tests/tests/soak.rs`).",
+        f"reconnects): {seen} seen by clients — reader {doc['reader']}, ledger writers {doc['ledger']}, "
+        f"pgbench {doc['pgbench']}; the sidecar counted {doc['sessions_ended_restart_without_replay']} in "
+        "`sessions_ended_total{reason=\"restart_without_replay\"}`."
+        + (
+            " With passthrough authentication a session attached when a copy window restarts the server "
+            "is ended (the reader's, once per copy window); with proxy authentication it is logged in again."
+            if doc["reader"]
+            else ""
+        )
+        + (
+            " The ledger writers and pgbench connect per transaction; theirs are sessions whose first "
+            "request was held through the round's push, sync or snapshot window and then not let through "
+            "by the copy window that followed (see `proxy-tests/tests/soak.rs`)."
+            if doc["ledger"] + doc["pgbench"]
+            else ""
+        ),
     ]
     for e in errors["other"][:20]:
         lines.append(f"- `{e[:300]}`")

@@ -8,9 +8,9 @@
 //!   write conflict rolled back and retried;
 //! - pgbench `-C` (a connection per transaction) with a write script (`UPDATE` of the client's own
 //!   row of `pgb`) and a read script, again and again until the end;
-//! - one reader on a persistent connection, querying every 50 ms. Every copy window ends it with
-//!   the documented `57P01` (the server restarted; sessions are not logged in again yet), and it
-//!   reconnects.
+//! - one reader on a persistent connection, querying every 50 ms, reconnecting when a copy
+//!   window ends its session (with `auth = "passthrough"`, every copy window does: the documented
+//!   `57P01`; with `"proxy"`, the default here as in managed mode, the session is logged in again).
 //!
 //! Pass criteria: every acknowledged append is in the ledger with no gap, `pgb` holds every write
 //! pgbench reported, and the sidecar's commit, rollback and write-commit counters equal the
@@ -22,13 +22,14 @@
 //! ran; the clients retry); RSS and fd count flat after warm-up (least-squares slope under the bounds
 //! below) and the fds back to the idle count afterwards.
 //!
-//! Per-transaction clients see `57P01` too, although the join grace is meant to spare them: a
-//! client that connects during the round's push, sync or snapshot window has its first request
-//! held, and the copy window that follows at once closes the gate again before the held request
-//! runs. The held session waits for the gate to open (`hold::wait` on `Gate::opened`), so the
-//! copy window's join grace never lets it through; the drain waits out its grace (most of a
-//! copy's stall) and the session is ended. The report counts these per client kind;
-//! `SOAK_ACTIONS=copy,push,sync,snapshot` (copy first) makes them rare.
+//! What the soak found about the join grace: a client that connects during the round's push,
+//! sync or snapshot window has its first request held, and the copy window that follows at once
+//! closes the gate again before the held request runs. The held session waits for the gate to
+//! open (`hold::wait` on `Gate::opened`), so the copy window's join grace never lets it through;
+//! the drain waits out the grace (most of each copy's stall: ~1 s), and with passthrough
+//! authentication the session is then ended with `57P01` although it connected to run one
+//! transaction. The report counts drains and 57P01s per client kind;
+//! `SOAK_ACTIONS=copy,push,sync,snapshot` (copy first) avoids both.
 //!
 //! The long run writes every sample to JSON (`SOAK_REPORT`, relative to the repository root):
 //! `benches/soak/run.sh` (20 minutes), then `benches/soak/plot.py` for the plot and summary.
@@ -141,6 +142,18 @@ fn build_sidecar() {
 
 /// `SOAK_ACTIONS=copy,push,sync,snapshot` runs a round's windows in that order (default: push,
 /// sync, snapshot, copy, the sidecar's own order).
+/// `SOAK_AUTH=passthrough|proxy` (default `proxy`, managed mode's own default): who checks
+/// client passwords. Set explicitly so the report says which mode ran: with `proxy` sessions are
+/// logged in again after a copy window's restart; with `passthrough` they are ended with 57P01.
+fn auth_mode() -> String {
+    let mode = std::env::var("SOAK_AUTH").unwrap_or_else(|_| "proxy".into());
+    assert!(
+        mode == "proxy" || mode == "passthrough",
+        "SOAK_AUTH={mode:?}: use proxy or passthrough"
+    );
+    mode
+}
+
 fn actions_line() -> String {
     match std::env::var("SOAK_ACTIONS") {
         Ok(list) => {
@@ -169,7 +182,7 @@ impl Sidecar {
         std::fs::write(
             &config,
             format!(
-                "drain_timeout = \"10s\"\n\n\
+                "drain_timeout = \"10s\"\nauth = \"{auth}\"\n\n\
                  [server]\ncontrol = \"managed\"\nbinary = \"{bin}\"\ndir = \"{d}/doltgres\"\n\
                  password = \"{PASSWORD}\"\nrestart_initial = \"200ms\"\n\n\
                  [backup]\nevery_write_commits = {EVERY}\non_shutdown = false\n{actions}\
@@ -182,6 +195,7 @@ impl Sidecar {
                  [backup.copy]\ncatalog = \"{d}/backups\"\nkeep_last = 4\nverify_after = true\n",
                 bin = install::doltgres_binary().display(),
                 actions = actions_line(),
+                auth = auth_mode(),
             ),
         )
         .unwrap();
@@ -948,6 +962,7 @@ async fn soak_mixed_load_with_every_window_action() {
         "meta": {
             "commit": commit,
             "sources_modified": modified,
+            "auth": auth_mode(),
             "started_unix": started_unix,
             "seconds_requested": settings.seconds,
             "load_seconds": load_seconds,
