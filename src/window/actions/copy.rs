@@ -190,7 +190,7 @@ async fn stop_copy_start(
     shared.metrics.server_restarted("copy");
     info!(
         sessions = detached,
-        "server back after the copy: detached sessions end now"
+        "server back after the copy: detached sessions re-attach or end now"
     );
     let (pending, files) = match copied {
         Ok(Ok(done)) => done,
