@@ -8,7 +8,10 @@
 //! - [`server`]: the accept loop and graceful shutdown; [`shared::Shared`] is the state sessions
 //!   share (no globals).
 //! - [`session`]: one client and its upstream connection: the startup phase
-//!   ([`session::startup`]) and one [`session::pump::Pump`] per direction.
+//!   ([`session::startup`]), with `auth = "proxy"` the login ([`session::login`]), and one
+//!   [`session::pump::Pump`] per direction.
+//! - [`auth`]: the proxy's own authentication: SCRAM-SHA-256 messages and key arithmetic (pure),
+//!   verifiers, auth files, channel binding, and where verifiers come from.
 //! - [`txn`]: exact transaction accounting per session (pure state machine).
 //! - [`registry`]: the open sessions (status, cancel routing by the keys clients were given);
 //!   [`metrics`]: Prometheus metrics.

@@ -120,5 +120,11 @@ mod tests {
         assert!(exposed_in_file(&with_secret, &readable));
         assert!(!exposed_in_file(&with_secret, &private));
         assert!(!exposed_in_file(&Config::default(), &readable));
+        let mut with_passwords = Config::default();
+        with_passwords
+            .auth_passwords
+            .0
+            .insert("alice".into(), "pw".into());
+        assert!(exposed_in_file(&with_passwords, &readable));
     }
 }

@@ -5,12 +5,15 @@
 //! same scenario — SCRAM login, simple query, `$1` parameters, a prepared statement reused, a
 //! committed and a rolled-back transaction, a failing query and recovery, 10,000 rows — once
 //! straight against the server and once through the proxy. Both runs must print the same steps and
-//! exit alike, and both must pass every step (on Doltgres too: see docs/driver-matrix.md).
+//! exit alike, and both must pass every step (on Doltgres too: see docs/driver-matrix.md). A third
+//! run goes through a proxy with `auth = "proxy"`: each driver's SCRAM client against the proxy's
+//! own exchange.
 //! The programs are installed by `scripts/ensure-drivers.sh`; if that fails, the tests fail.
 
 use std::process::Stdio;
 use std::time::Duration;
 
+use doltgres_sidecar::auth::AuthMode;
 use proxy_tests::install::{DriverProgram, driver_program};
 use proxy_tests::{TestProxy, TestServer, both_servers};
 use tokio::process::Command;
@@ -60,18 +63,35 @@ async fn jdbc(server: TestServer) {
 async fn direct_and_through_proxy(driver: &str, server: TestServer) {
     let program = driver_program(driver);
     let proxy = TestProxy::start(&server.addr()).await;
+    // The same, with the proxy running the SCRAM exchange itself (verifiers from the server).
+    let password = server.password.clone();
+    let auth_proxy = TestProxy::start_with(&server.addr(), |c| {
+        c.auth = Some(AuthMode::Proxy);
+        c.backup.password = Some(password);
+    })
+    .await;
     let direct = run(program, &server, &server.addr()).await;
     let proxied = run(program, &server, &proxy.addr).await;
-    assert_eq!(
-        (direct.success, &direct.steps),
-        (proxied.success, &proxied.steps),
-        "{driver} on {:?}: through the proxy (right) differs from direct (left)\n\
-         direct stderr:\n{}\nproxied stderr:\n{}",
-        server.kind,
-        direct.stderr,
-        proxied.stderr,
-    );
-    for (how, run) in [("direct", &direct), ("through the proxy", &proxied)] {
+    let authenticated = run(program, &server, &auth_proxy.addr).await;
+    for (how, through) in [
+        ("through the proxy", &proxied),
+        ("through the proxy with auth = proxy", &authenticated),
+    ] {
+        assert_eq!(
+            (direct.success, &direct.steps),
+            (through.success, &through.steps),
+            "{driver} on {:?}: {how} (right) differs from direct (left)\n\
+             direct stderr:\n{}\n{how}, stderr:\n{}",
+            server.kind,
+            direct.stderr,
+            through.stderr,
+        );
+    }
+    for (how, run) in [
+        ("direct", &direct),
+        ("through the proxy", &proxied),
+        ("through the proxy with auth = proxy", &authenticated),
+    ] {
         assert!(
             run.success && run.steps == ALL_STEPS_PASS,
             "{driver} on {:?} {how} did not pass every step:\n{}\nstderr:\n{}",
@@ -81,6 +101,7 @@ async fn direct_and_through_proxy(driver: &str, server: TestServer) {
         );
     }
     proxy.stop().await;
+    auth_proxy.stop().await;
 }
 
 /// What one run of a check program printed, and whether it exited 0.

@@ -529,3 +529,31 @@ async fn the_auth_query_reconnects_after_a_server_restart() {
     let client = proxy_tests::server_connect(&login).await.unwrap();
     assert_eq!(value(&client, "SELECT current_user").await, "carol");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_startup_without_a_user_is_refused_as_postgresql_does() {
+    use proxy_tests::startup_probe::{Case, End, probe, startup_message};
+    let server = TestServer::postgres().await;
+    let proxy = query_proxy(&server, |_| {}).await;
+    let case = Case::new(
+        "no user",
+        &[&startup_message(3 << 16, &[("database", "postgres")])],
+    );
+    let wait = Duration::from_secs(5);
+    let direct_addr = server.addr();
+    let (direct, proxied) = tokio::join!(
+        probe(&direct_addr, &case, wait),
+        probe(&proxy.addr, &case, wait)
+    );
+    let fields = |bytes: &[u8]| {
+        let mut buf = BytesMut::from(bytes);
+        let msg = proxy_tests::raw::take_message(&mut buf).expect("an ErrorResponse");
+        (msg.field('V'), msg.sqlstate(), msg.text())
+    };
+    assert_eq!(fields(&proxied.bytes), fields(&direct.bytes));
+    assert_eq!(
+        fields(&proxied.bytes).2.as_deref(),
+        Some("no PostgreSQL user name specified in startup packet")
+    );
+    assert_eq!((direct.end, proxied.end), (End::Eof, End::Eof));
+}

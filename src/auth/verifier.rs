@@ -27,6 +27,15 @@ impl std::fmt::Debug for ScramVerifier {
     }
 }
 
+/// The keys are zeroed when a verifier is dropped.
+impl Drop for ScramVerifier {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.stored_key.zeroize();
+        self.server_key.zeroize();
+    }
+}
+
 const PREFIX: &str = "SCRAM-SHA-256$";
 
 impl ScramVerifier {
