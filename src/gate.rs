@@ -104,6 +104,13 @@ impl Gate {
         let _ = rx.wait_for(|s| s.is_none()).await;
     }
 
+    /// A watch on the gate's state from now on: [`GateWatch::changed`] resolves at the next
+    /// change, including a reopening immediately followed by another window's closing, which
+    /// [`Gate::opened`] would not see.
+    pub fn watch(&self) -> GateWatch {
+        GateWatch(self.state.subscribe())
+    }
+
     /// Closes the gate, or fails if it is closed already (one window at a time).
     pub fn close(self: &Arc<Self>) -> Result<GateGuard, QuiesceError> {
         self.close_with(None)
@@ -195,6 +202,19 @@ impl Gate {
             }
             mine
         });
+    }
+}
+
+/// Changes of a gate's state, seen from when the watch was made.
+#[derive(Debug)]
+pub struct GateWatch(watch::Receiver<Option<Closed>>);
+
+impl GateWatch {
+    /// Resolves at the gate's next change (pending forever if the gate is gone).
+    pub async fn changed(&mut self) {
+        if self.0.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 

@@ -30,6 +30,10 @@ pub async fn wait(
     info: &SessionInfo,
     inject: &mpsc::UnboundedSender<Bytes>,
 ) -> Hold {
+    // Watching from before the first try: a window that ends and another that closes the gate
+    // again a moment later must still wake this session, whose first request the second one
+    // may let through (its join grace).
+    let mut changes = shared.gate.watch();
     if try_admit(&shared.gate, info) {
         return Hold::Admitted;
     }
@@ -42,7 +46,7 @@ pub async fn wait(
     let _held = HeldGuard(shared);
     let outcome = loop {
         tokio::select! {
-            _ = shared.gate.opened() => {
+            _ = changes.changed() => {
                 if try_admit(&shared.gate, info) {
                     break Hold::Admitted;
                 }
@@ -128,6 +132,48 @@ impl Rejecter {
 
 #[cfg(test)]
 mod tests {
+
+    /// A request held by one window, when that window ends and another closes the gate again
+    /// at once, is looked at again: the second window's join grace lets a session that has just
+    /// connected run it (before, the hold waited for an opening that never came).
+    #[tokio::test(start_paused = true)]
+    async fn a_held_first_request_is_let_through_by_the_next_windows_join_grace() {
+        use std::sync::Arc;
+        use std::time::Duration;
+        let shared = crate::shared::Shared::new(crate::config::Config::default()).unwrap();
+        let info = Arc::new(SessionInfo::new(
+            1,
+            "127.0.0.1:1".parse().unwrap(),
+            "u".into(),
+            "d".into(),
+            String::new(),
+        ));
+        info.tracker
+            .lock()
+            .unwrap()
+            .server_message(b'Z', b"I", &mut crate::txn::Tally::default());
+        info.mark_connected();
+        shared.registry.insert(info.clone());
+        let first = shared.gate.close().unwrap();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let waiting = tokio::spawn({
+            let (shared, info) = (shared.clone(), info.clone());
+            async move { wait(&shared, &info, &tx).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "held by the first window");
+        drop(first);
+        let second = shared
+            .gate
+            .close_with(Some(Duration::from_secs(1)))
+            .unwrap();
+        let outcome = tokio::time::timeout(Duration::from_millis(500), waiting)
+            .await
+            .expect("still held: the second window's join grace was not applied")
+            .unwrap();
+        assert_eq!(outcome, Hold::Admitted);
+        drop(second);
+    }
     use super::*;
 
     fn drain(rx: &mut mpsc::UnboundedReceiver<Bytes>) -> Vec<u8> {
