@@ -121,12 +121,16 @@ build docker.io/library/rust:1-bookworm "$rust_recipe" "$ctx" -f "$ctx/Container
 goroot=$(go env GOROOT) || fail "no go on PATH"
 go_version=$(go env GOVERSION | sed 's/^go//')
 go_tag="golang:$(echo "$go_version" | cut -d. -f1,2)-bookworm"
+gopath=$(go env GOPATH | cut -d: -f1)
 cat >"$ctx/Containerfile.go" <<C
 FROM localhost/doltgres-sidecar-buildbase
 RUN cp -a /goroot /usr/local/go && rm -rf /usr/local/go/test /usr/local/go/api
-ENV GOLANG_VERSION=$go_version GOPATH=/go GOTOOLCHAIN=local \
-    PATH=/go/bin:/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-RUN mkdir -p /go/bin /go/src && go version
+# GOPATH where this machine keeps it (the official image uses /go; the Dockerfiles do not depend
+# on it), so a build that mounts this machine's module and build caches at the same paths reuses
+# what the host already compiled.
+ENV GOLANG_VERSION=$go_version GOPATH=$gopath GOTOOLCHAIN=local \
+    PATH=$gopath/bin:/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+RUN mkdir -p $gopath/bin $gopath/src && go version
 WORKDIR /go
 C
 go_recipe=$(recipe_of "$buildbase_recipe" "$(cat "$ctx/Containerfile.go")" | sha256sum | cut -c1-16)

@@ -84,6 +84,9 @@ json_field() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv
 conf=$(bash scripts/ensure-podman.sh) \
   || fail "the container engine cannot be set up on this machine (scripts/ensure-podman.sh, above)"
 export CONTAINERS_CONF=$conf
+# One run at a time on a machine: runs share the image tags and the build cache.
+exec 7>"$cache/.test-images.lock"
+flock 7
 bash scripts/ensure-postgres.sh >/dev/null || fail "psql is missing (scripts/ensure-postgres.sh)"
 t0=$(date +%s)
 bash scripts/base-images.sh >/dev/null || fail "the local base images cannot be made (scripts/base-images.sh, above)"
@@ -110,10 +113,20 @@ t0=$(date +%s)
 build "$sidecar_image" docker/Dockerfile
 t_sidecar=$(( $(date +%s) - t0 ))
 t0=$(date +%s)
-# Doltgres' build stage reads modules through this machine's Go module cache, which the test bed's
-# own Doltgres build (scripts/ensure-doltgres.sh) has filled: the download is not repeated.
-build "$managed_image" docker/Dockerfile.managed -v "$(go env GOMODCACHE):/go/pkg/mod"
+# Doltgres' build stage uses this machine's Go module and build caches, mounted where the local
+# golang image (scripts/base-images.sh) keeps them: the test bed's own Doltgres build
+# (scripts/ensure-doltgres.sh) has filled them, so neither the download nor the compilation of
+# Doltgres' packages is repeated, only the link.
+gomodcache=$(go env GOMODCACHE)
+gocache=$(go env GOCACHE)
+build "$managed_image" docker/Dockerfile.managed -v "$gomodcache:$gomodcache" -v "$gocache:$gocache"
 t_managed=$(( $(date +%s) - t0 ))
+# The build stages keep tags, so their layers (compiled dependencies) stay cached while the
+# stages of earlier sources, now untagged, are pruned instead of filling the disk.
+build localhost/doltgres-sidecar-build:cache docker/Dockerfile --target build
+build localhost/doltgres-sidecar-doltgres-build:cache docker/Dockerfile.managed --target doltgres \
+  -v "$gomodcache:$gomodcache" -v "$gocache:$gocache"
+podman image prune -f >/dev/null || true
 size() { podman image inspect --format '{{.Size}}' "$1"; }
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1000000 }'; }
 base_size=$(size docker.io/library/debian:bookworm-slim)
