@@ -24,7 +24,9 @@ exec 8>"$cache/.base-images.lock"
 flock 8
 
 label=org.doltgres-sidecar.recipe
-recipe_of() { cat "$here/base-images.sh"; printf '%s\n' "$@"; }
+# Bump when the debootstrap recipe below changes; the other images hash their Containerfiles.
+recipe_version=1
+recipe_of() { printf '%s\n' "$recipe_version" "$@"; }
 current() { podman image inspect --format "{{index .Labels \"$label\"}}" "$1" 2>/dev/null || true; }
 
 # --- debian:bookworm-slim -------------------------------------------------------------------
@@ -68,7 +70,9 @@ APT
   tar -C "$root" -c . | podman import \
     --change "LABEL $label=$base_recipe" --change 'CMD ["bash"]' \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    - docker.io/library/debian:bookworm-slim >/dev/null || fail "podman import failed"
+    - docker.io/library/debian:bookworm-slim >/dev/null 2>"$root.log" \
+    || { cat "$root.log" >&2; fail "podman import failed"; }
+  rm -f "$root.log"
   rm -rf "$root"
   trap - EXIT
   echo "base-images: debian:bookworm-slim in $(( $(date +%s) - t0 ))s" >&2
@@ -81,8 +85,8 @@ build() { # tag recipe context-dir [podman build args...]
     echo "base-images: building $tag" >&2
     local t0
     t0=$(date +%s)
-    podman build --network host --pull=never --label "$label=$recipe" -t "$tag" "$@" "$dir" >&2 \
-      || fail "podman build of $tag failed"
+    podman build --network host --pull=never --label "$label=$recipe" -t "$tag" "$@" "$dir" \
+      >"$dir/build.log" 2>&1 || { tail -n 30 "$dir/build.log" >&2; fail "podman build of $tag failed"; }
     echo "base-images: $tag in $(( $(date +%s) - t0 ))s" >&2
   fi
 }

@@ -41,7 +41,7 @@ fail() {
 }
 cleanup() {
   set +e
-  for c in "${containers[@]}"; do podman rm -f -t 0 "$c" >/dev/null 2>&1; done
+  for c in "${containers[@]}"; do podman rm -f -v -t 0 "$c" >/dev/null 2>&1; done
   for ((i = ${#cleanups[@]} - 1; i >= 0; i--)); do eval "${cleanups[$i]}" >/dev/null 2>&1; done
 }
 trap cleanup EXIT
@@ -96,6 +96,10 @@ run_id="dgs-img-$$"
 work=$(mktemp -d "/tmp/$run_id.XXXXXX")
 cleanups+=("rm -rf '$work'")
 chmod 755 "$work"
+# promtool (built from the Go module proxy on a fresh machine) builds meanwhile.
+bash scripts/ensure-promtool.sh >"$work/promtool.path" 2>"$work/promtool.log" &
+promtool_pid=$!
+cleanups+=("kill $promtool_pid")
 password="pw-$RANDOM$RANDOM"
 token="token-$RANDOM$RANDOM"
 sidecar_image=localhost/doltgres-sidecar:test
@@ -234,7 +238,7 @@ eval "exec ${TXN[1]}>&-"
 wait "$TXN_PID" 2>/dev/null || true
 expect_eq "copy entries after the copy window" "$(entries)" 1
 expect_eq "rows after the copy" "$(psql_at "$m_port" "SELECT count(*) FROM ledger")" 1
-curl -fsS "http://127.0.0.1:$m_admin/metrics" | grep -q '^doltgres_sidecar_sessions_ended_total{reason="window_terminate"} 1' \
+grep -q '^doltgres_sidecar_sessions_ended_total{reason="window_terminate"} 1' <<<"$(curl -fsS "http://127.0.0.1:$m_admin/metrics")" \
   || fail "the session ended by the window is not counted"
 psql_at "$m_port" "INSERT INTO ledger VALUES (2, 'before the push')"
 record=$(admin_post "$m_admin" "$token" "/backups?action=push") || fail "POST /backups?action=push"
@@ -243,7 +247,7 @@ expect_eq "push window result" "$(json_field result <<<"$record")" ok
 ok "managed container: psql, a copy window and a push through the admin API"
 http_ok "http://127.0.0.1:$m_admin/healthz" || fail "managed /healthz"
 # verify_after checks each copy on a scratch Doltgres after its window.
-verified() { curl -fsS "http://127.0.0.1:$m_admin/metrics" | grep -q '^doltgres_sidecar_verify_total{result="ok"} 1'; }
+verified() { grep -q '^doltgres_sidecar_verify_total{result="ok"} 1' <<<"$(curl -fsS "http://127.0.0.1:$m_admin/metrics")"; }
 wait_for 120 "the copy's verification (verify_total)" verified
 curl -fsS "http://127.0.0.1:$m_admin/metrics" >"$work/metrics.txt" || fail "managed /metrics"
 grep -q '^doltgres_sidecar_windows_total{action="copy",result="ok"} 1' "$work/metrics.txt" \
@@ -255,7 +259,7 @@ psql_at "$m_port" "INSERT INTO ledger VALUES (3, 'before the stop')"
 podman stop -t 120 "$run_id-managed" >/dev/null || fail "podman stop"
 expect_eq "managed exit code after podman stop" "$(podman inspect --format '{{.State.ExitCode}}' "$run_id-managed")" 0
 expect_eq "copy entries after the stop (the final backup)" "$(entries)" 2
-podman logs "$run_id-managed" 2>&1 | grep -q 'shutdown' || fail "no shutdown window in the log"
+grep -q 'shutdown: final backup window' <<<"$(podman logs "$run_id-managed" 2>&1)" || fail "no shutdown window in the log"
 ok "podman stop: SIGTERM through tini runs the final backup and exits 0"
 
 # --- kubernetes: the manifests validate, and their containers' exact commands run ---------------
@@ -302,6 +306,7 @@ k8s_run "$run_id-k8s-init-2" restore
 grep -q 'nothing restored' "$work/$run_id-k8s-init-2.out" || fail "restore over kept data: $(cat "$work/$run_id-k8s-init-2.out")"
 rm -rf "$k/data/server"
 k8s_run "$run_id-k8s-init-3" restore
+grep -q 'restored copy' "$work/$run_id-k8s-init-3.out" || fail "restore into the lost volume: $(cat "$work/$run_id-k8s-init-3.out")"
 k8s_run "$run_id-k8s-2" doltgres detach
 wait_for 120 "restored StatefulSet container /readyz" http_ok "http://127.0.0.1:$k_admin/readyz"
 expect_eq "rows after the restore" "$(psql_at "$k_port" "SELECT string_agg(id::text, ',' ORDER BY id) FROM orders")" "1,2,3"
@@ -339,13 +344,15 @@ ok "compose: up, psql, a copy through the CLI in the container, down (final back
 podman volume rm "${project}_data" >/dev/null || fail "cannot remove the compose data volume"
 compose up -d --no-build >"$work/compose-up2.log" 2>&1 || { cat "$work/compose-up2.log" >&2; fail "docker-compose up (again)"; }
 wait_for 120 "compose /readyz after the restore" http_ok "http://127.0.0.1:$c_admin/readyz"
-compose logs restore 2>&1 | grep -q 'restored' || fail "the restore service did not restore: $(compose logs restore 2>&1 | tail -5)"
+restore_log=$(compose logs restore 2>&1)
+grep -q 'restored copy' <<<"$restore_log" || fail "the restore service did not restore: $(tail -n 5 <<<"$restore_log")"
 expect_eq "rows after compose restored the lost volume" "$(psql_at "$c_port" "SELECT string_agg(id::text, ',' ORDER BY id) FROM visits")" "1,2,3"
 compose down -v >/dev/null 2>&1 || fail "docker-compose down -v"
 ok "compose: the data volume lost, up again restores every row from the newest copy"
 
 # --- operations: alert rules and the dashboard ---------------------------------------------------
-promtool=$(bash scripts/ensure-promtool.sh) || fail "promtool cannot be built"
+wait "$promtool_pid" || { cat "$work/promtool.log" >&2; fail "promtool cannot be built"; }
+promtool=$(cat "$work/promtool.path")
 "$promtool" check rules docker/prometheus/alerts.yaml >&2 || fail "promtool check rules"
 (cd docker/prometheus && "$promtool" test rules alerts.test.yaml) >&2 || fail "promtool test rules"
 ok "alert rules: promtool check rules and test rules pass"
