@@ -37,6 +37,18 @@ async fn metric(m: &ManagedProxy, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Waits until every session has seen its server connection go (none is attached), so that a
+/// request sent next finds its session idle without one: a request that races the crash and
+/// reaches the dying server first is lost with it, and gets `08006` as it would directly.
+async fn crash_noticed(m: &ManagedProxy) {
+    let control = &m.proxy.shared.control;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while control.is_available() || control.attached() > 0 {
+        assert!(Instant::now() < deadline, "the crash was not noticed");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 async fn copy_window(m: &ManagedProxy) {
     let (code, record) = m.backup("copy").await;
     assert_eq!(code, 200, "{record}");
@@ -182,6 +194,7 @@ async fn after_a_crash_idle_sessions_go_on_and_a_transaction_is_told() {
         code.as_deref() == Some("08006") || err.is_closed(),
         "{err:?}"
     );
+    crash_noticed(&m).await;
     // The idle session's next query waits for the restart, then runs with its setting.
     let started = Instant::now();
     assert_eq!(one(&idle, "SHOW app.y").await, "kept");
@@ -208,13 +221,8 @@ async fn a_request_sent_while_the_server_is_down_waits_and_runs() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    // Sent once the server is gone (the supervisor saw it exit), before it is back.
-    let control = &m.proxy.shared.control;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while control.is_available() {
-        assert!(Instant::now() < deadline, "the crash was not noticed");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // Sent once the server is gone, before it is back.
+    crash_noticed(&m).await;
     raw.send(&frontend::query("SHOW app.z")).await;
     let answer = tokio::time::timeout(Duration::from_secs(60), raw.until_ready())
         .await
