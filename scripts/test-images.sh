@@ -20,7 +20,6 @@
 # Fails with the reason if the container engine cannot be set up. Prints a cargo-style result line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repo=$PWD
 t_start=$(date +%s)
 cache="${DOLTGRES_SIDECAR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/doltgres-sidecar}"
 
