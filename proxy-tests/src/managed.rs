@@ -137,6 +137,17 @@ impl ManagedProxy {
         rows
     }
 
+    /// Sends SIGKILL to the managed Doltgres (its supervisor restarts it); returns its pid.
+    pub fn kill_server(&self) -> i32 {
+        let pid = self.proxy.shared.control.managed().unwrap().pid().unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        pid
+    }
+
     /// Runs a window for `action` through the admin API; returns status and the record.
     pub async fn backup(&self, action: &str) -> (u16, serde_json::Value) {
         let (code, body) = self

@@ -274,12 +274,7 @@ async fn a_crashed_managed_server_is_restarted() {
         .await
         .unwrap();
     drop(client);
-    let pid = m.proxy.shared.control.managed().unwrap().pid().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    let pid = m.kill_server();
     // Connections made in the moment before the sidecar notices the crash fail with 08006; after
     // it, they wait for the restart and then work.
     let mut client = None;

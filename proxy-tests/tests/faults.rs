@@ -100,12 +100,7 @@ async fn kill_9_of_the_server_under_load_loses_no_acknowledged_commit() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let before = acked.load(Ordering::SeqCst);
     assert!(before > 0, "no load before the crash");
-    let pid = m.proxy.shared.control.managed().unwrap().pid().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    m.kill_server();
     let err = in_txn
         .batch_execute("COMMIT")
         .await

@@ -179,12 +179,7 @@ async fn after_a_crash_idle_sessions_go_on_and_a_transaction_is_told() {
         .batch_execute("BEGIN; INSERT INTO k VALUES (1)")
         .await
         .unwrap();
-    let pid = m.proxy.shared.control.managed().unwrap().pid().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    m.kill_server();
     let err = in_txn
         .batch_execute("COMMIT")
         .await
@@ -215,12 +210,7 @@ async fn a_request_sent_while_the_server_is_down_waits_and_runs() {
     let mut raw: RawClient = m.raw().await;
     raw.send(&frontend::query("SET app.z = 'z'")).await;
     raw.until_ready().await;
-    let pid = m.proxy.shared.control.managed().unwrap().pid().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    m.kill_server();
     // Sent once the server is gone, before it is back.
     crash_noticed(&m).await;
     raw.send(&frontend::query("SHOW app.z")).await;
