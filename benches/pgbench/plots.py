@@ -6,6 +6,8 @@ usage: plots.py RESULTS.json OUT_DIR   — prints the names of the PNG files it 
   the bars span the repeats' min–max.
 - latency-UPSTREAM-S.png / -N.png: latency distribution (CDF over every transaction of every
   repeat), one panel per mode and client count, one line per target.
+- cpu-per-txn-postgres.png: proxy CPU per transaction by client count, one line per proxy
+  (sidecar, PgBouncer, HAProxy, relay), one panel per script and mode; bars span the repeats' min–max.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: 
 
 from summary import (  # noqa: E402
     BUCKETS_PER_DECADE,
+    PROXIES,
     SCRIPT_FLAGS,
     TARGET_NAMES,
     TARGETS,
@@ -31,7 +34,13 @@ from summary import (  # noqa: E402
     target_figures,
 )
 
-COLORS = {"direct": "#4c72b0", "sidecar": "#dd8452", "pgbouncer": "#55a868"}
+COLORS = {
+    "direct": "#4c72b0",
+    "sidecar": "#dd8452",
+    "pgbouncer": "#55a868",
+    "haproxy": "#c44e52",
+    "relay": "#8172b2",
+}
 
 
 def axes_grid(rows: int, cols: int, width: float, height: float):
@@ -39,25 +48,35 @@ def axes_grid(rows: int, cols: int, width: float, height: float):
     return fig, axes
 
 
-def tps_plot(
-    upstream: str, cases: dict, scripts: list[str], modes: list[str], title: str, path: Path
+def by_clients_plot(
+    upstream: str,
+    cases: dict,
+    scripts: list[str],
+    modes: list[str],
+    targets: tuple[str, ...],
+    figure: str,
+    ylabel: str,
+    title: str,
+    path: Path,
 ) -> bool:
+    """One panel per script and mode: `figure` (a target_figures key with _min/_max beside it) by
+    client count, one line per target."""
     fig, axes = axes_grid(len(scripts), len(modes), 4.2, 3.2)
     drawn = False
     for i, script in enumerate(scripts):
         for j, mode in enumerate(modes):
             ax = axes[i][j]
             keyed = sorted((c[3], runs) for c, runs in cases.items() if c[:3] == (upstream, script, mode))
-            for target in TARGETS[upstream]:
+            for target in targets:
                 points = [(clients, target_figures(runs.get(target, []))) for clients, runs in keyed]
-                points = [(c, f) for c, f in points if f["tps"] is not None]
+                points = [(c, f) for c, f in points if f[figure] is not None]
                 if not points:
                     continue
                 xs = [c for c, _ in points]
-                ys = [f["tps"] for _, f in points]
+                ys = [f[figure] for _, f in points]
                 err = [
-                    [f["tps"] - f["tps_min"] for _, f in points],
-                    [f["tps_max"] - f["tps"] for _, f in points],
+                    [f[figure] - f[f"{figure}_min"] for _, f in points],
+                    [f[f"{figure}_max"] - f[figure] for _, f in points],
                 ]
                 ax.errorbar(
                     xs, ys, yerr=err, marker="o", capsize=3, color=COLORS[target], label=TARGET_NAMES[target]
@@ -68,7 +87,7 @@ def tps_plot(
             ax.set_ylim(bottom=0)
             ax.set_title(f"{SCRIPT_FLAGS[script]} {mode}", fontsize=10)
             ax.set_xlabel("clients")
-            ax.set_ylabel("TPS")
+            ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title)
@@ -136,8 +155,17 @@ def main(results_path: Path, out: Path) -> None:
         clients = sorted({c[3] for c in present})
         name = UPSTREAM_NAMES[upstream]
         path = out / f"tps-{upstream}.png"
-        if tps_plot(upstream, cases, scripts, modes, f"{name}: TPS by clients (median, min–max bars)", path):
+        title = f"{name}: TPS by clients (median, min–max bars)"
+        if by_clients_plot(upstream, cases, scripts, modes, TARGETS[upstream], "tps", "TPS", title, path):
             print(path.name)
+        if upstream == "postgres":
+            path = out / f"cpu-per-txn-{upstream}.png"
+            title = f"{name}: proxy CPU per transaction by clients (median, min–max bars)"
+            drawn = by_clients_plot(
+                upstream, cases, scripts, modes, PROXIES[upstream], "cpu_us_per_txn", "µs / txn", title, path
+            )
+            if drawn:
+                print(path.name)
         for script in scripts:
             flag = SCRIPT_FLAGS[script]
             path = out / f"latency-{upstream}{flag}.png"

@@ -1,11 +1,15 @@
-"""The markdown report of one harness run: TPS and ratios, latencies, proxy CPU and memory, runs
-that failed, and links to the plots."""
+"""The markdown report of one harness run: proxy CPU per transaction first (the headline), the
+sidecar's ratios to a direct connection, PgBouncer and the floors (HAProxy, the tokio relay), the
+goals cell by cell, then TPS, latencies, memory, runs that failed, and links to the plots."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import goals
+from formatting import fmt_latency, fmt_mib, fmt_ratio, fmt_tps, fmt_us, table
 from summary import (
+    PROXIES,
     SCRIPT_FLAGS,
     TARGET_NAMES,
     TARGETS,
@@ -20,46 +24,8 @@ from summary import (
 GOAL_CLIENTS = (1, 32)
 GOAL_VS_DIRECT = 0.90
 GOAL_VS_PGBOUNCER = 1.0
-
-
-def fmt_tps(figures: dict) -> str:
-    if figures["tps"] is None:
-        return "failed"
-    text = f"{figures['tps']:,.0f}"
-    return text if figures["ok"] == figures["runs"] else f"{text} ({figures['ok']}/{figures['runs']} ok)"
-
-
-def fmt_ratio(ratio: dict | None) -> str:
-    if ratio is None:
-        return "–"
-    if ratio["n"] == 1:
-        return f"{ratio['median']:.2f}"
-    return f"{ratio['median']:.2f} ({ratio['min']:.2f}–{ratio['max']:.2f})"
-
-
-def fmt_latency(figures: dict) -> str:
-    lat = figures["latency_ms"]
-    if not lat:
-        return "–"
-    return " / ".join(fmt_ms(lat[k]) for k in ("avg", "p50", "p95", "p99"))
-
-
-def fmt_ms(value: float) -> str:
-    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
-
-
-def fmt_us(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1f}"
-
-
-def fmt_mib(value: float | None) -> str:
-    return "–" if value is None else f"{value / 2**20:.1f} MiB"
-
-
-def table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
+# The proxies the sidecar is compared with, in the ratio tables.
+OTHERS = ("pgbouncer", "haproxy", "relay")
 
 
 def case_label(case: tuple) -> list[str]:
@@ -69,7 +35,7 @@ def case_label(case: tuple) -> list[str]:
 
 def header_section(results: dict) -> list[str]:
     s, m = results["settings"], results["machine"]
-    lines = ["# pgbench: sidecar against a direct connection and PgBouncer", ""]
+    lines = ["# pgbench: the sidecar against a direct connection, PgBouncer and the floors", ""]
     if s["quick"]:
         lines += [
             "> **Quick run** (smoke test): one short repeat, fewer client counts. Not for comparison.",
@@ -86,10 +52,145 @@ def header_section(results: dict) -> list[str]:
         f" {s['repeat']} interleaved repeat(s); target order rotates each repeat.",
         f"- Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']:.0f} GiB, {m['kernel']}",
         "- Versions: " + " · ".join(f"{k} `{v}`" for k, v in results["versions"].items()),
-        "- Figures are medians over repeats; ratios are per-repeat TPS ratios (runs of one case ran back to back),"
-        " shown as median (min–max).",
+        "- Figures are medians over repeats; ratios are taken per repeat (the runs of one case ran back to back)"
+        " and shown as median (min–max).",
+        "- Targets on PostgreSQL: direct, the sidecar, PgBouncer (session pooling, SCRAM), and two floors that"
+        f" relay bytes without reading them: HAProxy in TCP mode (nbthread {s.get('haproxy_threads', '?')}) and"
+        f" a bare tokio relay (`benches/relay_floor.rs`, {relay_threads(s)}). On Doltgres: direct and the sidecar.",
         "",
     ]
+    return lines
+
+
+def relay_threads(settings: dict) -> str:
+    threads = settings.get("relay_threads")
+    return "tokio's default worker threads" if threads is None else f"{threads} worker thread(s)"
+
+
+def cpu_headline_section(cases: dict) -> list[str]:
+    """Proxy CPU per transaction for every proxy, PostgreSQL first: the figure this round is about."""
+    lines = [
+        "## Proxy CPU per transaction, µs (headline)",
+        "",
+        "utime + stime of the proxy process over a run (from /proc/PID/stat, 10 ms ticks) divided by the"
+        " transactions pgbench completed; connection setup is included. Median over repeats. The ratios"
+        " are paired per repeat like the TPS ratios. A `-N` transaction is 5 statements"
+        " (BEGIN, UPDATE, SELECT, INSERT, END), a `-S` transaction one.",
+        "",
+    ]
+    found = False
+    for upstream in ("postgres", "doltgres"):
+        proxies = PROXIES[upstream]
+        others = [t for t in OTHERS if t in proxies]
+        header = ["script", "mode", "clients"] + [TARGET_NAMES[t] for t in proxies]
+        header += [f"sidecar/{TARGET_NAMES[t]}" for t in others]
+        rows = []
+        for case, runs in cases.items():
+            if case[0] != upstream:
+                continue
+            row = case_label(case)
+            row += [fmt_us(target_figures(runs.get(t, []))["cpu_us_per_txn"]) for t in proxies]
+            row += [fmt_ratio(paired_ratio(runs, "sidecar", t, "proxy_cpu_us_per_txn")) for t in others]
+            rows.append(row)
+        if rows:
+            found = True
+            lines += [f"### {UPSTREAM_NAMES[upstream]}", ""] + table(header, rows) + [""]
+    return lines if found else []
+
+
+def ratio_section(cases: dict) -> list[str]:
+    """The sidecar against every other PostgreSQL target: TPS ratios, then CPU-per-txn ratios."""
+    header = ["script", "mode", "clients", "TPS sidecar/direct"]
+    header += [f"TPS sidecar/{TARGET_NAMES[t]}" for t in OTHERS]
+    header += [f"CPU sidecar/{TARGET_NAMES[t]}" for t in OTHERS]
+    rows = []
+    for case, runs in cases.items():
+        if case[0] != "postgres":
+            continue
+        row = case_label(case) + [fmt_ratio(paired_ratio(runs, "sidecar", "direct"))]
+        row += [fmt_ratio(paired_ratio(runs, "sidecar", t)) for t in OTHERS]
+        row += [fmt_ratio(paired_ratio(runs, "sidecar", t, "proxy_cpu_us_per_txn")) for t in OTHERS]
+        rows.append(row)
+    if not rows:
+        return []
+    return (
+        [
+            "## PostgreSQL: the sidecar's ratios to direct, PgBouncer and the floors",
+            "",
+            "TPS above 1 and CPU below 1 favour the sidecar.",
+            "",
+        ]
+        + table(header, rows)
+        + [""]
+    )
+
+
+def fmt_check(check: goals.Check) -> str:
+    if check.figure is None:
+        return "–"
+    if check.ratio is not None:
+        return fmt_ratio(check.ratio)
+    return f"{check.figure:,.0f} bytes"
+
+
+def fmt_verdict(met: bool | None) -> str:
+    return "–" if met is None else ("met" if met else "**missed**")
+
+
+def worst_cell(goal: goals.Goal, judged: list[goals.Check]) -> str:
+    """The figure furthest on the wrong side of the goal, and where."""
+    if not judged:
+        return "–"
+    worst = max(judged, key=lambda c: c.figure if goal.at_most else -c.figure)
+    where = "" if worst.cell is None else " ({} {} c={})".format(*case_label(worst.cell))
+    if worst.ratio is not None:
+        return f"{worst.figure:.2f}{where}"
+    return f"{fmt_check(worst)}{where}"
+
+
+def goals_section(cases: dict, memory: list[dict]) -> list[str]:
+    """Every goal in every cell: a summary line per goal, then the cells with figure and verdict."""
+    checks = goals.check(cases, memory)
+    if not checks:
+        return []
+    lines = [
+        "## Goals",
+        "",
+        "Each cell is one case; the figure is the median over repeats of the per-repeat ratio (min–max"
+        " beside it), or bytes per idle session. Every cell is listed, misses included.",
+        "",
+    ]
+    summary = []
+    for goal in goals.GOALS:
+        mine = [c for c in checks if c.goal is goal]
+        judged = [c for c in mine if c.met is not None]
+        if not mine:
+            summary.append([goal.text, "not measured", "–"])
+            continue
+        met = sum(1 for c in judged if c.met)
+        verdict = f"{met}/{len(judged)} cells met" + ("" if met == len(judged) else " (**missed**)")
+        summary.append([goal.text, verdict, worst_cell(goal, judged)])
+    lines += table(["goal", "verdict", "worst cell"], summary) + [""]
+    per_cell = [goals.CPU_VS_PGBOUNCER, goals.CPU_VS_HAPROXY, goals.TPS_VS_PGBOUNCER]
+    rows = []
+    for case in cases:
+        if case[0] != "postgres":
+            continue
+        row = case_label(case)
+        for goal in per_cell:
+            check = next((c for c in checks if c.goal is goal and c.cell == case), None)
+            row += [fmt_check(check), fmt_verdict(check.met)] if check else ["–", "–"]
+        rows.append(row)
+    if rows:
+        header = ["script", "mode", "clients"]
+        for goal, what in zip(per_cell, ("CPU sidecar/PgBouncer", "CPU sidecar/HAProxy", "TPS sidecar/PgBouncer")):
+            header += [what, goal.condition]
+        lines += ["### PostgreSQL", ""] + table(header, rows) + [""]
+    dolt = [c for c in checks if c.goal is goals.DOLTGRES_VS_DIRECT]
+    if dolt:
+        rows = [case_label(c.cell) + [fmt_check(c), fmt_verdict(c.met)] for c in dolt]
+        header = ["script", "mode", "clients", "TPS sidecar/direct", goals.DOLTGRES_VS_DIRECT.condition]
+        lines += ["### Doltgres", ""] + table(header, rows) + [""]
     return lines
 
 
@@ -121,7 +222,7 @@ def goal_section(cases: dict) -> list[str]:
         "sidecar/PgBouncer",
         f"≥ {GOAL_VS_PGBOUNCER:.1f}",
     ]
-    return ["## Goal (issue 5): pgbench -S, PostgreSQL upstream", ""] + table(header, rows) + [""]
+    return ["## Earlier goal (issue 5): pgbench -S, PostgreSQL upstream", ""] + table(header, rows) + [""]
 
 
 def verdict(ratio: dict | None, goal: float) -> str:
@@ -132,7 +233,7 @@ def verdict(ratio: dict | None, goal: float) -> str:
 
 def tps_section(upstream: str, cases: dict) -> list[str]:
     targets = TARGETS[upstream]
-    pairs = [("sidecar", "direct"), ("sidecar", "pgbouncer"), ("pgbouncer", "direct")]
+    pairs = [("sidecar", "direct"), ("pgbouncer", "direct"), ("haproxy", "direct"), ("relay", "direct")]
     pairs = [p for p in pairs if p[0] in targets and p[1] in targets]
     header = ["script", "mode", "clients"] + [TARGET_NAMES[t] for t in targets]
     header += [f"{TARGET_NAMES[a]}/{TARGET_NAMES[b]}" for a, b in pairs]
@@ -163,45 +264,23 @@ def latency_section(upstream: str, cases: dict) -> list[str]:
     return [title, ""] + table(header, rows) + [""]
 
 
-def cpu_section(cases: dict) -> list[str]:
-    header = [
-        "upstream",
-        "script",
-        "mode",
-        "clients",
-        "sidecar µs/txn",
-        "sidecar µs/statement",
-        "PgBouncer µs/txn",
-        "PgBouncer µs/statement",
-    ]
+def cpu_statement_section(cases: dict) -> list[str]:
+    """CPU per statement (a fifth of a -N transaction's), every proxy, every upstream."""
+    header = ["upstream", "script", "mode", "clients"] + [TARGET_NAMES[t] for t in PROXIES["postgres"]]
     rows = []
     for case, runs in cases.items():
-        sidecar = target_figures(runs.get("sidecar", []))
-        bouncer = target_figures(runs.get("pgbouncer", [])) if "pgbouncer" in runs else None
+        proxies = PROXIES[case[0]]
         rows.append(
             [UPSTREAM_NAMES[case[0]]]
             + case_label(case)
             + [
-                fmt_us(sidecar["cpu_us_per_txn"]),
-                fmt_us(sidecar["cpu_us_per_statement"]),
-                fmt_us(bouncer["cpu_us_per_txn"]) if bouncer else "–",
-                fmt_us(bouncer["cpu_us_per_statement"]) if bouncer else "–",
+                fmt_us(target_figures(runs.get(t, []))["cpu_us_per_statement"]) if t in proxies else "–"
+                for t in PROXIES["postgres"]
             ]
         )
     if not rows:
         return []
-    return (
-        [
-            "## Proxy CPU time per relayed transaction",
-            "",
-            "utime + stime of the proxy process over a run (from /proc/PID/stat, 10 ms ticks) divided by the"
-            " transactions pgbench completed; connection setup is included. A `-N` transaction is 5 statements"
-            " (BEGIN, UPDATE, SELECT, INSERT, END), a `-S` transaction one.",
-            "",
-        ]
-        + table(header, rows)
-        + [""]
-    )
+    return ["## Proxy CPU per statement, µs", ""] + table(header, rows) + [""]
 
 
 def memory_section(memory: list[dict]) -> list[str]:
@@ -224,7 +303,8 @@ def memory_section(memory: list[dict]) -> list[str]:
             "## Memory per idle session (PostgreSQL upstream)",
             "",
             "VmRSS of a freshly started proxy, before and with the sessions open (each logged in with SCRAM and"
-            " ran `SELECT 1` once, so PgBouncer bound a server connection to it); median of 5 samples.",
+            " ran `SELECT 1` once, so PgBouncer bound a server connection to it); median of 5 samples. HAProxy"
+            " and the relay do not authenticate: PostgreSQL runs SCRAM with the client through them.",
             "",
         ]
         + table(header, rows)
@@ -295,11 +375,12 @@ def plots_section(plots: list[str]) -> list[str]:
 
 def write(results: dict, plots: list[str], path: Path) -> None:
     cases = by_case(results["runs"])
-    lines = header_section(results) + goal_section(cases)
+    lines = header_section(results) + cpu_headline_section(cases) + ratio_section(cases)
+    lines += goals_section(cases, results["memory"]) + goal_section(cases)
     for upstream in ("postgres", "doltgres"):
         lines += tps_section(upstream, cases)
     for upstream in ("postgres", "doltgres"):
         lines += latency_section(upstream, cases)
-    lines += cpu_section(cases) + memory_section(results["memory"]) + problems_section(results["runs"])
+    lines += cpu_statement_section(cases) + memory_section(results["memory"]) + problems_section(results["runs"])
     lines += plots_section(plots)
     path.write_text("\n".join(lines))

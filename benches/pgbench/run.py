@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""pgbench harness: the sidecar against a direct connection and PgBouncer (issue 5).
+"""pgbench harness: the sidecar against a direct connection, PgBouncer and two floors.
 
-    python3 benches/pgbench/run.py            # full run, ~25 min on 2 cores
+    python3 benches/pgbench/run.py            # full run, ~30 min on 2 cores
     python3 benches/pgbench/run.py --quick    # smoke test, a few minutes
+    python3 benches/pgbench/run.py --profile  # syscalls, context switches, perf per proxy, ~2 min
 
-Starts its own PostgreSQL, Doltgres, sidecar and PgBouncer on free loopback ports in a temp dir,
-runs pgbench -S and -N in simple, extended and prepared modes at several client counts (direct vs
-sidecar vs PgBouncer on PostgreSQL, direct vs sidecar on Doltgres), interleaved and repeated,
-then measures proxy memory with idle sessions, and writes benches/results/latest.{md,json} and
-plots. See benches/README.md.
+Starts its own PostgreSQL, Doltgres, sidecar, PgBouncer, HAProxy (TCP mode) and tokio relay
+(benches/relay_floor.rs) on free loopback ports in a temp dir, runs pgbench -S and -N in simple,
+extended and prepared modes at several client counts (direct vs sidecar vs PgBouncer vs HAProxy vs
+relay on PostgreSQL, direct vs sidecar on Doltgres), interleaved and repeated, then measures proxy
+memory with idle sessions, and writes benches/results/latest.{md,json} and plots. `--profile`
+instead runs one short case through each proxy under strace and perf and writes
+benches/results/profile.{md,json}. See benches/README.md.
 """
 
 from __future__ import annotations
@@ -28,11 +31,15 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
-from dataclasses import dataclass, replace  # noqa: E402
+from dataclasses import dataclass, field, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import dataset  # noqa: E402
+import floor  # noqa: E402
 import memory  # noqa: E402
+import profile_report  # noqa: E402
+import profiling  # noqa: E402
+import proxies  # noqa: E402
 import report  # noqa: E402
 import servers  # noqa: E402
 import workload  # noqa: E402
@@ -42,8 +49,12 @@ from servers import Endpoint, Server  # noqa: E402
 from tools import REPO, Tools, find_tools, machine, versions  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+# The plots plots.py draws, removed before a new run draws them again.
+PLOTS = ("tps-*.png", "latency-*.png", "cpu-per-txn-*.png")
 FULL = {"repeat": 3, "duration": 3, "clients": [1, 8, 32, 128], "out": REPO / "benches" / "results"}
 QUICK = {"repeat": 1, "duration": 2, "clients": [1, 32], "out": REPO / "benches" / "results" / "quick"}
+# --profile: one case, -S prepared at 8 clients for 5 s, through each proxy in front of PostgreSQL.
+PROFILE = {"repeat": 1, "duration": 5, "clients": [8], "modes": ["prepared"], "scripts": ["select-only"]}
 
 
 @dataclass(frozen=True)
@@ -66,18 +77,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="smoke test: 1 repeat, -T 2, clients 1,32; writes to benches/results/quick/",
     )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile mode: -S prepared, 8 clients, -T 5 through each proxy under strace and perf;"
+        " writes profile.{md,json}",
+    )
     p.add_argument("--repeat", type=int, help="interleaved repeats of every run (default 3)")
     p.add_argument("--duration", type=int, help="pgbench -T seconds per run (default 3)")
     p.add_argument("--clients", type=csv(int), help="client counts (default 1,8,32,128)")
-    p.add_argument(
-        "--modes",
-        type=csv(str),
-        default=list(workload.MODES),
-        help="pgbench -M modes (default simple,extended,prepared)",
-    )
-    p.add_argument(
-        "--scripts", type=csv(str), default=list(workload.SCRIPTS), help="select-only,simple-update (-S, -N)"
-    )
+    p.add_argument("--modes", type=csv(str), help="pgbench -M modes (default simple,extended,prepared)")
+    p.add_argument("--scripts", type=csv(str), help="select-only,simple-update (-S, -N; default both)")
     p.add_argument("--upstreams", type=csv(str), default=["postgres", "doltgres"], help="postgres,doltgres")
     p.add_argument(
         "--idle-sessions", type=int, default=1000, help="idle sessions for the memory test; 0 skips it"
@@ -86,12 +96,27 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--sidecar-bin", type=Path, help="use this sidecar binary instead of building target/release"
     )
     p.add_argument(
+        "--relay-bin", type=Path, help="use this relay_floor binary instead of building the example"
+    )
+    p.add_argument(
+        "--haproxy-threads",
+        type=int,
+        default=floor.HAPROXY_THREADS,
+        help=f"HAProxy nbthread (default {floor.HAPROXY_THREADS})",
+    )
+    p.add_argument(
+        "--relay-threads", type=int, help="relay_floor worker threads (default: tokio's, one per core)"
+    )
+    p.add_argument(
         "--out", type=Path, help="results directory (default benches/results, or benches/results/quick)"
     )
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (server logs) after the run")
     args = p.parse_args(argv)
-    defaults = QUICK if args.quick else FULL
-    for key in ("repeat", "duration", "clients", "out"):
+    defaults = dict(QUICK if args.quick else FULL, modes=list(workload.MODES), scripts=list(workload.SCRIPTS))
+    if args.profile:
+        defaults.update(PROFILE)
+        args.upstreams = ["postgres"]
+    for key in ("repeat", "duration", "clients", "out", "modes", "scripts"):
         if getattr(args, key) is None:
             setattr(args, key, defaults[key])
     for value, allowed, what in (
@@ -118,8 +143,12 @@ class Bed:
 
     targets: dict[str, list[Target]]
     postgres: Server | None = None
-    # The proxies in front of PostgreSQL, stopped before the memory test.
-    postgres_proxies: tuple[Server, ...] = ()
+    # The proxies in front of PostgreSQL by kind, stopped before the memory test.
+    postgres_proxies: dict[str, Server] = field(default_factory=dict)
+
+
+def floor_settings(args: argparse.Namespace) -> proxies.FloorSettings:
+    return proxies.FloorSettings(haproxy_threads=args.haproxy_threads, relay_threads=args.relay_threads)
 
 
 def start_bed(tools: Tools, base: Path, args: argparse.Namespace) -> Bed:
@@ -129,15 +158,12 @@ def start_bed(tools: Tools, base: Path, args: argparse.Namespace) -> Bed:
     if "postgres" in args.upstreams:
         pg = servers.start_postgres(tools, base, max_connections=max(400, args.idle_sessions + 100))
         dataset.init(tools, "postgres", pg.endpoint)
-        sidecar = servers.start_sidecar(tools, base, "sidecar-pg", pg.endpoint, max_clients)
-        bouncer = servers.start_pgbouncer(tools, base, "pgbouncer-pg", pg.endpoint, max_clients)
-        bed.targets["postgres"] = [
-            Target("direct", pg.endpoint, None),
-            Target("sidecar", sidecar.endpoint, sidecar.pid),
-            Target("pgbouncer", bouncer.endpoint, bouncer.pid),
-        ]
+        bed.targets["postgres"] = [Target("direct", pg.endpoint, None)]
+        for kind in proxies.KINDS:
+            proxy = proxies.start(kind, tools, base, f"{kind}-pg", pg.endpoint, max_clients, floor_settings(args))
+            bed.targets["postgres"].append(Target(kind, proxy.endpoint, proxy.pid))
+            bed.postgres_proxies[kind] = proxy
         bed.postgres = pg
-        bed.postgres_proxies = (sidecar, bouncer)
     if "doltgres" in args.upstreams:
         dg = servers.start_doltgres(tools, base)
         dataset.init(tools, "doltgres", dg.endpoint)
@@ -200,16 +226,17 @@ def run_benchmarks(tools: Tools, runs: list, log_dir: Path, results: list[dict])
         print(f"[{i:>3}/{len(runs)}] {spec.label()}  {describe(result)}", flush=True)
 
 
-def measure_memory(tools: Tools, venv_python: Path, base: Path, bed: Bed, sessions: int) -> list[dict]:
-    """Fresh sidecar and PgBouncer in front of PostgreSQL, one at a time, with `sessions` idle sessions."""
+def measure_memory(
+    tools: Tools, venv_python: Path, base: Path, bed: Bed, sessions: int, settings: proxies.FloorSettings
+) -> list[dict]:
+    """Each proxy freshly started in front of PostgreSQL, one at a time, with `sessions` idle sessions."""
     pg = bed.postgres
-    for proxy in bed.postgres_proxies:
+    for proxy in bed.postgres_proxies.values():
         proxy.proc.stop()
     out = []
-    for start in (servers.start_sidecar, servers.start_pgbouncer):
+    for kind in proxies.KINDS:
         memory.wait_for_backends_to_leave(tools, pg)
-        kind = "sidecar" if start is servers.start_sidecar else "pgbouncer"
-        proxy = start(tools, base, f"{kind}-mem", pg.endpoint, sessions + 50)
+        proxy = proxies.start(kind, tools, base, f"{kind}-mem", pg.endpoint, sessions + 50, settings)
         try:
             figures = memory.measure(venv_python, proxy, sessions)
         finally:
@@ -246,8 +273,10 @@ def dump(results: dict) -> str:
 
 def write_outputs(results: dict, venv_python: Path | None, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("*.png"):
-        old.unlink()
+    # Only this harness's plots: results/ also holds the other benchmarks' (soak.png, copy-stall.png).
+    for pattern in PLOTS:
+        for old in out.glob(pattern):
+            old.unlink()
     raw = out / "latest.json"
     raw.write_text(dump(results))
     plots = draw_plots(venv_python, raw, out)
@@ -259,29 +288,69 @@ def interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def run_harness(
+    tools: Tools, venv_python: Path, base: Path, log_dir: Path, args: argparse.Namespace, collected: dict
+) -> None:
+    """The benchmark runs, then the memory test; results go into `collected` as they finish."""
+    bed = start_bed(tools, base, args)
+    warm_up(tools, args, bed.targets, log_dir)
+    run_benchmarks(tools, plan(args, bed.targets), log_dir, collected["runs"])
+    if args.idle_sessions > 0 and bed.postgres is not None:
+        collected["memory"] = measure_memory(
+            tools, venv_python, base, bed, args.idle_sessions, floor_settings(args)
+        )
+
+
+def run_profile(tools: Tools, base: Path, log_dir: Path, args: argparse.Namespace, collected: dict) -> None:
+    """PostgreSQL and every proxy in front of it, then profiling.profile on one case."""
+    pg = servers.start_postgres(tools, base, max_connections=400)
+    dataset.init(tools, "postgres", pg.endpoint)
+    endpoints, pids = {"direct": pg.endpoint}, {}
+    for kind in proxies.KINDS:
+        proxy = proxies.start(
+            kind, tools, base, f"{kind}-pg", pg.endpoint, max(args.clients) + 50, floor_settings(args)
+        )
+        endpoints[kind], pids[kind] = proxy.endpoint, proxy.pid
+    spec = workload.RunSpec(
+        "postgres", "direct", args.scripts[0], args.modes[0], args.clients[0], args.duration, 1
+    )
+    work = base / "profile"
+    work.mkdir()
+    profiling.profile(tools, endpoints, pids, spec, log_dir, work, collected["profile"])
+
+
+def write_profile(results: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "profile.json").write_text(json.dumps(results, indent=1) + "\n")
+    profile_report.write(results, out / "profile.md")
+    print(f"bench: wrote {out / 'profile.md'} and profile.json", flush=True)
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, interrupt)
     raise_fd_limit()
     started = time.time()
-    tools = find_tools(args.sidecar_bin)
-    venv_python = ensure_venv()
+    tools = find_tools(args.sidecar_bin, args.relay_bin)
+    venv_python = None if args.profile else ensure_venv()
     base = Path(tempfile.mkdtemp(prefix="dgs-bench-"))
     base.chmod(0o755)  # PostgreSQL and PgBouncer run as `postgres` in subdirectories
-    # A private copy, so that a rebuild during the run cannot change the binary under test.
-    tools = replace(tools, sidecar=Path(shutil.copy2(tools.sidecar, base / "doltgres-sidecar")))
+    # Private copies, so that a rebuild during the run cannot change the binaries under test.
+    tools = replace(
+        tools,
+        sidecar=Path(shutil.copy2(tools.sidecar, base / "doltgres-sidecar")),
+        relay=Path(shutil.copy2(tools.relay, base / "relay_floor")),
+    )
     log_dir = base / "txn-logs"
     log_dir.mkdir()
     program_versions = versions(tools)
-    runs: list[dict] = []
-    memory_figures: list[dict] = []
+    collected: dict = {"runs": [], "memory": [], "profile": {}}
     interrupted = None
     try:
-        bed = start_bed(tools, base, args)
-        warm_up(tools, args, bed.targets, log_dir)
-        run_benchmarks(tools, plan(args, bed.targets), log_dir, runs)
-        if args.idle_sessions > 0 and bed.postgres is not None:
-            memory_figures = measure_memory(tools, venv_python, base, bed, args.idle_sessions)
+        if args.profile:
+            run_profile(tools, base, log_dir, args, collected)
+        else:
+            run_harness(tools, venv_python, base, log_dir, args, collected)
     except KeyboardInterrupt:
         interrupted = "interrupted"
         print("bench: interrupted; writing what finished", file=sys.stderr)
@@ -302,6 +371,7 @@ def main(argv: list[str]) -> int:
         "interrupted": interrupted,
         "settings": {
             "quick": args.quick,
+            "profile": args.profile,
             "repeat": args.repeat,
             "duration": args.duration,
             "clients": args.clients,
@@ -309,15 +379,22 @@ def main(argv: list[str]) -> int:
             "scripts": args.scripts,
             "upstreams": args.upstreams,
             "idle_sessions": args.idle_sessions,
+            "haproxy_threads": args.haproxy_threads,
+            "relay_threads": args.relay_threads,
             "threads": os.cpu_count(),
         },
         "machine": machine(),
         "versions": program_versions,
-        "runs": runs,
-        "memory": memory_figures,
     }
-    if runs or memory_figures:
-        write_outputs(results, venv_python, args.out)
+    if args.profile:
+        settings = results["settings"]
+        settings.update(script=args.scripts[0], mode=args.modes[0], clients=args.clients[0])
+        if collected["profile"]:
+            write_profile({**results, "profile": collected["profile"]}, args.out)
+    else:
+        results.update(runs=collected["runs"], memory=collected["memory"])
+        if collected["runs"] or collected["memory"]:
+            write_outputs(results, venv_python, args.out)
     return 0 if interrupted is None else 1
 
 

@@ -16,10 +16,18 @@ from collections import Counter, defaultdict
 BUCKETS_PER_DECADE = 20
 
 TARGETS = {
-    "postgres": ("direct", "sidecar", "pgbouncer"),
+    "postgres": ("direct", "sidecar", "pgbouncer", "haproxy", "relay"),
     "doltgres": ("direct", "sidecar"),
 }
-TARGET_NAMES = {"direct": "direct", "sidecar": "sidecar", "pgbouncer": "PgBouncer"}
+# The targets whose process CPU is sampled, per upstream.
+PROXIES = {upstream: tuple(t for t in targets if t != "direct") for upstream, targets in TARGETS.items()}
+TARGET_NAMES = {
+    "direct": "direct",
+    "sidecar": "sidecar",
+    "pgbouncer": "PgBouncer",
+    "haproxy": "HAProxy",
+    "relay": "relay",
+}
 UPSTREAM_NAMES = {"postgres": "PostgreSQL", "doltgres": "Doltgres"}
 SCRIPT_FLAGS = {"select-only": "-S", "simple-update": "-N"}
 
@@ -49,6 +57,7 @@ def target_figures(runs: list[dict]) -> dict:
     """Median TPS, latencies and proxy CPU over the successful repeats of one target in one case."""
     good = ok_runs(runs)
     tps = [r["tps"] for r in good]
+    cpu = [r["proxy_cpu_us_per_txn"] for r in good if r.get("proxy_cpu_us_per_txn") is not None]
     figures = {
         "runs": len(runs),
         "ok": len(good),
@@ -57,6 +66,8 @@ def target_figures(runs: list[dict]) -> dict:
         "tps_max": max(tps) if tps else None,
         "latency_ms": None,
         "cpu_us_per_txn": median(r.get("proxy_cpu_us_per_txn") for r in good),
+        "cpu_us_per_txn_min": min(cpu) if cpu else None,
+        "cpu_us_per_txn_max": max(cpu) if cpu else None,
         "cpu_us_per_statement": median(r.get("proxy_cpu_us_per_statement") for r in good),
         "failed_txns": sum(r["failed"] or 0 for r in runs),
     }
@@ -68,11 +79,16 @@ def target_figures(runs: list[dict]) -> dict:
     return figures
 
 
-def paired_ratio(runs_by_target: dict[str, list[dict]], num: str, den: str) -> dict | None:
-    """Median and range over repeats of TPS(num) / TPS(den), pairing runs of the same repeat."""
-    dens = {r["repeat"]: r["tps"] for r in ok_runs(runs_by_target.get(den, []))}
+def paired_ratio(
+    runs_by_target: dict[str, list[dict]], num: str, den: str, key: str = "tps"
+) -> dict | None:
+    """Median and range over repeats of `key`(num) / `key`(den), pairing runs of the same repeat.
+    `key` is a field of a run: "tps", or "proxy_cpu_us_per_txn" between two proxies."""
+    dens = {r["repeat"]: r.get(key) for r in ok_runs(runs_by_target.get(den, []))}
     ratios = [
-        r["tps"] / dens[r["repeat"]] for r in ok_runs(runs_by_target.get(num, [])) if dens.get(r["repeat"])
+        r[key] / dens[r["repeat"]]
+        for r in ok_runs(runs_by_target.get(num, []))
+        if dens.get(r["repeat"]) and r.get(key) is not None
     ]
     if not ratios:
         return None

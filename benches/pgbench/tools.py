@@ -1,8 +1,9 @@
 """Finds (or installs, or builds) the programs the harness runs.
 
 PostgreSQL and Doltgres come from the repository's own installers (`scripts/ensure-*.sh`), the
-same ones the test bed uses; the sidecar is built in release mode; PgBouncer is Debian's package,
-installed with apt-get when it is missing and we are root.
+same ones the test bed uses; the sidecar and the relay floor (benches/relay_floor.rs) are built in
+release mode; PgBouncer and HAProxy (and strace and perf for `--profile`) are Debian's packages,
+installed with apt-get when they are missing and we are root.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ class Tools:
     doltgres: Path
     sidecar: Path
     pgbouncer: Path
+    # The floors in front of PostgreSQL (floor.py); None where a caller does not run them.
+    haproxy: Path | None = None
+    relay: Path | None = None
 
     @property
     def psql(self) -> Path:
@@ -53,31 +57,56 @@ def build_sidecar() -> Path:
     return target / "release" / "doltgres-sidecar"
 
 
-def ensure_pgbouncer() -> Path:
-    """Debian's pgbouncer, installed with apt-get if missing."""
-    found = shutil.which("pgbouncer") or (
-        "/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None
-    )
+def ensure_debian_program(program: str, package: str, path: str) -> Path:
+    """`program` from PATH or at `path`; when missing, Debian's `package` is installed with apt-get."""
+    found = shutil.which(program) or (path if Path(path).exists() else None)
     if found:
         return Path(found)
     if os.geteuid() != 0:
-        raise RuntimeError("pgbouncer is missing and only root can install it (apt-get install pgbouncer)")
+        raise RuntimeError(f"{program} is missing and only root can install it (apt-get install {package})")
+    print(f"bench: installing {package} (apt-get)", flush=True)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "pgbouncer"], check=True, env=env)
-    return Path("/usr/sbin/pgbouncer")
+    subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True, env=env)
+    if not Path(path).exists():
+        raise RuntimeError(f"apt-get installed {package} but {path} is missing")
+    return Path(path)
 
 
-def find_tools(sidecar_bin: Path | None) -> Tools:
+def ensure_pgbouncer() -> Path:
+    """Debian's pgbouncer, installed with apt-get if missing."""
+    return ensure_debian_program("pgbouncer", "pgbouncer", "/usr/sbin/pgbouncer")
+
+
+def ensure_haproxy() -> Path:
+    """Debian's haproxy, installed with apt-get if missing."""
+    return ensure_debian_program("haproxy", "haproxy", "/usr/sbin/haproxy")
+
+
+def build_relay() -> Path:
+    """`cargo build --release --example relay_floor`; returns the binary's path."""
+    built = subprocess.run(["cargo", "build", "--release", "--example", "relay_floor"], cwd=REPO)
+    if built.returncode != 0:
+        raise RuntimeError("cargo build --release --example relay_floor failed")
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    return target / "release" / "examples" / "relay_floor"
+
+
+def find_tools(sidecar_bin: Path | None, relay_bin: Path | None = None) -> Tools:
     """Everything the harness needs, built or installed on first use."""
     sidecar = sidecar_bin if sidecar_bin is not None else build_sidecar()
     if not sidecar.exists():
         raise RuntimeError(f"sidecar binary not found: {sidecar}")
+    relay = relay_bin if relay_bin is not None else build_relay()
+    if not relay.exists():
+        raise RuntimeError(f"relay_floor binary not found: {relay}")
     return Tools(
         pg_bindir=script_output("ensure-postgres.sh"),
         doltgres=script_output("ensure-doltgres.sh"),
         sidecar=sidecar.resolve(),
         pgbouncer=ensure_pgbouncer(),
+        haproxy=ensure_haproxy(),
+        relay=relay.resolve(),
     )
 
 
@@ -100,7 +129,7 @@ def versions(tools: Tools) -> dict[str, str]:
         text=True,
     ).stdout.strip()
     built = time.strftime("%Y-%m-%d %H:%M", time.localtime(tools.sidecar.stat().st_mtime))
-    return {
+    found = {
         "sidecar_commit": commit + ("+dirty" if dirty else ""),
         "sidecar_built": built,
         "postgres": first_line([str(tools.pg_bindir / "postgres"), "--version"]),
@@ -108,6 +137,9 @@ def versions(tools: Tools) -> dict[str, str]:
         "doltgres": first_line([str(tools.doltgres), "--version"]),
         "pgbouncer": first_line([str(tools.pgbouncer), "--version"]),
     }
+    if tools.haproxy is not None:
+        found["haproxy"] = first_line([str(tools.haproxy), "-v"])
+    return found
 
 
 def machine() -> dict:

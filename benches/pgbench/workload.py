@@ -39,7 +39,7 @@ class RunSpec:
     """What one pgbench run measures."""
 
     upstream: str  # "postgres" | "doltgres"
-    target: str  # "direct" | "sidecar" | "pgbouncer"
+    target: str  # "direct" | "sidecar" | "pgbouncer" | "haproxy" | "relay"
     script: str  # a key of SCRIPTS
     mode: str  # one of MODES
     clients: int
