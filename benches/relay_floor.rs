@@ -26,7 +26,9 @@ fn parse_args() -> Result<Args, String> {
     while let Some(arg) = args.next() {
         if arg == "--threads" {
             let value = args.next().ok_or("--threads needs a value")?;
-            let n: usize = value.parse().map_err(|_| format!("bad --threads value: {value}"))?;
+            let n: usize = value
+                .parse()
+                .map_err(|_| format!("bad --threads value: {value}"))?;
             if n == 0 {
                 return Err("--threads must be at least 1".into());
             }
@@ -38,8 +40,15 @@ fn parse_args() -> Result<Args, String> {
     let [listen, upstream] = positional.as_slice() else {
         return Err("usage: relay_floor LISTEN_ADDR UPSTREAM_ADDR [--threads N]".into());
     };
-    let addr = |text: &str| text.parse::<SocketAddr>().map_err(|e| format!("bad address {text}: {e}"));
-    Ok(Args { listen: addr(listen)?, upstream: addr(upstream)?, threads })
+    let addr = |text: &str| {
+        text.parse::<SocketAddr>()
+            .map_err(|e| format!("bad address {text}: {e}"))
+    };
+    Ok(Args {
+        listen: addr(listen)?,
+        upstream: addr(upstream)?,
+        threads,
+    })
 }
 
 async fn relay(mut client: TcpStream, upstream: SocketAddr) -> std::io::Result<()> {
@@ -95,7 +104,10 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        eprintln!("relay_floor: listening on {}, relaying to {}", args.listen, args.upstream);
+        eprintln!(
+            "relay_floor: listening on {}, relaying to {}",
+            args.listen, args.upstream
+        );
         serve(listener, args.upstream).await;
         ExitCode::SUCCESS
     })
