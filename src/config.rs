@@ -44,6 +44,10 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Size of each read buffer, per direction and session.
     pub read_buffer_size: usize,
+    /// Threads that run sessions: 1 runs everything on one thread (the fewest wake-ups and
+    /// context switches per transaction); more spread sessions over that many worker threads;
+    /// 0 uses one per CPU core.
+    pub worker_threads: usize,
     /// TLS towards clients: `disable` (SSLRequest answered `N`), `allow`, `require`.
     pub tls: ClientTlsMode,
     /// PEM certificate chain presented to clients.
@@ -117,6 +121,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(30),
             read_buffer_size: 16 * 1024,
+            worker_threads: 1,
             tls: ClientTlsMode::Disable,
             tls_cert: None,
             tls_key: None,

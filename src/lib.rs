@@ -20,7 +20,7 @@
 //! - [`control`]: server control (`external`, `managed` child process, operator `command`s),
 //!   and the server's availability that sessions wait on.
 //! - [`upstream`]: the server and every way of connecting to it (relay, cancel, SQL, probe);
-//!   [`tls`]: TLS towards clients and the upstream.
+//!   [`tls`]: TLS towards clients and the upstream; [`halves`]: a connection split for the relay.
 //! - [`catalog`]: the catalog of stop-and-copy entries (atomic entries, manifests, retention);
 //!   [`verify`]: checking and restoring backups on a scratch Doltgres.
 //! - [`admin`]: the admin HTTP API (`/healthz`, `/readyz`, `/status`, `/metrics`, `/quiesce`,
@@ -41,6 +41,7 @@ pub mod control;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fuzzing;
 pub mod gate;
+pub mod halves;
 pub mod local;
 pub mod metrics;
 pub mod protocol;

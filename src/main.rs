@@ -52,7 +52,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => {
             let config = args.resolve()?;
-            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let runtime = proxy_runtime(config.worker_threads)?;
             runtime.block_on(run(config))
         }
         Command::Status(c) => call(&c, "GET", "/status", client::status_text),
@@ -86,6 +86,25 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
         Command::Restore(args) => local_command(local::restore(&args)),
         Command::Verify(args) => local_command(local::verify(&args)),
     }
+}
+
+/// The runtime the proxy runs on: one thread for `worker_threads = 1`, else a pool of worker
+/// threads (0: one per CPU core).
+fn proxy_runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = match worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            if n > 1 {
+                b.worker_threads(n);
+            }
+            b
+        }
+    };
+    builder
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 /// Runs a local command (restore, verify) and prints its result.

@@ -3,7 +3,6 @@
 //! without forwarding it when the hold times out.
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::gate::try_admit;
@@ -11,6 +10,8 @@ use crate::protocol::notice::{self, Severity, sqlstate};
 use crate::protocol::tags;
 use crate::registry::SessionInfo;
 use crate::shared::Shared;
+
+use super::inject::Injector;
 
 /// ReadyForQuery, idle: what a rejected request ends with.
 const READY_IDLE: &[u8] = b"Z\0\0\0\x05I";
@@ -25,11 +26,7 @@ pub enum Hold {
 }
 
 /// Waits until the gate admits the session's next batch.
-pub async fn wait(
-    shared: &Shared,
-    info: &SessionInfo,
-    inject: &mpsc::UnboundedSender<Bytes>,
-) -> Hold {
+pub async fn wait(shared: &Shared, info: &SessionInfo, inject: &Injector) -> Hold {
     // Watching from before the first try: a window that ends and another that closes the gate
     // again a moment later must still wake this session, whose first request the second one
     // may let through (its join grace).
@@ -55,7 +52,7 @@ pub async fn wait(
                 noticed = true;
                 let text = "a backup window is in progress; this request will run when it ends";
                 let msg = notice::build(Severity::Notice, "01000", text).freeze();
-                let _ = inject.send(msg);
+                inject.send(msg);
             }
             _ = tokio::time::sleep_until(deadline) => break Hold::TimedOut,
         }
@@ -94,28 +91,28 @@ impl Rejecter {
     }
 
     /// Handles one client message of a rejected batch.
-    pub fn message(&mut self, tag: u8, inject: &mpsc::UnboundedSender<Bytes>) {
+    pub fn message(&mut self, tag: u8, inject: &Injector) {
         let error = || {
             let text = "the server cannot accept requests now: a backup window did not end within hold_timeout";
             notice::build(Severity::Error, sqlstate::CANNOT_CONNECT_NOW, text).freeze()
         };
         match tag {
             tags::QUERY => {
-                let _ = inject.send(error());
-                let _ = inject.send(Bytes::from_static(READY_IDLE));
+                inject.send(error());
+                inject.send(Bytes::from_static(READY_IDLE));
                 self.in_request = false;
             }
             tags::SYNC => {
                 if !self.in_request {
-                    let _ = inject.send(error());
+                    inject.send(error());
                 }
-                let _ = inject.send(Bytes::from_static(READY_IDLE));
+                inject.send(Bytes::from_static(READY_IDLE));
                 self.in_request = false;
             }
             tags::TERMINATE => {}
             _ => {
                 if !self.in_request {
-                    let _ = inject.send(error());
+                    inject.send(error());
                     self.in_request = true;
                 }
             }
@@ -155,7 +152,7 @@ mod tests {
         info.mark_connected();
         shared.registry.insert(info.clone());
         let first = shared.gate.close().unwrap();
-        let (tx, _rx) = mpsc::unbounded_channel();
+        let tx = Injector::default();
         let waiting = tokio::spawn({
             let (shared, info) = (shared.clone(), info.clone());
             async move { wait(&shared, &info, &tx).await }
@@ -176,9 +173,9 @@ mod tests {
     }
     use super::*;
 
-    fn drain(rx: &mut mpsc::UnboundedReceiver<Bytes>) -> Vec<u8> {
+    fn drain(rx: &Injector) -> Vec<u8> {
         let mut tags = Vec::new();
-        while let Ok(m) = rx.try_recv() {
+        while let Some(m) = rx.try_recv() {
             tags.push(m[0]);
         }
         tags
@@ -186,19 +183,21 @@ mod tests {
 
     #[test]
     fn simple_queries_get_error_then_ready() {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let tx = Injector::default();
+        let rx = &tx;
         let mut r = Rejecter::default();
         r.start();
         r.message(b'Q', &tx);
         r.message(b'Q', &tx);
         r.batch_done();
-        assert_eq!(drain(&mut rx), b"EZEZ");
+        assert_eq!(drain(rx), b"EZEZ");
         assert!(!r.active);
     }
 
     #[test]
     fn extended_batch_gets_one_error_and_ready_at_sync_even_across_reads() {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let tx = Injector::default();
+        let rx = &tx;
         let mut r = Rejecter::default();
         r.start();
         for tag in [b'P', b'B', b'D', b'E'] {
@@ -208,7 +207,7 @@ mod tests {
         assert!(r.active, "the Sync has not arrived yet");
         r.message(b'S', &tx);
         r.batch_done();
-        assert_eq!(drain(&mut rx), b"EZ");
+        assert_eq!(drain(rx), b"EZ");
         assert!(!r.active);
     }
 }

@@ -3,8 +3,10 @@
 //! The startup phase is handled here (encryption requests answered, cancel requests routed,
 //! limits applied), then [`relay`] moves bytes both ways until either side ends.
 
+pub mod buffers;
 pub mod cancel;
 pub mod hold;
+pub mod inject;
 pub mod login;
 pub mod observe;
 pub mod pump;
@@ -44,7 +46,9 @@ pub async fn serve(
     let config = &shared.config;
     let _ = tcp.set_nodelay(true);
     let permit = shared.limiter.clone().try_acquire_owned().ok();
-    let (client, opening) = open(tcp, &shared).await;
+    // The phases before the relay are boxed: their state is freed when they end, and the
+    // session's task, which lives as long as the session, keeps only the relay's.
+    let (client, opening) = Box::pin(open(tcp, &shared)).await;
     let Some(mut client) = client else {
         return match opening {
             Err(e) if e.is_notable() => info!(error = %e, "startup refused"),
@@ -57,7 +61,7 @@ pub async fn serve(
             process_id,
             secret_key,
         }) => {
-            return cancel::forward(&shared, process_id, &secret_key).await;
+            return Box::pin(cancel::forward(&shared, process_id, &secret_key)).await;
         }
         Ok(Opening::TlsRequested { .. }) => unreachable!("open() handles TLS requests"),
         Err(e) => return refuse(&mut client, e).await,
@@ -87,15 +91,19 @@ pub async fn serve(
     });
     let (upstream, login) = match config.auth_mode() {
         AuthMode::Passthrough => {
-            let Some(upstream) = connect_upstream(&shared, &registered.info, &mut client).await
-            else {
+            let connect = connect_upstream(&shared, &registered.info, &mut client);
+            let Some(upstream) = Box::pin(connect).await else {
                 return;
             };
             (upstream, relay::Login::Relayed { startup })
         }
         AuthMode::Proxy => {
-            let login =
-                login::authenticate_and_connect(&shared, &registered.info, &mut client, &startup);
+            let login = Box::pin(login::authenticate_and_connect(
+                &shared,
+                &registered.info,
+                &mut client,
+                &startup,
+            ));
             let outcome = tokio::select! {
                 done = login => Ok(done),
                 _ = stop.cancelled() => Err(()),

@@ -3,10 +3,9 @@
 //! BackendKeyData, whose secret the proxy replaces with one of its own (so cancel requests come to
 //! the proxy and can be routed; the process id stays the upstream's).
 
-use bytes::Bytes;
-use tokio::sync::mpsc;
+use std::sync::Arc;
 
-use crate::gate::finish_batch;
+use crate::gate::{finish_batch, try_admit};
 use crate::protocol::backend;
 use crate::protocol::frame::{HEADER_LEN, Seen};
 use crate::protocol::tags;
@@ -17,6 +16,7 @@ use crate::txn::{Phase, Tally, Tracker};
 use std::sync::Mutex;
 
 use super::hold::{self, Hold, Rejecter};
+use super::inject::Injector;
 use super::pump::{Admit, Observer};
 
 /// Watches client-to-server traffic, and holds it at the quiesce gate.
@@ -24,7 +24,7 @@ pub struct ClientSide<'a> {
     shared: &'a Shared,
     info: &'a SessionInfo,
     /// Messages to the client that the proxy originates (notices, answers to held requests).
-    inject: mpsc::UnboundedSender<Bytes>,
+    inject: Arc<Injector>,
     /// The client said goodbye (Terminate), so the server closing is expected.
     pub terminated: bool,
     /// The current batch was admitted by the gate and is marked in flight.
@@ -38,7 +38,7 @@ impl<'a> ClientSide<'a> {
     pub fn new(
         shared: &'a Shared,
         info: &'a SessionInfo,
-        inject: mpsc::UnboundedSender<Bytes>,
+        inject: Arc<Injector>,
         state: Option<&'a Mutex<SessionState>>,
     ) -> ClientSide<'a> {
         ClientSide {
@@ -58,7 +58,14 @@ impl Observer for ClientSide<'_> {
         if self.rejecter.active {
             return Admit::Discard;
         }
-        match hold::wait(self.shared, self.info, &self.inject).await {
+        // The gate is almost always open: admitted at once, without the waiting machinery, which
+        // is boxed so that its state does not live in every session's task.
+        let hold = if try_admit(&self.shared.gate, self.info) {
+            Hold::Admitted
+        } else {
+            Box::pin(hold::wait(self.shared, self.info, &self.inject)).await
+        };
+        match hold {
             Hold::Admitted => {
                 self.admitted = true;
                 Admit::Forward

@@ -1,13 +1,18 @@
 //! One direction of a session's relay: read what is there, find the forwardable prefix, show each
 //! message to an observer, write the prefix in one call, repeat.
 
-use bytes::{Buf, Bytes, BytesMut};
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 
 use prometheus_client::metrics::counter::Counter;
 
+use crate::halves::Reader;
 use crate::protocol::frame::{FrameError, HEADER_LEN, Scanner, Seen};
+
+use super::buffers;
+use super::inject::Injector;
 
 /// Whether a batch of read bytes may go on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,9 +23,33 @@ pub enum Admit {
     Discard,
 }
 
-/// Capacity a session's read buffers start with; they grow to `read_buffer_size` once a read
-/// fills them. Keeps idle sessions small.
-const INITIAL_BUFFER: usize = 2048;
+/// What a pump reads from.
+pub trait Source: AsyncRead + Unpin {
+    /// Whether [`Source::readable`] can wait for data with no buffer to read it into; only then
+    /// does an idle pump give its buffer back.
+    fn waits_unbuffered(&self) -> bool {
+        false
+    }
+    /// Resolves once a read would not wait (data, end of stream or an error is there).
+    fn readable(&self) -> impl Future<Output = std::io::Result<()>> + Send {
+        std::future::ready(Ok(()))
+    }
+}
+
+impl Source for Reader<'_> {
+    fn waits_unbuffered(&self) -> bool {
+        // A TLS stream may hold decrypted bytes the socket's readiness knows nothing of.
+        matches!(self, Reader::Plain(_))
+    }
+    async fn readable(&self) -> std::io::Result<()> {
+        match self {
+            Reader::Plain(r) => r.readable().await,
+            Reader::Tls(_) => Ok(()),
+        }
+    }
+}
+
+impl Source for tokio::io::DuplexStream {}
 
 /// Watches the messages a pump forwards.
 pub trait Observer {
@@ -60,6 +89,7 @@ pub enum PumpError {
 pub struct Pump {
     buf: BytesMut,
     scanner: Scanner,
+    /// How much a read asks for: [`buffers::SMALL`], or `full_read_size` while reads fill it.
     read_size: usize,
     /// A write was started and has not finished.
     writing: bool,
@@ -70,14 +100,15 @@ pub struct Pump {
     full_read_size: usize,
     /// Messages the proxy itself sends in this direction (notices, answers to held requests),
     /// written only between messages.
-    inject: Option<mpsc::UnboundedReceiver<Bytes>>,
+    inject: Option<Arc<Injector>>,
 }
 
 impl Pump {
     pub fn new(read_size: usize, max_message_len: u32, bytes: Counter) -> Pump {
-        let start = read_size.min(INITIAL_BUFFER);
+        let start = read_size.min(buffers::SMALL);
         Pump {
-            buf: BytesMut::with_capacity(start),
+            // No buffer until there is something to read (see `run`).
+            buf: BytesMut::new(),
             scanner: Scanner::new(max_message_len),
             read_size: start,
             full_read_size: read_size,
@@ -88,7 +119,7 @@ impl Pump {
     }
 
     /// Lets the proxy write its own messages into this direction's stream.
-    pub fn with_injection(mut self, inject: mpsc::UnboundedReceiver<Bytes>) -> Pump {
+    pub fn with_injection(mut self, inject: Arc<Injector>) -> Pump {
         self.inject = Some(inject);
         self
     }
@@ -133,7 +164,7 @@ impl Pump {
         observer: &mut O,
     ) -> Result<(), PumpError>
     where
-        R: AsyncRead + Unpin,
+        R: Source,
         W: AsyncWrite + Unpin,
         O: Observer,
     {
@@ -172,6 +203,25 @@ impl Pump {
                 self.buf.advance(ready);
                 observer.finished();
             }
+            let boundary = self.scanner.at_message_boundary();
+            if self.buf.is_empty() && src.waits_unbuffered() {
+                // Nothing buffered: give the buffer back and wait for data without one, so an
+                // idle session holds none.
+                if self.buf.capacity() > 0 {
+                    buffers::give(std::mem::take(&mut self.buf));
+                    self.read_size = self.read_size.min(buffers::SMALL);
+                }
+                tokio::select! {
+                    ready = src.readable() => ready.map_err(PumpError::Read)?,
+                    Some(own) = recv(&self.inject), if boundary => {
+                        dst.write_all(&own).await.map_err(PumpError::Write)?;
+                        continue;
+                    }
+                }
+            }
+            if self.buf.capacity() == 0 {
+                self.buf = buffers::take(self.read_size);
+            }
             let spare = self.buf.capacity() - self.buf.len();
             if spare < self.read_size / 4 {
                 // Room up to one read buffer: reclaims the consumed front in place. Only a peeked
@@ -182,11 +232,10 @@ impl Pump {
                     .max(self.read_size / 4);
                 self.buf.reserve(room);
             }
-            let boundary = self.scanner.at_message_boundary();
             let spare = self.buf.capacity() - self.buf.len();
             let read = tokio::select! {
                 read = src.read_buf(&mut self.buf) => read,
-                Some(own) = recv(&mut self.inject), if boundary => {
+                Some(own) = recv(&self.inject), if boundary => {
                     dst.write_all(&own).await.map_err(PumpError::Write)?;
                     continue;
                 }
@@ -216,9 +265,17 @@ impl Pump {
     }
 }
 
-async fn recv(inject: &mut Option<mpsc::UnboundedReceiver<Bytes>>) -> Option<Bytes> {
+impl Drop for Pump {
+    fn drop(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > 0 {
+            buffers::give(std::mem::take(&mut self.buf));
+        }
+    }
+}
+
+async fn recv(inject: &Option<Arc<Injector>>) -> Option<bytes::Bytes> {
     match inject {
-        Some(rx) => rx.recv().await,
+        Some(queue) => Some(queue.recv().await),
         None => std::future::pending().await,
     }
 }

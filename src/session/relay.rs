@@ -18,6 +18,7 @@ use crate::tls::MaybeTls;
 use crate::txn::Phase;
 use std::sync::Mutex;
 
+use super::inject::Injector;
 use super::login::Credentials;
 use super::observe::{ClientSide, ServerSide};
 use super::pump::{Pump, PumpError};
@@ -64,7 +65,8 @@ pub async fn relay(
 ) {
     let mut pending_after_auth = None;
     let config = &shared.config;
-    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let mut client = client;
+    let (mut client_read, mut client_write) = client.halves();
     let (startup, relogin, state) = match login {
         Login::Relayed { startup } => (startup, None, None),
         Login::Done {
@@ -83,7 +85,7 @@ pub async fn relay(
     };
     let relogin = relogin.as_ref().map(|r| r as &dyn Relogin);
     let metrics = &shared.metrics;
-    let (inject, injected) = tokio::sync::mpsc::unbounded_channel();
+    let inject = std::sync::Arc::new(Injector::default());
     let mut up = Pump::new(
         config.read_buffer_size,
         config.max_message_len,
@@ -94,7 +96,7 @@ pub async fn relay(
         config.max_message_len,
         metrics.bytes_counter(Direction::Downstream),
     );
-    let mut down = down.with_injection(injected);
+    let mut down = down.with_injection(inject.clone());
     if let Some(after_auth) = pending_after_auth.take() {
         down.preload(&after_auth);
     }
@@ -102,12 +104,17 @@ pub async fn relay(
     let (mut server, mut attached) = (server, attached);
     let mut send_startup = relogin.is_none();
     loop {
-        let (mut server_read, mut server_write) = tokio::io::split(server);
+        let (mut server_read, mut server_write) = server.halves();
         if std::mem::take(&mut send_startup)
             && let Err(e) = server_write.write_all(&startup).await
         {
             let message = format!("lost the upstream connection: {e}");
-            return farewell(&mut client_write, sqlstate::CONNECTION_FAILURE, &message).await;
+            return Box::pin(farewell(
+                &mut client_write,
+                sqlstate::CONNECTION_FAILURE,
+                &message,
+            ))
+            .await;
         }
         let mut server_side = ServerSide::new(shared, info, state.as_ref());
         let ending = tokio::select! {
@@ -137,7 +144,9 @@ pub async fn relay(
             let outcome = match unreplayable {
                 Some(kind) => Err(Failure::unreplayable(kind)),
                 None => {
-                    let again = reattach(shared, info, relogin, &startup, &plan);
+                    // Boxed, like every path taken only when the session ends or moves: an idle
+                    // session's task then holds only what the relay itself needs.
+                    let again = Box::pin(reattach(shared, info, relogin, &startup, &plan));
                     match wait_watching_client(&mut up, &mut client_read, again).await {
                         Some(outcome) => outcome,
                         // The client left while the session waited for the server.
@@ -158,7 +167,8 @@ pub async fn relay(
                         "session ended: {}", failure.message
                     );
                     shared.metrics.session_ended(failure.reason);
-                    return farewell(&mut client_write, failure.code, &failure.message).await;
+                    return Box::pin(farewell(&mut client_write, failure.code, &failure.message))
+                        .await;
                 }
             }
         }
@@ -173,8 +183,8 @@ pub async fn relay(
                 | Ending::Client(Err(PumpError::Frame(_)))
         );
         if proxy_ends && up.at_message_boundary() {
-            let _ = tokio::time::timeout(FAREWELL_TIMEOUT, server_write.write_all(b"X\0\0\0\x04"))
-                .await;
+            let terminate = server_write.write_all(b"X\0\0\0\x04");
+            let _ = Box::pin(tokio::time::timeout(FAREWELL_TIMEOUT, terminate)).await;
         }
         drop((server_read, server_write, attached));
         let mut ending = ending;
@@ -184,7 +194,8 @@ pub async fn relay(
             // ended).
             let limit = config.backup.action_timeout;
             let wait = shared.control.wait_available(limit);
-            if client_leaves_while(&mut client_read, up.at_message_boundary(), wait).await {
+            let boundary = up.at_message_boundary();
+            if Box::pin(client_leaves_while(&mut client_read, boundary, wait)).await {
                 ending = Ending::Client(Ok(()));
             }
         }
@@ -194,7 +205,7 @@ pub async fn relay(
         if let Some((code, message)) = explain(ending, expected_close)
             && down.at_message_boundary()
         {
-            farewell(&mut client_write, code, &message).await;
+            Box::pin(farewell(&mut client_write, code, &message)).await;
         }
         return;
     }
