@@ -18,7 +18,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use doltgres_sidecar::protocol::backend;
 use doltgres_sidecar::protocol::frame::{Scanner, Seen};
 use doltgres_sidecar::sample::{self, Conversation, Side, complete, data_row, ready, track};
-use doltgres_sidecar::session::pump::Pump;
+use doltgres_sidecar::session::pump::{Pump, Source};
 use doltgres_sidecar::txn::{Tally, Tracker};
 use prometheus_client::metrics::counter::Counter;
 use tokio::io::{AsyncRead, ReadBuf};
@@ -80,6 +80,13 @@ fn conversation() -> Conversation {
 struct Chunked<'a> {
     data: &'a [u8],
     read: usize,
+}
+
+/// Waited on with no buffer, like a socket: the pump gives back and takes its pooled buffer.
+impl Source for Chunked<'_> {
+    fn waits_unbuffered(&self) -> bool {
+        true
+    }
 }
 
 impl AsyncRead for Chunked<'_> {

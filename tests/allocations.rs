@@ -22,7 +22,7 @@ use doltgres_sidecar::sample::{
     self, Conversation, Side, bind, bind_complete, complete, data_row, execute, parse,
     parse_complete, query, ready, side_of, sync, track,
 };
-use doltgres_sidecar::session::pump::Pump;
+use doltgres_sidecar::session::pump::{Pump, Source};
 use doltgres_sidecar::txn::{Tally, Tracker};
 use prometheus_client::metrics::counter::Counter;
 use tokio::io::{AsyncRead, ReadBuf};
@@ -215,6 +215,14 @@ impl<'a> Chunked<'a> {
             sizes,
             next: 0,
         }
+    }
+}
+
+/// Like a socket, it can be waited on with no buffer: the pump gives its buffer back to the pool
+/// whenever it has forwarded everything, and takes it again, as between a session's requests.
+impl Source for Chunked<'_> {
+    fn waits_unbuffered(&self) -> bool {
+        true
     }
 }
 

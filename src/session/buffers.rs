@@ -1,7 +1,7 @@
 //! Read buffers for sessions' pumps, lent while a pump has bytes to read and given back when it
 //! waits with nothing buffered, so an idle session holds none. Each thread keeps a bounded pool
-//! of small buffers: a busy session takes and gives back the same buffer for every request,
-//! without the allocator.
+//! of buffers: a busy session takes and gives back a buffer for every request without the
+//! allocator.
 
 use std::cell::RefCell;
 
@@ -9,44 +9,57 @@ use bytes::BytesMut;
 
 /// The size a pump's buffer starts at; it grows (up to `read_buffer_size`) while a read fills it.
 pub const SMALL: usize = 2048;
-/// How many small buffers a thread keeps for reuse: at most 512 KiB per thread.
-const KEEP: usize = 256;
+/// How many small buffers a thread keeps for reuse: 512 KiB per thread.
+const KEEP_SMALL: usize = 256;
+/// How many grown buffers a thread keeps (16 KiB each by default: 512 KiB per thread).
+const KEEP_LARGE: usize = 32;
+
+#[derive(Default)]
+struct Pool {
+    small: Vec<BytesMut>,
+    large: Vec<BytesMut>,
+}
 
 thread_local! {
-    static POOL: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    static POOL: RefCell<Pool> = RefCell::default();
 }
 
-/// An empty buffer with room for at least `size` bytes: a pooled one for the small size.
+/// An empty buffer with room for at least `size` bytes, from the pool when it has one.
 pub fn take(size: usize) -> BytesMut {
-    if size <= SMALL
-        && let Some(buf) = POOL.with_borrow_mut(Vec::pop)
-    {
-        return buf;
-    }
-    BytesMut::with_capacity(size.max(SMALL))
+    let pooled = POOL.with_borrow_mut(|pool| {
+        if size <= SMALL {
+            pool.small.pop()
+        } else {
+            let i = pool.large.iter().position(|b| b.capacity() >= size)?;
+            Some(pool.large.swap_remove(i))
+        }
+    });
+    pooled.unwrap_or_else(|| BytesMut::with_capacity(size.max(SMALL)))
 }
 
-/// Gives an empty buffer back: a small one is kept for reuse, a larger one is freed.
+/// Gives an empty buffer back for reuse; beyond the pool's bounds it is freed.
 pub fn give(mut buf: BytesMut) {
     debug_assert!(buf.is_empty());
     buf.clear();
     // Reclaims the space consumed at the front; a buffer the pump owns alone, as here, is rewound
     // in place without allocating.
     buf.reserve(SMALL);
-    if buf.capacity() > 2 * SMALL {
-        return;
-    }
     POOL.with_borrow_mut(|pool| {
-        if pool.len() < KEEP {
-            pool.push(buf);
+        let (list, keep) = if buf.capacity() <= 2 * SMALL {
+            (&mut pool.small, KEEP_SMALL)
+        } else {
+            (&mut pool.large, KEEP_LARGE)
+        };
+        if list.len() < keep {
+            list.push(buf);
         }
     });
 }
 
-/// Buffers this thread keeps for reuse.
+/// Buffers this thread keeps for reuse: small, grown.
 #[cfg(test)]
-pub fn pooled() -> usize {
-    POOL.with_borrow(Vec::len)
+pub fn pooled() -> (usize, usize) {
+    POOL.with_borrow(|p| (p.small.len(), p.large.len()))
 }
 
 #[cfg(test)]
@@ -62,21 +75,30 @@ mod tests {
         buf.advance(100);
         let before = pooled();
         give(buf);
-        assert_eq!(pooled(), before + 1);
+        assert_eq!(pooled().0, before.0 + 1);
         let again = take(SMALL);
         assert_eq!(again.as_ptr(), ptr, "the same memory, rewound");
         assert!(again.capacity() >= SMALL && again.is_empty());
     }
 
     #[test]
-    fn large_buffers_are_not_kept_and_the_pool_is_bounded() {
-        let before = pooled();
-        give(BytesMut::with_capacity(16 * SMALL));
-        assert_eq!(pooled(), before, "a grown buffer is freed");
-        for _ in 0..KEEP + 10 {
-            give(BytesMut::with_capacity(SMALL));
-        }
-        assert_eq!(pooled(), KEEP);
+    fn grown_buffers_are_kept_apart_and_both_pools_are_bounded() {
+        let large = BytesMut::with_capacity(8 * SMALL);
+        let ptr = large.as_ptr();
+        give(large);
+        assert_eq!(pooled().1, 1);
+        assert_eq!(
+            take(SMALL).capacity(),
+            SMALL,
+            "a small request gets a small buffer"
+        );
+        let again = take(8 * SMALL);
+        assert_eq!(again.as_ptr(), ptr);
         assert!(take(16 * SMALL).capacity() >= 16 * SMALL);
+        for _ in 0..KEEP_SMALL + 10 {
+            give(BytesMut::with_capacity(SMALL));
+            give(BytesMut::with_capacity(8 * SMALL));
+        }
+        assert_eq!(pooled(), (KEEP_SMALL, KEEP_LARGE));
     }
 }

@@ -2,6 +2,7 @@
 //! message to an observer, write the prefix in one call, repeat.
 
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -101,6 +102,9 @@ pub struct Pump {
     /// Messages the proxy itself sends in this direction (notices, answers to held requests),
     /// written only between messages.
     inject: Option<Arc<Injector>>,
+    /// `buf` is a buffer from [`buffers`] (a consumed one may show no capacity and still be
+    /// one), not the empty placeholder.
+    lent: bool,
 }
 
 impl Pump {
@@ -115,6 +119,7 @@ impl Pump {
             writing: false,
             bytes,
             inject: None,
+            lent: false,
         }
     }
 
@@ -132,6 +137,7 @@ impl Pump {
     /// Reads once from the source into the buffer, to be relayed later (while the session waits
     /// for a new destination); the byte count, 0 at end of stream.
     pub async fn fill<R: AsyncRead + Unpin>(&mut self, src: &mut R) -> std::io::Result<usize> {
+        self.ensure_buffer();
         if self.buf.capacity() - self.buf.len() < self.read_size / 4 {
             self.buf.reserve(self.read_size);
         }
@@ -205,23 +211,22 @@ impl Pump {
             }
             let boundary = self.scanner.at_message_boundary();
             if self.buf.is_empty() && src.waits_unbuffered() {
-                // Nothing buffered: give the buffer back and wait for data without one, so an
-                // idle session holds none.
-                if self.buf.capacity() > 0 {
-                    buffers::give(std::mem::take(&mut self.buf));
-                    self.read_size = self.read_size.min(buffers::SMALL);
-                }
-                tokio::select! {
-                    ready = src.readable() => ready.map_err(PumpError::Read)?,
-                    Some(own) = recv(&self.inject), if boundary => {
-                        dst.write_all(&own).await.map_err(PumpError::Write)?;
-                        continue;
+                let mut readable = std::pin::pin!(src.readable());
+                let now = std::future::poll_fn(|cx| Poll::Ready(readable.as_mut().poll(cx))).await;
+                if now.is_pending() {
+                    // Nothing buffered and nothing to read: give the buffer back and wait for
+                    // data without one, so an idle session holds none.
+                    self.give_back();
+                    tokio::select! {
+                        ready = &mut readable => ready.map_err(PumpError::Read)?,
+                        Some(own) = recv(&self.inject), if boundary => {
+                            dst.write_all(&own).await.map_err(PumpError::Write)?;
+                            continue;
+                        }
                     }
                 }
             }
-            if self.buf.capacity() == 0 {
-                self.buf = buffers::take(self.read_size);
-            }
+            self.ensure_buffer();
             let spare = self.buf.capacity() - self.buf.len();
             if spare < self.read_size / 4 {
                 // Room up to one read buffer: reclaims the consumed front in place. Only a peeked
@@ -251,6 +256,24 @@ impl Pump {
         }
     }
 
+    /// Makes sure the pump reads into a buffer of its own: one from the pool, unless bytes put
+    /// there before the relay started (see [`Pump::preload`]) are still waiting.
+    fn ensure_buffer(&mut self) {
+        if !self.lent {
+            if self.buf.is_empty() {
+                self.buf = buffers::take(self.read_size);
+            }
+            self.lent = true;
+        }
+    }
+
+    /// Returns the (empty) buffer to the pool, if the pump has one.
+    fn give_back(&mut self) {
+        if std::mem::take(&mut self.lent) {
+            buffers::give(std::mem::take(&mut self.buf));
+        }
+    }
+
     async fn write<W: AsyncWrite + Unpin>(
         &mut self,
         dst: &mut W,
@@ -267,8 +290,8 @@ impl Pump {
 
 impl Drop for Pump {
     fn drop(&mut self) {
-        if self.buf.is_empty() && self.buf.capacity() > 0 {
-            buffers::give(std::mem::take(&mut self.buf));
+        if self.buf.is_empty() {
+            self.give_back();
         }
     }
 }
@@ -376,5 +399,34 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, PumpError::Frame(FrameError::TooLong { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_pump_waiting_on_an_idle_socket_holds_no_buffer() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let mut server = crate::tls::MaybeTls::Plain(listener.accept().await.unwrap().0);
+        let (mut src, _) = server.halves();
+        let (mut dst_w, mut dst_r) = tokio::io::duplex(1 << 16);
+        let mut pump = Pump::new(16 * 1024, 1 << 20, Counter::default());
+        client.write_all(b"Q\0\0\0\x0dSELECT 1\0").await.unwrap();
+        let mut tags = Vec::new();
+        let mut observe = |s: Seen<'_>| {
+            if let Seen::Whole(m) = s {
+                tags.push(m.tag)
+            }
+        };
+        let run = pump.run(&mut src, &mut dst_w, &mut observe);
+        // The pump forwards the query, then waits for more: stop it there.
+        let idle = tokio::time::timeout(std::time::Duration::from_millis(300), run).await;
+        assert!(idle.is_err(), "still relaying");
+        let mut got = [0u8; 14];
+        dst_r.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"Q\0\0\0\x0dSELECT 1\0");
+        assert_eq!(tags, vec![b'Q']);
+        assert!(!pump.lent, "the buffer went back to the pool");
+        assert_eq!(pump.buf.capacity(), 0);
     }
 }
