@@ -6,38 +6,55 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 
+use atomic_waker::AtomicWaker;
 use bytes::Bytes;
-use tokio::sync::Notify;
 
 /// The queue of one session's own messages to its client.
 #[derive(Debug, Default)]
 pub struct Injector {
     queue: Mutex<VecDeque<Bytes>>,
-    ready: Notify,
+    /// Messages queued: waiting on an empty queue, polled on every wake-up of the session, reads
+    /// this instead of taking the lock.
+    queued: AtomicUsize,
+    waiter: AtomicWaker,
 }
 
 impl Injector {
     /// Queues a message; it is written at the next message boundary of the client's stream.
     pub fn send(&self, message: Bytes) {
         self.queue.lock().unwrap().push_back(message);
-        self.ready.notify_one();
+        self.queued.fetch_add(1, Ordering::Release);
+        self.waiter.wake();
     }
 
     /// The next queued message, waiting for one. Cancel-safe: a message is taken only when it is
     /// returned.
     pub async fn recv(&self) -> Bytes {
-        loop {
+        std::future::poll_fn(|cx| {
             if let Some(message) = self.try_recv() {
-                return message;
+                return Poll::Ready(message);
             }
-            self.ready.notified().await;
-        }
+            self.waiter.register(cx.waker());
+            // A message queued between the first look and the registration.
+            match self.try_recv() {
+                Some(message) => Poll::Ready(message),
+                None => Poll::Pending,
+            }
+        })
+        .await
     }
 
     /// The next queued message, if there is one.
     pub fn try_recv(&self) -> Option<Bytes> {
-        self.queue.lock().unwrap().pop_front()
+        if self.queued.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let message = self.queue.lock().unwrap().pop_front()?;
+        self.queued.fetch_sub(1, Ordering::Release);
+        Some(message)
     }
 }
 
@@ -67,7 +84,6 @@ mod tests {
     #[tokio::test]
     async fn a_message_sent_between_the_check_and_the_wait_is_not_missed() {
         let injector = Injector::default();
-        // A send with no receiver waiting leaves a permit: the next wait returns at once.
         injector.send(Bytes::from_static(b"x"));
         assert_eq!(injector.try_recv().as_deref(), Some(&b"x"[..]));
         injector.send(Bytes::from_static(b"y"));

@@ -9,6 +9,7 @@ pub mod hold;
 pub mod inject;
 pub mod login;
 pub mod observe;
+pub mod on_wake;
 pub mod pump;
 pub mod reattach;
 pub mod relay;

@@ -218,11 +218,14 @@ impl Pump {
                     // data without one, so an idle session holds none.
                     self.give_back();
                     tokio::select! {
-                        ready = &mut readable => ready.map_err(PumpError::Read)?,
+                        // The proxy's own messages first (a cheap look at a counter), so a
+                        // stream that never pauses cannot keep them waiting.
+                        biased;
                         Some(own) = recv(&self.inject), if boundary => {
                             dst.write_all(&own).await.map_err(PumpError::Write)?;
                             continue;
                         }
+                        ready = &mut readable => ready.map_err(PumpError::Read)?,
                     }
                 }
             }
@@ -239,11 +242,12 @@ impl Pump {
             }
             let spare = self.buf.capacity() - self.buf.len();
             let read = tokio::select! {
-                read = src.read_buf(&mut self.buf) => read,
+                biased;
                 Some(own) = recv(&self.inject), if boundary => {
                     dst.write_all(&own).await.map_err(PumpError::Write)?;
                     continue;
                 }
+                read = src.read_buf(&mut self.buf) => read,
             };
             let n = read.map_err(PumpError::Read)?;
             if n == 0 {

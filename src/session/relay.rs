@@ -21,6 +21,7 @@ use std::sync::Mutex;
 use super::inject::Injector;
 use super::login::Credentials;
 use super::observe::{ClientSide, ServerSide};
+use super::on_wake::OnWake;
 use super::pump::{Pump, PumpError};
 use super::reattach::{CredentialLogin, Failure, Relogin, reattach};
 use super::{FAREWELL_TIMEOUT, farewell};
@@ -117,12 +118,21 @@ pub async fn relay(
             .await;
         }
         let mut server_side = ServerSide::new(shared, info, state.as_ref());
+        // Shutdown, a window's terminate and its detach are rare: polled only when one of them
+        // woke the task, not on every wake-up for the sockets.
+        let rare = OnWake::new(async {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => Ending::Stopped,
+                _ = info.terminate.cancelled() => Ending::Terminated,
+                _ = attached.detached() => Ending::Detached,
+            }
+        });
         let ending = tokio::select! {
+            biased;
             r = up.run(&mut client_read, &mut server_write, &mut client_side) => Ending::Client(r),
             r = down.run(&mut server_read, &mut client_write, &mut server_side) => Ending::Server(r),
-            _ = stop.cancelled() => Ending::Stopped,
-            _ = info.terminate.cancelled() => Ending::Terminated,
-            _ = attached.detached() => Ending::Detached,
+            ending = rare => ending,
         };
         // The server closing is explained already when it sent an error or the client said
         // goodbye; during login (PostgreSQL's authentication timeout, say) a direct client would
