@@ -187,3 +187,45 @@ async fn a_sync_or_push_holds_up_commits_while_it_copies_from_the_journal() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_branch_leaves_the_working_set_behind() {
+    let server = TestServer::doltgres().await;
+    let client = server.connect_direct().await;
+    client
+        .batch_execute("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    value(&client, "SELECT dolt_commit('-Am', 'one')").await;
+    // A change another session committed with SQL: in main's working set, in no Dolt commit.
+    let other = server.connect_direct().await;
+    other
+        .batch_execute("INSERT INTO t VALUES (2)")
+        .await
+        .unwrap();
+    let working = value(&client, "SELECT dolt_hashof_db()").await;
+
+    // Neither form of a new branch takes it along: the branch starts from main's HEAD.
+    value(&client, "SELECT dolt_branch('-c', 'main', 'copied')").await;
+    value(&client, "SELECT dolt_checkout('copied')").await;
+    assert_ne!(value(&client, "SELECT dolt_hashof_db()").await, working);
+    assert_eq!(value(&client, "SELECT count(*) FROM t").await, "1");
+    value(&client, "SELECT dolt_checkout('main')").await;
+    value(&client, "SELECT dolt_checkout('-b', 'fresh')").await;
+    assert_eq!(
+        value(&client, "SELECT count(*) FROM dolt_status").await,
+        "0"
+    );
+    assert_eq!(value(&client, "SELECT count(*) FROM t").await, "1");
+    let commit = client
+        .simple_query("SELECT dolt_commit('-Am', 'nothing')")
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{commit:?}").contains("nothing to commit"),
+        "{commit:?}"
+    );
+    // main keeps its working set.
+    value(&client, "SELECT dolt_checkout('main')").await;
+    assert_eq!(value(&client, "SELECT dolt_hashof_db()").await, working);
+}
