@@ -1,7 +1,9 @@
 //! What push and sync windows do before, while and after the gate is closed, on a real Doltgres:
 //! each step is in the window's record with its phase; a sync pre-syncs with traffic flowing and
 //! syncs again inside the window, and the backup it leaves holds exactly the transactions
-//! committed before the gate closed — not the pre-sync's state, not a later one.
+//! committed before the gate closed — not the pre-sync's state, not a later one. A window that
+//! pre-synced and then did not drain leaves the backup at the pre-sync's state (documented in
+//! `src/window/actions/sync.rs`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -269,5 +271,61 @@ async fn push_logs_in_before_the_gate_cuts_inside_and_pushes_after() {
     assert_eq!(
         record["cut"]["postgres"]["committed_working_set"], true,
         "{record}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_window_that_does_not_drain_leaves_the_pre_syncs_state() {
+    let server = TestServer::doltgres().await;
+    let direct = server.connect_direct().await;
+    direct
+        .batch_execute("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = TestProxy::start_with(&server.addr(), |c| {
+        c.drain_timeout = Duration::from_millis(500);
+        c.backup.password = Some(server.password.clone());
+        c.backup.sync = Some(SyncConfig {
+            name: "bk".into(),
+            url: Some(format!("file://{}/{{database}}", dir.path().display())),
+        });
+    })
+    .await;
+    let (code, body) = proxy.admin_post("/backups?action=sync").await;
+    assert_eq!(code, 200, "{body}");
+    // Committed after that window: the next one's pre-sync carries it.
+    let client = server.connect_at(&proxy.addr).await;
+    client
+        .batch_execute("INSERT INTO t VALUES (2)")
+        .await
+        .unwrap();
+    // A transaction left open keeps the next window from draining.
+    let open = server.connect_at(&proxy.addr).await;
+    open.batch_execute("BEGIN; INSERT INTO t VALUES (3)")
+        .await
+        .unwrap();
+    let (code, body) = proxy.admin_post("/backups?action=sync").await;
+    assert_eq!(code, 503, "{body}");
+    let record: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(record["result"], "aborted", "{record}");
+    let list = steps(&record);
+    assert_eq!(phase_of(&list, "presync")[0], "before", "{record}");
+    assert!(phase_of(&list, "sync").is_empty(), "{record}");
+    open.batch_execute("ROLLBACK").await.unwrap();
+
+    // The backup holds the pre-sync's state: whole committed transactions (row 2), nothing of
+    // the open one, but no window's cut.
+    let backup = format!("file://{}/postgres", dir.path().display());
+    direct
+        .simple_query(&format!(
+            "SELECT dolt_backup('restore', '{backup}', 'restored')"
+        ))
+        .await
+        .unwrap();
+    let restored = proxy_tests::facts::connect_to(&server, "restored").await;
+    assert_eq!(
+        proxy_tests::facts::column(&restored, "SELECT id FROM t ORDER BY id").await,
+        ["1", "2"]
     );
 }
