@@ -91,7 +91,8 @@ def write(results: dict, path: Path) -> None:
         "## Stall per action",
         "",
         "A transaction *overlaps* a window if it started before the window ended and ended after it "
-        "started (window = the sidecar's record: gate closed at its start, drain, action, resume). "
+        "started (window = the sidecar's record, from its start to its end: the steps before the gate "
+        "closes, the drain, the steps while it is closed, and what runs after it reopens). "
         "Latencies are pgbench's per-transaction figures (client-visible, connection time excluded). "
         f"Steady-state p99 = **{ms(p99)} ms**.",
         "",
@@ -131,9 +132,8 @@ def write(results: dict, path: Path) -> None:
     typical = sorted(per_window)[len(per_window) // 2] if per_window else 0
     lines += [
         "",
-        f"A window overlaps few transactions (median {typical} here: about two per client, the one "
-        "running when the gate closed and the one held at it), so the p99 in windows is close to "
-        "the worst latency in them.",
+        f"A window overlaps few transactions (median {typical} here, with 8 clients), so the p99 in "
+        "windows is close to the worst latency in them.",
         "",
         "Against the baseline taken during the same run (transactions between windows, "
         f"p99 **{ms(quiet['p99'] if quiet else None)} ms**, see below):",
