@@ -77,8 +77,9 @@ pub enum Phase {
 /// One timed step of a window.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Step {
-    /// `drain`, `resume`, or the action's step: `connect`, `remotes`, `status`, `commit`,
-    /// `heads`, `push`, `backup_add`, `presync`, `sync`, …
+    /// `drain`, `gate_closed` (the whole closed period), or the action's step: `connect`,
+    /// `remotes`, `remote_add`, `branch`, `commit`, `head`, `push`, `backup_add`, `presync`,
+    /// `sync`.
     pub step: String,
     /// The database the step ran on, if any.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,9 +1,10 @@
 //! `push`, in three parts:
 //!
-//! - before the gate closes (traffic flowing): log in to each database and make sure the remote
-//!   exists;
-//! - inside the window (the cut): optionally record a Dolt commit of the working set, and take
-//!   each branch's head;
+//! - before the gate closes (traffic flowing): log in to each database, make sure the remote
+//!   exists, and read the connection's branch;
+//! - inside the window (the cut): optionally record a Dolt commit of the working set (a clean
+//!   working set answers "nothing to commit"), and take each branch's head — for the branch
+//!   just committed to, the new commit's hash;
 //! - after traffic resumes: `dolt_push` each branch.
 
 use serde_json::{Map, Value, json};
@@ -17,7 +18,14 @@ use crate::window::record::Steps;
 
 /// A push ready for its window: one logged-in connection per database, remote in place.
 pub struct Prepared {
-    databases: Vec<(Client, String)>,
+    databases: Vec<Database>,
+}
+
+struct Database {
+    client: Client,
+    name: String,
+    /// The connection's branch: the one its `dolt_commit` commits to.
+    branch: Option<String>,
 }
 
 /// Work a window leaves for after traffic resumes: the transfer of a push, whose cut (commit and
@@ -54,7 +62,21 @@ pub async fn prepare(
                 .time("remote_add", Some(db), column(&client, db, &sql))
                 .await?;
         }
-        databases.push((client, database.clone()));
+        let branch = if cfg.commit_working_set {
+            let active = "SELECT active_branch()";
+            steps
+                .time("branch", Some(db), column(&client, db, active))
+                .await?
+                .into_iter()
+                .next()
+        } else {
+            None
+        };
+        databases.push(Database {
+            client,
+            name: database.clone(),
+            branch,
+        });
     }
     Ok(Prepared { databases })
 }
@@ -68,18 +90,18 @@ pub async fn cut(
     steps: &mut Steps,
 ) -> Result<(Value, Transfer), ActionError> {
     let mut cut = Map::new();
-    for (client, database) in &prepared.databases {
+    for database in &prepared.databases {
         cut.insert(
-            database.clone(),
-            database_cut(client, database, cfg, window_id, steps).await?,
+            database.name.clone(),
+            database_cut(database, cfg, window_id, steps).await?,
         );
     }
-    Ok((
-        Value::Object(cut),
-        Transfer {
-            pushes: prepared.databases,
-        },
-    ))
+    let pushes = prepared
+        .databases
+        .into_iter()
+        .map(|d| (d.client, d.name))
+        .collect();
+    Ok((Value::Object(cut), Transfer { pushes }))
 }
 
 /// Pushes each branch once traffic flows again, and records in `cut` which head went out. It
@@ -116,34 +138,41 @@ pub async fn transfer(
 
 /// Inside the window: optionally commit the working set, and record each branch's head.
 async fn database_cut(
-    client: &Client,
-    db: &str,
+    database: &Database,
     cfg: &PushConfig,
     window_id: u64,
     steps: &mut Steps,
 ) -> Result<Value, ActionError> {
-    let mut committed = false;
+    let (client, db) = (&database.client, database.name.as_str());
+    // The new commit's hash, which is now its branch's head.
+    let mut commit = None;
     if cfg.commit_working_set {
-        let status = "SELECT count(*) FROM dolt_status";
-        let changes = steps
-            .time("status", Some(db), column(client, db, status))
-            .await?;
-        if changes.first().is_some_and(|n| n != "0") {
-            let message = format!("doltgres-sidecar: working set at window {window_id}");
-            let commit = format!("SELECT dolt_commit('-Am', {})", literal(&message));
-            steps
-                .time("commit", Some(db), column(client, db, &commit))
-                .await?;
-            committed = true;
+        let message = format!("doltgres-sidecar: working set at window {window_id}");
+        let sql = format!("SELECT dolt_commit('-Am', {})", literal(&message));
+        match steps
+            .time("commit", Some(db), column(client, db, &sql))
+            .await
+        {
+            Ok(hash) => commit = hash.into_iter().next(),
+            // A clean working set: nothing to record.
+            Err(e) if e.to_string().contains("nothing to commit") => {}
+            Err(e) => return Err(e),
         }
     }
     let mut heads = Map::new();
     for branch in &cfg.branches {
-        let head = format!("SELECT dolt_hashof({})", literal(branch));
-        let hash = steps
-            .time("head", Some(db), column(client, db, &head))
-            .await?;
-        heads.insert(branch.clone(), json!(hash.first()));
+        let hash = match &commit {
+            Some(hash) if database.branch.as_ref() == Some(branch) => Some(hash.clone()),
+            _ => {
+                let head = format!("SELECT dolt_hashof({})", literal(branch));
+                let hash = steps
+                    .time("head", Some(db), column(client, db, &head))
+                    .await?;
+                hash.into_iter().next()
+            }
+        };
+        heads.insert(branch.clone(), json!(hash));
     }
+    let committed = commit.is_some();
     Ok(json!({ "remote": cfg.remote, "heads": heads, "committed_working_set": committed }))
 }
