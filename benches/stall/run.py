@@ -81,10 +81,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--sidecar-bin", type=Path, help="use this sidecar binary instead of building target/release")
     p.add_argument("--out", type=Path, default=REPO / "benches" / "results", help="where stall.md and stall.json go")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (server and sidecar logs)")
+    p.add_argument(
+        "--doltgres-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="start Doltgres with this in its environment (repeatable), e.g. DOLT_ARCHIVE_PULL_STREAMER=0",
+    )
     args = p.parse_args(argv)
     unknown = set(args.actions) - set(ACTIONS)
     if unknown or not args.actions:
         p.error(f"--actions: choose from {', '.join(ACTIONS)}")
+    for pair in args.doltgres_env:
+        if "=" not in pair:
+            p.error(f"--doltgres-env {pair}: expected NAME=VALUE")
     if args.load < LEAD_SECONDS + TAIL_SECONDS + 1:
         p.error(f"--load must be at least {LEAD_SECONDS + TAIL_SECONDS + 1:.0f} seconds")
     return args
@@ -295,6 +305,8 @@ def describe_window(w: dict) -> str:
     text = f"{w['action']:4} #{r.get('id')}: {r['result']}, drain {r['drain_ms']} ms, stall {r['stall_ms']} ms, duration {r['duration_ms']} ms"
     if r.get("error"):
         text += f" ({r['error']})"
+    if r.get("steps"):
+        text += f"\n        steps: {stall_report.steps_text(r['steps'])}"
     return text
 
 
@@ -324,6 +336,22 @@ def span_of(w: dict) -> Span:
     return Span(w["requested_at"], w["answered_at"])
 
 
+def gate_span_of(w: dict) -> Span | None:
+    """When the gate was closed: the record's `gate_closed` step (windows that prepare before the
+    gate closes), else — a sidecar that records no steps — from the window's start for
+    `stall_ms`, since the gate then closed at once."""
+    r = w["record"]
+    if "started_unix" not in r or "stall_ms" not in r:
+        return None
+    steps = {step["step"]: step for step in r.get("steps") or []}
+    # An aborted window has no `gate_closed` step: the gate was closed for its drain.
+    step = steps.get("gate_closed") or steps.get("drain")
+    if step is not None:
+        start = r["started_unix"] + step["at_ms"] / 1000.0
+        return Span(start, start + step["ms"] / 1000.0)
+    return Span(r["started_unix"], r["started_unix"] + r["stall_ms"] / 1000.0)
+
+
 # --- analysis ----------------------------------------------------------------------------------
 
 
@@ -347,11 +375,26 @@ def analyse(steady: dict, load: dict, windows: list[dict], actions: list[str]) -
         inside = timeline.overlapping(txns, span)
         lat = timeline.latency_ms(inside)
         w["span"] = {"start": span.start, "end": span.end, "offset_s": span.start - load["started_at"]}
+        gate = gate_span_of(w)
+        held = timeline.latency_ms(timeline.overlapping(txns, gate)) if gate else None
+        w["gate"] = {
+            "start": gate.start if gate else None,
+            "end": gate.end if gate else None,
+            "latency_ms": held,
+            "max_over_steady_p99": timeline.ratio(held["max"] if held else None, steady_p99),
+        }
         w["overlapping"] = {
             "transactions": len(inside),
             "failures": timeline.failures(inside),
             "latency_ms": lat,
             "max_over_steady_p99": timeline.ratio(lat["max"] if lat else None, steady_p99),
+            # Each overlapping transaction's start and end, ms from the window's start, slowest
+            # first: which part of the window (drain, held steps, after resume) it waited through.
+            "slowest": [
+                {"start_ms": round((t.start - span.start) * 1000, 1), "end_ms": round((t.end - span.start) * 1000, 1),
+                 "latency_ms": round(t.latency_us / 1000, 1)}
+                for t in sorted(inside, key=lambda t: -(t.latency_us or 0))[:5] if t.latency_us is not None
+            ],
         }
     quiet = timeline.between_windows(
         txns, spans, load["started_at"] + LEAD_SECONDS / 2, load["started_at"] + load["duration"]
@@ -366,6 +409,8 @@ def analyse(steady: dict, load: dict, windows: list[dict], actions: list[str]) -
         lat = timeline.latency_ms(inside)
         per_window_max = [w["overlapping"]["latency_ms"]["max"] for w, _ in mine if w["overlapping"]["latency_ms"]]
         rec = [w["record"] for w, _ in mine if "stall_ms" in w["record"]]
+        gates = [g for g in (gate_span_of(w) for w, _ in mine) if g is not None]
+        at_gate = timeline.latency_ms([t for t in txns if any(g.overlaps(t) for g in gates)])
         by_action[action] = {
             "windows": len(mine),
             "ok": len(ok),
@@ -381,6 +426,9 @@ def analyse(steady: dict, load: dict, windows: list[dict], actions: list[str]) -
             "median_window_max_over_steady_p99": timeline.ratio(median(per_window_max), steady_p99),
             "max_over_between_windows_p99": timeline.ratio(lat["max"] if lat else None, quiet_p99),
             "p99_over_between_windows_p99": timeline.ratio(lat["p99"] if lat else None, quiet_p99),
+            # Only the transactions that overlap the gate's closed period (could have been held).
+            "gate_latency_ms": at_gate,
+            "gate_max_over_steady_p99": timeline.ratio(at_gate["max"] if at_gate else None, steady_p99),
         }
     return {
         "steady": phase_summary(steady),
@@ -421,6 +469,8 @@ def main(argv: list[str]) -> int:
     failure = None
     try:
         print("stall: starting Doltgres and loading the pgbench tables (scale 1)", flush=True)
+        # Doltgres inherits our environment (benches/pgbench/servers.py).
+        os.environ.update(pair.split("=", 1) for pair in args.doltgres_env)
         dg = servers.start_doltgres(tools, base)
         dataset.init(tools, "doltgres", dg.endpoint)
         sidecar = start_sidecar(tools, base, dg.endpoint, args.clients)
@@ -476,6 +526,7 @@ def main(argv: list[str]) -> int:
                 "sync": {"remote": "file://"},
                 "drain_timeout": "10s",
                 "drain_policy": "abort",
+                "doltgres_env": args.doltgres_env,
             },
             "machine": machine() | {"loadavg_before": load_before, "loadavg_after": loadavg()},
             "versions": versions,

@@ -25,10 +25,37 @@ def failures(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
 
 
+def slowest(overlapping: dict) -> str:
+    txns = overlapping.get("slowest") or []
+    if not txns:
+        return "–"
+    t = txns[0]
+    return f"{t['start_ms']:.0f} → {t['end_ms']:.0f}"
+
+
 def lat_cells(lat: dict | None) -> list[str]:
     if not lat:
         return ["–"] * 4
     return [ms(lat["p50"]), ms(lat["p99"]), ms(lat["max"]), f"{lat['samples']:,}"]
+
+
+def steps_text(steps: list[dict]) -> str:
+    """`presync 40.2 · [drain 11.0 · sync 31.5 · gate_closed 44.0] · push 120.3` (ms): the steps
+    in order, the gate's closed period in brackets."""
+    out = []
+    phase = "before"
+    for s in steps:
+        if s["phase"] != phase:
+            if phase == "held":
+                out.append("]")
+            if s["phase"] == "held":
+                out.append("[")
+            phase = s["phase"]
+        out.append(f"{s['step']} {s['ms']:.1f}")
+    if phase == "held":
+        out.append("]")
+    text = " · ".join(out)
+    return text.replace("[ · ", "[").replace(" · ]", "]")
 
 
 def write(results: dict, path: Path) -> None:
@@ -51,7 +78,12 @@ def write(results: dict, path: Path) -> None:
         f"with a window every {s['every_seconds']:g} s via `POST /backups?action=…` ({', '.join(s['actions'])} in turn).",
         "- push: `commit_working_set = true` (a Dolt commit of the working set inside the window), then "
         "`dolt_push` of `main` to a `file://` remote; sync: `dolt_backup('sync')` to a `file://` backup. "
-        "The first push and sync of the whole database ran before any measurement.",
+        "The first push and sync of the whole database ran before any measurement."
+        + (
+            " Doltgres ran with " + ", ".join(f"`{e}`" for e in s["doltgres_env"]) + " in its environment."
+            if s.get("doltgres_env")
+            else ""
+        ),
         f"- Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']:.0f} GiB, load average "
         f"{m['loadavg_before'][0]:.2f} before / {m['loadavg_after'][0]:.2f} after",
         "- Versions: " + " · ".join(f"{k} `{val}`" for k, val in v.items()),
@@ -59,7 +91,8 @@ def write(results: dict, path: Path) -> None:
         "## Stall per action",
         "",
         "A transaction *overlaps* a window if it started before the window ended and ended after it "
-        "started (window = the sidecar's record: gate closed at its start, drain, action, resume). "
+        "started (window = the sidecar's record, from its start to its end: the steps before the gate "
+        "closes, the drain, the steps while it is closed, and what runs after it reopens). "
         "Latencies are pgbench's per-transaction figures (client-visible, connection time excluded). "
         f"Steady-state p99 = **{ms(p99)} ms**.",
         "",
@@ -78,14 +111,29 @@ def write(results: dict, path: Path) -> None:
             f"| **{x(a['max_over_steady_p99'])}** | **{x(a['p99_over_steady_p99'])}** "
             f"| {x(a['median_window_max_over_steady_p99'])} | {failures(a['failures'])} |"
         )
+    lines += [
+        "",
+        "The window above runs from its start to its end: for a push, the log-in before the gate "
+        "closes, the cut while it is closed, and the `dolt_push` after it reopens; for a sync, the "
+        "log-in and pre-syncs before it closes and the sync while it is closed. Counting only the "
+        "transactions that overlap the gate's closed period (the `gate_closed` step):",
+        "",
+        "| action | gate closed ms, median (max) | txns overlapping the gate | worst latency ms | worst / steady p99 |",
+        "|---|---|---|---|---|",
+    ]
+    for action, a in results["by_action"].items():
+        g = a.get("gate_latency_ms") or {}
+        lines.append(
+            f"| {action} | {ms(a['stall_ms']['median'])} ({ms(a['stall_ms']['max'])}) | {g.get('samples', 0):,} "
+            f"| {ms(g.get('max'))} | **{x(a.get('gate_max_over_steady_p99'))}** |"
+        )
     quiet = load["between_windows_latency_ms"]
     per_window = [w["overlapping"]["transactions"] for w in results["windows"]]
     typical = sorted(per_window)[len(per_window) // 2] if per_window else 0
     lines += [
         "",
-        f"A window overlaps few transactions (median {typical} here: about two per client, the one "
-        "running when the gate closed and the one held at it), so the p99 in windows is close to "
-        "the worst latency in them.",
+        f"A window overlaps few transactions (median {typical} here, with 8 clients), so the p99 in "
+        "windows is close to the worst latency in them.",
         "",
         "Against the baseline taken during the same run (transactions between windows, "
         f"p99 **{ms(quiet['p99'] if quiet else None)} ms**, see below):",
@@ -125,8 +173,12 @@ def write(results: dict, path: Path) -> None:
         "",
         "## Every window",
         "",
-        "| # | action | at s | result | drain ms | stall ms | duration ms | txns overlapping | worst latency ms | worst / steady p99 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "Steps are the sidecar's (`steps` in the record), in ms, the gate's closed period in brackets; "
+        "the slowest overlapping transaction's start and end are in ms from the window's start.",
+        "",
+        "| # | action | at s | result | drain ms | stall ms | duration ms | txns overlapping | worst latency ms "
+        "| worst / steady p99 | slowest txn (start → end) | steps |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for w in results["windows"]:
         r, o = w["record"], w["overlapping"]
@@ -134,7 +186,8 @@ def write(results: dict, path: Path) -> None:
         lines.append(
             f"| {r.get('id', '–')} | {w['action']} | {w['span']['offset_s']:.1f} | {r.get('result', w['http_status'])} "
             f"| {r.get('drain_ms', '–')} | {r.get('stall_ms', '–')} | {r.get('duration_ms', '–')} "
-            f"| {o['transactions']} | {ms(lat.get('max'))} | {x(o['max_over_steady_p99'])} |"
+            f"| {o['transactions']} | {ms(lat.get('max'))} | {x(o['max_over_steady_p99'])} "
+            f"| {slowest(o)} | {steps_text(r.get('steps') or [])} |"
         )
     prime = results["priming"]
     lines += [

@@ -68,7 +68,8 @@ pub struct BackupConfig {
     pub actions: Vec<Action>,
     /// Run a last window on graceful shutdown if anything was written since the last one.
     pub on_shutdown: bool,
-    /// The longest an action may run inside a window.
+    /// The longest each phase of an action may run: before the gate closes, while it is closed,
+    /// and after it reopens.
     #[serde(with = "humantime_serde")]
     pub action_timeout: Duration,
     /// First wait after a failed triggered window; doubles up to `retry_max`.

@@ -1,8 +1,9 @@
-//! Windows: quiesced periods with a purpose and a deadline. One runs at a time; each quiesces
-//! through the gate, runs the part of its action that needs traffic held (a push only takes its
-//! cut there: working-set commit and head hashes; the transfer follows after traffic resumes), and
-//! always resumes traffic (the gate guard is dropped on every path). A record of each window is
-//! kept for `GET /backups`.
+//! Windows: quiesced periods with a purpose and a deadline. One runs at a time; each first does
+//! what needs no quiescence with traffic flowing (logging in, adding remotes, a sync's
+//! pre-syncs), then quiesces through the gate, runs the part of its action that needs traffic
+//! held (a push only takes its cut there: working-set commit and head hashes; the transfer follows
+//! after traffic resumes), and always resumes traffic (the gate guard is dropped on every path).
+//! A record of each window, with the time of each step, is kept for `GET /backups`.
 //!
 //! An operator may also hold a window open for an external tool (`POST /quiesce?ttl=…`); it ends
 //! at `POST /resume` or when its ttl runs out, whichever comes first.
@@ -24,7 +25,8 @@ use crate::gate::{GateGuard, QuiesceError};
 use crate::metrics::{ActionLabel, Metrics, WindowLabels};
 use crate::shared::Shared;
 use config::Action;
-pub use record::{Outcome, Trigger, WindowRecord};
+use record::Steps;
+pub use record::{Outcome, Phase, Step, Trigger, WindowRecord};
 
 /// How long after connecting a session's first request still gets through a window that stops
 /// the server (and the window waits for it): a client that connects to run one transaction is
@@ -93,13 +95,31 @@ async fn run_in_slot(
     let windows = &shared.windows;
     let started = Instant::now();
     let mut record = WindowRecord::new(action.as_str(), trigger);
+    let mut steps = Steps::new(started, Phase::Before);
     let config = &shared.config;
+    let timeout = config.backup.action_timeout;
+    // What needs no quiescence runs first, with traffic flowing: logging in, remotes, pre-syncs.
+    let prepared =
+        match tokio::time::timeout(timeout, actions::prepare(shared, action, &mut steps)).await {
+            Ok(Ok(prepared)) => prepared,
+            failed => {
+                let error = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("action did not finish within action_timeout ({timeout:?})"),
+                };
+                record.steps = steps.into_vec();
+                record.finish(Outcome::Failed, Some(error), started, Duration::ZERO);
+                return windows.remember(&shared.metrics, record);
+            }
+        };
     // A copy stops the server: connections arriving from now on wait before they log in,
     // instead of logging in, being held, and losing their server.
     let stops_server = action.stops_server() && shared.control.copy_sources().is_some();
     if stops_server {
         shared.control.set_available(false);
     }
+    steps.set_phase(Phase::Held);
+    let closing = Instant::now();
     let quiesced = shared
         .gate
         .quiesce_with(
@@ -110,33 +130,42 @@ async fn run_in_slot(
             stops_server.then_some(JOIN_GRACE),
         )
         .await;
+    steps.record("drain", None, closing);
     let guard = match quiesced {
         Ok(guard) => guard,
         Err(e) => {
             if stops_server {
                 shared.control.set_available(true);
             }
+            record.drain_ms = closing.elapsed().as_millis() as u64;
+            record.steps = steps.into_vec();
             record.finish(
                 Outcome::Aborted,
                 Some(e.to_string()),
                 started,
-                Duration::ZERO,
+                closing.elapsed(),
             );
             return windows.remember(&shared.metrics, record);
         }
     };
     record.id = guard.id;
-    record.drain_ms = started.elapsed().as_millis() as u64;
+    record.drain_ms = closing.elapsed().as_millis() as u64;
     let since_at_cut = shared.metrics.write_commits_since_backup.get();
-    let timeout = config.backup.action_timeout;
-    let held = tokio::time::timeout(timeout, actions::run(shared, action, guard.id)).await;
+    let held = tokio::time::timeout(
+        timeout,
+        actions::run(shared, prepared, guard.id, &mut steps),
+    )
+    .await;
     let stall = guard.closed_at.elapsed();
+    let closed_at = guard.closed_at.into_std();
     drop(guard);
+    steps.record("gate_closed", None, closed_at);
+    steps.set_phase(Phase::After);
     // Traffic flows again; a push's transfer runs now.
     let result = match held {
         Ok(Ok((mut cut, Some(transfer)))) => {
-            match tokio::time::timeout(timeout, actions::transfer(shared, transfer, &mut cut)).await
-            {
+            let transfer = actions::transfer(shared, transfer, &mut cut, &mut steps);
+            match tokio::time::timeout(timeout, transfer).await {
                 Ok(Ok(())) => Ok(Ok(cut)),
                 Ok(Err(e)) => Ok(Err(e)),
                 Err(elapsed) => Err(elapsed),
@@ -146,6 +175,7 @@ async fn run_in_slot(
         Ok(Err(e)) => Ok(Err(e)),
         Err(elapsed) => Err(elapsed),
     };
+    record.steps = steps.into_vec();
     match result {
         Ok(Ok(cut)) => {
             record.cut = cut;
@@ -186,9 +216,9 @@ impl Windows {
             m.last_backup_success_timestamp_seconds
                 .get_or_create(&action)
                 .set(now.as_secs_f64());
-            info!(window = record.id, action = %record.action, stall_ms = record.stall_ms, duration_ms = record.duration_ms, "window done");
+            info!(window = record.id, action = %record.action, stall_ms = record.stall_ms, duration_ms = record.duration_ms, steps = %record::describe(&record.steps), "window done");
         } else {
-            warn!(window = record.id, action = %record.action, result = record.result.as_str(), error = ?record.error, "window did not complete");
+            warn!(window = record.id, action = %record.action, result = record.result.as_str(), error = ?record.error, steps = %record::describe(&record.steps), "window did not complete");
         }
         let mut history = self.history.lock().unwrap();
         if history.len() == HISTORY {

@@ -1,5 +1,6 @@
 //! What `GET /backups` reports about each window.
 
+use std::future::Future;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
@@ -56,6 +57,122 @@ pub struct WindowRecord {
     /// What was captured: head hashes per database and branch, backup names, copy entries.
     #[schema(value_type = Option<Object>)]
     pub cut: Value,
+    /// Where the window's time went, in order: the drain, each SQL step of the action (before the
+    /// gate closed, while it was closed, after it reopened), and the reopening.
+    pub steps: Vec<Step>,
+}
+
+/// When a step ran, relative to the gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Before the gate closed: traffic flowing.
+    Before,
+    /// While the gate was closed: what clients may wait for.
+    Held,
+    /// After the gate reopened: traffic flowing.
+    After,
+}
+
+/// One timed step of a window.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Step {
+    /// `drain`, `gate_closed` (the whole closed period), or the action's step: `connect`,
+    /// `remotes`, `remote_add`, `branch`, `commit`, `head`, `push`, `backup_add`, `presync`,
+    /// `sync`.
+    pub step: String,
+    /// The database the step ran on, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    pub phase: Phase,
+    /// Milliseconds from the window's start to the step's start.
+    pub at_ms: f64,
+    /// How long the step took, in milliseconds.
+    pub ms: f64,
+}
+
+/// The steps as one line for the log: `drain 12.1 · sync@postgres 30.2 · …` (ms), a `|` where
+/// the gate reopens.
+pub fn describe(steps: &[Step]) -> String {
+    let mut out = String::new();
+    let mut phase = None;
+    for s in steps {
+        if !out.is_empty() {
+            out.push_str(if phase != Some(s.phase) {
+                " | "
+            } else {
+                " · "
+            });
+        }
+        phase = Some(s.phase);
+        out.push_str(&s.step);
+        if let Some(db) = &s.database {
+            out.push('@');
+            out.push_str(db);
+        }
+        out.push_str(&format!(" {:.1}", s.ms));
+    }
+    out
+}
+
+/// Collects a window's [`Step`]s against its start.
+#[derive(Debug)]
+pub struct Steps {
+    origin: Instant,
+    phase: Phase,
+    list: Vec<Step>,
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e4).round() / 10.0
+}
+
+impl Steps {
+    pub fn new(origin: Instant, phase: Phase) -> Steps {
+        Steps {
+            origin,
+            phase,
+            list: Vec::new(),
+        }
+    }
+
+    /// The phase steps are recorded in from now on.
+    pub fn set_phase(&mut self, phase: Phase) {
+        self.phase = phase;
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Records a step that started at `start` and ends now.
+    pub fn record(&mut self, step: &str, database: Option<&str>, start: Instant) {
+        let now = Instant::now();
+        self.list.push(Step {
+            step: step.to_string(),
+            database: database.map(str::to_string),
+            phase: self.phase,
+            at_ms: ms(start.saturating_duration_since(self.origin)),
+            ms: ms(now.saturating_duration_since(start)),
+        });
+    }
+
+    /// Runs `work` as a step.
+    pub async fn time<T>(
+        &mut self,
+        step: &str,
+        database: Option<&str>,
+        work: impl Future<Output = T>,
+    ) -> T {
+        let start = Instant::now();
+        let out = work.await;
+        self.record(step, database, start);
+        out
+    }
+
+    pub fn into_vec(self) -> Vec<Step> {
+        self.list
+    }
 }
 
 pub fn unix(t: SystemTime) -> f64 {
@@ -77,6 +194,7 @@ impl WindowRecord {
             result: Outcome::Aborted,
             error: None,
             cut: Value::Null,
+            steps: Vec::new(),
         }
     }
 

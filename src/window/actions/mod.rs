@@ -1,7 +1,9 @@
 //! The actions a window runs, one file each, over the sidecar's own connections to the upstream
 //! (not through the proxy, so they are never held by the gate). Each returns the cut it recorded.
-//! [`run`] is the one place that lists them: a new [`Action`] does not compile until it is
-//! handled here.
+//! An action runs in up to three parts: [`prepare`] before the gate closes (what needs no
+//! quiescence: logging in, adding remotes, pre-syncing), [`run`] while it is closed (the cut),
+//! [`transfer`] after it reopens (a push's `dolt_push`). [`prepare`] and [`run`] are the places
+//! that list the actions: a new [`Action`] does not compile until it is handled there.
 
 mod copy;
 mod push;
@@ -16,6 +18,7 @@ use serde_json::Value;
 pub use push::Transfer;
 
 use super::config::Action;
+use super::record::Steps;
 use crate::shared::Shared;
 
 /// An action that failed.
@@ -31,43 +34,94 @@ pub enum ActionError {
     Copy(String),
 }
 
-/// Runs the part of `action` that needs traffic held, for window `window_id`; returns the cut as
-/// JSON and, for a push, the transfer still to do.
-pub async fn run(
+/// An action made ready before the gate closes.
+pub enum Prepared {
+    Push(push::Prepared),
+    Sync(sync::Prepared),
+    /// Needs nothing before the gate closes.
+    Snapshot,
+    /// Needs nothing before the gate closes.
+    Copy,
+}
+
+/// Runs the part of `action` that needs no quiescence, before the gate closes (traffic flowing):
+/// log in, add remotes and backups, pre-sync. A failure here fails the window without holding
+/// anyone.
+pub async fn prepare(
     shared: &Arc<Shared>,
     action: Action,
-    window_id: u64,
-) -> Result<(Value, Option<Transfer>), ActionError> {
+    steps: &mut Steps,
+) -> Result<Prepared, ActionError> {
     let backup = &shared.config.backup;
     let missing = ActionError::NotConfigured(action.as_str());
     match action {
         Action::Push => {
             let cfg = backup.push.as_ref().ok_or(missing)?;
-            let (cut, transfer) = push::cut(shared, cfg, window_id).await?;
-            Ok((cut, Some(transfer)))
+            Ok(Prepared::Push(push::prepare(shared, cfg, steps).await?))
         }
         Action::Sync => {
             let cfg = backup.sync.as_ref().ok_or(missing)?;
-            Ok((sync::run(shared, cfg).await?, None))
+            Ok(Prepared::Sync(sync::prepare(shared, cfg, steps).await?))
         }
-        Action::Snapshot => {
-            let cfg = backup.snapshot.as_ref().ok_or(missing)?;
+        Action::Snapshot => Ok(Prepared::Snapshot),
+        Action::Copy => Ok(Prepared::Copy),
+    }
+}
+
+/// Runs the part of the action that needs traffic held, for window `window_id`; returns the cut
+/// as JSON and, for a push, the transfer still to do.
+pub async fn run(
+    shared: &Arc<Shared>,
+    prepared: Prepared,
+    window_id: u64,
+    steps: &mut Steps,
+) -> Result<(Value, Option<Transfer>), ActionError> {
+    let backup = &shared.config.backup;
+    match prepared {
+        Prepared::Push(prepared) => {
+            let cfg = backup
+                .push
+                .as_ref()
+                .ok_or(ActionError::NotConfigured("push"))?;
+            let (cut, transfer) = push::cut(prepared, cfg, window_id, steps).await?;
+            Ok((cut, Some(transfer)))
+        }
+        Prepared::Sync(prepared) => {
+            let cfg = backup
+                .sync
+                .as_ref()
+                .ok_or(ActionError::NotConfigured("sync"))?;
+            Ok((sync::run(prepared, cfg, steps).await?, None))
+        }
+        Prepared::Snapshot => {
+            let cfg = backup
+                .snapshot
+                .as_ref()
+                .ok_or(ActionError::NotConfigured("snapshot"))?;
             Ok((snapshot::run(shared, cfg, window_id).await?, None))
         }
-        Action::Copy => {
-            let cfg = backup.copy.as_ref().ok_or(missing)?;
+        Prepared::Copy => {
+            let cfg = backup
+                .copy
+                .as_ref()
+                .ok_or(ActionError::NotConfigured("copy"))?;
             Ok((copy::run(shared, cfg, window_id).await?, None))
         }
     }
 }
 
 /// Pushes each branch once traffic flows again, and records in `cut` which head went out.
-pub async fn transfer(shared: &Shared, work: Transfer, cut: &mut Value) -> Result<(), ActionError> {
+pub async fn transfer(
+    shared: &Shared,
+    work: Transfer,
+    cut: &mut Value,
+    steps: &mut Steps,
+) -> Result<(), ActionError> {
     let cfg = shared
         .config
         .backup
         .push
         .as_ref()
         .ok_or(ActionError::NotConfigured("push"))?;
-    push::transfer(cfg, work, cut).await
+    push::transfer(cfg, work, cut, steps).await
 }

@@ -1,6 +1,11 @@
-//! `push`: inside the window, make sure the remote exists, optionally record a Dolt commit of the
-//! working set, and take each branch's head as the cut; after traffic resumes, `dolt_push` each
-//! branch.
+//! `push`, in three parts:
+//!
+//! - before the gate closes (traffic flowing): log in to each database, make sure the remote
+//!   exists, and read the connection's branch;
+//! - inside the window (the cut): optionally record a Dolt commit of the working set (a clean
+//!   working set answers "nothing to commit"), and take each branch's head — for the branch
+//!   just committed to, the new commit's hash;
+//! - after traffic resumes: `dolt_push` each branch.
 
 use serde_json::{Map, Value, json};
 use tokio_postgres::Client;
@@ -9,6 +14,19 @@ use super::ActionError;
 use super::sql::{column, connect, literal};
 use crate::shared::Shared;
 use crate::window::config::PushConfig;
+use crate::window::record::Steps;
+
+/// A push ready for its window: one logged-in connection per database, remote in place.
+pub struct Prepared {
+    databases: Vec<Database>,
+}
+
+struct Database {
+    client: Client,
+    name: String,
+    /// The connection's branch: the one its `dolt_commit` commits to.
+    branch: Option<String>,
+}
 
 /// Work a window leaves for after traffic resumes: the transfer of a push, whose cut (commit and
 /// head hashes) was taken inside the window.
@@ -16,22 +34,73 @@ pub struct Transfer {
     pushes: Vec<(Client, String)>,
 }
 
-/// Takes the cut of every configured database; returns it and the transfer still to do.
-pub async fn cut(
+/// Before the gate closes: connects to every configured database and adds the remote where it
+/// is missing and a URL is configured.
+pub async fn prepare(
     shared: &Shared,
     cfg: &PushConfig,
+    steps: &mut Steps,
+) -> Result<Prepared, ActionError> {
+    let mut databases = Vec::new();
+    for database in &shared.config.backup.databases {
+        let db = database.as_str();
+        let client = steps.time("connect", Some(db), connect(shared, db)).await?;
+        let list = "SELECT name FROM dolt_remotes";
+        let remotes = steps
+            .time("remotes", Some(db), column(&client, db, list))
+            .await?;
+        if !remotes.contains(&cfg.remote)
+            && let Some(url) = &cfg.url
+        {
+            let url = url.replace("{database}", db);
+            let sql = format!(
+                "SELECT dolt_remote('add', {}, {})",
+                literal(&cfg.remote),
+                literal(&url)
+            );
+            steps
+                .time("remote_add", Some(db), column(&client, db, &sql))
+                .await?;
+        }
+        let branch = if cfg.commit_working_set {
+            let active = "SELECT active_branch()";
+            steps
+                .time("branch", Some(db), column(&client, db, active))
+                .await?
+                .into_iter()
+                .next()
+        } else {
+            None
+        };
+        databases.push(Database {
+            client,
+            name: database.clone(),
+            branch,
+        });
+    }
+    Ok(Prepared { databases })
+}
+
+/// Inside the window: takes the cut of every configured database; returns it and the transfer
+/// still to do.
+pub async fn cut(
+    prepared: Prepared,
+    cfg: &PushConfig,
     window_id: u64,
+    steps: &mut Steps,
 ) -> Result<(Value, Transfer), ActionError> {
     let mut cut = Map::new();
-    let mut pushes = Vec::new();
-    for database in &shared.config.backup.databases {
-        let client = connect(shared, database).await?;
+    for database in &prepared.databases {
         cut.insert(
-            database.clone(),
-            database_cut(&client, database, cfg, window_id).await?,
+            database.name.clone(),
+            database_cut(database, cfg, window_id, steps).await?,
         );
-        pushes.push((client, database.clone()));
     }
+    let pushes = prepared
+        .databases
+        .into_iter()
+        .map(|d| (d.client, d.name))
+        .collect();
     Ok((Value::Object(cut), Transfer { pushes }))
 }
 
@@ -42,27 +111,24 @@ pub async fn transfer(
     cfg: &PushConfig,
     transfer: Transfer,
     cut: &mut Value,
+    steps: &mut Steps,
 ) -> Result<(), ActionError> {
     for (client, database) in transfer.pushes {
         let db = database.as_str();
         let mut pushed = Map::new();
         for branch in &cfg.branches {
-            let hash = column(
-                &client,
-                db,
-                &format!("SELECT dolt_hashof({})", literal(branch)),
-            )
-            .await?;
-            column(
-                &client,
-                db,
-                &format!(
-                    "SELECT dolt_push({}, {})",
-                    literal(&cfg.remote),
-                    literal(branch)
-                ),
-            )
-            .await?;
+            let head = format!("SELECT dolt_hashof({})", literal(branch));
+            let hash = steps
+                .time("head", Some(db), column(&client, db, &head))
+                .await?;
+            let push = format!(
+                "SELECT dolt_push({}, {})",
+                literal(&cfg.remote),
+                literal(branch)
+            );
+            steps
+                .time("push", Some(db), column(&client, db, &push))
+                .await?;
             pushed.insert(branch.clone(), json!(hash.first()));
         }
         cut[db]["pushed"] = Value::Object(pushed);
@@ -70,49 +136,43 @@ pub async fn transfer(
     Ok(())
 }
 
-/// Inside the window: make sure the remote exists, optionally commit the working set, and record
-/// each branch's head.
+/// Inside the window: optionally commit the working set, and record each branch's head.
 async fn database_cut(
-    client: &Client,
-    db: &str,
+    database: &Database,
     cfg: &PushConfig,
     window_id: u64,
+    steps: &mut Steps,
 ) -> Result<Value, ActionError> {
-    let remotes = column(client, db, "SELECT name FROM dolt_remotes").await?;
-    if !remotes.contains(&cfg.remote)
-        && let Some(url) = &cfg.url
-    {
-        let url = url.replace("{database}", db);
-        let sql = format!(
-            "SELECT dolt_remote('add', {}, {})",
-            literal(&cfg.remote),
-            literal(&url)
-        );
-        column(client, db, &sql).await?;
-    }
-    let mut committed = false;
+    let (client, db) = (&database.client, database.name.as_str());
+    // The new commit's hash, which is now its branch's head.
+    let mut commit = None;
     if cfg.commit_working_set {
-        let changes = column(client, db, "SELECT count(*) FROM dolt_status").await?;
-        if changes.first().is_some_and(|n| n != "0") {
-            let message = format!("doltgres-sidecar: working set at window {window_id}");
-            column(
-                client,
-                db,
-                &format!("SELECT dolt_commit('-Am', {})", literal(&message)),
-            )
-            .await?;
-            committed = true;
+        let message = format!("doltgres-sidecar: working set at window {window_id}");
+        let sql = format!("SELECT dolt_commit('-Am', {})", literal(&message));
+        match steps
+            .time("commit", Some(db), column(client, db, &sql))
+            .await
+        {
+            Ok(hash) => commit = hash.into_iter().next(),
+            // A clean working set: nothing to record.
+            Err(e) if e.to_string().contains("nothing to commit") => {}
+            Err(e) => return Err(e),
         }
     }
     let mut heads = Map::new();
     for branch in &cfg.branches {
-        let hash = column(
-            client,
-            db,
-            &format!("SELECT dolt_hashof({})", literal(branch)),
-        )
-        .await?;
-        heads.insert(branch.clone(), json!(hash.first()));
+        let hash = match &commit {
+            Some(hash) if database.branch.as_ref() == Some(branch) => Some(hash.clone()),
+            _ => {
+                let head = format!("SELECT dolt_hashof({})", literal(branch));
+                let hash = steps
+                    .time("head", Some(db), column(client, db, &head))
+                    .await?;
+                hash.into_iter().next()
+            }
+        };
+        heads.insert(branch.clone(), json!(hash));
     }
+    let committed = commit.is_some();
     Ok(json!({ "remote": cfg.remote, "heads": heads, "committed_working_set": committed }))
 }

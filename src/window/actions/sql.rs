@@ -66,6 +66,29 @@ pub(super) async fn column(
         .collect())
 }
 
+/// Runs a query and returns every column of its first row as text (`None` for NULL).
+pub(super) async fn row(
+    client: &Client,
+    database: &str,
+    sql: &str,
+) -> Result<Vec<Option<String>>, ActionError> {
+    let messages = client
+        .simple_query(sql)
+        .await
+        .map_err(sql_error(database))?;
+    Ok(messages
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_string))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::literal;

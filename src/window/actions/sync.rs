@@ -1,49 +1,118 @@
 //! `sync`: `dolt_backup('sync', name)` for every configured database (every branch and working
-//! set), adding the backup first when a URL is configured.
+//! set), in two parts:
+//!
+//! - before the gate closes (traffic flowing): log in, add the backup when a URL is configured,
+//!   and *pre-sync*: run the same `dolt_backup('sync')` until one round is quick. A sync copies
+//!   only the chunks the backup lacks (Dolt walks from the source's root and skips what the
+//!   destination has), so each round leaves less for the next;
+//! - inside the window: record HEAD and the working set's hash, and sync once more. This is the
+//!   sync that counts: it sets the backup's root to the server's root at the cut, and copies
+//!   only what was written since the last pre-sync began.
+//!
+//! A pre-sync sets the backup's root too: until the window's own sync ends, the backup holds the
+//! state of the last pre-sync — a state made of whole committed transactions (Dolt moves the root
+//! once per commit), but not a window's cut. If the window then fails (drain timeout, an error),
+//! the backup keeps that state until the next window succeeds; the record's `presync` steps say
+//! that it happened.
+
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
+use tokio::time::Instant;
 use tokio_postgres::Client;
 
 use super::ActionError;
-use super::sql::{column, connect, literal};
+use super::sql::{column, connect, literal, row};
 use crate::shared::Shared;
 use crate::window::config::SyncConfig;
+use crate::window::record::Steps;
 
-/// Syncs every configured database inside the window; returns each one's head as the cut.
-pub async fn run(shared: &Shared, cfg: &SyncConfig) -> Result<Value, ActionError> {
-    let mut cut = Map::new();
+/// At most this many pre-sync rounds per database.
+const PRESYNC_ROUNDS: usize = 3;
+/// A pre-sync round this quick leaves too little for another one to be worth its cost: the
+/// sync inside the window will copy about what was written during it and the drain.
+const PRESYNC_SETTLED: Duration = Duration::from_millis(60);
+
+/// A sync ready for its window: one logged-in connection per database, backup added and
+/// pre-synced.
+pub struct Prepared {
+    databases: Vec<(Client, String)>,
+}
+
+/// Before the gate closes: connects, adds the backup where a URL is configured, and pre-syncs
+/// each database.
+pub async fn prepare(
+    shared: &Shared,
+    cfg: &SyncConfig,
+    steps: &mut Steps,
+) -> Result<Prepared, ActionError> {
+    let mut databases = Vec::new();
     for database in &shared.config.backup.databases {
-        let client = connect(shared, database).await?;
+        let db = database.as_str();
+        let client = steps.time("connect", Some(db), connect(shared, db)).await?;
+        if let Some(url) = &cfg.url {
+            let url = url.replace("{database}", db);
+            let sql = format!(
+                "SELECT dolt_backup('add', {}, {})",
+                literal(&cfg.name),
+                literal(&url)
+            );
+            let added = steps
+                .time("backup_add", Some(db), column(&client, db, &sql))
+                .await;
+            if let Err(e) = added {
+                // Adding an existing backup fails; anything else is a real error.
+                if !e.to_string().contains("already exists") {
+                    return Err(e);
+                }
+            }
+        }
+        databases.push((client, database.clone()));
+    }
+    for (client, db) in &databases {
+        let sync = sync_sql(cfg);
+        for _ in 0..PRESYNC_ROUNDS {
+            let start = Instant::now();
+            steps
+                .time("presync", Some(db), column(client, db, &sync))
+                .await?;
+            if start.elapsed() < PRESYNC_SETTLED {
+                break;
+            }
+        }
+    }
+    Ok(Prepared { databases })
+}
+
+/// Inside the window: records each database's HEAD and working set, and syncs it; returns them
+/// as the cut.
+pub async fn run(
+    prepared: Prepared,
+    cfg: &SyncConfig,
+    steps: &mut Steps,
+) -> Result<Value, ActionError> {
+    let mut cut = Map::new();
+    for (client, database) in &prepared.databases {
+        let db = database.as_str();
+        let hashes = "SELECT dolt_hashof('HEAD'), dolt_hashof_db()";
+        let hashes = steps
+            .time("head", Some(db), row(client, db, hashes))
+            .await?;
+        steps
+            .time("sync", Some(db), column(client, db, &sync_sql(cfg)))
+            .await?;
         cut.insert(
             database.clone(),
-            database_sync(&client, database, cfg).await?,
+            json!({
+                "backup": cfg.name,
+                "head": hashes.first(),
+                "working_set": hashes.get(1),
+            }),
         );
     }
     Ok(Value::Object(cut))
 }
 
-async fn database_sync(client: &Client, db: &str, cfg: &SyncConfig) -> Result<Value, ActionError> {
-    if let Some(url) = &cfg.url {
-        let url = url.replace("{database}", db);
-        let sql = format!(
-            "SELECT dolt_backup('add', {}, {})",
-            literal(&cfg.name),
-            literal(&url)
-        );
-        if let Err(e) = column(client, db, &sql).await {
-            // Adding an existing backup fails; anything else is a real error.
-            let text = e.to_string();
-            if !text.contains("already exists") {
-                return Err(e);
-            }
-        }
-    }
-    let head = column(client, db, "SELECT dolt_hashof('HEAD')").await?;
-    column(
-        client,
-        db,
-        &format!("SELECT dolt_backup('sync', {})", literal(&cfg.name)),
-    )
-    .await?;
-    Ok(json!({ "backup": cfg.name, "head": head.first() }))
+fn sync_sql(cfg: &SyncConfig) -> String {
+    format!("SELECT dolt_backup('sync', {})", literal(&cfg.name))
 }
