@@ -21,7 +21,7 @@ use proxy_tests::ledger::{self, Append};
 use proxy_tests::managed::{ManagedProxy, PASSWORD, USER};
 
 const WRITERS: u64 = 3;
-const PER_WRITER: u64 = 40;
+const PER_WRITER: u64 = 60;
 const EVERY: u64 = 15;
 const MIN_COPIES: usize = 5;
 const PGBENCH_TXNS: u64 = 300;
