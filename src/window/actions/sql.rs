@@ -47,16 +47,22 @@ pub(super) fn literal(text: &str) -> String {
     out
 }
 
+/// Runs a query over the simple protocol; its errors name the database.
+async fn simple(
+    client: &Client,
+    database: &str,
+    sql: &str,
+) -> Result<Vec<SimpleQueryMessage>, ActionError> {
+    client.simple_query(sql).await.map_err(sql_error(database))
+}
+
 /// Runs a query and returns the first column of each row as text.
 pub(super) async fn column(
     client: &Client,
     database: &str,
     sql: &str,
 ) -> Result<Vec<String>, ActionError> {
-    let messages = client
-        .simple_query(sql)
-        .await
-        .map_err(sql_error(database))?;
+    let messages = simple(client, database, sql).await?;
     Ok(messages
         .iter()
         .filter_map(|m| match m {
@@ -72,10 +78,7 @@ pub(super) async fn row(
     database: &str,
     sql: &str,
 ) -> Result<Vec<Option<String>>, ActionError> {
-    let messages = client
-        .simple_query(sql)
-        .await
-        .map_err(sql_error(database))?;
+    let messages = simple(client, database, sql).await?;
     Ok(messages
         .iter()
         .find_map(|m| match m {
