@@ -18,12 +18,18 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the proxy: accept clients on --listen and relay each to --upstream.
     ///
     /// SIGTERM or SIGINT stops accepting, lets sessions finish for `shutdown_timeout` (default
     /// 30s), then closes the rest with SQLSTATE 57P01. A second signal exits at once.
+    ///
+    /// With --upgrade, takes the listening sockets over from the sidecar running with the same
+    /// config: new clients come here at once, the old process lets its sessions finish and
+    /// exits.
     Run(RunArgs),
     /// Show a running sidecar's sessions and transaction counters.
     Status(ClientArgs),
@@ -139,6 +145,14 @@ pub struct RunArgs {
     /// TOML config file; flags and environment variables override its values.
     #[arg(long, env = "DOLTGRES_SIDECAR_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Take over the listening sockets of the sidecar running with this config (an upgrade
+    /// without dropping clients), instead of binding them.
+    #[arg(long)]
+    pub upgrade: bool,
+    /// The Unix socket upgrades hand the listeners over through [default:
+    /// doltgres-sidecar-<listen port>.sock in $XDG_RUNTIME_DIR or the temporary directory].
+    #[arg(long, env = "DOLTGRES_SIDECAR_HANDOVER_SOCKET", value_name = "PATH")]
+    pub handover_socket: Option<PathBuf>,
     /// Address clients connect to [default: 127.0.0.1:6432].
     #[arg(long, env = "DOLTGRES_SIDECAR_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
@@ -226,6 +240,9 @@ impl RunArgs {
         }
         if let Some(v) = &self.admin_listen {
             config.admin_listen = v.clone();
+        }
+        if let Some(v) = &self.handover_socket {
+            config.handover_socket = Some(v.clone());
         }
         if let Some(v) = self.admin_token.as_ref().filter(|t| !t.is_empty()) {
             config.admin_token = Some(v.clone());

@@ -39,7 +39,8 @@ pub struct Config {
     /// How long to wait for the upstream to accept a TCP connection.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
-    /// On SIGTERM/SIGINT: how long sessions may run on before the proxy closes them with `57P01`.
+    /// On SIGTERM/SIGINT, or after handing over to a successor: how long sessions may run on
+    /// before the proxy closes them with `57P01`.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
     /// Size of each read buffer, per direction and session.
@@ -48,6 +49,10 @@ pub struct Config {
     /// context switches per transaction); more spread sessions over that many worker threads;
     /// 0 uses one per CPU core.
     pub worker_threads: usize,
+    /// The Unix socket a successor process (`run --upgrade`) takes the listeners over through.
+    /// Unset: `doltgres-sidecar-<listen port>.sock` in `$XDG_RUNTIME_DIR`, else the temporary
+    /// directory.
+    pub handover_socket: Option<PathBuf>,
     /// TLS towards clients: `disable` (SSLRequest answered `N`), `allow`, `require`.
     pub tls: ClientTlsMode,
     /// PEM certificate chain presented to clients.
@@ -122,6 +127,7 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(30),
             read_buffer_size: 16 * 1024,
             worker_threads: 1,
+            handover_socket: None,
             tls: ClientTlsMode::Disable,
             tls_cert: None,
             tls_key: None,

@@ -25,6 +25,8 @@
 //!   [`verify`]: checking and restoring backups on a scratch Doltgres.
 //! - [`admin`]: the admin HTTP API (`/healthz`, `/readyz`, `/status`, `/metrics`, `/quiesce`,
 //!   `/resume`, `/backups`); [`client`]: the CLI's client of that API.
+//! - [`handover`]: upgrades without dropping clients: the listening sockets passed to a
+//!   successor process, the counters carried over.
 //! - [`cli`]: the command line of the `doltgres-sidecar` binary.
 //!
 //! `docs/design.md` describes the architecture, the semantics and the interface contract.
@@ -42,6 +44,7 @@ pub mod control;
 pub mod fuzzing;
 pub mod gate;
 pub mod halves;
+pub mod handover;
 pub mod local;
 pub mod metrics;
 pub mod protocol;

@@ -6,8 +6,9 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-use doltgres_sidecar::{admin, control, local};
+use doltgres_sidecar::{admin, control, handover, local};
 use std::io::Write as _;
+use std::os::fd::AsFd;
 
 use doltgres_sidecar::cli::{BackupsCommand, Cli, ClientArgs, Command};
 use doltgres_sidecar::client::{self, AdminClient};
@@ -53,7 +54,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => {
             let config = args.resolve()?;
             let runtime = proxy_runtime(config.worker_threads)?;
-            runtime.block_on(run(config))
+            runtime.block_on(run(config, args.upgrade))
         }
         Command::Status(c) => call(&c, "GET", "/status", client::status_text),
         Command::Backup { client: c, action } => {
@@ -138,13 +139,27 @@ fn call(
     Ok(())
 }
 
-async fn run(config: doltgres_sidecar::config::Config) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let admin = tokio::net::TcpListener::bind(&config.admin_listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (admin API)", config.admin_listen))?;
+async fn run(config: doltgres_sidecar::config::Config, upgrade: bool) -> anyhow::Result<()> {
+    let handover_path = handover::socket_path(&config);
+    let (listener, admin, predecessor) = if upgrade {
+        let (listener, admin, taken) = handover::take_over(&config)
+            .await
+            .context("cannot take over from the running sidecar")?;
+        (listener, admin, Some(taken))
+    } else {
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let admin = tokio::net::TcpListener::bind(&config.admin_listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (admin API)", config.admin_listen))?;
+        (listener, admin, None)
+    };
+    // Kept for a successor: the same sockets, handed over on upgrade.
+    let listener_fds = [
+        listener.as_fd().try_clone_to_owned()?,
+        admin.as_fd().try_clone_to_owned()?,
+    ];
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
     let shared = Shared::new(config).context("setting up TLS, authentication and the upstream")?;
@@ -156,8 +171,60 @@ async fn run(config: doltgres_sidecar::config::Config) -> anyhow::Result<()> {
             .context("starting the managed Doltgres")?;
         tokio::spawn(control::supervise(shared.clone(), shutdown.clone()));
     }
-    let admin = tokio::spawn(admin::serve(admin, shared.clone(), shutdown.clone()));
+    let endpoint = match predecessor {
+        None => handover::Endpoint::bind(&handover_path),
+        Some(_) => handover::Endpoint::bind_beside(&handover_path),
+    };
+    let mut endpoint = endpoint
+        .inspect_err(|e| {
+            tracing::warn!(socket = %handover_path.display(), error = %e, "upgrades cannot hand over to a successor: the hand-over socket is unavailable")
+        })
+        .ok();
+    // The admin API stops with the proxy, or when a successor takes its listener over.
+    let admin_stop = CancellationToken::new();
+    tokio::spawn({
+        let (shared, shutdown, admin_stop) = (shared.clone(), shutdown.clone(), admin_stop.clone());
+        async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = shared.handover.handed_over() => {}
+            }
+            admin_stop.cancel();
+        }
+    });
+    let admin = tokio::spawn(admin::serve(admin, shared.clone(), admin_stop));
+    if let Some(taken) = predecessor {
+        let pid = taken.predecessor;
+        taken.offered.add_to(&shared.metrics);
+        let pause = shared
+            .windows
+            .pause(
+                format!("the previous process ({pid}) is still letting its sessions finish"),
+                std::time::Duration::from_secs(1),
+            )
+            .await
+            .context("holding off backup windows")?;
+        taken
+            .accepting(shared.clone(), pause)
+            .await
+            .context("the running sidecar did not wait for the hand-over")?;
+        if let Some(endpoint) = &mut endpoint
+            && let Err(e) = endpoint.publish(&handover_path)
+        {
+            tracing::warn!(socket = %handover_path.display(), error = %e, "cannot move the hand-over socket into place");
+        }
+    }
+    let remover = endpoint.as_ref().map(handover::Endpoint::remover);
+    if let Some(endpoint) = endpoint {
+        tokio::spawn(handover::serve(
+            endpoint,
+            shared.clone(),
+            listener_fds,
+            shutdown.child_token(),
+        ));
+    }
     server::run(listener, shared.clone(), shutdown).await?;
+    shared.handover.finish(&shared.metrics).await;
     if let Some(managed) = shared.control.managed() {
         tracing::info!("stopping the managed Doltgres");
         managed
@@ -166,6 +233,9 @@ async fn run(config: doltgres_sidecar::config::Config) -> anyhow::Result<()> {
             .context("stopping the managed Doltgres")?;
     }
     admin.await??;
+    if let Some(remover) = remover {
+        remover.remove();
+    }
     Ok(())
 }
 

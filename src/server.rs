@@ -1,8 +1,9 @@
 //! The accept loop: one task per client connection, and graceful shutdown.
 //!
 //! `run` takes an already-bound listener so tests can start the real server on port 0. On shutdown
-//! it stops accepting, lets sessions finish for `shutdown_timeout`, then closes the rest with
-//! `57P01`.
+//! it stops accepting, runs the final backup window, lets sessions finish for `shutdown_timeout`,
+//! then closes the rest with `57P01`. After a hand-over to a successor process (an upgrade) it
+//! does the same without the final window: the successor runs windows from then on.
 
 use std::sync::Arc;
 
@@ -27,9 +28,11 @@ pub async fn run(
         shutdown.child_token(),
     ));
     info!(listen = %listener.local_addr()?, upstream = %shared.upstream.addr, "proxy accepting clients");
-    loop {
+    let handed_over = loop {
         let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
+            biased;
+            _ = shutdown.cancelled() => break false,
+            _ = shared.handover.handed_over() => break true,
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
@@ -47,9 +50,13 @@ pub async fn run(
             crate::session::serve(next_id, stream, peer, shared.clone(), stop_sessions.clone())
                 .instrument(span),
         );
-    }
+    };
     drop(listener);
-    crate::window::trigger::final_window(&shared).await;
+    if handed_over {
+        info!("a successor accepts on the listeners: no final backup window here");
+    } else {
+        crate::window::trigger::final_window(&shared).await;
+    }
     sessions.close();
     info!(sessions = sessions.len(), timeout = ?shared.config.shutdown_timeout, "shutting down: waiting for sessions");
     if tokio::time::timeout(shared.config.shutdown_timeout, sessions.wait())

@@ -40,6 +40,8 @@ pub struct Shared {
     /// `auth = "proxy"` with client TLS: the tls-server-end-point data of the proxy's
     /// certificate, offered as SCRAM-SHA-256-PLUS channel binding (`None`: not offered).
     pub tls_end_point: Option<Vec<u8>>,
+    /// Hand-over of the listeners to a successor process (an upgrade).
+    pub handover: crate::handover::Handover,
 }
 
 /// Shared state that cannot be built.
@@ -83,6 +85,7 @@ impl Shared {
             control,
             auth,
             tls_end_point,
+            handover: Default::default(),
             config,
         }))
     }

@@ -19,12 +19,35 @@ pub struct PgbenchReport {
 /// Runs pgbench with `args` (scripts, clients, mode...) against `addr` with the server's
 /// credentials. Panics with pgbench's output if it fails.
 pub fn run(server: &TestServer, addr: &str, args: &[&str]) -> PgbenchReport {
+    run_as(&Login::of(server), addr, args)
+}
+
+/// Who pgbench logs in as: a server's credentials, to move into another thread.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub user: String,
+    pub password: String,
+    pub database: String,
+}
+
+impl Login {
+    pub fn of(server: &TestServer) -> Login {
+        Login {
+            user: server.user.clone(),
+            password: server.password.clone(),
+            database: server.database.clone(),
+        }
+    }
+}
+
+/// [`run`] with credentials instead of a server.
+pub fn run_as(login: &Login, addr: &str, args: &[&str]) -> PgbenchReport {
     let (host, port) = addr.rsplit_once(':').unwrap();
     let out = Command::new("pgbench")
-        .args(["-h", host, "-p", port, "-U", &server.user, "-n"])
+        .args(["-h", host, "-p", port, "-U", &login.user, "-n"])
         .args(args)
-        .arg(&server.database)
-        .env("PGPASSWORD", &server.password)
+        .arg(&login.database)
+        .env("PGPASSWORD", &login.password)
         .env("PGCONNECT_TIMEOUT", "10")
         .output()
         .expect("cannot run pgbench");

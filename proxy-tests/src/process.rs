@@ -34,18 +34,29 @@ impl SidecarProcess {
     ) -> SidecarProcess {
         let listen = format!("127.0.0.1:{}", free_port());
         let admin = format!("127.0.0.1:{}", free_port());
+        SidecarProcess::start_at(&listen, &admin, args, adjust)
+    }
+
+    /// Like [`SidecarProcess::start_with`], on given addresses (a successor of an upgrade
+    /// listens where its predecessor did).
+    pub fn start_at<S: AsRef<OsStr>>(
+        listen: &str,
+        admin: &str,
+        args: &[S],
+        adjust: impl FnOnce(&mut Command),
+    ) -> SidecarProcess {
         let mut command = Command::new(install::sidecar_binary());
         command
             .arg("run")
             .args(args)
-            .args(["--listen", &listen, "--admin-listen", &admin])
+            .args(["--listen", listen, "--admin-listen", admin])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null());
         adjust(&mut command);
         let child = command.spawn().expect("cannot start doltgres-sidecar");
         SidecarProcess {
             child,
-            listen,
+            listen: listen.to_string(),
             admin: format!("http://{admin}"),
         }
     }
@@ -112,6 +123,21 @@ impl SidecarProcess {
     /// Resident memory of the process, in bytes (`VmRSS` in `/proc/PID/status`).
     pub fn rss_bytes(&self) -> u64 {
         proc_status_kb(self.child.id(), "VmRSS:") * 1024
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; its status, or `None` if it
+    /// still runs.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Sends SIGKILL and reaps the process.

@@ -183,6 +183,11 @@ mod tests {
     }
 }
 
+/// The answer while windows are held off (an upgrade hand-over).
+fn held_off(reason: &str) -> String {
+    format!("backup windows are held off: {reason}; try again when it ends")
+}
+
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     let body = ApiError {
         error: message.into(),
@@ -196,13 +201,16 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
         (status = 401, description = "missing or wrong bearer token", body = String, content_type = "text/plain"),
         (status = 200, description = "every session is held", body = Held),
         (status = 400, description = "ttl or timeout not a whole number and a unit", body = ApiError),
-        (status = 409, description = "another window is open", body = ApiError),
+        (status = 409, description = "another window is open, or windows are held off during an upgrade", body = ApiError),
         (status = 503, description = "sessions did not drain in time", body = ApiError),
     ))]
 pub async fn quiesce(
     State(shared): State<Arc<Shared>>,
     Query(p): Query<QuiesceParams>,
 ) -> Response {
+    if let Some(reason) = shared.windows.paused() {
+        return error(StatusCode::CONFLICT, held_off(&reason));
+    }
     let max = shared.config.max_hold_ttl;
     let ttl = match bounded(p.ttl.as_deref(), Duration::from_secs(30), max) {
         Ok(d) => d,
@@ -250,7 +258,7 @@ pub struct BackupParams {
         (status = 401, description = "missing or wrong bearer token", body = String, content_type = "text/plain"),
         (status = 200, description = "the window succeeded", body = crate::window::WindowRecord),
         (status = 400, description = "unknown action", body = ApiError),
-        (status = 409, description = "the action is not configured, or another window is open", body = ApiError),
+        (status = 409, description = "the action is not configured, another window is open, or windows are held off during an upgrade", body = ApiError),
         (status = 502, description = "the action failed", body = crate::window::WindowRecord),
         (status = 503, description = "sessions did not drain in time", body = crate::window::WindowRecord),
     ))]
@@ -265,6 +273,9 @@ pub async fn run_backup(
             format!("unknown action {name:?} (push, sync, snapshot, copy)"),
         );
     };
+    if let Some(reason) = shared.windows.paused() {
+        return error(StatusCode::CONFLICT, held_off(&reason));
+    }
     if !shared.config.backup.has(action) {
         return error(
             StatusCode::CONFLICT,

@@ -44,6 +44,42 @@ pub struct Windows {
     slot: Arc<tokio::sync::Mutex<()>>,
     history: Mutex<VecDeque<WindowRecord>>,
     held: Mutex<Option<Held>>,
+    /// Why windows are held off, while a [`Pause`] lives.
+    paused: Arc<Mutex<Option<String>>>,
+}
+
+/// Windows held off: none starts while this lives (an upgrade hand-over in progress). It holds
+/// the one-at-a-time slot, so it waits for an open window to end before it begins.
+#[derive(Debug)]
+pub struct Pause {
+    _slot: OwnedMutexGuard<()>,
+    reason: Arc<Mutex<Option<String>>>,
+}
+
+impl Drop for Pause {
+    fn drop(&mut self) {
+        *self.reason.lock().unwrap() = None;
+    }
+}
+
+impl Windows {
+    /// Holds windows off for `reason`, once any open window has ended (at most `wait`; `None`
+    /// if one is still open then).
+    pub async fn pause(&self, reason: String, wait: Duration) -> Option<Pause> {
+        let slot = tokio::time::timeout(wait, self.slot.clone().lock_owned())
+            .await
+            .ok()?;
+        *self.paused.lock().unwrap() = Some(reason);
+        Some(Pause {
+            _slot: slot,
+            reason: self.paused.clone(),
+        })
+    }
+
+    /// Why windows are held off, if they are.
+    pub fn paused(&self) -> Option<String> {
+        self.paused.lock().unwrap().clone()
+    }
 }
 
 /// An operator-held window.

@@ -27,6 +27,8 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
+            // The successor of an upgrade runs windows from then on.
+            _ = shared.handover.handed_over() => return,
             _ = tokio::time::sleep(TICK) => {}
         }
         let since = shared.metrics.write_commits_since_backup.get();

@@ -1,0 +1,150 @@
+//! The running process's side: answer successors on the hand-over socket.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UnixStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::Endpoint;
+use super::counts::Counts;
+use super::message::Message;
+use super::wire::{self, WireError};
+use crate::control::config::ControlMode;
+use crate::shared::Shared;
+
+/// How long a successor has to say hello after connecting.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a successor has, after the offer, to start accepting.
+const ACCEPTING_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Answers successors until one takes over (or `shutdown`). `listeners` are the client and
+/// admin listening sockets, in that order.
+pub async fn serve(
+    endpoint: Endpoint,
+    shared: Arc<Shared>,
+    listeners: [OwnedFd; 2],
+    shutdown: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = endpoint.listener.accept() => accepted,
+        };
+        let mut stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                warn!(error = %e, "hand-over socket: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        match offer(&mut stream, &shared, &listeners).await {
+            Ok((pid, pause)) => {
+                info!(
+                    successor = pid,
+                    "the successor accepts on the listeners: this process stops accepting, lets \
+                     its sessions finish and runs no more backup windows"
+                );
+                shared.handover.complete(stream, pid, pause);
+                return;
+            }
+            Err(Refusal::Told(reason)) => {
+                warn!(%reason, "hand-over refused");
+                let _ = wire::send(&mut stream, &Message::Refused { reason }).await;
+            }
+            Err(Refusal::Failed(e)) => {
+                warn!(error = %e, "hand-over abandoned: this process goes on serving");
+            }
+        }
+    }
+}
+
+enum Refusal {
+    /// Said to the successor.
+    Told(String),
+    /// The conversation broke; nothing more to say.
+    Failed(WireError),
+}
+
+impl From<WireError> for Refusal {
+    fn from(e: WireError) -> Refusal {
+        Refusal::Failed(e)
+    }
+}
+
+/// One successor's request, up to its `Accepting`.
+async fn offer(
+    stream: &mut UnixStream,
+    shared: &Arc<Shared>,
+    listeners: &[OwnedFd; 2],
+) -> Result<(u32, crate::window::Pause), Refusal> {
+    let ours = nix::unistd::geteuid().as_raw();
+    let theirs = stream.peer_cred().map_err(WireError::Io)?.uid();
+    if theirs != ours {
+        return Err(Refusal::Told(format!(
+            "the successor runs as uid {theirs}, this process as uid {ours}"
+        )));
+    }
+    let pid = match wire::recv(stream, HELLO_TIMEOUT).await? {
+        Message::Hello { pid, version } => {
+            info!(successor = pid, %version, "a successor asks for the listeners");
+            pid
+        }
+        got => {
+            return Err(Refusal::Failed(WireError::Unexpected {
+                expected: "hello",
+                got: Box::new(got),
+            }));
+        }
+    };
+    let config = shared.config.clone();
+    if config.server.control == ControlMode::Managed {
+        return Err(Refusal::Told(
+            "this process runs the managed Doltgres as its child, which would stop with it: \
+             upgrades hand over with server.control = \"external\" or \"command\""
+                .into(),
+        ));
+    }
+    if let Some(reason) = shared.windows.paused() {
+        return Err(Refusal::Told(format!(
+            "this process cannot hand over yet: {reason}"
+        )));
+    }
+    let wait = config.backup.action_timeout + config.drain_timeout;
+    let Some(pause) = shared
+        .windows
+        .pause(format!("handing over to process {pid}"), wait)
+        .await
+    else {
+        return Err(Refusal::Told(format!(
+            "a backup window is still open after {wait:?}: try again when it ends"
+        )));
+    };
+    let counts = Counts::read(&shared.metrics);
+    wire::send(
+        stream,
+        &Message::Offer {
+            pid: std::process::id(),
+            listen: config.listen.clone(),
+            admin_listen: config.admin_listen.clone(),
+            shutdown_timeout_ms: config.shutdown_timeout.as_millis() as u64,
+            counts,
+        },
+    )
+    .await?;
+    wire::send_fds(
+        stream,
+        &[listeners[0].as_raw_fd(), listeners[1].as_raw_fd()],
+    )
+    .await?;
+    match wire::recv(stream, ACCEPTING_TIMEOUT).await? {
+        Message::Accepting => Ok((pid, pause)),
+        got => Err(Refusal::Failed(WireError::Unexpected {
+            expected: "accepting",
+            got: Box::new(got),
+        })),
+    }
+}
