@@ -25,7 +25,8 @@
 //!   [`verify`]: checking and restoring backups on a scratch Doltgres.
 //! - [`admin`]: the admin HTTP API (`/healthz`, `/readyz`, `/status`, `/metrics`, `/quiesce`,
 //!   `/resume`, `/backups`); [`client`]: the CLI's client of that API.
-//! - [`cli`]: the command line of the `doltgres-sidecar` binary.
+//! - [`cli`]: the command line of the `doltgres-sidecar` binary; [`logging`]: its log (text or
+//!   JSON) and the filter that can be replaced while it runs.
 //!
 //! `docs/design.md` describes the architecture, the semantics and the interface contract.
 //!
@@ -43,6 +44,7 @@ pub mod fuzzing;
 pub mod gate;
 pub mod halves;
 pub mod local;
+pub mod logging;
 pub mod metrics;
 pub mod protocol;
 pub mod registry;
