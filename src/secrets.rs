@@ -66,12 +66,11 @@ pub const MASK: &str = "********";
 /// The configuration as TOML with every secret replaced by [`MASK`]: each value whose key names a
 /// password or a token (`admin_token`, `backup.password`, `server.password`, ...; not the
 /// `*_file` paths that hold them), and every entry of a table so named (`auth_passwords`), at any
-/// depth, so that a secret added to the configuration later is masked too.
+/// depth, so that a secret added to the configuration later is masked too; and the password of
+/// any URL with credentials (`https://user:password@host/...` in a remote's URL or a command).
 pub fn masked_toml(config: &Config) -> Result<String, toml::ser::Error> {
     let mut value = toml::Value::try_from(config)?;
-    if let toml::Value::Table(table) = &mut value {
-        mask_table(table);
-    }
+    mask_value(false, &mut value);
     toml::to_string(&value)
 }
 
@@ -82,22 +81,34 @@ fn is_secret_key(key: &str) -> bool {
         && !key.ends_with("_file")
 }
 
-fn mask_table(table: &mut toml::Table) {
-    for (key, value) in table.iter_mut() {
-        if is_secret_key(key) {
-            mask_all(value);
-        } else {
-            match value {
-                toml::Value::Table(inner) => mask_table(inner),
-                toml::Value::Array(items) => items.iter_mut().for_each(|item| {
-                    if let toml::Value::Table(inner) = item {
-                        mask_table(inner);
-                    }
-                }),
-                _ => {}
+/// Masks `value` whole when its key names a secret, else the secrets inside it.
+fn mask_value(secret: bool, value: &mut toml::Value) {
+    if secret {
+        return mask_all(value);
+    }
+    match value {
+        toml::Value::Table(table) => table
+            .iter_mut()
+            .for_each(|(key, value)| mask_value(is_secret_key(key), value)),
+        toml::Value::Array(items) => items.iter_mut().for_each(|item| mask_value(false, item)),
+        toml::Value::String(text) => {
+            if let Some(masked) = mask_url_password(text) {
+                *text = masked;
             }
         }
+        _ => {}
     }
+}
+
+/// `scheme://user:password@host...` with the password masked; `None` when the text holds no URL
+/// with a password.
+fn mask_url_password(text: &str) -> Option<String> {
+    let (scheme, rest) = text.split_once("://")?;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (user, _) = userinfo.split_once(':')?;
+    let host_and_path = &rest[userinfo.len()..];
+    Some(format!("{scheme}://{user}:{MASK}{host_and_path}"))
 }
 
 /// Masks a secret value: a string, or every string inside a table or array.
@@ -181,9 +192,12 @@ mod tests {
             every_write_commits = 100
             [backup.push]
             remote = "r"
+            url = "https://pusher:url-Secret-6@dolthub.example/{database}"
+            [backup.sync]
+            name = "s"
             url = "file:///b/{database}"
             [backup.snapshot]
-            command = ["snap", "--now"]
+            command = ["snap", "--to", "s3://key:cmd-Secret-7@bucket/x"]
             [backup.copy]
             catalog = "/backups"
             max_age = "30days"
@@ -203,6 +217,8 @@ mod tests {
             "bob-Secret-3",
             "backup-Secret-4",
             "server-Secret-5",
+            "url-Secret-6",
+            "cmd-Secret-7",
         ];
         (config, secrets)
     }
@@ -215,7 +231,7 @@ mod tests {
             assert!(!text.contains(secret), "{secret} shown:\n{text}");
         }
         // Each secret's place shows the mask; the files that hold secrets show their paths.
-        assert_eq!(text.matches(MASK).count(), 5, "{text}");
+        assert_eq!(text.matches(MASK).count(), 7, "{text}");
         assert!(text.contains("/run/secrets/backup"), "{text}");
     }
 
@@ -231,6 +247,10 @@ mod tests {
         for password in expected.auth_passwords.0.values_mut() {
             *password = MASK.into();
         }
+        expected.backup.push.as_mut().unwrap().url = Some(format!(
+            "https://pusher:{MASK}@dolthub.example/{{database}}"
+        ));
+        expected.backup.snapshot.as_mut().unwrap().command[2] = format!("s3://key:{MASK}@bucket/x");
         assert_eq!(read_back, expected, "{text}");
         // So does the default config, whose optional settings are all absent.
         let text = masked_toml(&Config::default()).unwrap();
@@ -239,6 +259,23 @@ mod tests {
             Config::default(),
             "{text}"
         );
+    }
+
+    #[test]
+    fn only_url_passwords_are_masked() {
+        for (url, masked) in [
+            ("https://u:pw@h/p", Some("https://u:********@h/p")),
+            (
+                "https://u:p@w@h:443?q=a@b",
+                Some("https://u:********@h:443?q=a@b"),
+            ),
+            ("https://u@h/p", None),
+            ("file:///backups/{database}", None),
+            ("https://h/a:b@c", None),
+            ("not a url", None),
+        ] {
+            assert_eq!(mask_url_password(url).as_deref(), masked, "{url}");
+        }
     }
 
     #[test]
