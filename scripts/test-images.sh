@@ -3,7 +3,8 @@
 # build them (the base images they name are made locally by scripts/base-images.sh), runs them with
 # host networking on free loopback ports, and drives them from the host with psql and curl:
 #
-#   images      both Dockerfiles build; sizes reported, the sidecar image adds under 40 MB
+#   images      both Dockerfiles build; sizes reported, the sidecar image adds under 40 MB; each
+#               image's --version names the commit it was built from
 #   sidecar     psql through the sidecar container to a Doltgres container; health, readiness,
 #               metrics; non-root, read-only root filesystem
 #   managed     the managed-mode container: psql, a copy window and a push over the admin API, the
