@@ -3,7 +3,8 @@
 # build them (the base images they name are made locally by scripts/base-images.sh), runs them with
 # host networking on free loopback ports, and drives them from the host with psql and curl:
 #
-#   images      both Dockerfiles build; sizes reported, the sidecar image adds under 40 MB
+#   images      both Dockerfiles build; sizes reported, the sidecar image adds under 40 MB; each
+#               image's --version names the commit it was built from
 #   sidecar     psql through the sidecar container to a Doltgres container; health, readiness,
 #               metrics; non-root, read-only root filesystem
 #   managed     the managed-mode container: psql, a copy window and a push over the admin API, the
@@ -108,7 +109,8 @@ managed_image=localhost/doltgres-sidecar-managed:test
 build() { # TAG DOCKERFILE [podman build options]
   local tag=$1 file=$2
   shift 2
-  podman build --network host --pull=never --ignorefile "$file.dockerignore" -f "$file" -t "$tag" "$@" . \
+  podman build --network host --pull=never --ignorefile "$file.dockerignore" -f "$file" -t "$tag" \
+    --build-arg "DOLTGRES_SIDECAR_COMMIT=$(git rev-parse HEAD)" "$@" . \
     >"$work/build-$(basename "$file").log" 2>&1 \
     || { tail -n 40 "$work/build-$(basename "$file").log" >&2; fail "podman build -f $file"; }
 }
@@ -139,6 +141,15 @@ sidecar_added=$(( sidecar_size - base_size ))
 echo "images: sidecar $(mb "$sidecar_size") ($(mb "$sidecar_added") over debian:bookworm-slim), managed $(mb "$managed_size") ($(mb $(( managed_size - base_size ))) over it); built in ${t_sidecar}s and ${t_managed}s, base images ${t_base}s" >&2
 [ "$sidecar_added" -lt 40000000 ] || fail "the sidecar image adds $(mb "$sidecar_added") (over 40 MB)"
 ok "both images build; the sidecar image adds $(mb "$sidecar_added")"
+commit=$(git rev-parse --short=12 HEAD)
+for image in "$sidecar_image" "$managed_image"; do
+  version=$(podman run --rm "$image" --version) || fail "$image --version"
+  case "$version" in
+    *"commit $commit"*) ;;
+    *) fail "$image --version: got [$version], expected commit $commit" ;;
+  esac
+done
+ok "both images' --version names commit $commit"
 if [ -x "$cache/lint-venv/bin/hadolint" ]; then
   "$cache/lint-venv/bin/hadolint" docker/Dockerfile docker/Dockerfile.managed || fail "hadolint"
   ok "hadolint: both Dockerfiles clean"

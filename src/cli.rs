@@ -7,12 +7,22 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, ConfigError};
 use crate::control::config::ControlMode;
+use crate::logging::LogFormat;
 use crate::secrets;
+
+/// The version `--version` shows: the package's, and the commit it was built from
+/// (`0.1.0 (commit 1a2b3c4d5e6f, 2026-11-26)`; see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("DOLTGRES_SIDECAR_BUILD"),
+    ")"
+);
 
 /// A PostgreSQL-wire proxy for Doltgres that counts committed transactions and quiesces traffic
 /// at transaction boundaries so backups are consistent.
 #[derive(Debug, Parser)]
-#[command(name = "doltgres-sidecar", version, about, long_about = None)]
+#[command(name = "doltgres-sidecar", version = VERSION, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -31,6 +41,11 @@ pub enum Command {
     /// config: new clients come here at once, the old process lets its sessions finish and
     /// exits.
     Run(RunArgs),
+    /// Resolve and validate the configuration as `run` would, and print it as TOML with every
+    /// secret masked (exit 1 with the error if it is invalid).
+    ///
+    /// Takes `run`'s flags and environment variables; nothing is started.
+    CheckConfig(RunArgs),
     /// Show a running sidecar's sessions and transaction counters.
     Status(ClientArgs),
     /// Run a backup window now and print its result (exit 1 if it did not succeed).
@@ -71,6 +86,18 @@ pub enum Command {
     /// Verify a backup on a scratch Doltgres (local): a copy entry's checksums, HEAD and
     /// working-set hashes and row counts must match its manifest; a URL must restore and read.
     Verify(VerifyArgs),
+    /// Print a shell completion script (e.g. `doltgres-sidecar completions bash
+    /// >/etc/bash_completion.d/doltgres-sidecar`).
+    Completions {
+        /// The shell the script is for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command into --dir.
+    Man {
+        /// Write doltgres-sidecar.1, doltgres-sidecar-run.1, ... into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Where local commands find backups and the Doltgres to check them with.
@@ -212,9 +239,32 @@ pub struct RunArgs {
         value_name = "FILE"
     )]
     pub auth_passwords_file: Option<PathBuf>,
+    /// Log lines as text, or as one JSON object per line [default: text].
+    #[arg(long, env = "DOLTGRES_SIDECAR_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// What is logged, as filter directives (info, warn,doltgres_sidecar=debug, ...); RUST_LOG,
+    /// when set, wins [default: info].
+    #[arg(long, env = "DOLTGRES_SIDECAR_LOG_LEVEL", value_name = "DIRECTIVES")]
+    pub log_level: Option<String>,
 }
 
 impl RunArgs {
+    /// The log format and filter directives `run` starts its log with, before the whole
+    /// configuration is resolved (resolving logs its own warnings): the flags, else the config
+    /// file's keys, else the defaults. A file that does not load counts as absent here; resolving
+    /// reports it.
+    pub fn log_settings(&self) -> (LogFormat, String) {
+        let file = self
+            .config
+            .as_deref()
+            .and_then(|path| Config::from_file(path).ok())
+            .unwrap_or_default();
+        (
+            self.log_format.unwrap_or(file.log_format),
+            self.log_level.clone().unwrap_or(file.log_level),
+        )
+    }
+
     /// The effective configuration: defaults, then the file, then flags/environment.
     pub fn resolve(&self) -> Result<Config, ConfigError> {
         let mut config = match &self.config {
@@ -293,6 +343,12 @@ impl RunArgs {
         }
         if let Some(v) = &self.server_dir {
             config.server.dir = v.clone();
+        }
+        if let Some(v) = self.log_format {
+            config.log_format = v;
+        }
+        if let Some(v) = &self.log_level {
+            config.log_level = v.clone();
         }
         if config.server.password.is_none() && config.server.control == ControlMode::Managed {
             config.server.password =
@@ -420,6 +476,74 @@ mod tests {
         };
         let err = args.resolve().unwrap_err().to_string();
         assert!(err.contains("auth"), "{err}");
+    }
+
+    fn run_args(argv: &[&str]) -> RunArgs {
+        let argv = ["doltgres-sidecar", "run"].iter().chain(argv);
+        let Command::Run(args) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not run")
+        };
+        args
+    }
+
+    #[test]
+    fn log_settings_come_from_flags_then_the_file() {
+        let dir = std::env::temp_dir().join(format!("dgs-cli-log-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "log_format = \"json\"\nlog_level = \"debug\"\n").unwrap();
+        let file = file.to_str().unwrap();
+        let args = run_args(&["--config", file]);
+        assert_eq!(args.log_settings(), (LogFormat::Json, "debug".into()));
+        let config = args.resolve().unwrap();
+        assert_eq!(
+            (config.log_format, config.log_level.as_str()),
+            (LogFormat::Json, "debug")
+        );
+        let args = run_args(&[
+            "--config",
+            file,
+            "--log-format",
+            "text",
+            "--log-level",
+            "warn",
+        ]);
+        assert_eq!(args.log_settings(), (LogFormat::Text, "warn".into()));
+        let config = args.resolve().unwrap();
+        assert_eq!(
+            (config.log_format, config.log_level.as_str()),
+            (LogFormat::Text, "warn")
+        );
+        assert_eq!(
+            run_args(&[]).log_settings(),
+            (LogFormat::Text, "info".into())
+        );
+        let err = run_args(&["--log-level", "doltgres_sidecar=loud"])
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("log_level"), "{err}");
+        assert!(Cli::try_parse_from(["doltgres-sidecar", "run", "--log-format", "xml"]).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn check_config_takes_runs_flags() {
+        let cli = Cli::try_parse_from([
+            "doltgres-sidecar",
+            "check-config",
+            "--upstream",
+            "db:7",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        let Command::CheckConfig(args) = cli.command else {
+            panic!("not check-config")
+        };
+        let config = args.resolve().unwrap();
+        assert_eq!(config.upstream, "db:7");
+        assert_eq!(config.log_format, LogFormat::Json);
     }
 
     #[test]

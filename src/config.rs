@@ -6,16 +6,17 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthMode, DEFAULT_AUTH_QUERY, Passwords};
 use crate::control::config::{ControlMode, ServerConfig};
 use crate::gate::DrainPolicy;
+use crate::logging::LogFormat;
 use crate::tls::{ClientTlsMode, UpstreamTlsMode};
 use crate::window::config::{Action, BackupConfig, CopyConfig};
 
 /// Everything the proxy needs to run. Field docs say why each knob exists.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Where clients connect.
@@ -111,6 +112,12 @@ pub struct Config {
     pub backup: BackupConfig,
     /// Whether and how the sidecar controls the server.
     pub server: ServerConfig,
+    /// How log lines are written: `text` for people, `json` (one object per line) for log
+    /// collectors.
+    pub log_format: LogFormat,
+    /// What is logged, as `EnvFilter` directives (`info`, `warn,doltgres_sidecar=debug`).
+    /// `RUST_LOG`, when set, wins at start.
+    pub log_level: String,
 }
 
 impl Default for Config {
@@ -149,6 +156,8 @@ impl Default for Config {
             auth_passwords_file: None,
             backup: BackupConfig::default(),
             server: ServerConfig::default(),
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
         }
     }
 }
@@ -333,6 +342,7 @@ impl Config {
         if self.upstream_tls == UpstreamTlsMode::VerifyFull && self.upstream_tls_ca.is_none() {
             return Err(invalid("upstream_tls", "verify-full needs upstream_tls_ca"));
         }
+        crate::logging::filter(&self.log_level).map_err(|reason| invalid("log_level", reason))?;
         for (name, value) in [
             ("startup_timeout", self.startup_timeout),
             ("connect_timeout", self.connect_timeout),

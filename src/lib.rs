@@ -27,7 +27,8 @@
 //!   `/resume`, `/backups`); [`client`]: the CLI's client of that API.
 //! - [`handover`]: upgrades without dropping clients: the listening sockets passed to a
 //!   successor process, the counters carried over.
-//! - [`cli`]: the command line of the `doltgres-sidecar` binary.
+//! - [`cli`]: the command line of the `doltgres-sidecar` binary; [`logging`]: its log (text or
+//!   JSON) and the filter that can be replaced while it runs.
 //!
 //! `docs/design.md` describes the architecture, the semantics and the interface contract.
 //!
@@ -46,6 +47,7 @@ pub mod gate;
 pub mod halves;
 pub mod handover;
 pub mod local;
+pub mod logging;
 pub mod metrics;
 pub mod protocol;
 pub mod registry;

@@ -1,12 +1,11 @@
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
-use doltgres_sidecar::{admin, control, handover, local};
+use doltgres_sidecar::logging::{self, LogControl, LogFormat};
+use doltgres_sidecar::{admin, control, handover, local, secrets};
 use std::io::Write as _;
 use std::os::fd::AsFd;
 
@@ -25,36 +24,48 @@ fn main() -> ExitCode {
     }
 }
 
-/// Libraries whose debug and trace output carries secrets: ureq logs request headers (the admin
-/// token), tokio-postgres logs query parameters. Whatever `RUST_LOG` says, they log at info at
-/// most.
-const SECRET_BEARING: &[&str] = &["ureq=info", "ureq_proto=info", "tokio_postgres=info"];
-
-/// `RUST_LOG` (or `default`), with [`SECRET_BEARING`] capped.
-fn log_filter(default: &str) -> EnvFilter {
-    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    for directive in SECRET_BEARING {
-        filter = filter.add_directive(directive.parse().expect("a valid directive"));
-    }
-    filter
-}
-
 fn run_cli(cli: Cli) -> anyhow::Result<()> {
-    // The proxy logs its work; the other commands print their result and log only problems.
-    let level = match cli.command {
-        Command::Run(_) => "info",
-        _ => "warn",
+    // The proxy logs its work as configured; the other commands print their result and log only
+    // problems, as text. `RUST_LOG`, when set, wins in both.
+    let logs = match &cli.command {
+        Command::Run(args) => {
+            let (format, level) = args.log_settings();
+            logging::init(format, &level)
+        }
+        _ => logging::init(LogFormat::Text, "warn"),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(log_filter(level))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     match cli.command {
         Command::Run(args) => {
             let config = args.resolve()?;
             let runtime = proxy_runtime(config.worker_threads)?;
-            runtime.block_on(run(config, args.upgrade))
+            runtime.block_on(run(config, args.upgrade, logs))
+        }
+        Command::CheckConfig(args) => {
+            let config = args.resolve()?;
+            let text = secrets::masked_toml(&config).context("showing the configuration")?;
+            write!(std::io::stdout(), "{text}")?;
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            // Generated whole first: clap_complete panics on a failed write (a closed pipe).
+            let mut command = Cli::command();
+            let name = command.get_name().to_string();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, name, &mut script);
+            std::io::stdout().write_all(&script)?;
+            Ok(())
+        }
+        Command::Man { dir: None } => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            std::io::stdout().write_all(&page)?;
+            Ok(())
+        }
+        Command::Man { dir: Some(dir) } => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), &dir)
+                .with_context(|| format!("cannot write the manual pages into {}", dir.display()))
         }
         Command::Status(c) => call(&c, "GET", "/status", client::status_text),
         Command::Backup { client: c, action } => {
@@ -139,7 +150,14 @@ fn call(
     Ok(())
 }
 
-async fn run(config: doltgres_sidecar::config::Config, upgrade: bool) -> anyhow::Result<()> {
+/// Runs the proxy until a signal stops it (or a successor takes over with `upgrade`: this
+/// process then takes over from the running one). `logs` replaces the log filter while it runs.
+async fn run(
+    config: doltgres_sidecar::config::Config,
+    upgrade: bool,
+    logs: LogControl,
+) -> anyhow::Result<()> {
+    tracing::info!(version = doltgres_sidecar::cli::VERSION, log_filter = %logs.current(), "starting");
     let handover_path = handover::socket_path(&config);
     let (listener, admin, predecessor) = if upgrade {
         let (listener, admin, taken) = handover::take_over(&config)

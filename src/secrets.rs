@@ -1,6 +1,7 @@
 //! Secrets in the configuration: the admin token and the passwords may come from files (the way
-//! Kubernetes mounts secrets), read once while the configuration is resolved; and a config file
-//! that holds a secret itself but can be read by other users gets a warning.
+//! Kubernetes mounts secrets), read once while the configuration is resolved; a config file
+//! that holds a secret itself but can be read by other users gets a warning; and the effective
+//! configuration is shown (`check-config`) with every secret masked.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -59,6 +60,66 @@ pub fn exposed_in_file(config: &Config, path: &Path) -> bool {
     holds_secret && readable_by_others
 }
 
+/// What a masked secret shows instead of its value.
+pub const MASK: &str = "********";
+
+/// The configuration as TOML with every secret replaced by [`MASK`]: each value whose key names a
+/// password or a token (`admin_token`, `backup.password`, `server.password`, ...; not the
+/// `*_file` paths that hold them), and every entry of a table so named (`auth_passwords`), at any
+/// depth, so that a secret added to the configuration later is masked too; and the password of
+/// any URL with credentials (`https://user:password@host/...` in a remote's URL or a command).
+pub fn masked_toml(config: &Config) -> Result<String, toml::ser::Error> {
+    let mut value = toml::Value::try_from(config)?;
+    mask_value(false, &mut value);
+    toml::to_string(&value)
+}
+
+/// Whether a key names a secret rather than, say, the file that holds one.
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    (key.contains("password") || key.contains("token") || key.contains("secret"))
+        && !key.ends_with("_file")
+}
+
+/// Masks `value` whole when its key names a secret, else the secrets inside it.
+fn mask_value(secret: bool, value: &mut toml::Value) {
+    if secret {
+        return mask_all(value);
+    }
+    match value {
+        toml::Value::Table(table) => table
+            .iter_mut()
+            .for_each(|(key, value)| mask_value(is_secret_key(key), value)),
+        toml::Value::Array(items) => items.iter_mut().for_each(|item| mask_value(false, item)),
+        toml::Value::String(text) => {
+            if let Some(masked) = mask_url_password(text) {
+                *text = masked;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `scheme://user:password@host...` with the password masked; `None` when the text holds no URL
+/// with a password.
+fn mask_url_password(text: &str) -> Option<String> {
+    let (scheme, rest) = text.split_once("://")?;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (user, _) = userinfo.split_once(':')?;
+    let host_and_path = &rest[userinfo.len()..];
+    Some(format!("{scheme}://{user}:{MASK}{host_and_path}"))
+}
+
+/// Masks a secret value: a string, or every string inside a table or array.
+fn mask_all(value: &mut toml::Value) {
+    match value {
+        toml::Value::Table(table) => table.iter_mut().for_each(|(_, v)| mask_all(v)),
+        toml::Value::Array(items) => items.iter_mut().for_each(mask_all),
+        other => *other = toml::Value::String(MASK.into()),
+    }
+}
+
 fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         name,
@@ -107,6 +168,136 @@ mod tests {
         let mut empty = Config::default();
         empty.backup.password_file = Some(temp("empty", "\n", 0o600));
         assert!(read_secret_files(&mut empty).is_err());
+    }
+
+    /// A config holding every kind of secret, each value distinct and findable in the output.
+    fn config_with_every_secret() -> (Config, Vec<&'static str>) {
+        let mut config = Config::from_toml(
+            r#"
+            admin_token = "admin-Secret-1"
+            admin_token_file = "/run/secrets/token"
+            auth = "proxy"
+            auth_file = "users.txt"
+            upstream = "db.internal:5433"
+            shutdown_timeout = "1m 500ms"
+            log_format = "json"
+            log_level = "warn,doltgres_sidecar=debug"
+            [auth_passwords]
+            alice = "alice-Secret-2"
+            bob = "bob-Secret-3"
+            [backup]
+            password = "backup-Secret-4"
+            password_file = "/run/secrets/backup"
+            databases = ["db1", "db2"]
+            every_write_commits = 100
+            [backup.push]
+            remote = "r"
+            url = "https://pusher:url-Secret-6@dolthub.example/{database}"
+            [backup.sync]
+            name = "s"
+            url = "file:///b/{database}"
+            [backup.snapshot]
+            command = ["snap", "--to", "s3://key:cmd-Secret-7@bucket/x"]
+            [backup.copy]
+            catalog = "/backups"
+            max_age = "30days"
+            [server]
+            control = "command"
+            password = "server-Secret-5"
+            stop = ["stop"]
+            start = ["start"]
+            data_dir = "/data"
+            "#,
+        )
+        .unwrap();
+        config.server.port = 5433;
+        let secrets = vec![
+            "admin-Secret-1",
+            "alice-Secret-2",
+            "bob-Secret-3",
+            "backup-Secret-4",
+            "server-Secret-5",
+            "url-Secret-6",
+            "cmd-Secret-7",
+        ];
+        (config, secrets)
+    }
+
+    #[test]
+    fn the_shown_config_holds_no_secret() {
+        let (config, secrets) = config_with_every_secret();
+        let text = masked_toml(&config).unwrap();
+        for secret in secrets {
+            assert!(!text.contains(secret), "{secret} shown:\n{text}");
+        }
+        // Each secret's place shows the mask; the files that hold secrets show their paths.
+        assert_eq!(text.matches(MASK).count(), 7, "{text}");
+        assert!(text.contains("/run/secrets/backup"), "{text}");
+    }
+
+    #[test]
+    fn the_shown_config_reads_back_as_the_same_config_but_the_masks() {
+        let (config, _) = config_with_every_secret();
+        let text = masked_toml(&config).unwrap();
+        let read_back = Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let mut expected = config.clone();
+        expected.admin_token = Some(MASK.into());
+        expected.backup.password = Some(MASK.into());
+        expected.server.password = Some(MASK.into());
+        for password in expected.auth_passwords.0.values_mut() {
+            *password = MASK.into();
+        }
+        expected.backup.push.as_mut().unwrap().url = Some(format!(
+            "https://pusher:{MASK}@dolthub.example/{{database}}"
+        ));
+        expected.backup.snapshot.as_mut().unwrap().command[2] = format!("s3://key:{MASK}@bucket/x");
+        assert_eq!(read_back, expected, "{text}");
+        // So does the default config, whose optional settings are all absent.
+        let text = masked_toml(&Config::default()).unwrap();
+        assert_eq!(
+            Config::from_toml(&text).unwrap(),
+            Config::default(),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn only_url_passwords_are_masked() {
+        for (url, masked) in [
+            ("https://u:pw@h/p", Some("https://u:********@h/p")),
+            (
+                "https://u:p@w@h:443?q=a@b",
+                Some("https://u:********@h:443?q=a@b"),
+            ),
+            ("https://u@h/p", None),
+            ("file:///backups/{database}", None),
+            ("https://h/a:b@c", None),
+            ("not a url", None),
+        ] {
+            assert_eq!(mask_url_password(url).as_deref(), masked, "{url}");
+        }
+    }
+
+    #[test]
+    fn secret_keys_are_told_from_the_files_that_hold_them() {
+        for key in [
+            "admin_token",
+            "password",
+            "auth_passwords",
+            "api_secret",
+            "Token",
+        ] {
+            assert!(is_secret_key(key), "{key}");
+        }
+        for key in [
+            "admin_token_file",
+            "password_file",
+            "user",
+            "listen",
+            "max_hold_ttl",
+        ] {
+            assert!(!is_secret_key(key), "{key}");
+        }
     }
 
     #[test]

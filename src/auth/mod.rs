@@ -18,10 +18,10 @@ pub mod store;
 pub mod userlist;
 pub mod verifier;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Who checks a client's password.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthMode {
     /// The server: the relay carries its authentication exchange untouched.
@@ -50,7 +50,7 @@ pub const DEFAULT_AUTH_QUERY: &str =
 
 /// Passwords per user for the login upstream, when the server asks for a cleartext or MD5
 /// password, or its SCRAM salt differs from the verifier's. Shows user names only.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(transparent)]
 pub struct Passwords(pub std::collections::BTreeMap<String, String>);
 

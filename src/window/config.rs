@@ -42,7 +42,7 @@ impl Action {
 }
 
 /// `[backup]`: credentials for the sidecar's own connections, the actions, and the triggers.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackupConfig {
     /// Superuser the sidecar logs in as to run Dolt procedures (they need one).
@@ -102,7 +102,7 @@ impl Default for BackupConfig {
 }
 
 /// `[backup.push]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PushConfig {
     /// The Dolt remote to push to.
@@ -123,7 +123,7 @@ fn default_branches() -> Vec<String> {
 }
 
 /// `[backup.sync]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncConfig {
     /// The backup's name (`dolt_backup('add', name, url)`).
@@ -133,7 +133,7 @@ pub struct SyncConfig {
 }
 
 /// `[backup.snapshot]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotConfig {
     /// Program and arguments, run while quiesced. It sees `DOLTGRES_SIDECAR_WINDOW_ID`,
@@ -144,7 +144,7 @@ pub struct SnapshotConfig {
 }
 
 /// `[backup.copy]`: stop-and-copy into a catalog of full-server copies.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CopyConfig {
     /// The catalog directory: one directory per complete entry.
