@@ -9,10 +9,12 @@ use tracing_subscriber::EnvFilter;
 use doltgres_sidecar::{admin, control, local};
 use std::io::Write as _;
 
-use doltgres_sidecar::cli::{BackupsCommand, Cli, ClientArgs, Command};
+use doltgres_sidecar::cli::{BackupsCommand, Cli, ClientArgs, Command, RunArgs};
 use doltgres_sidecar::client::{self, AdminClient};
+use doltgres_sidecar::reload;
 use doltgres_sidecar::server;
 use doltgres_sidecar::shared::Shared;
+use std::sync::Arc;
 
 fn main() -> ExitCode {
     match run_cli(Cli::parse()) {
@@ -53,9 +55,10 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => {
             let config = args.resolve()?;
             let runtime = proxy_runtime(config.worker_threads)?;
-            runtime.block_on(run(config))
+            runtime.block_on(run(config, args))
         }
         Command::Status(c) => call(&c, "GET", "/status", client::status_text),
+        Command::Reload(c) => call(&c, "POST", "/reload", client::reload_text),
         Command::Backup { client: c, action } => {
             call(&c, "POST", &format!("/backups?action={action}"), |w| {
                 client::window_line(w) + "\n"
@@ -138,7 +141,7 @@ fn call(
     Ok(())
 }
 
-async fn run(config: doltgres_sidecar::config::Config) -> anyhow::Result<()> {
+async fn run(config: doltgres_sidecar::config::Config, args: RunArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -147,7 +150,13 @@ async fn run(config: doltgres_sidecar::config::Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (admin API)", config.admin_listen))?;
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
+    // Installed before anything else can take a while, so an early SIGHUP does not end the
+    // process (its default action).
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
     let shared = Shared::new(config).context("setting up TLS, authentication and the upstream")?;
+    shared.set_config_source(Box::new(move |running| args.resolve_again(running)));
+    tokio::spawn(reload_on_hangup(shared.clone(), hangup));
     if shared.control.managed().is_some() {
         shared
             .control
@@ -167,6 +176,17 @@ async fn run(config: doltgres_sidecar::config::Config) -> anyhow::Result<()> {
     }
     admin.await??;
     Ok(())
+}
+
+/// SIGHUP: reload the configuration. A reload that fails is logged; the process runs on with
+/// what it had.
+async fn reload_on_hangup(shared: Arc<Shared>, mut hangup: tokio::signal::unix::Signal) {
+    while hangup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the configuration");
+        if let Err(e) = reload::reload(&shared).await {
+            tracing::error!(error = %e, "reload failed: the running configuration is unchanged");
+        }
+    }
 }
 
 /// First SIGTERM/SIGINT: graceful shutdown. Second: exit now.

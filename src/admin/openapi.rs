@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{status, windows};
+use super::{reload, status, windows};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,6 +24,7 @@ use super::{status, windows};
         windows::resume,
         windows::run_backup,
         windows::list_backups,
+        reload::reload,
     ),
     modifiers(&Bearer)
 )]
@@ -60,6 +61,7 @@ mod tests {
             "/quiesce",
             "/resume",
             "/backups",
+            "/reload",
         ];
         routes.sort();
         // The router's paths; `admin_limits.rs` checks that each documented one is served.
@@ -71,6 +73,7 @@ mod tests {
             "Backups",
             "CopySummary",
             "ApiError",
+            "Reloaded",
         ] {
             assert!(json.contains(&format!("\"{schema}\"")), "{schema} missing");
         }
