@@ -10,7 +10,7 @@ use super::{reload, status, windows};
 #[openapi(
     info(
         title = "doltgres-sidecar admin API",
-        description = "Health, status, metrics and backup windows of a doltgres-sidecar. \\
+        description = "Health, status, metrics, backup windows and configuration reload of a doltgres-sidecar. \\
                        With `admin_token` set, the endpoints marked with the bearer scheme need \\
                        `Authorization: Bearer <token>`."
     ),
