@@ -224,8 +224,7 @@ async fn sighup_and_post_reload_apply_a_renewed_certificate_and_live_keys() {
     }
     let err = connect_tls(&server, &sidecar.listen, &third.ca)
         .await
-        .err()
-        .expect("over the lowered limit");
+        .expect_err("over the lowered limit");
     assert_eq!(err.code(), Some(&SqlState::TOO_MANY_CONNECTIONS), "{err}");
     still_works(&open).await;
 
