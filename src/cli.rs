@@ -35,7 +35,8 @@ pub enum Command {
     /// Run the proxy: accept clients on --listen and relay each to --upstream.
     ///
     /// SIGTERM or SIGINT stops accepting, lets sessions finish for `shutdown_timeout` (default
-    /// 30s), then closes the rest with SQLSTATE 57P01. A second signal exits at once.
+    /// 30s), then closes the rest with SQLSTATE 57P01. A second signal exits at once. SIGHUP
+    /// reloads the configuration (see `reload`).
     ///
     /// With --upgrade, takes the listening sockets over from the sidecar running with the same
     /// config: new clients come here at once, the old process lets its sessions finish and
@@ -48,6 +49,12 @@ pub enum Command {
     CheckConfig(RunArgs),
     /// Show a running sidecar's sessions and transaction counters.
     Status(ClientArgs),
+    /// Make a running sidecar reload its configuration (as SIGHUP does) and print what changed.
+    ///
+    /// All or nothing: an invalid file, a certificate that does not load, or a changed key that
+    /// needs a restart (listen, admin_listen, upstream, upstream_tls*, worker_threads, auth,
+    /// [server]) changes nothing and is reported.
+    Reload(ClientArgs),
     /// Run a backup window now and print its result (exit 1 if it did not succeed).
     Backup {
         #[command(flatten)]
@@ -267,6 +274,17 @@ impl RunArgs {
 
     /// The effective configuration: defaults, then the file, then flags/environment.
     pub fn resolve(&self) -> Result<Config, ConfigError> {
+        self.resolve_settled(None)
+    }
+
+    /// The configuration again, for a reload while `running` runs: resolved as at start (the
+    /// file and secret files read again), but keeping what start settled that a new resolution
+    /// would settle differently: a managed server's port chosen for `port = 0`.
+    pub fn resolve_again(&self, running: &Config) -> Result<Config, ConfigError> {
+        self.resolve_settled(Some(running))
+    }
+
+    fn resolve_settled(&self, running: Option<&Config>) -> Result<Config, ConfigError> {
         let mut config = match &self.config {
             Some(path) => {
                 let config = Config::from_file(path)?;
@@ -360,6 +378,13 @@ impl RunArgs {
                     );
                     "password".into()
                 }));
+        }
+        if let Some(running) = running
+            && config.server.control == ControlMode::Managed
+            && running.server.control == ControlMode::Managed
+            && config.server.port == 0
+        {
+            config.server.port = running.server.port;
         }
         config.settle_managed().map_err(|e| ConfigError::Invalid {
             name: "server.port",
@@ -544,6 +569,35 @@ mod tests {
         let config = args.resolve().unwrap();
         assert_eq!(config.upstream, "db:7");
         assert_eq!(config.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn a_reload_keeps_the_managed_port_chosen_at_start() {
+        let dir = std::env::temp_dir().join(format!("dgs-cli-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "[server]\ncontrol = \"managed\"\npassword = \"pw\"\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "doltgres-sidecar",
+            "run",
+            "--config",
+            file.to_str().unwrap(),
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        let running = args.resolve().unwrap();
+        assert_ne!(running.server.port, 0);
+        let again = args.resolve_again(&running).unwrap();
+        assert_eq!(again.server.port, running.server.port);
+        assert_eq!(again.upstream, running.upstream);
+        assert!(crate::reload::changed_keys(&running, &again).is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

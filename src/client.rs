@@ -1,4 +1,4 @@
-//! The CLI's side of the admin API: `status`, `backup`, `quiesce`, `resume`, `backups list` call
+//! The CLI's side of the admin API: `status`, `reload`, `backup`, `quiesce`, `resume`, `backups list` call
 //! a running sidecar over HTTP and print human-readable text (or the JSON with `--json`).
 
 use std::fmt::Write as _;
@@ -125,6 +125,19 @@ pub fn status_text(s: &Value) -> String {
         }
     }
     out
+}
+
+/// Text for `POST /reload`.
+pub fn reload_text(r: &Value) -> String {
+    let changed: Vec<&str> = r["changed"]
+        .as_array()
+        .map(|keys| keys.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if changed.is_empty() {
+        "configuration reloaded: nothing changed\n".to_string()
+    } else {
+        format!("configuration reloaded; changed: {}\n", changed.join(", "))
+    }
 }
 
 /// Text for `GET /backups`.

@@ -60,6 +60,11 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// How often `tls_cert` and `tls_key` are checked for a renewed certificate (modification
+    /// time, length and inode, following symlinks); a changed pair is loaded for new handshakes.
+    /// 0 turns the check off (a reload still reads them).
+    #[serde(with = "humantime_serde")]
+    pub tls_reload_interval: Duration,
     /// TLS towards the upstream: `disable`, `prefer`, `require`, `verify-full` (libpq meanings).
     pub upstream_tls: UpstreamTlsMode,
     /// PEM CA certificates that sign the upstream's certificate (for `verify-full`).
@@ -85,7 +90,7 @@ pub struct Config {
     /// Bearer token for the admin API's `/status`, `/quiesce`, `/resume` and `/backups`;
     /// required when `admin_listen` is not a loopback address. Also `DOLTGRES_SIDECAR_ADMIN_TOKEN`.
     pub admin_token: Option<String>,
-    /// A file holding `admin_token` (as Kubernetes mounts secrets); read at start.
+    /// A file holding `admin_token` (as Kubernetes mounts secrets); read at start and on reload.
     pub admin_token_file: Option<PathBuf>,
     /// Who checks client passwords: `passthrough` (the server, its exchange relayed) or `proxy`
     /// (the proxy runs SCRAM-SHA-256 itself and logs in upstream with the client's ClientKey).
@@ -138,6 +143,7 @@ impl Default for Config {
             tls: ClientTlsMode::Disable,
             tls_cert: None,
             tls_key: None,
+            tls_reload_interval: Duration::from_secs(10),
             upstream_tls: UpstreamTlsMode::Disable,
             upstream_tls_ca: None,
             upstream_tls_server_name: None,

@@ -4,7 +4,8 @@
 //! Read in this order:
 //! - [`protocol`]: the wire protocol, pure (no IO): framing with a maximum length, startup
 //!   packets, the few backend messages the proxy peeks at, and the errors it originates.
-//! - [`config`]: settings, their defaults and validation.
+//! - [`config`]: settings, their defaults and validation; [`reload`]: live reload (SIGHUP,
+//!   `POST /reload`) and certificate rotation from disk.
 //! - [`server`]: the accept loop and graceful shutdown; [`shared::Shared`] is the state sessions
 //!   share (no globals).
 //! - [`session`]: one client and its upstream connection: the startup phase
@@ -51,6 +52,7 @@ pub mod logging;
 pub mod metrics;
 pub mod protocol;
 pub mod registry;
+pub mod reload;
 pub mod replay;
 #[cfg(any(test, feature = "test-support"))]
 pub mod sample;

@@ -9,10 +9,12 @@ use doltgres_sidecar::{admin, control, handover, local, secrets};
 use std::io::Write as _;
 use std::os::fd::AsFd;
 
-use doltgres_sidecar::cli::{BackupsCommand, Cli, ClientArgs, Command};
+use doltgres_sidecar::cli::{BackupsCommand, Cli, ClientArgs, Command, RunArgs};
 use doltgres_sidecar::client::{self, AdminClient};
+use doltgres_sidecar::reload;
 use doltgres_sidecar::server;
 use doltgres_sidecar::shared::Shared;
+use std::sync::Arc;
 
 fn main() -> ExitCode {
     match run_cli(Cli::parse()) {
@@ -38,7 +40,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => {
             let config = args.resolve()?;
             let runtime = proxy_runtime(config.worker_threads)?;
-            runtime.block_on(run(config, args.upgrade, logs))
+            runtime.block_on(run(config, args, logs))
         }
         Command::CheckConfig(args) => {
             let config = args.resolve()?;
@@ -68,6 +70,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot write the manual pages into {}", dir.display()))
         }
         Command::Status(c) => call(&c, "GET", "/status", client::status_text),
+        Command::Reload(c) => call(&c, "POST", "/reload", client::reload_text),
         Command::Backup { client: c, action } => {
             call(&c, "POST", &format!("/backups?action={action}"), |w| {
                 client::window_line(w) + "\n"
@@ -154,12 +157,12 @@ fn call(
 /// process then takes over from the running one). `logs` replaces the log filter while it runs.
 async fn run(
     config: doltgres_sidecar::config::Config,
-    upgrade: bool,
+    args: RunArgs,
     logs: LogControl,
 ) -> anyhow::Result<()> {
     tracing::info!(version = doltgres_sidecar::cli::VERSION, log_filter = %logs.current(), "starting");
     let handover_path = handover::socket_path(&config);
-    let (listener, admin, predecessor) = if upgrade {
+    let (listener, admin, predecessor) = if args.upgrade {
         let (listener, admin, taken) = handover::take_over(&config)
             .await
             .context("cannot take over from the running sidecar")?;
@@ -180,7 +183,14 @@ async fn run(
     ];
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
+    // Installed before anything else can take a while, so an early SIGHUP does not end the
+    // process (its default action).
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
     let shared = Shared::new(config).context("setting up TLS, authentication and the upstream")?;
+    shared.set_config_source(Box::new(move |running| args.resolve_again(running)));
+    shared.set_log_control(logs);
+    tokio::spawn(reload_on_hangup(shared.clone(), hangup));
     if shared.control.managed().is_some() {
         shared
             .control
@@ -255,6 +265,17 @@ async fn run(
         remover.remove();
     }
     Ok(())
+}
+
+/// SIGHUP: reload the configuration. A reload that fails is logged; the process runs on with
+/// what it had.
+async fn reload_on_hangup(shared: Arc<Shared>, mut hangup: tokio::signal::unix::Signal) {
+    while hangup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the configuration");
+        if let Err(e) = reload::reload(&shared).await {
+            tracing::error!(error = %e, "reload failed: the running configuration is unchanged");
+        }
+    }
 }
 
 /// First SIGTERM/SIGINT: graceful shutdown. Second: exit now.

@@ -27,6 +27,10 @@ pub async fn run(
         shared.clone(),
         shutdown.child_token(),
     ));
+    tokio::spawn(crate::reload::watch_certificates(
+        shared.clone(),
+        shutdown.child_token(),
+    ));
     info!(listen = %listener.local_addr()?, upstream = %shared.upstream.addr, "proxy accepting clients");
     let handed_over = loop {
         let accepted = tokio::select! {
@@ -58,8 +62,9 @@ pub async fn run(
         crate::window::trigger::final_window(&shared).await;
     }
     sessions.close();
-    info!(sessions = sessions.len(), timeout = ?shared.config.shutdown_timeout, "shutting down: waiting for sessions");
-    if tokio::time::timeout(shared.config.shutdown_timeout, sessions.wait())
+    let shutdown_timeout = shared.config().shutdown_timeout;
+    info!(sessions = sessions.len(), timeout = ?shutdown_timeout, "shutting down: waiting for sessions");
+    if tokio::time::timeout(shutdown_timeout, sessions.wait())
         .await
         .is_err()
     {

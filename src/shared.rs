@@ -2,11 +2,16 @@
 //! leaf: it depends on the parts it holds, and nothing it holds depends on it being here, so the
 //! accept loop, the sessions, the windows and the admin API can all import it without a cycle
 //! through `server`.
+//!
+//! What a reload may change (see [`crate::reload`]) sits behind [`ArcSwap`]s: the configuration,
+//! the client TLS acceptor with its channel-binding data, and the verifier store. Readers load
+//! them where a session, a hold or a window starts, never per relayed message; a swap changes
+//! what the next reader sees, while those already holding the old value keep it.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
-use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::auth::AuthMode;
 use crate::auth::store::{AuthSetupError, Verifiers};
@@ -15,31 +20,38 @@ use crate::control::Control;
 use crate::gate::Gate;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::tls::{self, ClientTlsMode, TlsError};
+use crate::reload::ConfigSource;
+use crate::tls::{ClientTls, TlsError};
 use crate::upstream::{Upstream, UpstreamError};
 use crate::window::Windows;
 
 /// State every session shares. Passed down in an `Arc`; there are no globals, so several proxies
 /// can run in one process (as the tests do).
 pub struct Shared {
-    pub config: Config,
-    /// One permit per client connection.
-    pub limiter: Arc<Semaphore>,
+    /// The running configuration; see [`Shared::config`].
+    config: ArcSwap<Config>,
+    /// Client connections: one permit each, up to `max_client_connections`.
+    pub limiter: Arc<Limiter>,
     pub metrics: Metrics,
     pub registry: Registry,
     pub gate: Arc<Gate>,
     pub windows: Windows,
-    /// Present when clients may use TLS.
-    pub tls_acceptor: Option<TlsAcceptor>,
+    /// Present when clients may use TLS: the acceptor and its channel-binding data, swapped as
+    /// one so that a handshake and the SCRAM exchange after it see the same certificate.
+    tls: ArcSwapOption<ClientTls>,
     /// The server, and every way of connecting to it.
     pub upstream: Upstream,
     /// Whether the sidecar stops and starts the server, and whether it is up.
     pub control: Control,
     /// `auth = "proxy"`: where verifiers come from.
-    pub auth: Option<Verifiers>,
-    /// `auth = "proxy"` with client TLS: the tls-server-end-point data of the proxy's
-    /// certificate, offered as SCRAM-SHA-256-PLUS channel binding (`None`: not offered).
-    pub tls_end_point: Option<Vec<u8>>,
+    auth: ArcSwapOption<Verifiers>,
+    /// Where a reload reads the configuration from (set by `doltgres-sidecar run`).
+    source: OnceLock<ConfigSource>,
+    /// The log filter a reload's `log_level` replaces (set by `doltgres-sidecar run`).
+    logs: OnceLock<crate::logging::LogControl>,
+    /// Serializes reloads and certificate rotations: each builds from what is running, then
+    /// swaps.
+    pub(crate) reload_lock: tokio::sync::Mutex<()>,
     /// Hand-over of the listeners to a successor process (an upgrade).
     pub handover: crate::handover::Handover,
 }
@@ -58,35 +70,151 @@ pub enum SetupError {
 impl Shared {
     /// Builds the shared state; fails if the TLS or auth files cannot be used.
     pub fn new(config: Config) -> Result<Arc<Shared>, SetupError> {
-        let tls_acceptor = match (config.tls, &config.tls_cert, &config.tls_key) {
-            (ClientTlsMode::Disable, _, _) => None,
-            (_, Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
-            _ => return Err(TlsError::NoCertificate("tls_cert".into()).into()),
-        };
+        let tls = ClientTls::for_config(&config)?;
         let proxy_auth = config.auth_mode() == AuthMode::Proxy;
         let auth = proxy_auth.then(|| Verifiers::load(&config)).transpose()?;
-        let tls_end_point = match (&tls_acceptor, &config.tls_cert) {
-            (Some(_), Some(cert)) if proxy_auth => tls::server_end_point(cert)?,
-            _ => None,
-        };
         let upstream = Upstream::new(&config)?;
         let control = Control::new(
             &config.server,
             (&config.backup.user, config.backup.password()),
         );
         Ok(Arc::new(Shared {
-            limiter: Arc::new(Semaphore::new(config.max_client_connections)),
+            limiter: Arc::new(Limiter::new(config.max_client_connections)),
             metrics: Metrics::new(),
             registry: Registry::default(),
             gate: Arc::new(Gate::new()),
             windows: Windows::default(),
-            tls_acceptor,
+            tls: ArcSwapOption::from(tls.map(Arc::new)),
             upstream,
             control,
-            auth,
-            tls_end_point,
+            auth: ArcSwapOption::from(auth.map(Arc::new)),
+            source: OnceLock::new(),
+            logs: OnceLock::new(),
+            reload_lock: tokio::sync::Mutex::new(()),
             handover: Default::default(),
-            config,
+            config: ArcSwap::from_pointee(config),
         }))
+    }
+
+    /// The running configuration. Load it where a session, a hold or a window starts and keep
+    /// it for that piece of work; a reload swaps in a new one for the next.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// The client TLS acceptor and its channel-binding data, when clients may use TLS.
+    pub fn client_tls(&self) -> Option<Arc<ClientTls>> {
+        self.tls.load_full()
+    }
+
+    /// `auth = "proxy"`: the verifier store.
+    pub fn auth(&self) -> Option<Arc<Verifiers>> {
+        self.auth.load_full()
+    }
+
+    /// Sets where reloads read the configuration from; once (false if already set).
+    pub fn set_config_source(&self, source: ConfigSource) -> bool {
+        self.source.set(source).is_ok()
+    }
+
+    /// Gives reloads the process's log filter (`log_level`); false if one was set already.
+    pub fn set_log_control(&self, logs: crate::logging::LogControl) -> bool {
+        self.logs.set(logs).is_ok()
+    }
+
+    pub(crate) fn log_control(&self) -> Option<&crate::logging::LogControl> {
+        self.logs.get()
+    }
+
+    pub(crate) fn config_source(&self) -> Option<&ConfigSource> {
+        self.source.get()
+    }
+
+    pub(crate) fn store_config(&self, config: Config) {
+        self.config.store(Arc::new(config));
+    }
+
+    pub(crate) fn store_client_tls(&self, tls: Option<ClientTls>) {
+        self.tls.store(tls.map(Arc::new));
+    }
+
+    pub(crate) fn store_auth(&self, auth: Verifiers) {
+        self.auth.store(Some(Arc::new(auth)));
+    }
+}
+
+/// The client connection limit: a count of open connections against a maximum a reload may
+/// change. Lowering it closes nothing; new connections are refused until the count is below.
+#[derive(Debug)]
+pub struct Limiter {
+    active: AtomicUsize,
+    max: AtomicUsize,
+}
+
+/// One client connection's place under the limit, given back when dropped.
+#[derive(Debug)]
+pub struct Permit(Arc<Limiter>);
+
+impl Limiter {
+    pub fn new(max: usize) -> Limiter {
+        Limiter {
+            active: AtomicUsize::new(0),
+            max: AtomicUsize::new(max),
+        }
+    }
+
+    /// A permit, unless `max` connections hold one already.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
+        let max = self.max.load(Ordering::Relaxed);
+        self.active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Permit(self.clone()))
+    }
+
+    pub fn max(&self) -> usize {
+        self.max.load(Ordering::Relaxed)
+    }
+
+    pub fn set_max(&self, max: usize) {
+        self.max.store(max, Ordering::Relaxed);
+    }
+
+    /// Connections holding a permit now.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limit_can_be_lowered_and_raised() {
+        let limiter = Arc::new(Limiter::new(2));
+        let a = limiter.try_acquire().unwrap();
+        let b = limiter.try_acquire().unwrap();
+        assert!(limiter.try_acquire().is_none());
+        limiter.set_max(1);
+        drop(a);
+        assert!(limiter.try_acquire().is_none(), "still one open, max 1");
+        drop(b);
+        let c = limiter.try_acquire().unwrap();
+        limiter.set_max(3);
+        let _d = limiter.try_acquire().unwrap();
+        let _e = limiter.try_acquire().unwrap();
+        assert!(limiter.try_acquire().is_none());
+        assert_eq!(limiter.active(), 3);
+        drop(c);
+        assert_eq!(limiter.active(), 2);
     }
 }

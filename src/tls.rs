@@ -3,7 +3,7 @@
 //! `rustls-pki-types`.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -16,6 +16,10 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
+
+use crate::auth::AuthMode;
+use crate::config::Config;
+use crate::reload::FileStamp;
 
 /// Whether clients may or must use TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -73,8 +77,56 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Builds the acceptor for client TLS from a certificate chain and key in PEM files.
-pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
+/// What clients are served: the acceptor, and the tls-server-end-point channel-binding data of
+/// its certificate, built from one reading of the files so they always match. A reload or a
+/// certificate rotation swaps in a new one; sessions keep the one their handshake used.
+pub struct ClientTls {
+    pub acceptor: TlsAcceptor,
+    /// `auth = "proxy"`: offered as SCRAM-SHA-256-PLUS channel binding (`None`: not offered).
+    pub end_point: Option<Vec<u8>>,
+    /// The files, and their state just before they were read.
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+    pub(crate) stamps: [Option<FileStamp>; 2],
+}
+
+impl ClientTls {
+    /// What `config` serves: `None` with `tls = "disable"`.
+    pub fn for_config(config: &Config) -> Result<Option<ClientTls>, TlsError> {
+        match (config.tls, &config.tls_cert, &config.tls_key) {
+            (ClientTlsMode::Disable, _, _) => Ok(None),
+            (_, Some(cert), Some(key)) => {
+                ClientTls::load(cert, key, config.auth_mode() == AuthMode::Proxy).map(Some)
+            }
+            _ => Err(TlsError::NoCertificate("tls_cert".into())),
+        }
+    }
+
+    /// Reads a certificate chain and its key; `channel_binding`: compute the end-point data.
+    pub fn load(cert: &Path, key: &Path, channel_binding: bool) -> Result<ClientTls, TlsError> {
+        let stamps = ClientTls::stamps_of(cert, key);
+        let certs = read_certs(cert)?;
+        let end_point = match channel_binding {
+            true => crate::auth::channel::tls_server_end_point(&certs[0]),
+            false => None,
+        };
+        let acceptor = acceptor_for(certs, key)?;
+        Ok(ClientTls {
+            acceptor,
+            end_point,
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            stamps,
+        })
+    }
+
+    /// The files' state now, to compare with [`ClientTls::stamps`].
+    pub(crate) fn stamps_of(cert: &Path, key: &Path) -> [Option<FileStamp>; 2] {
+        [FileStamp::of(cert), FileStamp::of(key)]
+    }
+}
+
+fn read_certs(cert: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(pem_error("certificates", cert))?
         .collect::<Result<_, _>>()
@@ -82,6 +134,10 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     if certs.is_empty() {
         return Err(TlsError::NoCertificate(cert.display().to_string()));
     }
+    Ok(certs)
+}
+
+fn acceptor_for(certs: Vec<CertificateDer<'static>>, key: &Path) -> Result<TlsAcceptor, TlsError> {
     let key = PrivateKeyDer::from_pem_file(key).map_err(pem_error("private key", key))?;
     let config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
@@ -90,15 +146,9 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// The tls-server-end-point channel-binding data of the certificate clients are shown (the
-/// first in the chain): `None` when its signature algorithm names no usable hash.
-pub fn server_end_point(cert: &Path) -> Result<Option<Vec<u8>>, TlsError> {
-    let first = CertificateDer::pem_file_iter(cert)
-        .map_err(pem_error("certificates", cert))?
-        .next()
-        .ok_or_else(|| TlsError::NoCertificate(cert.display().to_string()))?
-        .map_err(pem_error("certificates", cert))?;
-    Ok(crate::auth::channel::tls_server_end_point(&first))
+/// Builds the acceptor for client TLS from a certificate chain and key in PEM files.
+pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
+    acceptor_for(read_certs(cert)?, key)
 }
 
 /// The rustls client configuration for the upstream, shared by the relay's connector and the

@@ -5,6 +5,7 @@
 //! apply to one path and be forgotten on another.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,8 +30,8 @@ pub struct Upstream {
     /// Present unless `upstream_tls = disable`; shared by the relay and the SQL connections.
     tls: Option<Arc<rustls::ClientConfig>>,
     connector: Option<TlsConnector>,
-    /// How long any one connection attempt may take.
-    pub connect_timeout: Duration,
+    /// How long any one connection attempt may take, in nanoseconds (a reload may change it).
+    connect_timeout: AtomicU64,
 }
 
 /// An upstream that cannot be used.
@@ -47,6 +48,10 @@ pub struct Login<'a> {
     pub user: &'a str,
     pub password: &'a str,
     pub database: &'a str,
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl Upstream {
@@ -66,8 +71,18 @@ impl Upstream {
             server_name: config.upstream_tls_server_name.clone(),
             connector: tls.clone().map(TlsConnector::from),
             tls,
-            connect_timeout: config.connect_timeout,
+            connect_timeout: AtomicU64::new(nanos(config.connect_timeout)),
         })
+    }
+
+    /// How long any one connection attempt may take (`connect_timeout`).
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_nanos(self.connect_timeout.load(Ordering::Relaxed))
+    }
+
+    pub fn set_connect_timeout(&self, timeout: Duration) {
+        self.connect_timeout
+            .store(nanos(timeout), Ordering::Relaxed);
     }
 
     /// Opens a relayed session's connection: TCP, then TLS if configured (SSLRequest, `S`/`N`,
@@ -115,18 +130,18 @@ impl Upstream {
                 )),
             }
         };
-        match tokio::time::timeout(self.connect_timeout, attempt).await {
+        match tokio::time::timeout(self.connect_timeout(), attempt).await {
             Ok(result) => result,
             Err(_) => Err(format!(
                 "could not connect to the upstream server {addr}: no answer within {:?}",
-                self.connect_timeout
+                self.connect_timeout()
             )),
         }
     }
 
     /// Sends a CancelRequest packet on a connection of its own (plain TCP, as libpq does).
     pub async fn send_cancel(&self, packet: &[u8]) -> Result<(), String> {
-        let sent = tokio::time::timeout(self.connect_timeout, async {
+        let sent = tokio::time::timeout(self.connect_timeout(), async {
             let mut upstream = TcpStream::connect(&self.addr).await?;
             upstream.write_all(packet).await?;
             upstream.shutdown().await
@@ -135,7 +150,7 @@ impl Upstream {
         match sent {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within {:?}", self.connect_timeout)),
+            Err(_) => Err(format!("no answer within {:?}", self.connect_timeout())),
         }
     }
 
@@ -163,7 +178,7 @@ impl Upstream {
             .password(login.password)
             .dbname(login.database)
             .application_name("doltgres-sidecar")
-            .connect_timeout(self.connect_timeout);
+            .connect_timeout(self.connect_timeout());
         let connected = match &self.tls {
             None => config.connect(NoTls).await.map(|(client, connection)| {
                 tokio::spawn(connection);
@@ -187,7 +202,7 @@ impl Upstream {
     /// Whether the server accepts TCP connections now (for `/readyz`).
     pub async fn reachable(&self) -> Result<(), String> {
         let addr = &self.addr;
-        match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+        match tokio::time::timeout(self.connect_timeout(), TcpStream::connect(addr)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(format!("upstream {addr} unreachable: {e}")),
             Err(_) => Err(format!("upstream {addr} did not answer")),

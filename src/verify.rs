@@ -278,7 +278,8 @@ pub async fn verify_url(config: &ScratchConfig, url: &str) -> Result<String, Str
 
 /// The scratch settings of a running sidecar.
 pub fn scratch_config(shared: &Shared) -> ScratchConfig {
-    let server = &shared.config.server;
+    let config = shared.config();
+    let server = &config.server;
     ScratchConfig {
         binary: server.binary.clone(),
         user: server.user.clone(),
@@ -289,7 +290,8 @@ pub fn scratch_config(shared: &Shared) -> ScratchConfig {
 
 /// `verify_after`: verifies a new entry, records the result beside it and in the metrics.
 pub async fn verify_new_entry(shared: Arc<Shared>, id: String) {
-    let Some(copy) = &shared.config.backup.copy else {
+    let config = shared.config();
+    let Some(copy) = &config.backup.copy else {
         return;
     };
     let catalog = crate::catalog::Catalog {

@@ -56,7 +56,7 @@ impl TestProxy {
                 shutdown.clone(),
             ));
         }
-        let admin = tokio::net::TcpListener::bind(&shared.config.admin_listen)
+        let admin = tokio::net::TcpListener::bind(&shared.config().admin_listen)
             .await
             .unwrap();
         let admin_url = format!("http://{}", admin.local_addr().unwrap());
@@ -78,7 +78,7 @@ impl TestProxy {
     /// `GET` on the admin API; returns status code and body.
     pub async fn admin_get(&self, path: &str) -> (u16, String) {
         let url = format!("{}{path}", self.admin_url);
-        let token = self.shared.config.admin_token.clone();
+        let token = self.shared.config().admin_token.clone();
         tokio::task::spawn_blocking(move || {
             let mut request = ureq::get(&url).config().http_status_as_error(false).build();
             if let Some(token) = token {
@@ -95,7 +95,7 @@ impl TestProxy {
     /// `POST` on the admin API; returns status code and body.
     pub async fn admin_post(&self, path: &str) -> (u16, String) {
         let url = format!("{}{path}", self.admin_url);
-        let token = self.shared.config.admin_token.clone();
+        let token = self.shared.config().admin_token.clone();
         tokio::task::spawn_blocking(move || {
             let mut request = ureq::post(&url)
                 .config()

@@ -205,7 +205,7 @@ async fn schemathesis_finds_no_server_error_or_schema_violation() {
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("Tested: 8"), "{text}");
+    assert!(text.contains("Tested: 9"), "{text}");
     // Traffic flows afterwards: no hold outlived the run.
     let client = server.connect_at(&proxy.addr).await;
     tokio::time::timeout(

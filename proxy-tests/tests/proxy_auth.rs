@@ -497,7 +497,7 @@ async fn channel_binding_require_works_over_client_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn managed_mode_authenticates_in_the_proxy() {
     let managed = ManagedProxy::start(|_, _| {}).await;
-    assert_eq!(managed.proxy.shared.config.auth_mode(), AuthMode::Proxy);
+    assert_eq!(managed.proxy.shared.config().auth_mode(), AuthMode::Proxy);
     let client = managed.connect().await;
     client
         .batch_execute("CREATE USER carol WITH SUPERUSER PASSWORD 'carol-Pw-1'")

@@ -1,9 +1,10 @@
 //! The admin HTTP API (JSON): health, readiness, status, Prometheus metrics, backup windows and
-//! operator holds, and its own OpenAPI document. It listens on loopback by default (see
+//! operator holds, configuration reload, and its own OpenAPI document. It listens on loopback by default (see
 //! `Config::admin_listen`), guards the control endpoints with the bearer token when one is set,
 //! and refuses request targets and bodies larger than any endpoint needs.
 
 mod openapi;
+mod reload;
 mod status;
 mod windows;
 
@@ -48,6 +49,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             "/backups",
             post(windows::run_backup).get(windows::list_backups),
         )
+        .route("/reload", post(reload::reload))
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),
             require_token,
@@ -123,7 +125,7 @@ pub(crate) fn token_matches(given: &str, token: &str) -> bool {
 /// The admin token (config file, `--admin-token` or `DOLTGRES_SIDECAR_ADMIN_TOKEN`, resolved
 /// with the rest of the configuration).
 fn admin_token(shared: &Shared) -> Option<String> {
-    shared.config.admin_token.clone()
+    shared.config().admin_token.clone()
 }
 
 /// The process is up.

@@ -4,13 +4,13 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{status, windows};
+use super::{reload, status, windows};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "doltgres-sidecar admin API",
-        description = "Health, status, metrics and backup windows of a doltgres-sidecar. \\
+        description = "Health, status, metrics, backup windows and configuration reload of a doltgres-sidecar. \\
                        With `admin_token` set, the endpoints marked with the bearer scheme need \\
                        `Authorization: Bearer <token>`."
     ),
@@ -24,6 +24,7 @@ use super::{status, windows};
         windows::resume,
         windows::run_backup,
         windows::list_backups,
+        reload::reload,
     ),
     modifiers(&Bearer)
 )]
@@ -60,6 +61,7 @@ mod tests {
             "/quiesce",
             "/resume",
             "/backups",
+            "/reload",
         ];
         routes.sort();
         // The router's paths; `admin_limits.rs` checks that each documented one is served.
@@ -71,6 +73,7 @@ mod tests {
             "Backups",
             "CopySummary",
             "ApiError",
+            "Reloaded",
         ] {
             assert!(json.contains(&format!("\"{schema}\"")), "{schema} missing");
         }

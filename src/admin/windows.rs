@@ -188,7 +188,7 @@ fn held_off(reason: &str) -> String {
     format!("backup windows are held off: {reason}; try again when it ends")
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     let body = ApiError {
         error: message.into(),
     };
@@ -211,12 +211,12 @@ pub async fn quiesce(
     if let Some(reason) = shared.windows.paused() {
         return error(StatusCode::CONFLICT, held_off(&reason));
     }
-    let max = shared.config.max_hold_ttl;
+    let max = shared.config().max_hold_ttl;
     let ttl = match bounded(p.ttl.as_deref(), Duration::from_secs(30), max) {
         Ok(d) => d,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let timeout = match bounded(p.timeout.as_deref(), shared.config.drain_timeout, max) {
+    let timeout = match bounded(p.timeout.as_deref(), shared.config().drain_timeout, max) {
         Ok(d) => d,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
@@ -276,7 +276,7 @@ pub async fn run_backup(
     if let Some(reason) = shared.windows.paused() {
         return error(StatusCode::CONFLICT, held_off(&reason));
     }
-    if !shared.config.backup.has(action) {
+    if !shared.config().backup.has(action) {
         return error(
             StatusCode::CONFLICT,
             format!("[backup.{name}] is not configured"),
@@ -300,7 +300,7 @@ pub async fn run_backup(
     responses(
         (status = 401, description = "missing or wrong bearer token", body = String, content_type = "text/plain"),(status = 200, description = "newest first", body = Backups)))]
 pub async fn list_backups(State(shared): State<Arc<Shared>>) -> Json<Backups> {
-    let copies = match &shared.config.backup.copy {
+    let copies = match &shared.config().backup.copy {
         Some(copy) => {
             let catalog = Catalog {
                 dir: copy.catalog.clone(),

@@ -1,7 +1,7 @@
-//! Where verifiers (and fallback passwords) come from: the auth file, read once at start, and the
-//! auth query, run against the server as the backup user, its answers cached for
-//! `auth_cache_ttl` (unknown users too, so a flood of bad logins costs one query per user and
-//! period). A user the file names is never looked up by the query.
+//! Where verifiers (and fallback passwords) come from: the auth file, read at start and again by
+//! a reload when it changed, and the auth query, run against the server as the backup user, its
+//! answers cached for `auth_cache_ttl` (unknown users too, so a flood of bad logins costs one
+//! query per user and period). A user the file names is never looked up by the query.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,6 +15,7 @@ use zeroize::Zeroizing;
 use super::userlist::{self, Secret};
 use super::verifier::ScramVerifier;
 use crate::config::Config;
+use crate::reload::FileStamp;
 use crate::upstream::{Login, Upstream, describe_sql_error};
 
 /// Authentication that cannot be set up.
@@ -52,11 +53,15 @@ pub struct Verifiers {
     connection: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
     /// Salts the mock verifiers of unknown users.
     mock_secret: [u8; 32],
+    /// `auth_file` and `auth_passwords_file` just before they were read, for a reload to tell
+    /// whether they changed.
+    pub(crate) stamps: [Option<FileStamp>; 2],
 }
 
 impl Verifiers {
     /// Reads the auth file and the password file of a configuration with `auth = "proxy"`.
     pub fn load(config: &Config) -> Result<Verifiers, AuthSetupError> {
+        let stamps = Verifiers::stamps_of(config);
         let mut file = HashMap::new();
         let mut passwords = HashMap::new();
         if let Some(path) = &config.auth_file {
@@ -103,7 +108,14 @@ impl Verifiers {
             password: Zeroizing::new(config.backup.password().to_string()),
             connection: tokio::sync::Mutex::new(None),
             mock_secret: rand::random(),
+            stamps,
         })
+    }
+
+    /// The state of `config`'s auth files now, to compare with [`Verifiers::stamps`].
+    pub(crate) fn stamps_of(config: &Config) -> [Option<FileStamp>; 2] {
+        [&config.auth_file, &config.auth_passwords_file]
+            .map(|file| file.as_deref().and_then(FileStamp::of))
     }
 
     /// Whether a lookup of `user` would run the auth query now (no file entry, no fresh cache).
@@ -149,7 +161,7 @@ impl Verifiers {
                 None => self.connect(upstream).await?,
             };
             let query = tokio::time::timeout(
-                upstream.connect_timeout,
+                upstream.connect_timeout(),
                 current.query(query.as_str(), &[&user]),
             )
             .await;
@@ -164,7 +176,7 @@ impl Verifiers {
                 Err(_) if attempt > 0 => {
                     return Err(format!(
                         "the auth query got no answer within {:?}",
-                        upstream.connect_timeout
+                        upstream.connect_timeout()
                     ));
                 }
                 _ => attempt += 1,

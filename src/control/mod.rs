@@ -58,9 +58,8 @@ pub struct CopySources {
 pub struct Control {
     config: ServerConfig,
     managed: Option<ManagedServer>,
-    /// Credentials for the readiness check.
-    user: String,
-    password: String,
+    /// Credentials for the readiness check (the backup user's; a reload may change them).
+    login: std::sync::Mutex<(String, String)>,
     /// Availability and the open upstream connections, changed together under the channel's
     /// lock (see [`Links`]).
     links: watch::Sender<Links>,
@@ -97,8 +96,7 @@ impl Control {
         Control {
             config: config.clone(),
             managed,
-            user: login.0.to_string(),
-            password: login.1.to_string(),
+            login: std::sync::Mutex::new((login.0.to_string(), login.1.to_string())),
             links: watch::channel(Links {
                 available: true,
                 attached: Default::default(),
@@ -106,6 +104,11 @@ impl Control {
             })
             .0,
         }
+    }
+
+    /// Changes the credentials of the readiness check (a reload changed the backup login).
+    pub fn set_login(&self, user: &str, password: &str) {
+        *self.login.lock().unwrap() = (user.to_string(), password.to_string());
     }
 
     pub fn mode(&self) -> ControlMode {
@@ -210,9 +213,10 @@ impl Control {
     pub async fn wait_ready(&self, upstream: &Upstream) -> Result<(), ControlError> {
         let timeout = self.config.ready_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
+        let (user, password) = self.login.lock().unwrap().clone();
         let login = Login {
-            user: &self.user,
-            password: &self.password,
+            user: &user,
+            password: &password,
             database: "postgres",
         };
         let mut last = String::from("not tried");

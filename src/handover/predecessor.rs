@@ -100,7 +100,7 @@ async fn offer(
             }));
         }
     };
-    let config = shared.config.clone();
+    let config = shared.config();
     if config.server.control == ControlMode::Managed {
         return Err(Refusal::Told(
             "this process runs the managed Doltgres as its child, which would stop with it: \

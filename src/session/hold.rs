@@ -34,7 +34,7 @@ pub async fn wait(shared: &Shared, info: &SessionInfo, inject: &Injector) -> Hol
     if try_admit(&shared.gate, info) {
         return Hold::Admitted;
     }
-    let config = &shared.config;
+    let config = shared.config();
     let started = Instant::now();
     let notice_at = started + config.hold_notice_after;
     let deadline = started + config.hold_timeout;

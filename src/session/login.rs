@@ -22,6 +22,7 @@ use crate::auth::exchange::{self, ExchangeFailure, auth_request, code, read_mess
 use crate::auth::scram::{
     self, ClientExchange, ClientKeys, Key, SCRAM_SHA_256, ScramError, ServerExchange, Verified,
 };
+use crate::auth::store::Verifiers;
 use crate::auth::verifier::ScramVerifier;
 use crate::control::Attached;
 use crate::protocol::backend;
@@ -345,18 +346,18 @@ pub struct LoggedIn<'a> {
     pub credentials: Credentials,
 }
 
-/// The session's part of `auth = "proxy"` (see the module docs). `None` once the client has
-/// been answered (or left) and the session is over.
+/// The session's part of `auth = "proxy"` (see the module docs). `end_point`: the
+/// channel-binding data of the certificate the client's TLS handshake used, if any. `None` once
+/// the client has been answered (or left) and the session is over.
 pub async fn authenticate_and_connect<'a>(
     shared: &'a Shared,
     info: &SessionInfo,
     client: &mut MaybeTls,
     startup: &[u8],
+    end_point: Option<Vec<u8>>,
 ) -> Option<LoggedIn<'a>> {
-    let store = shared
-        .auth
-        .as_ref()
-        .expect("auth = proxy has a verifier store");
+    let store = shared.auth().expect("auth = proxy has a verifier store");
+    let store = &*store;
     let user = info.user.as_str();
     if user.is_empty() {
         // PostgreSQL's answer to a StartupMessage without a user.
@@ -368,7 +369,7 @@ pub async fn authenticate_and_connect<'a>(
         // The auth query needs the server: wait for it as a connection does.
         if !shared
             .control
-            .wait_available(shared.config.hold_timeout)
+            .wait_available(shared.config().hold_timeout)
             .await
         {
             info!("connection refused: the server is still down for a backup");
@@ -386,7 +387,7 @@ pub async fn authenticate_and_connect<'a>(
             return None;
         }
     };
-    let verified = client_exchange(shared, client, user, verifier.clone()).await?;
+    let verified = client_exchange(store, client, user, verifier.clone(), end_point).await?;
     let verifier = verifier.expect("only a real verifier verifies");
     let credentials = Credentials {
         user: user.to_string(),
@@ -412,7 +413,7 @@ pub async fn authenticate_and_connect<'a>(
             None => debug!("the server went down for a backup during login: waiting for it"),
             Some(Ok(Ok(outcome))) => break (server, attached, outcome),
             Some(Ok(Err(e))) => {
-                refuse_after_upstream(shared, client, &credentials, e).await;
+                refuse_after_upstream(store, client, &credentials, e).await;
                 return None;
             }
             Some(Err(_)) => {
@@ -443,17 +444,12 @@ pub async fn authenticate_and_connect<'a>(
 /// SCRAM with the client against `verifier` (a mock one when `None`). `None` once the client has
 /// been refused (or left).
 async fn client_exchange(
-    shared: &Shared,
+    store: &Verifiers,
     client: &mut MaybeTls,
     user: &str,
     verifier: Option<ScramVerifier>,
+    end_point: Option<Vec<u8>>,
 ) -> Option<Verified> {
-    let store = shared.auth.as_ref()?;
-    let end_point = if client.is_tls() {
-        shared.tls_end_point.clone()
-    } else {
-        None
-    };
     let mut exchange = ServerExchange::new(verifier, store.mock(user), end_point);
     let run = exchange::authenticate(client, &mut exchange);
     let failure = match tokio::time::timeout(AUTHENTICATION_TIMEOUT, run).await {
@@ -491,30 +487,25 @@ async fn password_failed(client: &mut MaybeTls, user: &str) {
 
 /// Tells the client why the login upstream failed, after its own exchange succeeded.
 async fn refuse_after_upstream(
-    shared: &Shared,
+    store: &Verifiers,
     client: &mut MaybeTls,
     credentials: &Credentials,
     error: LoginError,
 ) {
-    let store = shared.auth.as_ref();
     let user = credentials.user.as_str();
     match error {
         LoginError::Refused { response, sqlstate } => {
             info!(%user, sqlstate = sqlstate.as_deref().unwrap_or(""), "the upstream server refused the login");
             if sqlstate.as_deref() == Some(sqlstate::INVALID_PASSWORD) {
                 // The server's verifier is not the cached one any more.
-                if let Some(store) = store {
-                    store.invalidate(user);
-                }
+                store.invalidate(user);
             }
             let _ =
                 tokio::time::timeout(super::FAREWELL_TIMEOUT, client.write_all(&response)).await;
         }
         LoginError::StaleVerifier => {
             info!(%user, "the user's verifier changed on the server: refused, cache refreshed");
-            if let Some(store) = store {
-                store.invalidate(user);
-            }
+            store.invalidate(user);
             password_failed(client, user).await;
         }
         LoginError::Unsupported(message) => {

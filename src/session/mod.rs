@@ -26,11 +26,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::auth::AuthMode;
+use crate::config::Config;
 use crate::protocol::notice::{self, Severity, sqlstate};
 use crate::protocol::startup::{Negotiation, StartupPacket, param, parse as parse_startup};
 use crate::registry::{Registered, SessionInfo};
 use crate::shared::Shared;
-use crate::tls::{ClientTlsMode, MaybeTls};
+use crate::tls::{ClientTls, ClientTlsMode, MaybeTls};
 use startup::{Opening, StartupFailure};
 
 /// How long the proxy spends telling a client why its session ends.
@@ -44,12 +45,12 @@ pub async fn serve(
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) {
-    let config = &shared.config;
+    let config = shared.config();
     let _ = tcp.set_nodelay(true);
-    let permit = shared.limiter.clone().try_acquire_owned().ok();
+    let permit = shared.limiter.try_acquire();
     // The phases before the relay are boxed: their state is freed when they end, and the
     // session's task, which lives as long as the session, keeps only the relay's.
-    let (client, opening) = Box::pin(open(tcp, &shared)).await;
+    let (client, opening, tls) = Box::pin(open(tcp, &shared, &config)).await;
     let Some(mut client) = client else {
         return match opening {
             Err(e) if e.is_notable() => info!(error = %e, "startup refused"),
@@ -99,11 +100,16 @@ pub async fn serve(
             (upstream, relay::Login::Relayed { startup })
         }
         AuthMode::Proxy => {
+            // The channel-binding data of the certificate this client's handshake used.
+            let end_point = tls
+                .and_then(|tls| tls.end_point.clone())
+                .filter(|_| client.is_tls());
             let login = Box::pin(login::authenticate_and_connect(
                 &shared,
                 &registered.info,
                 &mut client,
                 &startup,
+                end_point,
             ));
             let outcome = tokio::select! {
                 done = login => Ok(done),
@@ -143,7 +149,7 @@ async fn connect_upstream<'a>(
     loop {
         if !shared
             .control
-            .wait_available(shared.config.hold_timeout)
+            .wait_available(shared.config().hold_timeout)
             .await
         {
             info!("connection refused: the server is still down for a backup");
@@ -169,40 +175,50 @@ async fn connect_upstream<'a>(
 
 /// The startup phase: encryption negotiation (TLS handshake if offered and asked for) and the
 /// first real packet, all within `startup_timeout`. Returns the stream unless the handshake
-/// consumed it.
+/// consumed it, and the client TLS in use when the session opened (a renewed certificate
+/// swapped in later is for later sessions).
 async fn open(
     tcp: TcpStream,
     shared: &Shared,
-) -> (Option<MaybeTls>, Result<Opening, StartupFailure>) {
-    let config = &shared.config;
+    config: &Config,
+) -> (
+    Option<MaybeTls>,
+    Result<Opening, StartupFailure>,
+    Option<Arc<ClientTls>>,
+) {
+    let tls = shared.client_tls();
     let deadline = Instant::now() + config.startup_timeout;
     let mut stream = MaybeTls::Plain(tcp);
     let mut negotiation = Negotiation::default();
     loop {
-        let offer_tls = shared.tls_acceptor.is_some() && !stream.is_tls();
+        let offer_tls = tls.is_some() && !stream.is_tls();
         let max_len = config.max_startup_len;
         let opening =
             startup::negotiate(&mut stream, max_len, offer_tls, &mut negotiation, deadline).await;
         let (Ok(Opening::TlsRequested { unencrypted_data }), Some(acceptor), MaybeTls::Plain(_)) =
-            (&opening, &shared.tls_acceptor, &stream)
+            (&opening, &tls, &stream)
         else {
-            return (Some(stream), opening);
+            return (Some(stream), opening, tls);
         };
         let unencrypted_data = *unencrypted_data;
         if let Err(e) = stream.write_all(b"S").await {
-            return (Some(stream), Err(StartupFailure::Io(e)));
+            return (Some(stream), Err(StartupFailure::Io(e)), tls);
         }
         let MaybeTls::Plain(tcp) = stream else {
             unreachable!()
         };
-        match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => stream = MaybeTls::Tls(Box::new(tls.into())),
-            Ok(Err(e)) => return (None, Err(StartupFailure::Handshake(e))),
-            Err(_) => return (None, Err(StartupFailure::Timeout)),
+        match tokio::time::timeout_at(deadline, acceptor.acceptor.accept(tcp)).await {
+            Ok(Ok(accepted)) => stream = MaybeTls::Tls(Box::new(accepted.into())),
+            Ok(Err(e)) => return (None, Err(StartupFailure::Handshake(e)), tls),
+            Err(_) => return (None, Err(StartupFailure::Timeout), tls),
         }
         if unencrypted_data {
             // As PostgreSQL does: the refusal comes after the handshake, encrypted.
-            return (Some(stream), Err(StartupFailure::UnencryptedData("SSL")));
+            return (
+                Some(stream),
+                Err(StartupFailure::UnencryptedData("SSL")),
+                tls,
+            );
         }
     }
 }

@@ -132,7 +132,7 @@ pub async fn reattach<'a>(
     plan: &Plan,
 ) -> Result<(MaybeTls, Attached<'a>), Failure> {
     let started = Instant::now();
-    let deadline = started + shared.config.hold_timeout;
+    let deadline = started + shared.config().hold_timeout;
     let timeout = || Failure {
         code: sqlstate::CANNOT_CONNECT_NOW,
         message: "the database server did not come back in time (hold_timeout); reconnect to \
@@ -186,7 +186,7 @@ pub async fn reattach<'a>(
             }
             Ok(Ok(done)) => done,
         };
-        let max_len = shared.config.max_message_len;
+        let max_len = shared.config().max_message_len;
         match tokio::time::timeout_at(deadline, replay(&mut server, plan, max_len)).await {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {

@@ -65,7 +65,7 @@ pub async fn relay(
     stop: &CancellationToken,
 ) {
     let mut pending_after_auth = None;
-    let config = &shared.config;
+    let config = shared.config();
     let mut client = client;
     let (mut client_read, mut client_write) = client.halves();
     let (startup, relogin, state) = match login {

@@ -132,7 +132,7 @@ async fn run_in_slot(
     let started = Instant::now();
     let mut record = WindowRecord::new(action.as_str(), trigger);
     let mut steps = Steps::new(started, Phase::Before);
-    let config = &shared.config;
+    let config = shared.config();
     let timeout = config.backup.action_timeout;
     // What needs no quiescence runs first, with traffic flowing: logging in, remotes, pre-syncs.
     let prepared =
@@ -300,7 +300,7 @@ pub async fn hold(
         .quiesce(
             &shared.registry,
             timeout,
-            shared.config.drain_policy,
+            shared.config().drain_policy,
             &cancel,
         )
         .await;

@@ -14,15 +14,12 @@ use crate::shared::Shared;
 /// How often the trigger conditions are checked.
 const TICK: Duration = Duration::from_millis(100);
 
-/// Watches the write-commit counter and opens windows until `shutdown`.
+/// Watches the write-commit counter and opens windows until `shutdown`. The triggers are read
+/// from the running configuration at every check, so a reload that adds, changes or removes
+/// them takes effect at the next one.
 pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let backup = &shared.config.backup;
-    let actions = backup.triggered_actions();
-    if actions.is_empty() || (backup.every_write_commits == 0 && backup.interval.is_none()) {
-        return;
-    }
     let mut last_success = Instant::now();
-    let mut backoff = backup.retry_initial;
+    let mut backoff = None;
     let mut not_before = Instant::now();
     loop {
         tokio::select! {
@@ -30,6 +27,12 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             // The successor of an upgrade runs windows from then on.
             _ = shared.handover.handed_over() => return,
             _ = tokio::time::sleep(TICK) => {}
+        }
+        let config = shared.config();
+        let backup = &config.backup;
+        let actions = backup.triggered_actions();
+        if actions.is_empty() || (backup.every_write_commits == 0 && backup.interval.is_none()) {
+            continue;
         }
         let since = shared.metrics.write_commits_since_backup.get();
         let by_count = backup.every_write_commits > 0 && since >= backup.every_write_commits as i64;
@@ -51,11 +54,12 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
         }
         if all_ok {
             last_success = Instant::now();
-            backoff = backup.retry_initial;
+            backoff = None;
         } else {
-            info!(retry_in = ?backoff, "triggered window failed: backing off");
-            not_before = Instant::now() + backoff;
-            backoff = (backoff * 2).min(backup.retry_max);
+            let wait: Duration = backoff.unwrap_or(backup.retry_initial);
+            info!(retry_in = ?wait, "triggered window failed: backing off");
+            not_before = Instant::now() + wait;
+            backoff = Some((wait * 2).min(backup.retry_max));
         }
     }
 }
@@ -63,7 +67,8 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
 /// The last window on graceful shutdown, if enabled and anything was written since the last
 /// successful one. Bounded by the drain and action timeouts.
 pub async fn final_window(shared: &Arc<Shared>) {
-    let backup = &shared.config.backup;
+    let config = shared.config();
+    let backup = &config.backup;
     if !backup.on_shutdown || shared.metrics.write_commits_since_backup.get() <= 0 {
         return;
     }

@@ -77,8 +77,8 @@ async fn inventory_then_copy(
 
 /// Databases, their HEAD and working-set hashes and table row counts, and the server version.
 async fn inventory(shared: &Shared) -> Result<(String, Vec<DatabaseState>), ActionError> {
-    let first = shared
-        .config
+    let config = shared.config();
+    let first = config
         .backup
         .databases
         .first()

@@ -52,7 +52,8 @@ pub async fn prepare(
     action: Action,
     steps: &mut Steps,
 ) -> Result<Prepared, ActionError> {
-    let backup = &shared.config.backup;
+    let config = shared.config();
+    let backup = &config.backup;
     let missing = ActionError::NotConfigured(action.as_str());
     match action {
         Action::Push => {
@@ -76,7 +77,8 @@ pub async fn run(
     window_id: u64,
     steps: &mut Steps,
 ) -> Result<(Value, Option<Transfer>), ActionError> {
-    let backup = &shared.config.backup;
+    let config = shared.config();
+    let backup = &config.backup;
     match prepared {
         Prepared::Push(prepared) => {
             let cfg = backup
@@ -117,8 +119,8 @@ pub async fn transfer(
     cut: &mut Value,
     steps: &mut Steps,
 ) -> Result<(), ActionError> {
-    let cfg = shared
-        .config
+    let config = shared.config();
+    let cfg = config
         .backup
         .push
         .as_ref()

@@ -8,7 +8,8 @@ use crate::shared::Shared;
 use crate::upstream::{Login, describe_sql_error};
 
 pub(super) async fn connect(shared: &Shared, database: &str) -> Result<Client, ActionError> {
-    let backup = &shared.config.backup;
+    let config = shared.config();
+    let backup = &config.backup;
     let login = Login {
         user: &backup.user,
         password: backup.password(),

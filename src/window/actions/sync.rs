@@ -47,7 +47,7 @@ pub async fn prepare(
     steps: &mut Steps,
 ) -> Result<Prepared, ActionError> {
     let mut databases = Vec::new();
-    for database in &shared.config.backup.databases {
+    for database in &shared.config().backup.databases {
         let db = database.as_str();
         let client = steps.time("connect", Some(db), connect(shared, db)).await?;
         if let Some(url) = &cfg.url {
