@@ -351,3 +351,52 @@ async fn a_sidecar_without_a_config_source_says_so() {
     assert_eq!(code, 409, "{body}");
     assert!(body.contains("no configuration source"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_level_changes_on_reload() {
+    let server = TestServer::postgres().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sidecar.toml");
+    let log = dir.path().join("stderr.log");
+    let write = |extra: &str| {
+        std::fs::write(&file, format!("upstream = \"{}\"\n{extra}", server.addr())).unwrap()
+    };
+    write("log_level = \"warn\"\nhold_timeout = \"30s\"\n");
+    let stderr = std::fs::File::create(&log).unwrap();
+    let mut sidecar = SidecarProcess::start_with(&["--config", file.to_str().unwrap()], |c| {
+        c.env_remove("RUST_LOG").stderr(stderr);
+    });
+    sidecar.ready().await;
+    let reload = |sidecar: &SidecarProcess| {
+        let url = format!("{}/reload", sidecar.admin);
+        async move {
+            let (code, body) = call("POST", url, None).await;
+            assert_eq!(code, 200, "{body}");
+            changed(&body)
+        }
+    };
+    let logged = || std::fs::read_to_string(&log).unwrap();
+
+    // At warn, a reload's info lines are not logged.
+    write("log_level = \"warn\"\nhold_timeout = \"31s\"\n");
+    assert_eq!(reload(&sidecar).await, ["hold_timeout"]);
+    assert!(!logged().contains("configuration reloaded"), "{}", logged());
+
+    // The new level applies before the reload logs what it changed.
+    write("log_level = \"info\"\nhold_timeout = \"31s\"\n");
+    assert_eq!(reload(&sidecar).await, ["log_level"]);
+    let text = logged();
+    assert!(
+        text.contains("configuration reloaded: changed") && text.contains("log_level"),
+        "{text}"
+    );
+    let lines = text.lines().count();
+
+    // And back: the next reload is silent again.
+    write("log_level = \"warn\"\nhold_timeout = \"32s\"\n");
+    let mut keys = reload(&sidecar).await;
+    keys.sort();
+    assert_eq!(keys, ["hold_timeout", "log_level"]);
+    let text = logged();
+    assert_eq!(text.lines().count(), lines, "{text}");
+}
