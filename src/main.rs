@@ -156,24 +156,30 @@ fn call(
 /// Runs the proxy until a signal stops it (or a successor takes over with `upgrade`: this
 /// process then takes over from the running one). `logs` replaces the log filter while it runs.
 async fn run(
-    config: doltgres_sidecar::config::Config,
+    mut config: doltgres_sidecar::config::Config,
     args: RunArgs,
     logs: LogControl,
 ) -> anyhow::Result<()> {
     tracing::info!(version = doltgres_sidecar::cli::VERSION, log_filter = %logs.current(), "starting");
+    // Signals first: a take-over or a managed server's start can take a while, and SIGHUP's
+    // default action would end the process.
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
     let handover_path = handover::socket_path(&config);
-    let (listener, admin, predecessor) = if args.upgrade {
+    let (listener, admin, mut predecessor) = if args.upgrade {
         let (listener, admin, taken) = handover::take_over(&config)
             .await
             .context("cannot take over from the running sidecar")?;
+        if let Some(server) = &taken.server {
+            // The adopted server keeps the port it runs on.
+            config.server.port = server.port;
+            config.upstream = format!("127.0.0.1:{}", server.port);
+        }
         (listener, admin, Some(taken))
     } else {
-        let listener = tokio::net::TcpListener::bind(&config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let admin = tokio::net::TcpListener::bind(&config.admin_listen)
-            .await
-            .with_context(|| format!("cannot listen on {} (admin API)", config.admin_listen))?;
+        let (listener, admin) = bind(&config, &handover_path).await?;
         (listener, admin, None)
     };
     // Kept for a successor: the same sockets, handed over on upgrade.
@@ -181,24 +187,6 @@ async fn run(
         listener.as_fd().try_clone_to_owned()?,
         admin.as_fd().try_clone_to_owned()?,
     ];
-    let shutdown = CancellationToken::new();
-    tokio::spawn(watch_signals(shutdown.clone()));
-    // Installed before anything else can take a while, so an early SIGHUP does not end the
-    // process (its default action).
-    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .context("installing the SIGHUP handler")?;
-    let shared = Shared::new(config).context("setting up TLS, authentication and the upstream")?;
-    shared.set_config_source(Box::new(move |running| args.resolve_again(running)));
-    shared.set_log_control(logs);
-    tokio::spawn(reload_on_hangup(shared.clone(), hangup));
-    if shared.control.managed().is_some() {
-        shared
-            .control
-            .start(&shared.upstream)
-            .await
-            .context("starting the managed Doltgres")?;
-        tokio::spawn(control::supervise(shared.clone(), shutdown.clone()));
-    }
     let endpoint = match predecessor {
         None => handover::Endpoint::bind(&handover_path),
         Some(_) => handover::Endpoint::bind_beside(&handover_path),
@@ -208,6 +196,58 @@ async fn run(
             tracing::warn!(socket = %handover_path.display(), error = %e, "upgrades cannot hand over to a successor: the hand-over socket is unavailable")
         })
         .ok();
+    // Removes the socket's path on every way out, unless a successor's replaced it.
+    let mut remover = endpoint.as_ref().map(handover::Endpoint::remover);
+    let shared = Shared::new(config).context("setting up TLS, authentication and the upstream")?;
+    shared.set_config_source(Box::new(move |running| args.resolve_again(running)));
+    shared.set_log_control(logs);
+    tokio::spawn(reload_on_hangup(shared.clone(), hangup));
+    // A successor runs no window until its predecessor is gone; nothing else can hold the slot
+    // yet, so this cannot wait.
+    let pause = match &predecessor {
+        Some(taken) => Some(
+            shared
+                .windows
+                .pause(
+                    format!(
+                        "the previous process ({}) is still letting its sessions finish",
+                        taken.predecessor
+                    ),
+                    std::time::Duration::from_secs(1),
+                )
+                .await
+                .context("holding off backup windows")?,
+        ),
+        None => None,
+    };
+    if let Some(managed) = shared.control.managed() {
+        match predecessor.as_mut().and_then(|taken| taken.server.take()) {
+            Some(server) => managed
+                .adopt(server.pid, server.outputs)
+                .context("adopting the managed Doltgres")?,
+            None => shared
+                .control
+                .start(&shared.upstream)
+                .await
+                .context("starting the managed Doltgres")?,
+        }
+        tokio::spawn(control::supervise(shared.clone(), shutdown.clone()));
+    }
+    if let (Some(taken), Some(pause)) = (predecessor, pause) {
+        taken.offered.add_to(&shared.metrics);
+        taken
+            .accepting(shared.clone(), pause, &shutdown)
+            .await
+            .context("the running sidecar did not confirm the hand-over")?;
+        if let Some(endpoint) = &mut endpoint {
+            match endpoint.publish(&handover_path) {
+                Ok(()) => remover = Some(endpoint.remover()),
+                Err(e) => {
+                    tracing::warn!(socket = %handover_path.display(), error = %e, "cannot move the hand-over socket into place")
+                }
+            }
+        }
+    }
     // The admin API stops with the proxy, or when a successor takes its listener over.
     let admin_stop = CancellationToken::new();
     tokio::spawn({
@@ -221,39 +261,23 @@ async fn run(
         }
     });
     let admin = tokio::spawn(admin::serve(admin, shared.clone(), admin_stop));
-    if let Some(taken) = predecessor {
-        let pid = taken.predecessor;
-        taken.offered.add_to(&shared.metrics);
-        let pause = shared
-            .windows
-            .pause(
-                format!("the previous process ({pid}) is still letting its sessions finish"),
-                std::time::Duration::from_secs(1),
-            )
-            .await
-            .context("holding off backup windows")?;
-        taken
-            .accepting(shared.clone(), pause)
-            .await
-            .context("the running sidecar did not wait for the hand-over")?;
-        if let Some(endpoint) = &mut endpoint
-            && let Err(e) = endpoint.publish(&handover_path)
-        {
-            tracing::warn!(socket = %handover_path.display(), error = %e, "cannot move the hand-over socket into place");
+    match endpoint {
+        Some(endpoint) => {
+            tokio::spawn(handover::serve(
+                endpoint,
+                shared.clone(),
+                listener_fds,
+                shutdown.child_token(),
+            ));
         }
-    }
-    let remover = endpoint.as_ref().map(handover::Endpoint::remover);
-    if let Some(endpoint) = endpoint {
-        tokio::spawn(handover::serve(
-            endpoint,
-            shared.clone(),
-            listener_fds,
-            shutdown.child_token(),
-        ));
+        // Nobody to hand over to: the listeners close as soon as the accept loop stops.
+        None => drop(listener_fds),
     }
     server::run(listener, shared.clone(), shutdown).await?;
     shared.handover.finish(&shared.metrics).await;
-    if let Some(managed) = shared.control.managed() {
+    if let Some(managed) = shared.control.managed()
+        && !shared.handover.is_handed_over()
+    {
         tracing::info!("stopping the managed Doltgres");
         managed
             .stop()
@@ -261,14 +285,34 @@ async fn run(
             .context("stopping the managed Doltgres")?;
     }
     admin.await??;
-    if let Some(remover) = remover {
-        remover.remove();
-    }
+    drop(remover);
     Ok(())
 }
 
-/// SIGHUP: reload the configuration. A reload that fails is logged; the process runs on with
-/// what it had.
+/// Binds the client and admin listeners; a port in use by a running sidecar (its hand-over
+/// socket answers) says how to replace it.
+async fn bind(
+    config: &doltgres_sidecar::config::Config,
+    handover_path: &std::path::Path,
+) -> anyhow::Result<(tokio::net::TcpListener, tokio::net::TcpListener)> {
+    let bind_one = |addr: String, what: &'static str| async move {
+        tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
+            let running = e.kind() == std::io::ErrorKind::AddrInUse
+                && std::os::unix::net::UnixStream::connect(handover_path).is_ok();
+            let hint = if running {
+                ": a doltgres-sidecar runs there; to replace it without dropping clients, start \
+                 this one with --upgrade"
+            } else {
+                ""
+            };
+            anyhow::Error::new(e).context(format!("cannot listen on {addr}{what}{hint}"))
+        })
+    };
+    let listener = bind_one(config.listen.clone(), "").await?;
+    let admin = bind_one(config.admin_listen.clone(), " (admin API)").await?;
+    Ok((listener, admin))
+}
+
 async fn reload_on_hangup(shared: Arc<Shared>, mut hangup: tokio::signal::unix::Signal) {
     while hangup.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading the configuration");

@@ -56,10 +56,16 @@ pub async fn run(
         );
     };
     drop(listener);
-    if handed_over {
+    // A hand-over may complete just as a shutdown begins: the final window then gives way.
+    if handed_over || shared.handover.is_handed_over() {
         info!("a successor accepts on the listeners: no final backup window here");
     } else {
-        crate::window::trigger::final_window(&shared).await;
+        tokio::select! {
+            _ = crate::window::trigger::final_window(&shared) => {}
+            _ = shared.handover.handed_over() => {
+                info!("a successor took over: the final backup window gives way");
+            }
+        }
     }
     sessions.close();
     let shutdown_timeout = shared.config().shutdown_timeout;

@@ -175,9 +175,18 @@ async fn pgbench_through_an_upgrade_loses_and_refuses_nothing(server: TestServer
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // With the old process gone, windows run in the successor again.
-    let (status, body) = new.post("/quiesce?ttl=5s").await;
-    assert_eq!(status, 200, "{body}");
+    // With the old process gone (the successor checks every 100 ms), windows run in the
+    // successor again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = new.post("/quiesce?ttl=5s").await;
+        if status == 200 {
+            break;
+        }
+        assert!(body.contains("held off"), "{status} {body}");
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (status, body) = new.post("/resume").await;
     assert_eq!(status, 200, "{body}");
     // And the successor serves new clients alone.

@@ -4,6 +4,7 @@
 //! `stop_timeout`, SIGKILL. The same type starts the scratch servers that `restore` and `verify`
 //! use, on other directories and ports.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Mutex;
@@ -13,6 +14,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::ControlError;
@@ -50,6 +52,27 @@ impl ManagedSpec {
 struct Running {
     pid: i32,
     exited: watch::Receiver<Option<ExitStatus>>,
+    /// Stops this process's watch over the server (a successor adopted it).
+    release: CancellationToken,
+    /// Duplicates of the read ends of its stdout and stderr, for a successor.
+    outputs: Vec<OwnedFd>,
+}
+
+/// How often an adopted server (not this process's child) is checked for having exited.
+const ADOPTED_POLL: Duration = Duration::from_millis(100);
+
+fn start_error(e: std::io::Error) -> ControlError {
+    ControlError::Start(format!("the server's output: {e}"))
+}
+
+/// Whether process `pid` runs (exists and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state follows the command name, which is in parentheses and may hold anything.
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
 }
 
 /// One managed Doltgres.
@@ -95,16 +118,29 @@ impl ManagedServer {
             })?;
         let pid = child.id().unwrap_or_default() as i32;
         let span = info_span!("doltgres", pid, port = spec.port);
+        let release = CancellationToken::new();
+        let mut outputs = Vec::new();
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(forward_lines(out).instrument(span.clone()));
+            outputs.push(out.as_fd().try_clone_to_owned().map_err(start_error)?);
+            tokio::spawn(forward_lines(out, release.clone()).instrument(span.clone()));
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(forward_lines(err).instrument(span.clone()));
+            outputs.push(err.as_fd().try_clone_to_owned().map_err(start_error)?);
+            tokio::spawn(forward_lines(err, release.clone()).instrument(span.clone()));
         }
         let (tx, exited) = watch::channel(None);
+        let released = release.clone();
         tokio::spawn(
             async move {
-                let status = child.wait().await;
+                let status = tokio::select! {
+                    status = child.wait() => status,
+                    _ = released.cancelled() => {
+                        // A successor process adopted the server: it must outlive this process
+                        // (the handle would kill it when dropped).
+                        std::mem::forget(child);
+                        return;
+                    }
+                };
                 match &status {
                     Ok(s) => info!(status = %s, "doltgres exited"),
                     Err(e) => warn!(error = %e, "cannot wait for doltgres"),
@@ -114,7 +150,64 @@ impl ManagedServer {
             .instrument(span),
         );
         info!(pid, addr = %spec.addr(), dir = %spec.dir.display(), "doltgres started");
-        *self.running.lock().unwrap() = Some(Running { pid, exited });
+        *self.running.lock().unwrap() = Some(Running {
+            pid,
+            exited,
+            release,
+            outputs,
+        });
+        Ok(())
+    }
+
+    /// The running server's pid and duplicates of its output pipes' read ends, for a successor
+    /// to adopt.
+    pub fn handover_parts(&self) -> Option<(i32, Vec<OwnedFd>)> {
+        let running = self.running.lock().unwrap();
+        let running = running.as_ref()?;
+        let outputs = running
+            .outputs
+            .iter()
+            .map(|fd| fd.try_clone())
+            .collect::<std::io::Result<_>>()
+            .ok()?;
+        Some((running.pid, outputs))
+    }
+
+    /// Leaves the running server to a successor: this process stops reading its output,
+    /// stops watching it and will not stop it.
+    pub fn release(&self) {
+        if let Some(running) = self.running.lock().unwrap().take() {
+            running.release.cancel();
+            info!(pid = running.pid, "doltgres left running for the successor");
+        }
+    }
+
+    /// Takes over a server a predecessor process started: its pid, and the read ends of its
+    /// output pipes. It is not this process's child, so its exit is seen by polling `/proc`.
+    pub fn adopt(&self, pid: i32, outputs: Vec<OwnedFd>) -> Result<(), ControlError> {
+        let span = info_span!("doltgres", pid, port = self.spec.port);
+        for fd in outputs {
+            let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(fd).map_err(start_error)?;
+            tokio::spawn(forward_lines(pipe, CancellationToken::new()).instrument(span.clone()));
+        }
+        let (tx, exited) = watch::channel(None);
+        tokio::spawn(
+            async move {
+                while alive(pid) {
+                    tokio::time::sleep(ADOPTED_POLL).await;
+                }
+                info!("doltgres exited");
+                let _ = tx.send(Some(ExitStatus::default()));
+            }
+            .instrument(span),
+        );
+        info!(pid, addr = %self.spec.addr(), "doltgres adopted from the previous process");
+        *self.running.lock().unwrap() = Some(Running {
+            pid,
+            exited,
+            release: CancellationToken::new(),
+            outputs: Vec::new(),
+        });
         Ok(())
     }
 
@@ -129,7 +222,10 @@ impl ManagedServer {
 
     /// Stops the process: SIGTERM, then SIGKILL after `stop_timeout`. Returns once it exited.
     pub async fn stop(&self) -> Result<(), ControlError> {
-        let Some(Running { pid, mut exited }) = self.running.lock().unwrap().take() else {
+        let Some(Running {
+            pid, mut exited, ..
+        }) = self.running.lock().unwrap().take()
+        else {
             return Ok(());
         };
         if exited.borrow().is_some() {
@@ -233,11 +329,19 @@ fn set_telemetry(path: &Path, telemetry: bool) -> std::io::Result<()> {
     std::fs::write(path, serde_json::to_vec(&config)?)
 }
 
-/// Forwards the child's output into the sidecar's log, a line at a time.
-async fn forward_lines(stream: impl AsyncRead + Unpin) {
+/// Forwards the server's output into the sidecar's log, a line at a time, until `release`.
+async fn forward_lines(stream: impl AsyncRead + Unpin, release: CancellationToken) {
     let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        info!(target: "doltgres", "{line}");
+    loop {
+        let line = tokio::select! {
+            biased;
+            _ = release.cancelled() => return,
+            line = lines.next_line() => line,
+        };
+        match line {
+            Ok(Some(line)) => info!(target: "doltgres", "{line}"),
+            _ => return,
+        }
     }
 }
 
@@ -251,6 +355,15 @@ pub fn free_port() -> std::io::Result<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_running_process_is_alive_and_a_reaped_one_is_not() {
+        assert!(alive(std::process::id() as i32));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        assert!(!alive(pid));
+    }
 
     #[test]
     fn telemetry_setting_keeps_other_keys() {

@@ -23,13 +23,29 @@ pub enum Message {
         admin_listen: String,
         shutdown_timeout_ms: u64,
         counts: Counts,
+        /// Managed mode: the Doltgres to adopt; its output pipes follow the listeners.
+        #[serde(default)]
+        managed: Option<ManagedOffer>,
     },
     /// Running → successor: no hand-over, and why.
     Refused { reason: String },
-    /// Successor → running: "I accept on your listeners now; stop accepting."
+    /// Successor → running: "I am ready to accept on your listeners; stop accepting."
     Accepting,
+    /// Running → successor: "I stopped accepting: they are yours." The successor serves only
+    /// after this, so a running process that gave up (a timeout, a shutdown) never leaves two
+    /// processes serving.
+    Confirmed,
     /// Running → successor, when its last session ended: its counters at the end.
     Final { counts: Counts },
+}
+
+/// The managed Doltgres a successor adopts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagedOffer {
+    pub pid: i32,
+    pub port: u16,
+    /// How many of its output pipes follow the listeners.
+    pub outputs: usize,
 }
 
 /// A frame that cannot be a message.
@@ -95,11 +111,17 @@ mod tests {
             admin_listen: "127.0.0.1:9187".into(),
             shutdown_timeout_ms: 30_000,
             counts: counts.clone(),
+            managed: Some(ManagedOffer {
+                pid: 9,
+                port: 5433,
+                outputs: 2,
+            }),
         });
         round_trip(Message::Refused {
             reason: "no".into(),
         });
         round_trip(Message::Accepting);
+        round_trip(Message::Confirmed);
         round_trip(Message::Final { counts });
     }
 

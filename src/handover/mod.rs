@@ -64,12 +64,16 @@ impl Endpoint {
     pub fn bind(path: &Path) -> std::io::Result<Endpoint> {
         let listener = match UnixListener::bind(path) {
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                // Only a socket nobody listens on is stale; anything else at the path stays.
+                let is_socket = std::fs::symlink_metadata(path)
+                    .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()));
+                let refused = std::os::unix::net::UnixStream::connect(path)
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused);
+                if !(is_socket && refused) {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::AddrInUse,
                         format!(
-                            "a running doltgres-sidecar answers on {}: start this one with \
-                             --upgrade to take over from it",
+                            "{} is in use (a running doltgres-sidecar, or not a stale socket)",
                             path.display()
                         ),
                     ));
@@ -105,7 +109,7 @@ impl Endpoint {
         Ok(())
     }
 
-    /// A handle that removes the path at exit if it is still this socket.
+    /// A guard that removes the path when dropped, if it is still this socket.
     pub fn remover(&self) -> Remover {
         Remover {
             path: self.path.clone(),
@@ -114,14 +118,15 @@ impl Endpoint {
     }
 }
 
-/// Removes the hand-over socket's path on exit, unless a successor's socket replaced it.
+/// Removes the hand-over socket's path when dropped (on every way out of `run`), unless a
+/// successor's socket replaced it.
 pub struct Remover {
     path: PathBuf,
     inode: u64,
 }
 
-impl Remover {
-    pub fn remove(&self) {
+impl Drop for Remover {
+    fn drop(&mut self) {
         if std::fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.inode) {
             let _ = std::fs::remove_file(&self.path);
         }
@@ -133,15 +138,10 @@ impl Remover {
 pub struct Handover {
     /// Cancelled once a successor accepts on this process's listeners.
     handed_over: CancellationToken,
-    successor: Mutex<Option<Successor>>,
-}
-
-/// The successor that took over, and the window pause that lasts until this process exits.
-#[derive(Debug)]
-struct Successor {
-    stream: UnixStream,
-    pid: u32,
-    _pause: Pause,
+    /// The successor's connection and pid, for the final counters.
+    successor: Mutex<Option<(UnixStream, u32)>>,
+    /// Windows held off until this process exits: the successor runs them.
+    pause: Mutex<Option<Pause>>,
 }
 
 impl Handover {
@@ -156,28 +156,21 @@ impl Handover {
     }
 
     fn complete(&self, stream: UnixStream, pid: u32, pause: Pause) {
-        *self.successor.lock().unwrap() = Some(Successor {
-            stream,
-            pid,
-            _pause: pause,
-        });
+        *self.pause.lock().unwrap() = Some(pause);
+        *self.successor.lock().unwrap() = Some((stream, pid));
         self.handed_over.cancel();
     }
 
-    /// After the last session ended: tells the successor this process's final counters.
+    /// After the last session ended: tells the successor this process's final counters. The
+    /// windows stay held off until the process exits.
     pub async fn finish(&self, metrics: &Metrics) {
-        let Some(mut successor) = self.successor.lock().unwrap().take() else {
+        let Some((mut stream, pid)) = self.successor.lock().unwrap().take() else {
             return;
         };
         let counts = counts::Counts::read(metrics);
-        match wire::send(&mut successor.stream, &message::Message::Final { counts }).await {
-            Ok(()) => tracing::info!(
-                successor = successor.pid,
-                "final counters sent to the successor"
-            ),
-            Err(e) => {
-                tracing::warn!(successor = successor.pid, error = %e, "cannot send the final counters")
-            }
+        match wire::send(&mut stream, &message::Message::Final { counts }).await {
+            Ok(()) => tracing::info!(successor = pid, "final counters sent to the successor"),
+            Err(e) => tracing::warn!(successor = pid, error = %e, "cannot send the final counters"),
         }
     }
 }

@@ -10,9 +10,8 @@ use tracing::{info, warn};
 
 use super::Endpoint;
 use super::counts::Counts;
-use super::message::Message;
+use super::message::{ManagedOffer, Message};
 use super::wire::{self, WireError};
-use crate::control::config::ControlMode;
 use crate::shared::Shared;
 
 /// How long a successor has to say hello after connecting.
@@ -41,7 +40,14 @@ pub async fn serve(
                 continue;
             }
         };
-        match offer(&mut stream, &shared, &listeners).await {
+        // A shutdown abandons a hand-over under way (which frees the windows' slot for the
+        // final window); the successor then never gets its confirmation.
+        let outcome = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            outcome = offer(&mut stream, &shared, &listeners, &shutdown) => outcome,
+        };
+        match outcome {
             Ok((pid, pause)) => {
                 info!(
                     successor = pid,
@@ -49,11 +55,17 @@ pub async fn serve(
                      its sessions finish and runs no more backup windows"
                 );
                 shared.handover.complete(stream, pid, pause);
+                if let Some(server) = shared.control.managed() {
+                    server.release();
+                }
                 return;
             }
             Err(Refusal::Told(reason)) => {
                 warn!(%reason, "hand-over refused");
                 let _ = wire::send(&mut stream, &Message::Refused { reason }).await;
+            }
+            Err(Refusal::Declined(reason)) => {
+                warn!(%reason, "the successor gave up: this process goes on serving");
             }
             Err(Refusal::Failed(e)) => {
                 warn!(error = %e, "hand-over abandoned: this process goes on serving");
@@ -65,6 +77,8 @@ pub async fn serve(
 enum Refusal {
     /// Said to the successor.
     Told(String),
+    /// The successor's own reason to stop.
+    Declined(String),
     /// The conversation broke; nothing more to say.
     Failed(WireError),
 }
@@ -80,6 +94,7 @@ async fn offer(
     stream: &mut UnixStream,
     shared: &Arc<Shared>,
     listeners: &[OwnedFd; 2],
+    shutdown: &CancellationToken,
 ) -> Result<(u32, crate::window::Pause), Refusal> {
     let ours = nix::unistd::geteuid().as_raw();
     let theirs = stream.peer_cred().map_err(WireError::Io)?.uid();
@@ -101,13 +116,6 @@ async fn offer(
         }
     };
     let config = shared.config();
-    if config.server.control == ControlMode::Managed {
-        return Err(Refusal::Told(
-            "this process runs the managed Doltgres as its child, which would stop with it: \
-             upgrades hand over with server.control = \"external\" or \"command\""
-                .into(),
-        ));
-    }
     if let Some(reason) = shared.windows.paused() {
         return Err(Refusal::Told(format!(
             "this process cannot hand over yet: {reason}"
@@ -123,6 +131,29 @@ async fn offer(
             "a backup window is still open after {wait:?}: try again when it ends"
         )));
     };
+    // Managed mode: the server runs on, adopted by the successor, its output pipes handed over.
+    let (managed, outputs) = match shared.control.managed() {
+        None => (None, Vec::new()),
+        Some(server) => match server.handover_parts() {
+            Some((pid, outputs)) => (
+                Some(ManagedOffer {
+                    pid,
+                    port: server.spec.port,
+                    outputs: outputs.len(),
+                }),
+                outputs,
+            ),
+            None => {
+                return Err(Refusal::Told(
+                    "the managed Doltgres is not running now (stopped for a copy, or being \
+                     restarted): try again"
+                        .into(),
+                ));
+            }
+        },
+    };
+    let mut fds = vec![listeners[0].as_raw_fd(), listeners[1].as_raw_fd()];
+    fds.extend(outputs.iter().map(|fd| fd.as_raw_fd()));
     let counts = Counts::read(&shared.metrics);
     wire::send(
         stream,
@@ -132,16 +163,21 @@ async fn offer(
             admin_listen: config.admin_listen.clone(),
             shutdown_timeout_ms: config.shutdown_timeout.as_millis() as u64,
             counts,
+            managed,
         },
     )
     .await?;
-    wire::send_fds(
-        stream,
-        &[listeners[0].as_raw_fd(), listeners[1].as_raw_fd()],
-    )
-    .await?;
+    wire::send_fds(stream, &fds).await?;
     match wire::recv(stream, ACCEPTING_TIMEOUT).await? {
-        Message::Accepting => Ok((pid, pause)),
+        Message::Accepting if shutdown.is_cancelled() => Err(Refusal::Told(
+            "this process is shutting down: start the new one on its own".into(),
+        )),
+        Message::Accepting => {
+            // From here on the successor serves: this process must stop accepting.
+            wire::send(stream, &Message::Confirmed).await?;
+            Ok((pid, pause))
+        }
+        Message::Refused { reason } => Err(Refusal::Declined(reason)),
         got => Err(Refusal::Failed(WireError::Unexpected {
             expected: "accepting",
             got: Box::new(got),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, UnixStream};
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::counts::Counts;
@@ -20,6 +21,10 @@ use crate::window::Pause;
 const FDS_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long past its `shutdown_timeout` a predecessor may take to send its final counters.
 const FINAL_MARGIN: Duration = Duration::from_secs(60);
+/// How long the predecessor may take to confirm it stopped accepting.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the predecessor's process is checked for having exited.
+const EXIT_POLL: Duration = Duration::from_millis(100);
 
 /// Why this process could not take over.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +41,12 @@ pub enum TakeOverError {
     Refused(String),
     #[error(transparent)]
     Wire(#[from] WireError),
+    #[error("the process on the hand-over socket runs as uid {theirs}, this one as uid {ours}")]
+    Peer { theirs: u32, ours: u32 },
+    #[error("the running sidecar did not confirm (it shut down or gave up): {0}")]
+    NotConfirmed(String),
+    #[error("this process is shutting down: the running sidecar keeps its listeners")]
+    ShuttingDown,
     #[error(
         "the running sidecar listens on {theirs} ({what}), this config on {ours}: an upgrade keeps the addresses"
     )]
@@ -44,15 +55,26 @@ pub enum TakeOverError {
         theirs: String,
         ours: String,
     },
-    #[error(
-        "--upgrade needs server.control = \"external\" or \"command\": a managed Doltgres is the \
-         running sidecar's child and stops with it"
-    )]
-    Managed,
+    #[error("the running sidecar {theirs}, this config {ours}: an upgrade keeps server.control")]
+    Control {
+        theirs: &'static str,
+        ours: &'static str,
+    },
+}
+
+/// The managed Doltgres the predecessor leaves running.
+pub struct AdoptedServer {
+    pub pid: i32,
+    pub port: u16,
+    /// The read ends of its stdout and stderr.
+    pub outputs: Vec<std::os::fd::OwnedFd>,
 }
 
 /// The conversation with the predecessor, which continues until it exits.
 pub struct TakenOver {
+    /// Managed mode: the server to adopt (set the config's port to its port, then
+    /// `ManagedServer::adopt` it).
+    pub server: Option<AdoptedServer>,
     /// The predecessor's pid.
     pub predecessor: u32,
     /// The predecessor's counters at the offer; add them to this process's before serving.
@@ -66,9 +88,6 @@ pub struct TakenOver {
 pub async fn take_over(
     config: &Config,
 ) -> Result<(TcpListener, TcpListener, TakenOver), TakeOverError> {
-    if config.server.control == ControlMode::Managed {
-        return Err(TakeOverError::Managed);
-    }
     let path = super::socket_path(config);
     let mut stream = UnixStream::connect(&path)
         .await
@@ -76,6 +95,11 @@ pub async fn take_over(
             path: path.display().to_string(),
             source,
         })?;
+    let ours = nix::unistd::geteuid().as_raw();
+    let theirs = stream.peer_cred().map_err(WireError::Io)?.uid();
+    if theirs != ours {
+        return Err(TakeOverError::Peer { theirs, ours });
+    }
     wire::send(
         &mut stream,
         &Message::Hello {
@@ -86,7 +110,7 @@ pub async fn take_over(
     .await?;
     // The predecessor first waits for a window that is open to end.
     let patience = config.backup.action_timeout + config.drain_timeout + Duration::from_secs(10);
-    let (predecessor, listen, admin_listen, shutdown_timeout_ms, offered) =
+    let (predecessor, listen, admin_listen, shutdown_timeout_ms, offered, managed) =
         match wire::recv(&mut stream, patience).await? {
             Message::Offer {
                 pid,
@@ -94,7 +118,15 @@ pub async fn take_over(
                 admin_listen,
                 shutdown_timeout_ms,
                 counts,
-            } => (pid, listen, admin_listen, shutdown_timeout_ms, counts),
+                managed,
+            } => (
+                pid,
+                listen,
+                admin_listen,
+                shutdown_timeout_ms,
+                counts,
+                managed,
+            ),
             Message::Refused { reason } => return Err(TakeOverError::Refused(reason)),
             got => {
                 return Err(WireError::Unexpected {
@@ -104,29 +136,69 @@ pub async fn take_over(
                 .into());
             }
         };
-    let mut fds = wire::recv_fds(&stream, 2, FDS_TIMEOUT).await?.into_iter();
-    let listener = adopt(fds.next(), "listen", &listen, &config.listen)?;
+    match receive(&mut stream, config, &listen, &admin_listen, managed).await {
+        Ok((listener, admin, server)) => Ok((
+            listener,
+            admin,
+            TakenOver {
+                server,
+                predecessor,
+                offered,
+                shutdown_timeout: Duration::from_millis(shutdown_timeout_ms),
+                stream,
+            },
+        )),
+        Err(e) => {
+            // Tell the running process why, for its log; it carries on.
+            let reason = e.to_string();
+            let _ = wire::send(&mut stream, &Message::Refused { reason }).await;
+            Err(e)
+        }
+    }
+}
+
+/// The listening sockets (and a managed server's output pipes) that follow an offer, checked
+/// against this process's config.
+async fn receive(
+    stream: &mut UnixStream,
+    config: &Config,
+    listen: &str,
+    admin_listen: &str,
+    managed: Option<super::message::ManagedOffer>,
+) -> Result<(TcpListener, TcpListener, Option<AdoptedServer>), TakeOverError> {
+    let outputs = managed.as_ref().map_or(0, |m| m.outputs);
+    let mut fds = wire::recv_fds(stream, 2 + outputs, FDS_TIMEOUT)
+        .await?
+        .into_iter();
+    let listener = adopt(fds.next(), "listen", listen, &config.listen)?;
     let admin = adopt(
         fds.next(),
         "admin_listen",
-        &admin_listen,
+        admin_listen,
         &config.admin_listen,
     )?;
+    let managed_here = config.server.control == ControlMode::Managed;
+    if managed.is_some() != managed_here {
+        let (runs, not) = ("runs a managed Doltgres", "does not run a managed Doltgres");
+        return Err(TakeOverError::Control {
+            theirs: if managed.is_some() { runs } else { not },
+            ours: if managed_here {
+                "is managed"
+            } else {
+                "is not managed"
+            },
+        });
+    }
+    let server = managed.map(|m| AdoptedServer {
+        pid: m.pid,
+        port: m.port,
+        outputs: fds.collect(),
+    });
     info!(
-        predecessor,
         listen = %listener.local_addr().map_err(WireError::Io)?,
-        "took over the running sidecar's listeners"
+        "received the running sidecar's listeners"
     );
-    Ok((
-        listener,
-        admin,
-        TakenOver {
-            predecessor,
-            offered,
-            shutdown_timeout: Duration::from_millis(shutdown_timeout_ms),
-            stream,
-        },
-    ))
+    Ok((listener, admin, server))
 }
 
 /// A received listening socket as a tokio listener, if it is the one this config listens on.
@@ -154,32 +226,62 @@ fn adopt(
 }
 
 impl TakenOver {
-    /// Tells the predecessor this process accepts now, then, in the background, waits for it
-    /// to finish: its final counters are added, and `pause` (windows held off) ends.
-    pub async fn accepting(mut self, shared: Arc<Shared>, pause: Pause) -> Result<(), WireError> {
+    /// Tells the predecessor this process is ready and waits for its confirmation that it
+    /// stopped accepting; only then may this process serve. In the background it then waits
+    /// for the predecessor to finish: its final counters are added, and once its process is
+    /// gone `pause` (windows held off) ends.
+    pub async fn accepting(
+        mut self,
+        shared: Arc<Shared>,
+        pause: Pause,
+        shutdown: &CancellationToken,
+    ) -> Result<(), TakeOverError> {
+        if shutdown.is_cancelled() {
+            return Err(TakeOverError::ShuttingDown);
+        }
         wire::send(&mut self.stream, &Message::Accepting).await?;
+        match wire::recv(&mut self.stream, CONFIRM_TIMEOUT).await {
+            Ok(Message::Confirmed) => {}
+            Ok(Message::Refused { reason }) => return Err(TakeOverError::NotConfirmed(reason)),
+            Ok(got) => return Err(TakeOverError::NotConfirmed(format!("{got:?}"))),
+            Err(e) => return Err(TakeOverError::NotConfirmed(e.to_string())),
+        }
         let predecessor = self.predecessor;
+        info!(predecessor, "took over the running sidecar's listeners");
         let patience = self.shutdown_timeout + FINAL_MARGIN;
         tokio::spawn(async move {
             match wire::recv(&mut self.stream, patience).await {
                 Ok(Message::Final { counts }) => {
                     counts.since(&self.offered).add_to(&shared.metrics);
-                    info!(
-                        predecessor,
-                        "the previous process finished: backup windows resume"
-                    );
+                    info!(predecessor, "the previous process finished");
                 }
                 Ok(got) => warn!(
                     predecessor,
                     ?got,
-                    "unexpected message from the previous process: backup windows resume"
+                    "unexpected message from the previous process"
                 ),
                 Err(e) => warn!(
                     predecessor,
                     error = %e,
-                    "the previous process ended without its final counters: backup windows resume"
+                    "no final counters from the previous process"
                 ),
             }
+            // Its sessions end only with its process: windows wait for that.
+            let mut waited = Duration::ZERO;
+            while crate::control::managed::alive(predecessor as i32) {
+                if waited.as_secs() > 0 && waited.as_secs().is_multiple_of(60) {
+                    warn!(
+                        predecessor,
+                        "the previous process still runs: backup windows wait for it to exit"
+                    );
+                }
+                tokio::time::sleep(EXIT_POLL).await;
+                waited += EXIT_POLL;
+            }
+            info!(
+                predecessor,
+                "the previous process exited: backup windows resume"
+            );
             drop(pause);
         });
         Ok(())
