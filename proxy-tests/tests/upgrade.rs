@@ -197,6 +197,22 @@ async fn pgbench_through_an_upgrade_loses_and_refuses_nothing(server: TestServer
     );
     assert_eq!(after.failed, 0);
     assert_eq!(new.child.try_wait().unwrap(), None);
+
+    // It can be upgraded in turn: its socket is where the config says.
+    let mut third = SidecarProcess::start_at(&listen, &admin, &args(&["--upgrade"]), |_| {});
+    let exit = new
+        .wait_exit(Duration::from_secs(30))
+        .await
+        .expect("the second process did not hand over");
+    assert!(exit.success());
+    let last = pgbench::run(
+        &server,
+        &listen,
+        &["-f", &script, "-C", "-t", "20", "-D", "base=31"],
+    );
+    assert_eq!(last.failed, 0);
+    assert_eq!(third.child.try_wait().unwrap(), None);
+    third.ready().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,4 +279,131 @@ async fn a_failed_upgrade_leaves_the_running_process_serving() {
     );
     old.post("/resume").await;
     assert_eq!(old.child.try_wait().unwrap(), None);
+}
+
+/// The pid Doltgres records in its data directory (`pid:port:uuid`).
+fn doltgres_pid(server_dir: &std::path::Path) -> i32 {
+    let info = std::fs::read_to_string(server_dir.join("data/.dolt/sql-server.info")).unwrap();
+    info.split(':').next().unwrap().trim().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_managed_doltgres_is_handed_over_with_the_listeners() {
+    use proxy_tests::managed::{PASSWORD, USER};
+    let dir = tempfile::tempdir().unwrap();
+    let server_dir = dir.path().join("doltgres");
+    let file = dir.path().join("sidecar.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "shutdown_timeout = \"40s\"\nhandover_socket = \"{}\"\n\n\
+             [server]\ncontrol = \"managed\"\nbinary = \"{}\"\ndir = \"{}\"\npassword = \"{PASSWORD}\"\n\n\
+             [backup]\non_shutdown = false\n\n[backup.copy]\ncatalog = \"{}\"\n",
+            dir.path().join("handover.sock").display(),
+            proxy_tests::install::doltgres_binary().display(),
+            server_dir.display(),
+            dir.path().join("backups").display()
+        ),
+    )
+    .unwrap();
+    let config = file.display().to_string();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let admin = format!("127.0.0.1:{}", free_port());
+    let mut old = SidecarProcess::start_at(&listen, &admin, &["--config", &config], |_| {});
+    old.ready().await;
+    let login = Login {
+        user: USER.into(),
+        password: PASSWORD.into(),
+        database: "postgres".into(),
+    };
+    let (host, port) = listen.rsplit_once(':').unwrap();
+    let mut pg = tokio_postgres::Config::new();
+    pg.host(host)
+        .port(port.parse().unwrap())
+        .user(USER)
+        .password(PASSWORD)
+        .dbname("postgres");
+    let client = proxy_tests::server_connect(&pg).await.unwrap();
+    let rows: Vec<String> = (1..=50).map(|id| format!("({id}, 0)")).collect();
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE acct (id int PRIMARY KEY, n bigint NOT NULL); INSERT INTO acct VALUES {};",
+            rows.join(", ")
+        ))
+        .await
+        .unwrap();
+    let server_pid = doltgres_pid(&server_dir);
+    let script = pgbench::script(
+        dir.path(),
+        "bump",
+        "BEGIN;\nUPDATE acct SET n = n + 1 WHERE id = :client_id + :base;\nCOMMIT;\n",
+        1,
+    );
+    let run = |args: &'static [&'static str]| {
+        let (login, listen, script) = (login.clone(), listen.clone(), script.clone());
+        std::thread::spawn(move || {
+            let mut all = vec!["-f", &script];
+            all.extend_from_slice(args);
+            pgbench::run_as(&login, &listen, &all)
+        })
+    };
+    let per_txn = run(&["-C", "-c", "3", "-T", "10", "-D", "base=1"]);
+    let persistent = run(&["-c", "2", "-T", "10", "-D", "base=11"]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let new =
+        SidecarProcess::start_at(&listen, &admin, &["--config", &config, "--upgrade"], |_| {});
+
+    let per_txn = per_txn.join().unwrap();
+    let persistent = persistent.join().unwrap();
+    assert_eq!(per_txn.failed + persistent.failed, 0);
+    // The last session on the old process.
+    drop(client);
+    let exit = old
+        .wait_exit(Duration::from_secs(60))
+        .await
+        .expect("the old process did not exit");
+    assert!(exit.success(), "the old process exited with {exit}");
+    let processed = per_txn.processed + persistent.processed;
+    // The server outlived the process that started it: the successor adopted it.
+    assert_eq!(doltgres_pid(&server_dir), server_pid);
+    assert!(doltgres_sidecar::control::managed::alive(server_pid));
+    let through_copy = proxy_tests::server_connect(&pg).await.unwrap();
+    let n: i64 = through_copy
+        .query_one("SELECT sum(n)::bigint FROM acct", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n as u64, processed, "rows against pgbench's count");
+
+    // A copy window in the successor stops the adopted server (not its child) and starts its
+    // own, and the data is all there.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let (status, body) = new.post("/backups?action=copy").await;
+        if status == 200 {
+            break body;
+        }
+        assert!(body.contains("held off"), "{status} {body}");
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(body.contains("\"result\":\"ok\""), "{body}");
+    assert!(!doltgres_sidecar::control::managed::alive(server_pid));
+    let restarted = doltgres_pid(&server_dir);
+    assert_ne!(restarted, server_pid);
+    let client = proxy_tests::server_connect(&pg).await.unwrap();
+    let n: i64 = client
+        .query_one("SELECT sum(n)::bigint FROM acct", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n as u64, processed);
+    // A session open through the copy window carries on.
+    through_copy.batch_execute("SELECT 1").await.unwrap();
+    // The successor stops its server when it stops.
+    drop(client);
+    drop(through_copy);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(new);
+    assert!(!doltgres_sidecar::control::managed::alive(restarted));
 }
