@@ -115,6 +115,31 @@ pub fn exercise_admin(data: &[u8]) {
     }
 }
 
+/// The upgrade hand-over's framing (`fuzz_targets/handover.rs`): the input as a stream of frames
+/// from the other process. A frame may be refused (too long, not a message) but never panics, and
+/// a message that decodes encodes back to a frame that decodes to the same message.
+pub fn exercise_handover(data: &[u8]) {
+    use crate::handover::message::{body_len, decode, encode};
+    let mut rest = data;
+    while rest.len() >= 4 {
+        let (header, tail) = rest.split_at(4);
+        let Ok(len) = body_len(header.try_into().expect("four bytes")) else {
+            return;
+        };
+        if tail.len() < len {
+            return;
+        }
+        let (body, tail) = tail.split_at(len);
+        if let Ok(message) = decode(body) {
+            let frame = encode(&message);
+            let again = body_len(frame[..4].try_into().expect("four bytes")).expect("fits");
+            assert_eq!(again, frame.len() - 4);
+            assert_eq!(decode(&frame[4..]).expect("round trip"), message);
+        }
+        rest = tail;
+    }
+}
+
 /// Config parsing (`fuzz_targets/config.rs`): the input as a config file. Parsing and validation
 /// may refuse it but not panic, and a config that validates keeps the promises the rest of the
 /// program relies on (addresses that parse, limits above their floors, non-zero timeouts).
@@ -451,6 +476,11 @@ mod tests {
     #[test]
     fn admin_corpus_replays_cleanly() {
         replay("admin", super::exercise_admin);
+    }
+
+    #[test]
+    fn handover_corpus_replays_cleanly() {
+        replay("handover", super::exercise_handover);
     }
 
     #[test]

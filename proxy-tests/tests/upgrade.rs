@@ -25,6 +25,31 @@ fn config(dir: &std::path::Path) -> std::path::PathBuf {
     file
 }
 
+/// The sum of the counters every pgbench transaction bumps once.
+async fn sum_of_n(client: &tokio_postgres::Client) -> u64 {
+    let n: i64 = client
+        .query_one("SELECT sum(n)::bigint FROM acct", &[])
+        .await
+        .unwrap()
+        .get(0);
+    n as u64
+}
+
+/// POSTs `path` until it succeeds: a successor holds windows off (409, saying so) until its
+/// predecessor's process is gone, which it checks every 100 ms. The successful answer's body.
+async fn once_windows_run(process: &SidecarProcess, path: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = process.post(path).await;
+        if status == 200 {
+            return body;
+        }
+        assert!(body.contains("held off"), "{status} {body}");
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Runs pgbench in a thread: `args` besides the script, against `addr`.
 fn pgbench_in_background(
     server: &TestServer,
@@ -149,12 +174,8 @@ async fn pgbench_through_an_upgrade_loses_and_refuses_nothing(server: TestServer
     );
 
     // Nothing acknowledged is lost: every transaction pgbench counted is in the table.
-    let n: i64 = direct
-        .query_one("SELECT sum(n)::bigint FROM acct", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n as u64, processed, "rows against pgbench's count");
+    let n = sum_of_n(&direct).await;
+    assert_eq!(n, processed, "rows against pgbench's count");
 
     // Counts continue: the successor's counter holds the old process's commits too (pgbench
     // also commits one statement per run, reading the server's settings).
@@ -177,16 +198,7 @@ async fn pgbench_through_an_upgrade_loses_and_refuses_nothing(server: TestServer
 
     // With the old process gone (the successor checks every 100 ms), windows run in the
     // successor again.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, body) = new.post("/quiesce?ttl=5s").await;
-        if status == 200 {
-            break;
-        }
-        assert!(body.contains("held off"), "{status} {body}");
-        assert!(std::time::Instant::now() < deadline, "{body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    once_windows_run(&new, "/quiesce?ttl=5s").await;
     let (status, body) = new.post("/resume").await;
     assert_eq!(status, 200, "{body}");
     // And the successor serves new clients alone.
@@ -368,36 +380,19 @@ async fn a_managed_doltgres_is_handed_over_with_the_listeners() {
     assert_eq!(doltgres_pid(&server_dir), server_pid);
     assert!(doltgres_sidecar::control::managed::alive(server_pid));
     let through_copy = proxy_tests::server_connect(&pg).await.unwrap();
-    let n: i64 = through_copy
-        .query_one("SELECT sum(n)::bigint FROM acct", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n as u64, processed, "rows against pgbench's count");
+    let n = sum_of_n(&through_copy).await;
+    assert_eq!(n, processed, "rows against pgbench's count");
 
     // A copy window in the successor stops the adopted server (not its child) and starts its
     // own, and the data is all there.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let body = loop {
-        let (status, body) = new.post("/backups?action=copy").await;
-        if status == 200 {
-            break body;
-        }
-        assert!(body.contains("held off"), "{status} {body}");
-        assert!(std::time::Instant::now() < deadline, "{body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let body = once_windows_run(&new, "/backups?action=copy").await;
     assert!(body.contains("\"result\":\"ok\""), "{body}");
     assert!(!doltgres_sidecar::control::managed::alive(server_pid));
     let restarted = doltgres_pid(&server_dir);
     assert_ne!(restarted, server_pid);
     let client = proxy_tests::server_connect(&pg).await.unwrap();
-    let n: i64 = client
-        .query_one("SELECT sum(n)::bigint FROM acct", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n as u64, processed);
+    let n = sum_of_n(&client).await;
+    assert_eq!(n, processed);
     // A session open through the copy window carries on.
     through_copy.batch_execute("SELECT 1").await.unwrap();
     // The successor stops its server when it stops.
