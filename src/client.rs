@@ -96,8 +96,9 @@ pub fn status_text(s: &Value) -> String {
     let c = &s["counters"];
     let sessions = s["sessions"].as_array().cloned().unwrap_or_default();
     let mut out = format!(
-        "doltgres-sidecar {} → upstream {}\n{} session(s) · commits {} · rollbacks {} · write commits {} ({} since the last backup)\n",
+        "doltgres-sidecar {} (pid {}) → upstream {}\n{} session(s) · commits {} · rollbacks {} · write commits {} ({} since the last backup)\n",
         s["version"].as_str().unwrap_or("?"),
+        s["pid"],
         s["upstream"].as_str().unwrap_or("?"),
         sessions.len(),
         c["commits"],
@@ -105,6 +106,9 @@ pub fn status_text(s: &Value) -> String {
         c["write_commits"],
         c["write_commits_since_backup"],
     );
+    if let Some(reason) = s["windows_held_off"].as_str() {
+        let _ = writeln!(out, "backup windows held off: {reason}");
+    }
     if !sessions.is_empty() {
         let _ = writeln!(
             out,
@@ -190,5 +194,15 @@ mod tests {
         let text = status_text(&s);
         assert!(text.contains("1 session(s) · commits 5"), "{text}");
         assert!(text.contains("idle"), "{text}");
+        assert!(!text.contains("held off"), "{text}");
+        let s = json!({"version": "0.1.0", "pid": 42, "upstream": "db:5432",
+            "windows_held_off": "the previous process (7) is still letting its sessions finish",
+            "counters": {}, "sessions": []});
+        let text = status_text(&s);
+        assert!(text.contains("(pid 42)"), "{text}");
+        assert!(
+            text.contains("backup windows held off: the previous process (7)"),
+            "{text}"
+        );
     }
 }

@@ -142,6 +142,16 @@ async fn pgbench_through_an_upgrade_loses_and_refuses_nothing(server: TestServer
         // (The old process, between its offer and the successor's answer, says it is handing
         // over.)
         if body.contains("held off") && body.contains("previous process") {
+            // `status` says so too, and which process answers.
+            let (_, status) = new.get("/status").await;
+            let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+            assert_eq!(status["pid"], new.child.id(), "{status}");
+            assert!(
+                status["windows_held_off"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("previous process")),
+                "{status}"
+            );
             break;
         }
         assert!(

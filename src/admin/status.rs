@@ -12,7 +12,12 @@ use crate::shared::Shared;
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Status {
     pub version: &'static str,
+    /// This sidecar's process id (after an upgrade, the new process's).
+    pub pid: u32,
     pub upstream: String,
+    /// Why backup windows are held off now, if they are (an upgrade: the previous process is
+    /// still letting its sessions finish).
+    pub windows_held_off: Option<String>,
     pub sessions: Vec<SessionStatus>,
     pub counters: Counters,
 }
@@ -69,7 +74,9 @@ pub async fn status(State(shared): State<Arc<Shared>>) -> Json<Status> {
     let m = &shared.metrics;
     Json(Status {
         version: env!("CARGO_PKG_VERSION"),
+        pid: std::process::id(),
         upstream: shared.upstream.addr.clone(),
+        windows_held_off: shared.windows.paused(),
         sessions,
         counters: Counters {
             commits: m.commits.get(),
