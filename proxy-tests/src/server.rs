@@ -250,7 +250,9 @@ impl TestServer {
         let _ = child.wait();
     }
 
-    fn doltgres_command(&self) -> Command {
+    /// The command that runs this Doltgres (its config written), for a test that runs it with
+    /// other output handling.
+    pub fn doltgres_command(&self) -> Command {
         let dir = self.dir.path();
         let config = dir.join("config.yaml");
         let mut yaml = format!(

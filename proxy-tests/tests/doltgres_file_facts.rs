@@ -293,3 +293,82 @@ async fn sigterm_closes_sessions_with_a_bare_eof() {
     );
     drop(server);
 }
+
+/// Doltgres is a Go program: when the read end of its stdout/stderr pipe is closed, its next log
+/// line (a new connection logs one at `log_level: info`) kills it with SIGPIPE. So a managed
+/// server whose sidecar exits must keep a reader: the upgrade hand-over passes the pipes' read
+/// ends to the successor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_output_pipe_kills_the_server_at_its_next_log_line() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let mut server = TestServer::doltgres().await;
+    server.stop();
+    let run = || {
+        server
+            .doltgres_command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let ready = |child: &mut std::process::Child| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(server.addr()).is_err() {
+            assert!(child.try_wait().unwrap().is_none(), "doltgres exited");
+            assert!(Instant::now() < deadline, "doltgres did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    // With a reader, connections come and go and the server runs on.
+    let mut child = run();
+    let (out, err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || std::io::copy(&mut pipe, &mut std::io::sink()))
+    };
+    let readers = (drain(Box::new(out)), drain(Box::new(err)));
+    ready(&mut child);
+    for _ in 0..3 {
+        let client = server.connect_direct().await;
+        client.batch_execute("SELECT 1").await.unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "doltgres exited with a reader"
+    );
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    child.wait().unwrap();
+    let _ = (readers.0.join(), readers.1.join());
+
+    // Without one, the next connection's log line ends it.
+    let mut child = run();
+    ready(&mut child);
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let _ = server
+        .config_at(&server.addr())
+        .connect(tokio_postgres::NoTls)
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "doltgres survived a closed output pipe"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        status.signal(),
+        Some(nix::sys::signal::Signal::SIGPIPE as i32),
+        "{status:?}"
+    );
+}
