@@ -6,18 +6,9 @@ import re
 from pathlib import Path
 
 from formatting import table  # benches/pgbench (on sys.path via run.py)
+from stall_report import ms  # benches/stall (on sys.path via run.py)
 
 NAMES = {"doltgres": "Doltgres", "postgres": "PostgreSQL"}
-
-
-def ms(value: float | None) -> str:
-    if value is None:
-        return "–"
-    if value >= 100:
-        return f"{value:,.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
 
 
 def rate(value: float) -> str:
