@@ -139,18 +139,31 @@ impl Upstream {
         }
     }
 
-    /// Sends a CancelRequest packet on a connection of its own (plain TCP, as libpq does).
+    /// Sends a CancelRequest packet on a connection of its own (plain TCP, as libpq does) and
+    /// waits until the server closes that connection. PostgreSQL closes it only after it has
+    /// signalled the backend, so once this returns the cancel can no longer hit a request sent
+    /// later; the caller closes its client's cancel connection only then, which is what libpq's
+    /// cancel waits for. Doltgres closes at once (it ignores cancels). The whole exchange is
+    /// bounded by `connect_timeout`.
     pub async fn send_cancel(&self, packet: &[u8]) -> Result<(), String> {
         let sent = tokio::time::timeout(self.connect_timeout(), async {
             let mut upstream = TcpStream::connect(&self.addr).await?;
             upstream.write_all(packet).await?;
-            upstream.shutdown().await
+            // Nothing comes back but the close; a reset is a close too.
+            let mut sink = [0u8; 64];
+            while let Ok(n) = upstream.read(&mut sink).await
+                && n > 0
+            {}
+            Ok::<(), std::io::Error>(())
         })
         .await;
         match sent {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within {:?}", self.connect_timeout())),
+            Err(_) => Err(format!(
+                "the server did not close the cancel connection within {:?}",
+                self.connect_timeout()
+            )),
         }
     }
 

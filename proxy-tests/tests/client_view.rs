@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use proxy_tests::raw::{Msg, RawClient};
+use proxy_tests::raw::{Msg, RawClient, frontend};
 use proxy_tests::{Kind, TestProxy, TestServer, both_servers};
 
 /// The single value of a one-row, one-column result.
@@ -202,5 +202,36 @@ async fn a_client_that_vanishes_is_seen_by_the_server_as_gone_not_as_terminated(
             found, n,
             "{addr}: PostgreSQL did not log the unexpected EOF"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_servers_fatal_the_client_sees_that_and_the_close_only() {
+    // pg_terminate_backend ends an idle session with FATAL 57P01 and a close. A statement the
+    // client sends meanwhile races the close: the server's socket may answer it with a reset,
+    // and the proxy's write of it may fail. Directly the client reads the FATAL and then the
+    // close (or reset), nothing else; through the proxy it must be the same: no second FATAL of
+    // the proxy's own about the lost connection. The race goes either way, so it runs 15 times.
+    let server = TestServer::postgres().await;
+    let proxy = TestProxy::start(&server.addr()).await;
+    let admin = server.connect_direct().await;
+    for (how, addr) in [("direct", server.addr()), ("proxied", proxy.addr.clone())] {
+        for round in 0..15 {
+            let mut victim = RawClient::login(&addr, &server).await;
+            let (pid, _) = victim.key.clone().unwrap();
+            let row = admin
+                .query_one("SELECT pg_terminate_backend($1::int)", &[&(pid as i32)])
+                .await
+                .unwrap();
+            assert!(row.get::<_, bool>(0));
+            victim.send(&frontend::query("BEGIN")).await;
+            let closed = victim.until_end().await;
+            let codes: Vec<_> = closed.messages.iter().map(|m| m.sqlstate()).collect();
+            assert_eq!(
+                codes,
+                [Some("57P01".to_string())],
+                "{how}, round {round}: {closed:?}"
+            );
+        }
     }
 }

@@ -104,6 +104,62 @@ async fn direct_and_through_proxy(driver: &str, server: TestServer) {
     auth_proxy.stop().await;
 }
 
+// A driver's cancel (libpq's, pgx's) returns once the server has closed the cancel connection,
+// which PostgreSQL does only after it has signalled the backend: a query sent afterwards cannot
+// be hit. Through the proxy the client's cancel connection must not close earlier, or the cancel
+// lands on the next query. Each check program cancels on an idle connection and then runs
+// `SELECT pg_sleep(0.2)`, 20 times: none may be cancelled, directly, through the proxy, and
+// through the proxy with TLS. (Doltgres ignores cancels: 0 there too.)
+both_servers!(psycopg_cancel);
+async fn psycopg_cancel(server: TestServer) {
+    cancel_hits_nothing_later("python", server).await;
+}
+
+both_servers!(pgx_cancel);
+async fn pgx_cancel(server: TestServer) {
+    cancel_hits_nothing_later("go", server).await;
+}
+
+async fn cancel_hits_nothing_later(driver: &str, server: TestServer) {
+    let program = driver_program(driver);
+    let dir = tempfile::tempdir().unwrap();
+    let certs = proxy_tests::certs::TestCerts::create(dir.path());
+    let proxy = TestProxy::start(&server.addr()).await;
+    let tls_proxy = TestProxy::start_with(&server.addr(), |c| {
+        c.tls = doltgres_sidecar::tls::ClientTlsMode::Require;
+        c.tls_cert = Some(certs.cert.clone());
+        c.tls_key = Some(certs.key.clone());
+    })
+    .await;
+    for (how, addr, sslmode) in [
+        ("direct", server.addr(), "prefer"),
+        ("through the proxy", proxy.addr.clone(), "disable"),
+        (
+            "through the proxy with TLS",
+            tls_proxy.addr.clone(),
+            "require",
+        ),
+    ] {
+        let run = run_mode(
+            program,
+            &server,
+            &addr,
+            &["--cancel"],
+            &[("DRIVER_SSLMODE", sslmode)],
+        )
+        .await;
+        assert!(
+            run.success && run.steps == "cancel: ok 0 of 20\n",
+            "{driver} on {:?} {how}:\n{}\nstderr:\n{}",
+            server.kind,
+            run.steps,
+            run.stderr
+        );
+    }
+    proxy.stop().await;
+    tls_proxy.stop().await;
+}
+
 /// What one run of a check program printed, and whether it exited 0.
 struct Run {
     success: bool,
@@ -112,12 +168,24 @@ struct Run {
     stderr: String,
 }
 
-/// Runs `program` against `addr` with `server`'s credentials.
+/// Runs `program`'s scenario against `addr` with `server`'s credentials.
 async fn run(program: &DriverProgram, server: &TestServer, addr: &str) -> Run {
+    run_mode(program, server, addr, &[], &[]).await
+}
+
+/// Runs `program` against `addr` with `server`'s credentials, more arguments and variables.
+async fn run_mode(
+    program: &DriverProgram,
+    server: &TestServer,
+    addr: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Run {
     let (host, port) = addr.rsplit_once(':').expect("host:port");
     let mut cmd = Command::new(&program.argv[0]);
     cmd.args(&program.argv[1..])
         .args([host, port, &server.user, &server.password, &server.database])
+        .args(extra)
         .stdin(Stdio::null())
         .kill_on_drop(true);
     // The programs are told everything; no PG* variable of ours may change how drivers connect.
@@ -126,6 +194,7 @@ async fn run(program: &DriverProgram, server: &TestServer, addr: &str) -> Run {
             cmd.env_remove(key);
         }
     }
+    cmd.envs(env.iter().copied());
     let out = tokio::time::timeout(RUN_TIMEOUT, cmd.output())
         .await
         .unwrap_or_else(|_| panic!("{} did not finish within {RUN_TIMEOUT:?}", program.name))

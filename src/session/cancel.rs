@@ -1,6 +1,8 @@
 //! CancelRequest: the client sends the key it was given (the upstream's process id, the proxy's
 //! secret); the proxy looks the session up and sends a CancelRequest with the upstream's own key
-//! to the upstream.
+//! to the upstream, then waits until the upstream has closed that connection before the client's
+//! is closed (see [`crate::upstream::Upstream::send_cancel`]): a client that waits for the close,
+//! as libpq does, then knows its cancel can no longer hit a later request.
 //!
 //! Doltgres hands every connection the same key and ignores cancels; the proxy still forwards
 //! them (harmlessly), so the same code serves PostgreSQL, where cancels work.

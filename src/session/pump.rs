@@ -156,6 +156,12 @@ impl Pump {
         self.scanner = Scanner::new(self.scanner.max_len());
     }
 
+    /// True unless a future running this pump was dropped in the middle of a write (and how
+    /// much of it went out is unknown): only then may [`Pump::run`] be called again.
+    pub fn can_resume(&self) -> bool {
+        !self.writing
+    }
+
     /// True when nothing has been half-written to the destination.
     pub fn at_message_boundary(&self) -> bool {
         !self.writing && self.scanner.at_message_boundary()

@@ -134,6 +134,13 @@ pub async fn relay(
             r = down.run(&mut server_read, &mut client_write, &mut server_side) => Ending::Server(r),
             ending = rare => ending,
         };
+        // A write to the server fails when the server has closed the connection, and it may
+        // have said why first (pg_terminate_backend's FATAL 57P01, say): those bytes still wait
+        // to be read, and a direct client would read them. Forward them before deciding.
+        if matches!(ending, Ending::Client(Err(PumpError::Write(_)))) && down.can_resume() {
+            let rest = down.run(&mut server_read, &mut client_write, &mut server_side);
+            let _ = Box::pin(tokio::time::timeout(FAREWELL_TIMEOUT, rest)).await;
+        }
         // The server closing is explained already when it sent an error or the client said
         // goodbye; during login (PostgreSQL's authentication timeout, say) a direct client would
         // see only the close, so that is all it sees here too.
@@ -297,6 +304,15 @@ fn explain(ending: Ending, expected_close: bool) -> Option<(&'static str, String
                 sqlstate::PROTOCOL_VIOLATION,
                 format!("invalid message from client: {e}"),
             ))
+        }
+        Ending::Client(Err(PumpError::Write(e))) | Ending::Server(Err(PumpError::Read(e)))
+            if expected_close =>
+        {
+            // The server said why it closed (its ErrorResponse was forwarded) and then reset
+            // the connection: directly, the client would see that error and the close, nothing
+            // more.
+            debug!(error = %e, "upstream connection lost after the server's error");
+            None
         }
         Ending::Client(Err(PumpError::Write(e))) | Ending::Server(Err(PumpError::Read(e))) => {
             warn!(error = %e, "upstream connection lost");

@@ -6,6 +6,10 @@
 // With --restart it runs the restart scenario instead: SET a custom parameter, prepare a named
 // statement and execute it, print "ready", wait for one line on stdin, then execute the statement
 // again and SHOW the parameter: "after: ok 42 pgx".
+//
+// With --cancel it cancels on an idle connection and then runs `SELECT pg_sleep(0.2)`, 20 times,
+// and prints how many of those queries the cancel hit: "cancel: ok 0 of 20" (pgx's cancel
+// returns once the server has closed the cancel connection). DRIVER_SSLMODE sets the sslmode.
 package main
 
 import (
@@ -25,9 +29,13 @@ import (
 var ctx = context.Background()
 
 func main() {
-	restart := len(os.Args) == 7 && os.Args[6] == "--restart"
-	if len(os.Args) != 6 && !restart {
-		fmt.Fprintln(os.Stderr, "usage: check HOST PORT USER PASSWORD DBNAME [--restart]")
+	mode := ""
+	if len(os.Args) == 7 {
+		mode = os.Args[6]
+	}
+	restart := mode == "--restart"
+	if len(os.Args) != 6 && !restart && mode != "--cancel" {
+		fmt.Fprintln(os.Stderr, "usage: check HOST PORT USER PASSWORD DBNAME [--restart|--cancel]")
 		os.Exit(2)
 	}
 	dsn := url.URL{
@@ -35,6 +43,9 @@ func main() {
 		User:   url.UserPassword(os.Args[3], os.Args[4]),
 		Host:   net.JoinHostPort(os.Args[1], os.Args[2]),
 		Path:   "/" + os.Args[5],
+	}
+	if sslmode := os.Getenv("DRIVER_SSLMODE"); sslmode != "" {
+		dsn.RawQuery = "sslmode=" + sslmode
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -46,6 +57,10 @@ func main() {
 		return
 	}
 	check("connect", err)
+	if mode == "--cancel" {
+		cancelScenario(conn)
+		return
+	}
 	pass("connect", "")
 
 	// Without arguments pgx would still prepare; ask for the simple query protocol.
@@ -126,6 +141,24 @@ func main() {
 	pass("drop", "")
 	check("close", conn.Close(ctx))
 	pass("close", "")
+}
+
+// cancelScenario cancels on an idle connection and then runs a short query, 20 times, and
+// counts the queries the cancel hit.
+func cancelScenario(conn *pgx.Conn) {
+	hit := 0
+	for i := 0; i < 20; i++ {
+		check("cancel", conn.PgConn().CancelRequest(ctx))
+		_, err := conn.Exec(ctx, "SELECT pg_sleep(0.2)")
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "57014" {
+			hit++
+		} else {
+			check("cancel", err)
+		}
+	}
+	check("cancel", conn.Close(ctx))
+	pass("cancel", fmt.Sprintf("%d of 20", hit))
 }
 
 // restartScenario makes session state (a setting and a named prepared statement), waits for a

@@ -6,6 +6,11 @@ the first unexpected result.
 With --restart it runs the restart scenario instead: SET a custom parameter, prepare a statement
 on the server and execute it, print "ready", wait for one line on stdin, then execute the
 statement again and SHOW the parameter: "after: ok 42 psycopg".
+
+With --cancel it cancels on an idle connection and then runs `SELECT pg_sleep(0.2)`, 20 times,
+and prints how many of those queries the cancel hit: "cancel: ok 0 of 20". libpq's cancel
+returns once the server has closed the cancel connection, which PostgreSQL does only after it has
+signalled the backend, so none should be. DRIVER_SSLMODE sets the session's sslmode.
 """
 
 import os
@@ -39,9 +44,10 @@ def expect(got, want):
 def connect(host, port, user, password, dbname):
     # require_auth (libpq 16+) makes libpq refuse any login other than SCRAM-SHA-256.
     scram_only = {"require_auth": "scram-sha-256"} if psycopg.pq.version() >= 160000 else {}
+    sslmode = os.environ.get("DRIVER_SSLMODE", "prefer")
     return psycopg.connect(
         host=host, port=port, user=user, password=password, dbname=dbname,
-        connect_timeout=10, autocommit=True, **scram_only,
+        connect_timeout=10, autocommit=True, sslmode=sslmode, **scram_only,
     )
 
 
@@ -127,14 +133,32 @@ def restart_scenario(*args):
     print(f"after: ok {again} {who}", flush=True)
 
 
+def cancel_scenario(*args):
+    """Cancels on an idle connection, then runs a short query: the cancel must not hit it."""
+    conn = connect(*args)
+    begin("cancel")
+    hit = 0
+    for _ in range(20):
+        conn.cancel()  # PQcancel: returns when the server has closed the cancel connection
+        try:
+            conn.execute("SELECT pg_sleep(0.2)")
+        except psycopg.errors.QueryCanceled:
+            hit += 1
+    conn.close()
+    passed(f"{hit} of 20")
+
+
 def main():
     args = sys.argv[1:]
-    restart = len(args) == 6 and args[5] == "--restart"
-    if len(args) != 5 and not restart:
-        sys.exit("usage: check.py HOST PORT USER PASSWORD DBNAME [--restart]")
+    mode = args[5] if len(args) == 6 else None
+    if len(args) != 5 and mode not in ("--restart", "--cancel"):
+        sys.exit("usage: check.py HOST PORT USER PASSWORD DBNAME [--restart|--cancel]")
+    restart = mode == "--restart"
     try:
         if restart:
             restart_scenario(*args[:5])
+        elif mode == "--cancel":
+            cancel_scenario(*args[:5])
         else:
             scenario(*args)
     except (psycopg.Error, StepFailed) as e:
