@@ -22,7 +22,10 @@ fn main() {
 
 /// `git` in `dir`: its trimmed output, if it ran and succeeded.
 fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    // --no-optional-locks: `git status` would otherwise refresh (rewrite) the index, which is
+    // watched below, and every build would run this script, and rebuild the crate, again.
     let out = Command::new("git")
+        .arg("--no-optional-locks")
         .args(args)
         .current_dir(dir)
         .output()

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::flags::Overrides;
 use crate::config::{Config, ConfigError};
 use crate::control::config::ControlMode;
 use crate::logging::LogFormat;
@@ -183,93 +184,29 @@ pub struct RunArgs {
     /// without dropping clients), instead of binding them.
     #[arg(long)]
     pub upgrade: bool,
-    /// The Unix socket upgrades hand the listeners over through [default:
-    /// doltgres-sidecar-<listen port>.sock in $XDG_RUNTIME_DIR or the temporary directory].
-    #[arg(long, env = "DOLTGRES_SIDECAR_HANDOVER_SOCKET", value_name = "PATH")]
-    pub handover_socket: Option<PathBuf>,
-    /// Address clients connect to [default: 127.0.0.1:6432].
-    #[arg(long, env = "DOLTGRES_SIDECAR_LISTEN", value_name = "ADDR")]
-    pub listen: Option<String>,
-    /// The Doltgres server, host:port [default: 127.0.0.1:5432].
-    #[arg(long, env = "DOLTGRES_SIDECAR_UPSTREAM", value_name = "ADDR")]
-    pub upstream: Option<String>,
-    /// Address of the admin HTTP API [default: 127.0.0.1:9187].
-    #[arg(long, env = "DOLTGRES_SIDECAR_ADMIN_LISTEN", value_name = "ADDR")]
-    pub admin_listen: Option<String>,
-    /// Server control: external (someone else runs Doltgres), managed (the sidecar runs it as
-    /// its child), command (operator stop/start commands) [default: external].
-    #[arg(long, env = "DOLTGRES_SIDECAR_CONTROL", value_name = "MODE")]
-    pub control: Option<String>,
-    /// Managed: the Doltgres binary [default: doltgres on PATH].
-    #[arg(long, env = "DOLTGRES_SIDECAR_DOLTGRES", value_name = "PATH")]
-    pub doltgres: Option<PathBuf>,
-    /// Managed: the directory for the server's files [default: var/doltgres].
-    #[arg(long, env = "DOLTGRES_SIDECAR_SERVER_DIR", value_name = "DIR")]
-    pub server_dir: Option<PathBuf>,
-    /// Bearer token the admin API's control endpoints require (required off loopback).
-    #[arg(
-        long,
-        env = "DOLTGRES_SIDECAR_ADMIN_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub admin_token: Option<String>,
-    /// Password of backup.user for push and sync [default: DOLTGRES_PASSWORD from the
-    /// environment, as Doltgres itself reads it].
-    #[arg(
-        long,
-        env = "DOLTGRES_SIDECAR_BACKUP_PASSWORD",
-        value_name = "PASSWORD",
-        hide_env_values = true
-    )]
-    pub backup_password: Option<String>,
-    /// Who checks client passwords: passthrough (the server, its exchange relayed) or proxy
-    /// (the sidecar runs SCRAM-SHA-256 itself) [default: passthrough; proxy in managed mode].
-    #[arg(long, env = "DOLTGRES_SIDECAR_AUTH", value_name = "MODE")]
-    pub auth: Option<String>,
-    /// auth = proxy: verifiers (or plain passwords) per user, in PgBouncer's userlist.txt format.
-    #[arg(long, env = "DOLTGRES_SIDECAR_AUTH_FILE", value_name = "FILE")]
-    pub auth_file: Option<PathBuf>,
-    /// auth = proxy: the query that reads a user's verifier from the server as the backup user,
-    /// the user name as $1 [default without an auth file: SELECT rolname, rolpassword FROM
-    /// pg_authid WHERE rolname = $1].
-    #[arg(long, env = "DOLTGRES_SIDECAR_AUTH_QUERY", value_name = "SQL")]
-    pub auth_query: Option<String>,
-    /// auth = proxy: how long an auth query's answer is reused [default: 30s].
-    #[arg(long, env = "DOLTGRES_SIDECAR_AUTH_CACHE_TTL", value_name = "DURATION")]
-    pub auth_cache_ttl: Option<String>,
-    /// auth = proxy: passwords per user (userlist format) for servers that ask for a cleartext
-    /// or MD5 password.
-    #[arg(
-        long,
-        env = "DOLTGRES_SIDECAR_AUTH_PASSWORDS_FILE",
-        value_name = "FILE"
-    )]
-    pub auth_passwords_file: Option<PathBuf>,
-    /// Log lines as text, or as one JSON object per line [default: text].
-    #[arg(long, env = "DOLTGRES_SIDECAR_LOG_FORMAT", value_name = "FORMAT")]
-    pub log_format: Option<LogFormat>,
-    /// What is logged, as filter directives (info, warn,doltgres_sidecar=debug, ...); RUST_LOG,
-    /// when set, wins [default: info].
-    #[arg(long, env = "DOLTGRES_SIDECAR_LOG_LEVEL", value_name = "DIRECTIVES")]
-    pub log_level: Option<String>,
+    /// Every key of the config file, as a flag and an environment variable.
+    #[command(flatten)]
+    pub settings: Overrides,
 }
 
 impl RunArgs {
     /// The log format and filter directives `run` starts its log with, before the whole
     /// configuration is resolved (resolving logs its own warnings): the flags, else the config
-    /// file's keys, else the defaults. A file that does not load counts as absent here; resolving
-    /// reports it.
+    /// file's keys, else the defaults. A file or a value that does not load counts as absent
+    /// here; resolving reports it.
     pub fn log_settings(&self) -> (LogFormat, String) {
         let file = self
             .config
             .as_deref()
-            .and_then(|path| Config::from_file(path).ok())
+            .and_then(|path| Config::load_file(path).ok())
+            .map(|(_, table)| table)
             .unwrap_or_default();
-        (
-            self.log_format.unwrap_or(file.log_format),
-            self.log_level.clone().unwrap_or(file.log_level),
-        )
+        let config = self
+            .settings
+            .over(&file)
+            .or_else(|_| Config::deserialize_table(file))
+            .unwrap_or_default();
+        (config.log_format, config.log_level)
     }
 
     /// The effective configuration: defaults, then the file, then flags/environment.
@@ -285,9 +222,9 @@ impl RunArgs {
     }
 
     fn resolve_settled(&self, running: Option<&Config>) -> Result<Config, ConfigError> {
-        let mut config = match &self.config {
+        let file = match &self.config {
             Some(path) => {
-                let config = Config::from_file(path)?;
+                let (config, table) = Config::load_file(path)?;
                 if secrets::exposed_in_file(&config, path) {
                     tracing::warn!(
                         file = %path.display(),
@@ -295,78 +232,14 @@ impl RunArgs {
                          chmod 600 it, or use admin_token_file / password_file"
                     );
                 }
-                config
+                table
             }
-            None => Config::default(),
+            None => toml::Table::new(),
         };
+        let mut config = self.settings.over(&file)?;
         secrets::read_secret_files(&mut config)?;
-        if let Some(v) = &self.listen {
-            config.listen = v.clone();
-        }
-        if let Some(v) = &self.upstream {
-            config.upstream = v.clone();
-        }
-        if let Some(v) = &self.admin_listen {
-            config.admin_listen = v.clone();
-        }
-        if let Some(v) = &self.handover_socket {
-            config.handover_socket = Some(v.clone());
-        }
-        if let Some(v) = self.admin_token.as_ref().filter(|t| !t.is_empty()) {
-            config.admin_token = Some(v.clone());
-        }
-        if let Some(v) = &self.backup_password {
-            config.backup.password = Some(v.clone());
-        }
         if config.backup.password.is_none() {
             config.backup.password = std::env::var("DOLTGRES_PASSWORD").ok();
-        }
-        if let Some(v) = &self.control {
-            config.server.control = match v.as_str() {
-                "external" => ControlMode::External,
-                "managed" => ControlMode::Managed,
-                "command" => ControlMode::Command,
-                other => {
-                    return Err(ConfigError::Invalid {
-                        name: "server.control",
-                        reason: format!("{other:?}: use external, managed or command"),
-                    });
-                }
-            };
-        }
-        if let Some(v) = &self.doltgres {
-            config.server.binary = v.clone();
-        }
-        if let Some(v) = &self.auth {
-            config.auth = Some(v.parse().map_err(|reason| ConfigError::Invalid {
-                name: "auth",
-                reason,
-            })?);
-        }
-        if let Some(v) = &self.auth_file {
-            config.auth_file = Some(v.clone());
-        }
-        if let Some(v) = &self.auth_query {
-            config.auth_query = Some(v.clone());
-        }
-        if let Some(v) = &self.auth_cache_ttl {
-            config.auth_cache_ttl =
-                humantime::parse_duration(v).map_err(|e| ConfigError::Invalid {
-                    name: "auth_cache_ttl",
-                    reason: format!("{v:?}: {e}"),
-                })?;
-        }
-        if let Some(v) = &self.auth_passwords_file {
-            config.auth_passwords_file = Some(v.clone());
-        }
-        if let Some(v) = &self.server_dir {
-            config.server.dir = v.clone();
-        }
-        if let Some(v) = self.log_format {
-            config.log_format = v;
-        }
-        if let Some(v) = &self.log_level {
-            config.log_level = v.clone();
         }
         if config.server.password.is_none() && config.server.control == ControlMode::Managed {
             config.server.password =
@@ -548,7 +421,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("log_level"), "{err}");
-        assert!(Cli::try_parse_from(["doltgres-sidecar", "run", "--log-format", "xml"]).is_err());
+        let err = run_args(&["--log-format", "xml"])
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--log-format"), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -220,3 +220,90 @@ fn every_flag_and_variable_is_documented() {
         "read only {seen} flags and variables from --help"
     );
 }
+
+#[test]
+fn every_key_has_its_flag_and_variable_in_the_reference_and_in_help() {
+    use doltgres_sidecar::config::keys::KEYS;
+    let paths = debug_paths(&every_section());
+    let listed: BTreeSet<String> = KEYS.iter().map(|k| k.path.to_string()).collect();
+    assert_eq!(
+        paths, listed,
+        "config::keys::KEYS must list every key of Config, and only those"
+    );
+    let doc = read("docs/configuration.md");
+    let out = Command::new(proxy_tests::install::sidecar_binary())
+        .args(["run", "--help"])
+        .output()
+        .expect("run --help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for key in KEYS {
+        let row = doc
+            .lines()
+            .find(|line| line.starts_with(&format!("| `{}` |", key.path)))
+            .unwrap_or_else(|| panic!("no row for {} in docs/configuration.md", key.path));
+        let flag = format!("--{}", key.flag);
+        let env = key.env();
+        for name in [&flag, &env] {
+            assert!(
+                row.contains(&format!("`{name}`")),
+                "the row of {} in docs/configuration.md does not name {name}: {row}",
+                key.path
+            );
+            assert!(
+                [" ", "]", "="]
+                    .iter()
+                    .any(|after| help.contains(&format!("{name}{after}"))),
+                "run --help does not show {name} ({})",
+                key.path
+            );
+        }
+    }
+}
+
+#[test]
+fn a_flag_and_a_variable_set_a_nested_key_over_the_file() {
+    let dir = std::env::temp_dir().join(format!("dgs-flags-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("c.toml");
+    std::fs::write(&file, "[server]\ncontrol = \"command\"\nstop = [\"/bin/true\"]\nstart = [\"/bin/true\"]\ndata_dir = \"/d\"\n").unwrap();
+    let out = Command::new(proxy_tests::install::sidecar_binary())
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .args([
+            "--backup-copy-catalog",
+            "/var/copies",
+            "--tls-cert",
+            "/c.pem",
+        ])
+        .env("DOLTGRES_SIDECAR_BACKUP_COPY_KEEP_LAST", "4")
+        .env("DOLTGRES_SIDECAR_TLS_KEY", "/k.pem")
+        .env("DOLTGRES_SIDECAR_TLS", "require")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: toml::Table = text.parse().unwrap();
+    let copy = &shown["backup"]["copy"];
+    assert_eq!(copy["catalog"].as_str(), Some("/var/copies"));
+    assert_eq!(copy["keep_last"].as_integer(), Some(4));
+    assert_eq!(shown["tls"].as_str(), Some("require"));
+    assert_eq!(shown["tls_cert"].as_str(), Some("/c.pem"));
+    assert_eq!(shown["tls_key"].as_str(), Some("/k.pem"));
+    assert_eq!(
+        shown["server"]["stop"][0].as_str(),
+        Some("/bin/true"),
+        "the file stays"
+    );
+    let out = Command::new(proxy_tests::install::sidecar_binary())
+        .args(["check-config", "--tls", "sometimes"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("--tls / DOLTGRES_SIDECAR_TLS"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,6 +1,9 @@
 //! Runtime configuration: defaults, the TOML file, then command-line flags and environment
-//! variables on top (see `cli`). `validate` rejects combinations that cannot work before any socket
-//! is opened.
+//! variables on top ([`flags`]; every key of the file has both, listed in [`keys`]). `validate`
+//! rejects combinations that cannot work before any socket is opened.
+
+pub mod flags;
+pub mod keys;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -188,19 +191,33 @@ pub enum ConfigError {
 impl Config {
     /// Reads a TOML file; missing keys keep their defaults.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_file(path).map(|(config, _)| config)
+    }
+
+    /// Reads a TOML file as a configuration and as the table flags are laid over
+    /// ([`flags::Overrides::over`]).
+    pub fn load_file(path: &Path) -> Result<(Config, toml::Table), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        Config::from_toml(&text).map_err(|source| ConfigError::Parse {
+        let parse_error = |source| ConfigError::Parse {
             path: path.display().to_string(),
             source,
-        })
+        };
+        let config = Config::from_toml(&text).map_err(parse_error)?;
+        let table = toml::from_str(&text).map_err(parse_error)?;
+        Ok((config, table))
     }
 
     /// Parses TOML text; missing keys keep their defaults.
     pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
         toml::from_str(text)
+    }
+
+    /// Reads a parsed TOML table; missing keys keep their defaults.
+    pub fn deserialize_table(table: toml::Table) -> Result<Config, toml::de::Error> {
+        Config::deserialize(table)
     }
 
     /// Who checks client passwords.
