@@ -111,17 +111,24 @@ impl Gate {
         GateWatch(self.state.subscribe())
     }
 
-    /// Closes the gate, or fails if it is closed already (one window at a time).
-    pub fn close(self: &Arc<Self>) -> Result<GateGuard, QuiesceError> {
-        self.close_with(None)
+    /// A window id no other window has had: taken when a window starts, so that every window
+    /// is numbered, whether or not it ever closes the gate.
+    pub fn reserve_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// [`Gate::close`], letting joining sessions' first request through (see the module doc).
+    /// Closes the gate, or fails if it is closed already (one window at a time).
+    pub fn close(self: &Arc<Self>) -> Result<GateGuard, QuiesceError> {
+        self.close_with(self.reserve_id(), None)
+    }
+
+    /// [`Gate::close`] for window `id` (from [`Gate::reserve_id`]), letting joining sessions'
+    /// first request through (see the module doc).
     pub fn close_with(
         self: &Arc<Self>,
+        id: u64,
         join_grace: Option<Duration>,
     ) -> Result<GateGuard, QuiesceError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut closed = false;
         self.state.send_if_modified(|s| {
             if s.is_none() {
@@ -150,20 +157,23 @@ impl Gate {
         policy: DrainPolicy,
         cancel: &CancellationToken,
     ) -> Result<GateGuard, QuiesceError> {
-        self.quiesce_with(registry, drain_timeout, policy, cancel, None)
+        let id = self.reserve_id();
+        self.quiesce_with(id, registry, drain_timeout, policy, cancel, None)
             .await
     }
 
-    /// [`Gate::quiesce`], also waiting for joining sessions (see the module doc).
+    /// [`Gate::quiesce`] for window `id` (from [`Gate::reserve_id`]), also waiting for joining
+    /// sessions (see the module doc).
     pub async fn quiesce_with(
         self: &Arc<Self>,
+        id: u64,
         registry: &Registry,
         drain_timeout: Duration,
         policy: DrainPolicy,
         cancel: &CancellationToken,
         join_grace: Option<Duration>,
     ) -> Result<GateGuard, QuiesceError> {
-        let guard = self.close_with(join_grace)?;
+        let guard = self.close_with(id, join_grace)?;
         let deadline = Instant::now() + drain_timeout;
         let mut terminated = false;
         loop {

@@ -23,7 +23,9 @@
 //! - [`upstream`]: the server and every way of connecting to it (relay, cancel, SQL, probe);
 //!   [`tls`]: TLS towards clients and the upstream; [`halves`]: a connection split for the relay.
 //! - [`catalog`]: the catalog of stop-and-copy entries (atomic entries, manifests, retention);
-//!   [`verify`]: checking and restoring backups on a scratch Doltgres.
+//!   [`verify`]: checking backups on a scratch Doltgres; [`restore`]: building a restored
+//!   directory beside its target and putting it in place at once; [`dirlock`]: who uses a
+//!   server directory (the sidecar's lock, Doltgres' database locks).
 //! - [`admin`]: the admin HTTP API (`/healthz`, `/readyz`, `/status`, `/metrics`, `/quiesce`,
 //!   `/resume`, `/backups`); [`client`]: the CLI's client of that API.
 //! - [`handover`]: upgrades without dropping clients: the listening sockets passed to a
@@ -42,6 +44,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod control;
+pub mod dirlock;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fuzzing;
 pub mod gate;
@@ -54,6 +57,7 @@ pub mod protocol;
 pub mod registry;
 pub mod reload;
 pub mod replay;
+pub mod restore;
 #[cfg(any(test, feature = "test-support"))]
 pub mod sample;
 pub mod secrets;

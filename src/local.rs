@@ -8,10 +8,15 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::catalog::{Catalog, Entry, copy_tree};
+use crate::catalog::{Catalog, Entry};
 use crate::cli::{LocalArgs, RestoreArgs, VerifyArgs};
 use crate::config::{Config, ConfigError};
-use crate::verify::{self, Scratch, ScratchConfig};
+use crate::dirlock::{self, DirLock};
+use crate::restore::{
+    self,
+    staging::{self, Staging},
+};
+use crate::verify::{self, ScratchConfig};
 
 /// A local command that failed; the text says why.
 #[derive(Debug, thiserror::Error)]
@@ -91,26 +96,40 @@ fn is_url(target: &str) -> bool {
     target.contains("://")
 }
 
-/// `restore`: prints what it did.
+/// `restore`: prints what it did. The target is refused while a server or sidecar uses it; the
+/// backup is built and checked beside it and put in its place only when complete, so a failed
+/// restore (a typo, a checksum mismatch, an unreachable URL) leaves the target as it was.
 pub async fn restore(args: &RestoreArgs) -> Result<String, LocalError> {
     let local = Local::resolve(&args.local)?;
-    if occupied(&args.to) {
+    let target =
+        std::path::absolute(&args.to).map_err(|e| failed(format!("{}: {e}", args.to.display())))?;
+    refuse_if_in_use(&target)?;
+    if staging::occupied(&target) {
         if args.if_empty {
             return Ok(format!(
                 "{} is not empty: nothing restored",
-                args.to.display()
+                target.display()
             ));
         }
         if !args.force {
             return Err(failed(format!(
                 "{} is not empty: use --force to replace it, or --if-empty to leave it",
-                args.to.display()
+                target.display()
             )));
         }
-        std::fs::remove_dir_all(&args.to)
-            .map_err(|e| failed(format!("{}: {e}", args.to.display())))?;
     }
-    if is_url(&args.from) {
+    // Held until the end: a sidecar cannot start on the target meanwhile.
+    let _lock = match target.is_dir() {
+        true => Some(DirLock::take(&target, "restore").map_err(|e| failed(e.to_string()))?),
+        false => None,
+    };
+    let staging = Staging::new(&target).map_err(|e| {
+        failed(format!(
+            "cannot prepare a restore beside {}: {e}",
+            target.display()
+        ))
+    })?;
+    let restored = if is_url(&args.from) {
         let database = args.database.clone().unwrap_or_else(|| {
             args.from
                 .trim_end_matches('/')
@@ -119,44 +138,61 @@ pub async fn restore(args: &RestoreArgs) -> Result<String, LocalError> {
                 .unwrap_or("restored")
                 .to_string()
         });
-        let scratch = Scratch::start(&local.scratch, &args.to, false)
+        let head = restore::url_into(&local.scratch, &args.from, &database, staging.dir())
             .await
-            .map_err(failed)?;
-        let restored = verify::restore_url(&scratch, &args.from, &database).await;
-        scratch.finish().await;
-        let head = restored.map_err(failed)?;
-        return Ok(format!(
-            "restored {} as database {database} (HEAD {head}) into {}; start it with server.dir = {}",
-            args.from,
-            args.to.display(),
-            args.to.display()
-        ));
-    }
-    let entry = local.entry(&args.from)?;
-    let total = entry.manifest.bytes();
-    let checked = entry.clone();
-    run_with_progress("checking", total, move |tick| {
-        verify::check_files(&checked, tick)
-    })
-    .await
-    .map_err(failed)?;
-    let source = entry.files_dir();
-    let target = args.to.clone();
-    run_with_progress("restoring", total, move |tick| {
-        copy_tree::copy_tree(&source, &target, tick)
-            .map(|_| ())
-            .map_err(|e| format!("copying into {}: {e}", target.display()))
-    })
-    .await
-    .map_err(failed)?;
+            .map_err(|e| failed(format!("cannot restore {}: {e}", args.from)))?;
+        format!(
+            "restored {} as database {database} (HEAD {head})",
+            args.from
+        )
+    } else {
+        let entry = local.entry(&args.from)?;
+        let (from, into) = (entry.clone(), staging.dir().to_path_buf());
+        run_with_progress("restoring", entry.manifest.bytes(), move |tick| {
+            restore::copy_listed(&from, &into, tick)
+        })
+        .await
+        .map_err(|e| failed(format!("copy {} does not restore: {e}", entry.id)))?;
+        format!(
+            "restored copy {} ({} files, {} bytes, checksums checked)",
+            entry.id,
+            entry.manifest.files.len(),
+            entry.manifest.bytes()
+        )
+    };
+    restore::point_config_at(staging.dir(), &target)
+        .map_err(|e| failed(format!("config.yaml of the restored tree: {e}")))?;
+    // A server may have started on the target while the backup was built.
+    refuse_if_in_use(&target)?;
+    let inside = staging.inside();
+    staging.commit().map_err(|e| {
+        failed(format!(
+            "cannot put the restored tree in place at {}: {e}",
+            target.display()
+        ))
+    })?;
+    let how = if inside {
+        " (moved into the mount point)"
+    } else {
+        ""
+    };
     Ok(format!(
-        "restored copy {} ({} files, {} bytes) into {}; start it with server.dir = {}",
-        entry.id,
-        entry.manifest.files.len(),
-        total,
-        args.to.display(),
-        args.to.display()
+        "{restored} into {}{how}; start it with server.dir = {}",
+        target.display(),
+        target.display()
     ))
+}
+
+/// Fails, naming the process, if a server or another sidecar uses `dir`.
+fn refuse_if_in_use(dir: &Path) -> Result<(), LocalError> {
+    let own = Some(std::process::id() as i32);
+    match dirlock::holders(dir).into_iter().find(|h| h.pid != own) {
+        Some(holder) => Err(failed(format!(
+            "{} is in use by {holder}: stop it before restoring into this directory",
+            dir.display()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// `verify`: prints the result; fails if the backup does not verify.
@@ -268,9 +304,4 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
-}
-
-/// Whether a directory exists and holds something.
-pub fn occupied(dir: &Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some())
 }

@@ -49,11 +49,20 @@ impl Scratch {
             telemetry: false,
             log_level: "warning".into(),
             stop_timeout: Duration::from_secs(30),
+            lock_dir: false,
         });
-        server.start().await.map_err(|e| e.to_string())?;
         let scratch = Scratch { server, remove_dir };
-        scratch.wait_login(config.ready_timeout).await?;
-        Ok(scratch)
+        let started = match scratch.server.start().await {
+            Ok(()) => scratch.wait_login(config.ready_timeout).await,
+            Err(e) => Err(e.to_string()),
+        };
+        match started {
+            Ok(()) => Ok(scratch),
+            Err(e) => {
+                scratch.finish().await;
+                Err(e)
+            }
+        }
     }
 
     /// A connection to `database` on the scratch server.
@@ -80,6 +89,14 @@ impl Scratch {
     async fn wait_login(&self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         loop {
+            if let Some(exit) = self.server.exit_watch()
+                && let Some(status) = *exit.borrow()
+            {
+                return Err(format!(
+                    "the scratch Doltgres did not start: {}",
+                    self.server.exit_report(status)
+                ));
+            }
             match self.connect("postgres").await {
                 Ok(_) => return Ok(()),
                 Err(e) if Instant::now() > deadline => {
@@ -133,10 +150,15 @@ pub async fn column(client: &Client, sql: &str) -> Result<Vec<String>, String> {
 pub fn check_files(entry: &Entry, progress: &mut dyn FnMut(u64)) -> Result<(), String> {
     let files = entry.files_dir();
     for record in &entry.manifest.files {
-        let path = files.join(&record.path);
-        let size = std::fs::metadata(&path)
-            .map_err(|e| format!("{}: {e}", record.path))?
-            .len();
+        let rel = record
+            .relative()
+            .ok_or_else(|| format!("{:?}: not a path inside the entry", record.path))?;
+        let path = files.join(rel);
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", record.path))?;
+        if !meta.is_file() {
+            return Err(format!("{}: not a regular file", record.path));
+        }
+        let size = meta.len();
         if size != record.size {
             return Err(format!(
                 "{}: {size} bytes, manifest says {}",
@@ -242,9 +264,21 @@ async fn compare(scratch: &Scratch, manifest: &Manifest) -> Result<(), String> {
     Ok(())
 }
 
-/// Restores a sync backup (`dolt_backup('restore', …)`) or, failing that, clones a push remote
-/// (`dolt_clone`) as `database` on a scratch server; returns the restored HEAD.
-pub async fn restore_url(scratch: &Scratch, url: &str, database: &str) -> Result<String, String> {
+/// What [`restore_url`] made.
+pub struct RestoredUrl {
+    /// The database it is in on the scratch server.
+    pub database: String,
+    pub head: String,
+}
+
+/// Restores a sync backup (`dolt_backup('restore', …)`) as `database` on a scratch server or,
+/// failing that, clones a push remote (`dolt_clone`) as `<database>_clone` (a failed restore
+/// leaves its database behind: docs/doltgres-notes.md).
+pub async fn restore_url(
+    scratch: &Scratch,
+    url: &str,
+    database: &str,
+) -> Result<RestoredUrl, String> {
     let client = scratch.connect("postgres").await?;
     let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
     let restore = format!(
@@ -252,19 +286,24 @@ pub async fn restore_url(scratch: &Scratch, url: &str, database: &str) -> Result
         quote(url),
         quote(database)
     );
+    let mut name = database.to_string();
     if let Err(backup_error) = column(&client, &restore).await {
-        let clone = format!("SELECT dolt_clone({}, {})", quote(url), quote(database));
+        name = format!("{database}_clone");
+        let clone = format!("SELECT dolt_clone({}, {})", quote(url), quote(&name));
         column(&client, &clone).await.map_err(|clone_error| {
             format!("neither a sync backup ({backup_error}) nor a push remote ({clone_error})")
         })?;
     }
-    let restored = scratch.connect(database).await?;
+    let restored = scratch.connect(&name).await?;
     let log = column(&restored, "SELECT count(*) FROM dolt_log").await?;
     if log.first().is_none_or(|n| n == "0") {
-        return Err(format!("{database}: the restored commit log is empty"));
+        return Err(format!("{url}: the restored commit log is empty"));
     }
     let head = column(&restored, "SELECT dolt_hashof('HEAD')").await?;
-    Ok(head.into_iter().next().unwrap_or_default())
+    Ok(RestoredUrl {
+        database: name,
+        head: head.into_iter().next().unwrap_or_default(),
+    })
 }
 
 /// Verifies a sync backup or push remote by restoring it on a scratch server.
@@ -273,7 +312,7 @@ pub async fn verify_url(config: &ScratchConfig, url: &str) -> Result<String, Str
     let scratch = Scratch::start(config, &dir, true).await?;
     let restored = restore_url(&scratch, url, "verified").await;
     scratch.finish().await;
-    Ok(format!("{url} restores; HEAD {}", restored?))
+    Ok(format!("{url} restores; HEAD {}", restored?.head))
 }
 
 /// The scratch settings of a running sidecar.

@@ -33,6 +33,7 @@ async fn operator_commands_stop_and_start_the_server_around_a_copy() {
         telemetry: false,
         log_level: "info".into(),
         stop_timeout: Duration::from_secs(20),
+        lock_dir: false,
     };
     let layout = ManagedServer::new(spec);
     layout.start().await.unwrap();

@@ -117,3 +117,28 @@ async fn use_switches_the_current_database_and_answers_set() {
     let row = current.iter().find(|m| m.tag == b'D').unwrap();
     assert!(row.body.ends_with(b"other"), "{:?}", row.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_backup_restore_leaves_its_database_behind() {
+    // dolt_backup('restore') of a URL that does not exist fails with "not found", but the
+    // database it was restoring into now exists, so a dolt_clone into the same name fails with
+    // "database exists". Restoring a URL therefore tries the two under different names.
+    let server = TestServer::doltgres().await;
+    let client = server.connect_direct().await;
+    let restore = "SELECT dolt_backup('restore', 'file:///nonexistent/x', 'r')";
+    let err = client.simple_query(restore).await.unwrap_err();
+    let db = err.as_db_error().expect("a server error");
+    assert!(db.message().contains("not found"), "{}", db.message());
+    let clone = "SELECT dolt_clone('file:///nonexistent/x', 'r')";
+    let err = client.simple_query(clone).await.unwrap_err();
+    let db = err.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "42P04", "{}", db.message());
+    let other = "SELECT dolt_clone('file:///nonexistent/x', 'c')";
+    let err = client.simple_query(other).await.unwrap_err();
+    let message = err
+        .as_db_error()
+        .expect("a server error")
+        .message()
+        .to_string();
+    assert!(!message.contains("exists"), "{message}");
+}

@@ -372,3 +372,50 @@ async fn a_closed_output_pipe_kills_the_server_at_its_next_log_line() {
         "{status:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_socket_setting_and_on_127_0_0_1_no_unix_socket_is_opened() {
+    // Managed mode relies on this: its config.yaml names no socket, so a long server directory
+    // (whose socket path would pass Linux's 108-byte limit) cannot stop the server.
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["data", "work", "root"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+    }
+    let port = proxy_tests::free_port();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "log_level: info\nlistener:\n  host: 127.0.0.1\n  port: {port}\ndata_dir: {}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut server = std::process::Command::new(proxy_tests::install::doltgres_binary())
+        .arg("--config")
+        .arg(&config)
+        .current_dir(dir.path().join("work"))
+        .env("DOLT_ROOT_PATH", dir.path().join("root"))
+        .env("HOME", dir.path().join("root"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut up = false;
+    for _ in 0..300 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let sockets = std::fs::read_to_string("/proc/net/unix").unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(up, "the server did not listen");
+    let name = format!(".s.PGSQL.{port}");
+    assert!(
+        !sockets.lines().any(|line| line.ends_with(&name)),
+        "a unix socket {name} was opened"
+    );
+}

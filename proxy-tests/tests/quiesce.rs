@@ -239,3 +239,56 @@ async fn admin_token_guards_control_endpoints() {
             .unwrap();
     assert_eq!(code, 200, "metrics stay open for scrapers");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_window_has_its_own_id_whatever_its_outcome() {
+    // Aborted windows (a session stays inside a transaction), a failed one and successful ones
+    // are numbered one after the other: no id twice, none skipped, none 0.
+    let server = TestServer::postgres().await;
+    let proxy = TestProxy::start_with(&server.addr(), |c| {
+        c.drain_timeout = Duration::from_millis(200);
+        c.backup.snapshot = Some(doltgres_sidecar::window::config::SnapshotConfig {
+            command: vec!["true".into()],
+            timeout: Duration::from_secs(10),
+        });
+    })
+    .await;
+    let in_txn = server.connect_at(&proxy.addr).await;
+    in_txn.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    let mut expected = Vec::new();
+    for _ in 0..2 {
+        let (code, body) = proxy.admin_post("/backups?action=snapshot").await;
+        assert_ne!(code, 200, "{body}");
+        expected.push("aborted");
+        let (code, body) = proxy.admin_post("/quiesce?ttl=30s&timeout=200ms").await;
+        assert_eq!(code, 503, "{body}");
+        expected.push("aborted");
+    }
+    in_txn.batch_execute("COMMIT").await.unwrap();
+    for _ in 0..2 {
+        let (code, body) = proxy.admin_post("/backups?action=snapshot").await;
+        assert_eq!(code, 200, "{body}");
+        expected.push("ok");
+    }
+    let history = json(&proxy.admin_get("/backups").await.1);
+    let windows = history["windows"].as_array().unwrap();
+    // Newest first.
+    let results: Vec<&str> = windows
+        .iter()
+        .rev()
+        .map(|w| w["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(results, expected, "{history}");
+    let ids: Vec<u64> = windows
+        .iter()
+        .rev()
+        .map(|w| w["id"].as_u64().unwrap())
+        .collect();
+    let first = ids[0];
+    assert!(first > 0, "{ids:?}");
+    assert_eq!(
+        ids,
+        (first..first + ids.len() as u64).collect::<Vec<_>>(),
+        "{history}"
+    );
+}

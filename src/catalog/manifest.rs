@@ -17,6 +17,19 @@ pub struct FileRecord {
     pub linked: bool,
 }
 
+impl FileRecord {
+    /// Its path inside the entry, if it stays there: relative, made of plain names only (no
+    /// `..`, no root, not empty). A manifest is data read from disk; a path that would leave
+    /// the entry is refused, not followed.
+    pub fn relative(&self) -> Option<&std::path::Path> {
+        let path = std::path::Path::new(&self.path);
+        let plain = path
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        (plain && path.components().next().is_some()).then_some(path)
+    }
+}
+
 /// One database at the cut.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DatabaseState {
@@ -62,5 +75,24 @@ impl Manifest {
     /// The record of a file, by its path.
     pub fn file(&self, path: &str) -> Option<&FileRecord> {
         self.files.iter().find(|f| f.path == path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_paths_inside_the_entry_are_relative() {
+        let record = |path: &str| FileRecord {
+            path: path.into(),
+            size: 0,
+            sha256: String::new(),
+            linked: false,
+        };
+        assert!(record("data/db/.dolt/noms/manifest").relative().is_some());
+        for outside in ["/etc/passwd", "../x", "data/../../x", "", "./data"] {
+            assert!(record(outside).relative().is_none(), "{outside:?}");
+        }
     }
 }

@@ -92,7 +92,8 @@ impl Catalog {
 
     /// The entry with this id.
     pub fn entry(&self, id: &str) -> io::Result<Entry> {
-        if id.starts_with(TMP_PREFIX) || id.contains('/') || id.is_empty() {
+        // A plain name of the catalog's own: not hidden (`.tmp-…`, `.`, `..`), no separator.
+        if id.starts_with('.') || id.contains('/') || id.contains('\0') || id.is_empty() {
             return Err(io::Error::new(io::ErrorKind::NotFound, "no such entry"));
         }
         let dir = self.dir.join(id);

@@ -1,8 +1,11 @@
 //! A Doltgres server run as the sidecar's child process: its files laid out under one directory,
-//! telemetry set from the config, a listener on a loopback port with its unix socket beside its
-//! files, its log lines forwarded into the sidecar's log, stopped with SIGTERM and, past
-//! `stop_timeout`, SIGKILL. The same type starts the scratch servers that `restore` and `verify`
-//! use, on other directories and ports.
+//! telemetry set from the config, a listener on a loopback port and no unix socket (a socket
+//! path inside a long directory name passes Linux's 108-byte limit, and nothing here uses one),
+//! its log lines forwarded into the sidecar's log, stopped with SIGTERM and, past
+//! `stop_timeout`, SIGKILL. The sidecar's own server holds the directory's lock
+//! ([`crate::dirlock`]) for as long as the sidecar runs it, so `restore` cannot replace it and no
+//! second sidecar starts on it. The same type starts the scratch servers that `restore` and
+//! `verify` use, on other directories and ports.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -18,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::ControlError;
+use crate::dirlock::DirLock;
 
 /// How to run one Doltgres.
 #[derive(Debug, Clone)]
@@ -31,6 +35,9 @@ pub struct ManagedSpec {
     pub telemetry: bool,
     pub log_level: String,
     pub stop_timeout: Duration,
+    /// Hold the directory's lock while this process runs the server (the sidecar's own server;
+    /// not a scratch server).
+    pub lock_dir: bool,
 }
 
 impl ManagedSpec {
@@ -61,6 +68,12 @@ struct Running {
 /// How often an adopted server (not this process's child) is checked for having exited.
 const ADOPTED_POLL: Duration = Duration::from_millis(100);
 
+/// How many of the server's last log lines are kept, to explain a server that exits at start.
+const LAST_LINES: usize = 20;
+
+/// The server's last log lines.
+type LastLines = std::sync::Arc<Mutex<std::collections::VecDeque<String>>>;
+
 fn start_error(e: std::io::Error) -> ControlError {
     ControlError::Start(format!("the server's output: {e}"))
 }
@@ -79,6 +92,9 @@ pub fn alive(pid: i32) -> bool {
 pub struct ManagedServer {
     pub spec: ManagedSpec,
     running: Mutex<Option<Running>>,
+    /// The directory's lock, once taken (with `spec.lock_dir`).
+    dir_lock: std::sync::Arc<Mutex<Option<DirLock>>>,
+    last_lines: LastLines,
 }
 
 impl ManagedServer {
@@ -90,6 +106,38 @@ impl ManagedServer {
         ManagedServer {
             spec,
             running: Mutex::new(None),
+            dir_lock: Default::default(),
+            last_lines: Default::default(),
+        }
+    }
+
+    /// Takes the directory's lock if this server holds one and does not have it yet.
+    fn lock_dir(&self) -> Result<(), ControlError> {
+        let mut lock = self.dir_lock.lock().unwrap();
+        if self.spec.lock_dir && lock.is_none() {
+            *lock = Some(
+                DirLock::take(&self.spec.dir, "run")
+                    .map_err(|e| ControlError::Start(e.to_string()))?,
+            );
+        }
+        Ok(())
+    }
+
+    /// The server's last log lines, oldest first.
+    pub fn last_lines(&self) -> Vec<String> {
+        self.last_lines.lock().unwrap().iter().cloned().collect()
+    }
+
+    /// Why the server exited while it was starting: its status and last log lines.
+    pub fn exit_report(&self, status: ExitStatus) -> String {
+        let lines = self.last_lines();
+        if lines.is_empty() {
+            format!("doltgres exited ({status}) without a log line")
+        } else {
+            format!(
+                "doltgres exited ({status}); its last log lines:\n  {}",
+                lines.join("\n  ")
+            )
         }
     }
 
@@ -97,6 +145,13 @@ impl ManagedServer {
     /// waits for logins to succeed.
     pub async fn start(&self) -> Result<(), ControlError> {
         let spec = &self.spec;
+        self.lock_dir()?;
+        if spec.dir.join(crate::restore::staging::MARKER).exists() {
+            return Err(ControlError::Start(format!(
+                "{} is incomplete: a restore into it was interrupted; run the restore again",
+                spec.dir.display()
+            )));
+        }
         stop_leftover(spec).await?;
         prepare(spec).map_err(|e| ControlError::Start(format!("{}: {e}", spec.dir.display())))?;
         let config = spec.dir.join("config.yaml");
@@ -120,13 +175,16 @@ impl ManagedServer {
         let span = info_span!("doltgres", pid, port = spec.port);
         let release = CancellationToken::new();
         let mut outputs = Vec::new();
+        self.last_lines.lock().unwrap().clear();
         if let Some(out) = child.stdout.take() {
             outputs.push(out.as_fd().try_clone_to_owned().map_err(start_error)?);
-            tokio::spawn(forward_lines(out, release.clone()).instrument(span.clone()));
+            let forward = forward_lines(out, release.clone(), self.last_lines.clone());
+            tokio::spawn(forward.instrument(span.clone()));
         }
         if let Some(err) = child.stderr.take() {
             outputs.push(err.as_fd().try_clone_to_owned().map_err(start_error)?);
-            tokio::spawn(forward_lines(err, release.clone()).instrument(span.clone()));
+            let forward = forward_lines(err, release.clone(), self.last_lines.clone());
+            tokio::spawn(forward.instrument(span.clone()));
         }
         let (tx, exited) = watch::channel(None);
         let released = release.clone();
@@ -188,7 +246,13 @@ impl ManagedServer {
         let span = info_span!("doltgres", pid, port = self.spec.port);
         for fd in outputs {
             let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(fd).map_err(start_error)?;
-            tokio::spawn(forward_lines(pipe, CancellationToken::new()).instrument(span.clone()));
+            let forward = forward_lines(pipe, CancellationToken::new(), self.last_lines.clone());
+            tokio::spawn(forward.instrument(span.clone()));
+        }
+        if self.spec.lock_dir {
+            // The predecessor holds the directory's lock until it exits (the server's own
+            // database locks cover the directory meanwhile): take it then.
+            tokio::spawn(take_when_free(self.spec.dir.clone(), self.dir_lock.clone()));
         }
         let (tx, exited) = watch::channel(None);
         tokio::spawn(
@@ -292,6 +356,28 @@ async fn stop_leftover(spec: &ManagedSpec) -> Result<(), ControlError> {
     Ok(())
 }
 
+/// Takes the directory's lock once its holder (a predecessor process) has let it go.
+async fn take_when_free(dir: PathBuf, slot: std::sync::Arc<Mutex<Option<DirLock>>>) {
+    let mut waited = Duration::ZERO;
+    loop {
+        if slot.lock().unwrap().is_some() {
+            return;
+        }
+        match DirLock::take(&dir, "run") {
+            Ok(lock) => {
+                *slot.lock().unwrap() = Some(lock);
+                return;
+            }
+            Err(e) if waited == Duration::from_secs(60) => {
+                warn!(error = %e, "still waiting for the server directory's lock")
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(ADOPTED_POLL).await;
+        waited += ADOPTED_POLL;
+    }
+}
+
 /// Creates the directories and writes `config.yaml` and the global config (telemetry).
 fn prepare(spec: &ManagedSpec) -> std::io::Result<()> {
     for dir in [
@@ -302,14 +388,16 @@ fn prepare(spec: &ManagedSpec) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     let dir = &spec.dir;
+    // No `socket`: with a host other than `localhost` Doltgres then opens no unix socket.
     let yaml = format!(
-        "log_level: {level}\nlistener:\n  host: 127.0.0.1\n  port: {port}\n  socket: {socket}\ndata_dir: {data}\n",
+        "log_level: {level}\nlistener:\n  host: 127.0.0.1\n  port: {port}\ndata_dir: {data}\n",
         level = spec.log_level,
         port = spec.port,
-        socket = dir.join(format!(".s.PGSQL.{}", spec.port)).display(),
         data = dir.join("data").display(),
     );
     std::fs::write(dir.join("config.yaml"), yaml)?;
+    // Left by earlier versions, which gave the server a socket in its directory.
+    let _ = std::fs::remove_file(dir.join(format!(".s.PGSQL.{}", spec.port)));
     set_telemetry(
         &spec.root_dir().join(".dolt/config_global.json"),
         spec.telemetry,
@@ -329,8 +417,13 @@ fn set_telemetry(path: &Path, telemetry: bool) -> std::io::Result<()> {
     std::fs::write(path, serde_json::to_vec(&config)?)
 }
 
-/// Forwards the server's output into the sidecar's log, a line at a time, until `release`.
-async fn forward_lines(stream: impl AsyncRead + Unpin, release: CancellationToken) {
+/// Forwards the server's output into the sidecar's log, a line at a time, until `release`,
+/// keeping the last few in `last`. Lines the server logged as errors are logged as warnings.
+async fn forward_lines(
+    stream: impl AsyncRead + Unpin,
+    release: CancellationToken,
+    last: LastLines,
+) {
     let mut lines = BufReader::new(stream).lines();
     loop {
         let line = tokio::select! {
@@ -338,10 +431,20 @@ async fn forward_lines(stream: impl AsyncRead + Unpin, release: CancellationToke
             _ = release.cancelled() => return,
             line = lines.next_line() => line,
         };
-        match line {
-            Ok(Some(line)) => info!(target: "doltgres", "{line}"),
-            _ => return,
+        let Ok(Some(line)) = line else { return };
+        if ["level=error", "level=fatal", "level=panic", "panic:"]
+            .iter()
+            .any(|mark| line.contains(mark))
+        {
+            warn!(target: "doltgres", "{line}");
+        } else {
+            info!(target: "doltgres", "{line}");
         }
+        let mut last = last.lock().unwrap();
+        if last.len() == LAST_LINES {
+            last.pop_front();
+        }
+        last.push_back(line);
     }
 }
 

@@ -91,6 +91,7 @@ impl Control {
                 telemetry: config.telemetry,
                 log_level: config.log_level.clone(),
                 stop_timeout: config.stop_timeout,
+                lock_dir: true,
             })
         });
         Control {
@@ -225,7 +226,7 @@ impl Control {
                 && let Some(exit) = managed.exit_watch()
                 && let Some(status) = *exit.borrow()
             {
-                return Err(ControlError::Start(format!("doltgres exited: {status}")));
+                return Err(ControlError::Start(managed.exit_report(status)));
             }
             match upstream.sql(&login).await {
                 Ok(client) => match client.simple_query("SELECT 1").await {

@@ -298,8 +298,15 @@ async fn a_window_with_a_join_grace_lets_a_joining_session_run_its_first_request
         let (gate, registry) = (gate.clone(), registry.clone());
         async move {
             let cancel = CancellationToken::new();
-            gate.quiesce_with(&registry, DRAIN, DrainPolicy::Abort, &cancel, grace)
-                .await
+            gate.quiesce_with(
+                gate.reserve_id(),
+                &registry,
+                DRAIN,
+                DrainPolicy::Abort,
+                &cancel,
+                grace,
+            )
+            .await
         }
     });
     tokio::task::yield_now().await;
@@ -349,7 +356,14 @@ async fn without_a_grace_or_past_it_a_joining_session_is_held_and_not_waited_for
     let grace = Some(Duration::from_secs(1));
     let cancel = CancellationToken::new();
     let guard = gate
-        .quiesce_with(&registry, DRAIN, DrainPolicy::Abort, &cancel, grace)
+        .quiesce_with(
+            gate.reserve_id(),
+            &registry,
+            DRAIN,
+            DrainPolicy::Abort,
+            &cancel,
+            grace,
+        )
         .await
         .expect("a session past its grace is not waited for");
     assert!(!try_admit(&gate, &joining));

@@ -162,7 +162,7 @@ mod tests {
         drop(first);
         let second = shared
             .gate
-            .close_with(Some(Duration::from_secs(1)))
+            .close_with(shared.gate.reserve_id(), Some(Duration::from_secs(1)))
             .unwrap();
         let outcome = tokio::time::timeout(Duration::from_millis(500), waiting)
             .await

@@ -131,6 +131,9 @@ async fn run_in_slot(
     let windows = &shared.windows;
     let started = Instant::now();
     let mut record = WindowRecord::new(action.as_str(), trigger);
+    // Numbered now: a window that fails before it holds traffic, or aborts, has its own id.
+    let id = shared.gate.reserve_id();
+    record.id = id;
     let mut steps = Steps::new(started, Phase::Before);
     let config = shared.config();
     let timeout = config.backup.action_timeout;
@@ -159,6 +162,7 @@ async fn run_in_slot(
     let quiesced = shared
         .gate
         .quiesce_with(
+            id,
             &shared.registry,
             config.drain_timeout,
             config.drain_policy,
@@ -184,7 +188,6 @@ async fn run_in_slot(
             return windows.remember(&shared.metrics, record);
         }
     };
-    record.id = guard.id;
     record.drain_ms = closing.elapsed().as_millis() as u64;
     let since_at_cut = shared.metrics.write_commits_since_backup.get();
     let held = tokio::time::timeout(
@@ -284,10 +287,11 @@ pub async fn hold(
         .try_lock_owned()
         .map_err(|_| HoldError::Busy)?;
     let cancel = CancellationToken::new();
+    let id = shared.gate.reserve_id();
     {
         let mut held = windows.held.lock().unwrap();
         *held = Some(Held {
-            id: 0,
+            id,
             started: Instant::now(),
             started_unix: SystemTime::now(),
             cancel: cancel.clone(),
@@ -297,11 +301,13 @@ pub async fn hold(
     }
     let quiesced = shared
         .gate
-        .quiesce(
+        .quiesce_with(
+            id,
             &shared.registry,
             timeout,
             shared.config().drain_policy,
             &cancel,
+            None,
         )
         .await;
     let mut held = windows.held.lock().unwrap();
@@ -317,6 +323,7 @@ pub async fn hold(
             if let Some(h) = held.take() {
                 drop(held);
                 let mut record = WindowRecord::new("hold", Trigger::Operator);
+                record.id = h.id;
                 record.finish(
                     Outcome::Aborted,
                     Some(e.to_string()),
@@ -328,9 +335,7 @@ pub async fn hold(
             return Err(e.into());
         }
     };
-    let id = guard.id;
     if let Some(h) = held.as_mut() {
-        h.id = id;
         h.guard = Some(guard);
     }
     drop(held);
