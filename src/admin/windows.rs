@@ -18,14 +18,15 @@ use crate::window::config::Action;
 use crate::window::{self, HoldError, Outcome, Trigger};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct QuiesceParams {
     /// Resume by itself after this long (a whole number and a unit: `500ms`, `30s`, `5m`, `1h`;
     /// capped at `max_hold_ttl`).
-    #[param(pattern = r"^[1-9][0-9]{0,5}(ms|s|m|h)$")]
+    #[param(required = false, value_type = String, pattern = r"^[1-9][0-9]{0,5}(ms|s|m|h)$")]
     ttl: Option<String>,
     /// Give up if sessions are still inside transactions after this long [default:
     /// `drain_timeout`; same form, capped at `max_hold_ttl`].
-    #[param(pattern = r"^[1-9][0-9]{0,5}(ms|s|m|h)$")]
+    #[param(required = false, value_type = String, pattern = r"^[1-9][0-9]{0,5}(ms|s|m|h)$")]
     timeout: Option<String>,
 }
 
@@ -188,6 +189,27 @@ fn held_off(reason: &str) -> String {
     format!("backup windows are held off: {reason}; try again when it ends")
 }
 
+/// Query parameters, read as axum's `Query` reads them; a query string that does not read as
+/// them (a parameter given twice, say) is answered `400` with the documented JSON error rather
+/// than axum's plain text.
+pub struct Params<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S>
+    for Params<T>
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Response> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(params)) => Ok(Params(params)),
+            Err(rejection) => Err(error(StatusCode::BAD_REQUEST, rejection.body_text())),
+        }
+    }
+}
+
 pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     let body = ApiError {
         error: message.into(),
@@ -200,13 +222,13 @@ pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response 
     responses(
         (status = 401, description = "missing or wrong bearer token", body = String, content_type = "text/plain"),
         (status = 200, description = "every session is held", body = Held),
-        (status = 400, description = "ttl or timeout not a whole number and a unit", body = ApiError),
+        (status = 400, description = "ttl or timeout not a whole number and a unit, or given twice", body = ApiError),
         (status = 409, description = "another window is open, or windows are held off during an upgrade", body = ApiError),
         (status = 503, description = "sessions did not drain in time", body = ApiError),
     ))]
 pub async fn quiesce(
     State(shared): State<Arc<Shared>>,
-    Query(p): Query<QuiesceParams>,
+    Params(p): Params<QuiesceParams>,
 ) -> Response {
     if let Some(reason) = shared.windows.paused() {
         return error(StatusCode::CONFLICT, held_off(&reason));
@@ -246,9 +268,10 @@ pub async fn resume(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BackupParams {
     /// `push`, `sync`, `snapshot` or `copy` [default: `sync`].
-    #[param(pattern = "^(push|sync|snapshot|copy)$")]
+    #[param(required = false, value_type = String, pattern = "^(push|sync|snapshot|copy)$")]
     action: Option<String>,
 }
 
@@ -257,14 +280,14 @@ pub struct BackupParams {
     responses(
         (status = 401, description = "missing or wrong bearer token", body = String, content_type = "text/plain"),
         (status = 200, description = "the window succeeded", body = crate::window::WindowRecord),
-        (status = 400, description = "unknown action", body = ApiError),
+        (status = 400, description = "unknown action, or action given twice", body = ApiError),
         (status = 409, description = "the action is not configured, another window is open, or windows are held off during an upgrade", body = ApiError),
         (status = 502, description = "the action failed", body = crate::window::WindowRecord),
         (status = 503, description = "sessions did not drain in time", body = crate::window::WindowRecord),
     ))]
 pub async fn run_backup(
     State(shared): State<Arc<Shared>>,
-    Query(p): Query<BackupParams>,
+    Params(p): Params<BackupParams>,
 ) -> Response {
     let name = p.action.as_deref().unwrap_or("sync");
     let Some(action) = Action::parse(name) else {
