@@ -248,7 +248,13 @@ def markdown(data: dict, png: str | None, plot_error: str | None) -> str:
         "|---|---|---|---|---|---|---|---|",
         f"| RSS (MB) | {rss['start'] / MB:.1f} | {rss['end'] / MB:.1f} | {rss['min'] / MB:.1f} | {rss['max'] / MB:.1f} | "
         f"{rss['after_warmup_start'] / MB:.1f} | {proc['rss_slope_bytes_per_min'] / 1024:+.0f} KB/min "
-        f"({proc['rss_slope_bytes_per_txn']:+.1f} B/transaction) | {bounds['rss_bytes_per_min'] / 1024:.0f} KB/min |",
+        f"({proc['rss_slope_bytes_per_txn']:+.1f} B/transaction) | "
+        + (
+            f"growth after warm-up {proc['rss_growth_after_warmup_bytes'] / 1024:.0f} KB "
+            f"<= {bounds['rss_growth_bytes'] / 1024:.0f} KB |"
+            if "rss_growth_bytes" in bounds
+            else f"{bounds['rss_bytes_per_min'] / 1024:.0f} KB/min |"
+        ),
         f"| open fds | {fds['start']} | {fds['end']} | {fds['min']} | {fds['max']} | {fds['after_warmup_start']} | "
         f"{proc['fd_slope_per_min']:+.2f}/min | {bounds['fds_per_min']:g}/min |",
         f"| threads | {threads['start']} | {threads['end']} | {threads['min']} | {threads['max']} | "

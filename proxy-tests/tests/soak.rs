@@ -19,8 +19,11 @@
 //! every snapshot ran its command, every copy verified (`verify_after`); after the load, fresh
 //! push, sync and copy windows restore (through `doltgres-sidecar restore`) to the full ledger;
 //! no client error but the documented `57P01` (it ends a session before anything of its request
-//! ran; the clients retry); RSS and fd count flat after warm-up (least-squares slope under the bounds
-//! below) and the fds back to the idle count afterwards.
+//! ran; the clients retry); after warm-up, RSS grows by no more than what the sidecar
+//! legitimately keeps (`GROWTH_MAX`, derived below; the window history is filled before the load
+//! so that it cannot grow with the number of windows) and the fd count is flat (least-squares
+//! slope under its bound); the fds are back to the idle count afterwards. A second test runs the
+//! soak against a debug build that leaks 2 KiB per session and requires the growth check to fail.
 //!
 //! What the soak found about the join grace: a client that connects during the round's push,
 //! sync or snapshot window has its first request held, and the copy window that follows at once
@@ -44,6 +47,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use doltgres_sidecar::verify::{self, Scratch, ScratchConfig};
+use doltgres_sidecar::window::HISTORY;
 use proxy_tests::managed::{PASSWORD, USER};
 use proxy_tests::process::{SidecarProcess, proc_status_kb};
 use proxy_tests::{install, ledger};
@@ -67,15 +71,21 @@ const COLLECT_EVERY: Duration = Duration::from_secs(10);
 /// stay, but a verification's or a pgbench's last connection may still be closing.
 const IDLE_FD_MARGIN: u64 = 3;
 
-/// RSS slope bound after warm-up, bytes per minute. The load runs 50–110 transactions a second
-/// on this shared 2-core machine (measured, not asserted), nearly all on a new connection, so a
-/// leak of one 2 KiB read buffer per transaction (or per session) grows RSS by 6–13 MB a minute,
-/// and still by 2.4 MB a minute at 20 a second; a session's state (two buffers, the registry
-/// entry, the task) is more. 1 MiB/min is well under those. What grows legitimately stays under
-/// it: after a 150 s run's warm-up the slope measured 240–420 KB/min, mostly the window history
-/// (`GET /backups` keeps the last 200 windows, four a round) still filling; over 20 minutes it
-/// is flat (24 KB/min).
-const RSS_SLOPE_MAX: f64 = 1024.0 * 1024.0;
+/// How much the sidecar's RSS may grow after warm-up, bytes: what it legitimately keeps, which
+/// is bounded and does not grow with the load's length, the number of windows or the machine's
+/// speed. The window history is filled before the load starts (with operator holds; it keeps
+/// the last [`HISTORY`] records), so a window after that only replaces a record: a copy's, the
+/// largest, has ~1.7 KB of JSON more than a hold's, at most 200 × 2 × 1.7 KB ≈ 0.7 MB in
+/// memory. The read buffer pools are bounded (256 small and 32 grown buffers per thread, the
+/// grown ones up to `read_buffer_size`: 1 MB per thread) and mostly filled during warm-up; the
+/// rest is allocator fragmentation and the arenas of blocking-pool threads (copies, checksums,
+/// verifications) that come and go. A leak is not bounded: one of 2 KiB per session (a read
+/// buffer) over the thousands of sessions after warm-up is many times this;
+/// [`LEAK_PER_SESSION`] is injected in a debug build to prove the check catches it.
+const GROWTH_MAX: f64 = 3.0 * 1024.0 * 1024.0;
+/// The leak [`the_leak_check_catches_a_leak_per_session`] injects: what a forgotten read buffer
+/// would leak.
+const LEAK_PER_SESSION: u64 = 2048;
 /// Open file descriptor slope bound after warm-up, per minute. A leaked socket per connection
 /// would add thousands a minute, a leaked fd per window round (one every 5–10 s here) 6–12; the
 /// count itself moves with the sessions open at the instant of the sample (two fds each, up to
@@ -176,7 +186,7 @@ struct Sidecar {
 }
 
 impl Sidecar {
-    fn start(dir: &Path) -> Sidecar {
+    fn start(dir: &Path, env: &[(&str, String)]) -> Sidecar {
         let d = dir.display();
         let config = dir.join("sidecar.toml");
         std::fs::write(
@@ -209,6 +219,7 @@ impl Sidecar {
                         "RUST_LOG",
                         std::env::var("SOAK_RUST_LOG").unwrap_or_else(|_| "info".into()),
                     )
+                    .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
                     .stdout(log_file.try_clone().unwrap())
                     .stderr(log_file);
             });
@@ -384,6 +395,10 @@ async fn collect_windows(admin_url: &str, log: &WindowLog) {
     };
     let mut log = log.lock().unwrap();
     for w in history["windows"].as_array().into_iter().flatten() {
+        // The holds that filled the history before the load are not the load's windows.
+        if w["action"] == "hold" {
+            continue;
+        }
         if let Some(id) = w["id"].as_u64() {
             // Only what the report needs: the cut of a push or copy can be long.
             log.entry(id).or_insert_with(|| {
@@ -765,9 +780,47 @@ fn git_commit() -> String {
 
 // ------------------------------------------------------------------------------------------------
 
+/// One soak at a time: two would share the machine's cores and measure each other.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_mixed_load_with_every_window_action() {
-    let settings = Settings::from_env();
+    let _one = ONE_AT_A_TIME.lock().await;
+    run_soak(Settings::from_env(), None).await.assert_all();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leak_check_catches_a_leak_per_session() {
+    // The same soak, shorter, against a sidecar whose every session leaks a read buffer's
+    // worth (a debug build's test hook): the growth check must fail, and the run must have had
+    // enough transactions after warm-up for the check to mean anything.
+    let _one = ONE_AT_A_TIME.lock().await;
+    let settings = Settings {
+        seconds: 60,
+        sample_every: Duration::from_secs(1),
+        report: None,
+    };
+    let checks = run_soak(settings, Some(LEAK_PER_SESSION)).await;
+    assert!(
+        checks.passed(ENOUGH_TRANSACTIONS) == Some(true),
+        "{:#?}",
+        checks.0
+    );
+    assert!(
+        checks.passed(GROWTH_CHECK) == Some(false),
+        "a leak of {LEAK_PER_SESSION} bytes per session went unnoticed: {:#?}",
+        checks.0
+    );
+}
+
+/// The name of the leak check, and of the check that the run could see a leak.
+const GROWTH_CHECK: &str = "RSS growth after warm-up <= what is legitimately kept";
+const ENOUGH_TRANSACTIONS: &str =
+    "transactions after warm-up enough for a 2 KiB leak per session to pass the bound";
+
+/// Runs the soak and returns its checks; with `leak`, against a sidecar whose sessions each
+/// leak that many bytes, and without the final restores (only the leak check matters).
+async fn run_soak(settings: Settings, leak: Option<u64>) -> Checks {
     // What the sidecar is built from (the work tree may be shared and change during the run).
     let (commit, modified) = (git_commit(), sources_modified());
     let mut dir = tempfile::Builder::new()
@@ -778,7 +831,11 @@ async fn soak_mixed_load_with_every_window_action() {
         dir.disable_cleanup(true);
         eprintln!("soak: keeping {}", dir.path().display());
     }
-    let sidecar = Sidecar::start(dir.path());
+    let env: Vec<(&str, String)> = leak
+        .map(|bytes| ("DOLTGRES_SIDECAR_DEBUG_LEAK_BYTES", bytes.to_string()))
+        .into_iter()
+        .collect();
+    let sidecar = Sidecar::start(dir.path(), &env);
     let pid = sidecar.pid();
     let setup = {
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -807,6 +864,7 @@ async fn soak_mixed_load_with_every_window_action() {
         .await
         .unwrap();
     drop(setup);
+    fill_history(&sidecar).await;
     // The counters' baseline: everything after it is the load's.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let base = Metrics::fetch(&sidecar.admin).await.unwrap();
@@ -939,6 +997,16 @@ async fn soak_mixed_load_with_every_window_action() {
         .filter(|s| s.t >= WARMUP_FRACTION * load_seconds && s.t <= load_seconds)
         .collect::<Vec<_>>();
     let rss_slope = slope_per_minute(&warm.iter().map(|s| (s.t, s.rss as f64)).collect::<Vec<_>>());
+    // What the fitted line grows by over the samples after warm-up.
+    let warm_span = match (warm.first(), warm.last()) {
+        (Some(a), Some(b)) => b.t - a.t,
+        _ => 0.0,
+    };
+    let rss_growth = rss_slope * warm_span / 60.0;
+    let warm_commits = match (warm.first(), warm.last()) {
+        (Some(a), Some(b)) => b.commits.saturating_sub(a.commits),
+        _ => 0,
+    };
     let fd_slope = slope_per_minute(&warm.iter().map(|s| (s.t, s.fds as f64)).collect::<Vec<_>>());
     let thread_slope = slope_per_minute(
         &warm
@@ -973,7 +1041,8 @@ async fn soak_mixed_load_with_every_window_action() {
             "pgbench_clients": PGBENCH_CLIENTS,
             "sidecar_binary": install::sidecar_binary().display().to_string(),
             "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-            "bounds": {"rss_bytes_per_min": RSS_SLOPE_MAX, "fds_per_min": FD_SLOPE_MAX},
+            "bounds": {"rss_growth_bytes": GROWTH_MAX, "fds_per_min": FD_SLOPE_MAX},
+            "debug_leak_per_session": leak,
         },
         "load": {
             "transactions": transactions,
@@ -999,6 +1068,8 @@ async fn soak_mixed_load_with_every_window_action() {
             "rss_bytes": figure(|s| s.rss), "fds": figure(|s| s.fds),
             "threads": figure(|s| s.threads), "sessions": figure(|s| s.sessions),
             "rss_slope_bytes_per_min": rss_slope, "fd_slope_per_min": fd_slope,
+            "rss_growth_after_warmup_bytes": rss_growth,
+            "commits_after_warmup": warm_commits,
             "thread_slope_per_min": thread_slope,
             "rss_slope_bytes_per_txn": rss_slope / (transactions as f64 / load_seconds * 60.0),
         },
@@ -1125,12 +1196,21 @@ async fn soak_mixed_load_with_every_window_action() {
         warm.len().to_string(),
     );
     checks.add(
-        "RSS slope after warm-up < bound",
-        rss_slope < RSS_SLOPE_MAX,
+        GROWTH_CHECK,
+        rss_growth <= GROWTH_MAX,
         format!(
-            "{:.0} < {:.0} KB/min",
+            "{:.0} KB (slope {:.0} KB/min over {warm_span:.0} s) <= {:.0} KB",
+            rss_growth / 1024.0,
             rss_slope / 1024.0,
-            RSS_SLOPE_MAX / 1024.0
+            GROWTH_MAX / 1024.0
+        ),
+    );
+    checks.add(
+        ENOUGH_TRANSACTIONS,
+        warm_commits as f64 * 2048.0 > 2.0 * GROWTH_MAX,
+        format!(
+            "{warm_commits} commits x 2 KiB > 2 x {:.0} KB",
+            GROWTH_MAX / 1024.0
         ),
     );
     checks.add(
@@ -1156,6 +1236,9 @@ async fn soak_mixed_load_with_every_window_action() {
     let mut report = report;
     report["checks"] = checks.json();
     write_report(&report);
+    if leak.is_some() {
+        return checks;
+    }
 
     // Fresh push, sync and copy of the final state restore to the whole ledger.
     for action in ["push", "sync", "copy"] {
@@ -1200,7 +1283,22 @@ async fn soak_mixed_load_with_every_window_action() {
     report["checks"] = checks.json();
     write_report(&report);
     drop(sidecar);
-    checks.assert_all();
+    checks
+}
+
+/// Fills the window history with operator holds, so that the load's windows only replace
+/// records and what the history keeps no longer grows (see [`GROWTH_MAX`]).
+async fn fill_history(sidecar: &Sidecar) {
+    for _ in 0..HISTORY {
+        let (code, body) = admin(
+            "POST",
+            format!("{}/quiesce?ttl=1m&timeout=5s", sidecar.admin),
+        )
+        .await;
+        assert_eq!(code, 200, "hold: {body}");
+        let (code, body) = admin("POST", format!("{}/resume", sidecar.admin)).await;
+        assert_eq!(code, 200, "resume: {body}");
+    }
 }
 
 /// The pass criteria, each with what was found.
@@ -1225,6 +1323,11 @@ impl Checks {
             .iter()
             .map(|(name, ok, found)| json!({"check": name, "ok": ok, "found": found}))
             .collect()
+    }
+
+    /// Whether the check of this name passed (`None` if there is none).
+    fn passed(&self, name: &str) -> Option<bool> {
+        self.0.iter().find(|c| c.0 == name).map(|c| c.1)
     }
 
     fn assert_all(&self) {

@@ -5,6 +5,8 @@
 
 pub mod buffers;
 pub mod cancel;
+#[cfg(debug_assertions)]
+pub mod debug_leak;
 pub mod hold;
 pub mod inject;
 pub mod login;
@@ -84,6 +86,8 @@ pub async fn serve(
         );
         return farewell(&mut client, sqlstate::TOO_MANY_CONNECTIONS, &message).await;
     }
+    #[cfg(debug_assertions)]
+    debug_leak::per_session();
     let info = Arc::new(session_info(id, peer, &startup));
     debug!(user = %info.user, database = %info.database, tls = client.is_tls(), "session starting");
     let registered = Registered::new(&shared.registry, info);

@@ -34,7 +34,7 @@ pub use record::{Outcome, Phase, Step, Trigger, WindowRecord};
 const JOIN_GRACE: Duration = Duration::from_secs(1);
 
 /// How many finished windows `GET /backups` remembers.
-const HISTORY: usize = 200;
+pub const HISTORY: usize = 200;
 
 /// The windows' own state: one at a time, the operator's hold, the history. One per proxy, in
 /// `Shared`; [`run`], [`hold`] and [`resume`] orchestrate with the rest of it.
