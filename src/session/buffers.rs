@@ -37,9 +37,14 @@ pub fn take(size: usize) -> BytesMut {
     pooled.unwrap_or_else(|| BytesMut::with_capacity(size.max(SMALL)))
 }
 
-/// Gives an empty buffer back for reuse; beyond the pool's bounds it is freed.
-pub fn give(mut buf: BytesMut) {
+/// Gives an empty buffer back for reuse; beyond the pool's bounds, or grown past twice
+/// `read_size` (by a message larger than the read buffer: a 40 MiB query), it is freed, so a
+/// few large messages cannot leave their size behind in every thread's pool.
+pub fn give(mut buf: BytesMut, read_size: usize) {
     debug_assert!(buf.is_empty());
+    if buf.capacity() > 2 * read_size.max(SMALL) {
+        return;
+    }
     buf.clear();
     // Reclaims the space consumed at the front; a buffer the pump owns alone, as here, is rewound
     // in place without allocating.
@@ -74,7 +79,7 @@ mod tests {
         let ptr = buf.as_ptr();
         buf.advance(100);
         let before = pooled();
-        give(buf);
+        give(buf, SMALL);
         assert_eq!(pooled().0, before.0 + 1);
         let again = take(SMALL);
         assert_eq!(again.as_ptr(), ptr, "the same memory, rewound");
@@ -85,7 +90,7 @@ mod tests {
     fn grown_buffers_are_kept_apart_and_both_pools_are_bounded() {
         let large = BytesMut::with_capacity(8 * SMALL);
         let ptr = large.as_ptr();
-        give(large);
+        give(large, 8 * SMALL);
         assert_eq!(pooled().1, 1);
         assert_eq!(
             take(SMALL).capacity(),
@@ -96,9 +101,19 @@ mod tests {
         assert_eq!(again.as_ptr(), ptr);
         assert!(take(16 * SMALL).capacity() >= 16 * SMALL);
         for _ in 0..KEEP_SMALL + 10 {
-            give(BytesMut::with_capacity(SMALL));
-            give(BytesMut::with_capacity(8 * SMALL));
+            give(BytesMut::with_capacity(SMALL), 8 * SMALL);
+            give(BytesMut::with_capacity(8 * SMALL), 8 * SMALL);
         }
         assert_eq!(pooled(), (KEEP_SMALL, KEEP_LARGE));
+    }
+
+    #[test]
+    fn a_buffer_grown_by_a_large_message_is_freed_not_pooled() {
+        let before = pooled();
+        give(BytesMut::with_capacity(40 << 20), 16 * 1024);
+        give(BytesMut::with_capacity(64 * 1024), 16 * 1024);
+        assert_eq!(pooled(), before, "neither kept");
+        give(BytesMut::with_capacity(32 * 1024), 16 * 1024);
+        assert_eq!(pooled().1, before.1 + 1, "a grown read buffer is kept");
     }
 }

@@ -280,7 +280,7 @@ impl Pump {
     /// Returns the (empty) buffer to the pool, if the pump has one.
     fn give_back(&mut self) {
         if std::mem::take(&mut self.lent) {
-            buffers::give(std::mem::take(&mut self.buf));
+            buffers::give(std::mem::take(&mut self.buf), self.full_read_size);
         }
     }
 
