@@ -35,9 +35,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the proxy: accept clients on --listen and relay each to --upstream.
     ///
-    /// SIGTERM or SIGINT stops accepting, lets sessions finish for `shutdown_timeout` (default
-    /// 30s), then closes the rest with SQLSTATE 57P01. A second signal exits at once. SIGHUP
-    /// reloads the configuration (see `reload`).
+    /// SIGTERM or SIGINT stops accepting and ends each session with SQLSTATE 57P01 at its next
+    /// transaction boundary (an idle one at once), the rest at `shutdown_timeout` (default 30s);
+    /// then the final backup runs (and is verified, with verify_after). A second signal exits at
+    /// once. SIGHUP reloads the configuration (see `reload`).
     ///
     /// With --upgrade, takes the listening sockets over from the sidecar running with the same
     /// config: new clients come here at once, the old process lets its sessions finish and

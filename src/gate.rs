@@ -15,9 +15,14 @@
 //! and lets their first request through: a client that connects to run one transaction is not
 //! caught between its login and its query. The grace is part of the closed state, so a session
 //! reads it with the same borrow that tells it the gate is closed.
+//!
+//! Shutdown ([`Gate::end_at_boundaries`]): from the moment it begins no session at a boundary is
+//! admitted again, whether or not a window is open, and every session found at a boundary is
+//! ended. The same ordering makes this race-free: the flag is set before the trackers are read
+//! under their locks, so a session either saw it (and holds until it is ended) or is seen busy.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -25,7 +30,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::registry::{Registry, SessionInfo};
+use crate::registry::{EndReason, Registry, SessionInfo};
 
 /// What to do with sessions still inside a transaction at the drain deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -64,6 +69,8 @@ pub struct Gate {
     /// Woken whenever a session may have reached a boundary while the gate is closed.
     progress: Notify,
     next_id: AtomicU64,
+    /// The proxy is shutting down: sessions at a boundary are not admitted again.
+    stopping: AtomicBool,
 }
 
 impl Default for Gate {
@@ -78,6 +85,7 @@ impl Gate {
             state: watch::Sender::new(None),
             progress: Notify::new(),
             next_id: AtomicU64::new(1),
+            stopping: AtomicBool::new(false),
         }
     }
 
@@ -91,10 +99,43 @@ impl Gate {
         self.state.borrow().map(|c| c.id)
     }
 
-    /// Tells a waiting `quiesce` that a session may have reached a boundary or gone away.
+    /// Tells a waiting `quiesce` (or shutdown) that a session may have reached a boundary or gone
+    /// away.
     pub fn progress(&self) {
-        if self.is_closed() {
+        if self.is_closed() || self.is_stopping() {
             self.progress.notify_waiters();
+        }
+    }
+
+    /// True once the proxy is shutting down (see [`Gate::end_at_boundaries`]).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Shutdown: admits no request of a session at a boundary from now on, and ends with 57P01
+    /// every session found at a boundary (or still logging in), now or as soon as it reaches
+    /// one, until `done` resolves. Sessions inside a transaction, or with a request running,
+    /// run on until then.
+    pub async fn end_at_boundaries(&self, registry: &Registry, done: impl Future<Output = ()>) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let mut done = std::pin::pin!(done);
+        loop {
+            let progress = self.progress.notified();
+            for session in registry.snapshot() {
+                let quiescent = session.tracker.lock().unwrap().quiescent();
+                if quiescent && !session.terminate.is_cancelled() {
+                    tracing::debug!(
+                        session = session.id,
+                        "shutdown: ending a session at a boundary"
+                    );
+                    session.end(EndReason::Shutdown);
+                }
+            }
+            tokio::select! {
+                _ = &mut done => return,
+                _ = progress => {}
+                _ = tokio::time::sleep(POLL) => {}
+            }
         }
     }
 
@@ -187,7 +228,7 @@ impl Gate {
                     DrainPolicy::Abort => return Err(QuiesceError::Timeout { busy: busy.len() }),
                     DrainPolicy::Terminate => {
                         for session in &busy {
-                            session.terminate.cancel();
+                            session.end(EndReason::WindowTerminate);
                         }
                         terminated = true;
                     }
@@ -234,6 +275,9 @@ impl GateWatch {
 pub fn try_admit(gate: &Gate, session: &SessionInfo) -> bool {
     let mut t = session.tracker.lock().unwrap();
     if t.at_boundary() {
+        if gate.is_stopping() {
+            return false;
+        }
         let closed = *gate.state.borrow();
         let held = match closed {
             None => false,

@@ -6,8 +6,9 @@
 //!   packets, the few backend messages the proxy peeks at, and the errors it originates.
 //! - [`config`]: settings, their defaults and validation; [`reload`]: live reload (SIGHUP,
 //!   `POST /reload`) and certificate rotation from disk.
-//! - [`server`]: the accept loop and graceful shutdown; [`shared::Shared`] is the state sessions
-//!   share (no globals).
+//! - [`server`]: the accept loop; [`shutdown`]: graceful shutdown (sessions end at their
+//!   boundary, then the final backup and its verification); [`shared::Shared`] is the state
+//!   sessions share (no globals).
 //! - [`session`]: one client and its upstream connection: the startup phase
 //!   ([`session::startup`]), with `auth = "proxy"` the login ([`session::login`]), and one
 //!   [`session::pump::Pump`] per direction.
@@ -23,9 +24,10 @@
 //! - [`upstream`]: the server and every way of connecting to it (relay, cancel, SQL, probe);
 //!   [`tls`]: TLS towards clients and the upstream; [`halves`]: a connection split for the relay.
 //! - [`catalog`]: the catalog of stop-and-copy entries (atomic entries, manifests, retention);
-//!   [`verify`]: checking backups on a scratch Doltgres; [`restore`]: building a restored
-//!   directory beside its target and putting it in place at once; [`dirlock`]: who uses a
-//!   server directory (the sidecar's lock, Doltgres' database locks).
+//!   [`verify`]: checking backups on a scratch Doltgres, and `verify_after`'s verifications in
+//!   the background; [`restore`]: building a restored directory beside its target and putting
+//!   it in place at once; [`dirlock`]: who uses a server directory (the sidecar's lock,
+//!   Doltgres' database locks).
 //! - [`admin`]: the admin HTTP API (`/healthz`, `/readyz`, `/status`, `/metrics`, `/quiesce`,
 //!   `/resume`, `/backups`); [`client`]: the CLI's client of that API.
 //! - [`handover`]: upgrades without dropping clients: the listening sockets passed to a
@@ -64,6 +66,7 @@ pub mod secrets;
 pub mod server;
 pub mod session;
 pub mod shared;
+pub mod shutdown;
 pub mod tls;
 pub mod txn;
 pub mod upstream;

@@ -30,6 +30,15 @@ pub struct BackendKey {
 /// conceivable with a secret of one or two bytes).
 const KEY_ATTEMPTS: usize = 64;
 
+/// Why the proxy ends a session of its own accord.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// A window's `terminate` policy could not wait for its transaction.
+    WindowTerminate,
+    /// The proxy is shutting down and the session is at a boundary (or its time is up).
+    Shutdown,
+}
+
 /// What the registry knows of one session.
 #[derive(Debug)]
 pub struct SessionInfo {
@@ -46,8 +55,10 @@ pub struct SessionInfo {
     pub upstream_key: Mutex<Option<BackendKey>>,
     /// The session's transaction state; the relay updates it, `/status` and the gate read it.
     pub tracker: Mutex<Tracker>,
-    /// Cancelled to end the session with 57P01 (window policy `terminate`).
+    /// Cancelled to end the session with 57P01: through [`SessionInfo::end`], which says why.
     pub terminate: CancellationToken,
+    /// Why `terminate` was cancelled.
+    ending: OnceLock<EndReason>,
     /// When its upstream connection was made (a session waiting for the server has none).
     connected_at: OnceLock<tokio::time::Instant>,
 }
@@ -73,8 +84,20 @@ impl SessionInfo {
             upstream_key: Mutex::new(None),
             tracker: Mutex::new(Tracker::new()),
             terminate: CancellationToken::new(),
+            ending: OnceLock::new(),
             connected_at: OnceLock::new(),
         }
+    }
+
+    /// Ends the session with 57P01 for `reason` (the first reason given is the one it is told).
+    pub fn end(&self, reason: EndReason) {
+        let _ = self.ending.set(reason);
+        self.terminate.cancel();
+    }
+
+    /// Why the session is being ended, once [`SessionInfo::end`] was called.
+    pub fn end_reason(&self) -> Option<EndReason> {
+        self.ending.get().copied()
     }
 
     /// Records that the upstream connection is made.

@@ -1,9 +1,10 @@
 //! The accept loop: one task per client connection, and graceful shutdown.
 //!
 //! `run` takes an already-bound listener so tests can start the real server on port 0. On shutdown
-//! it stops accepting, runs the final backup window, lets sessions finish for `shutdown_timeout`,
-//! then closes the rest with `57P01`. After a hand-over to a successor process (an upgrade) it
-//! does the same without the final window: the successor runs windows from then on.
+//! it stops accepting and hands over to [`crate::shutdown`]: sessions end at their boundary
+//! (within `shutdown_timeout`), then the final backup window runs and its copy is verified. After
+//! a hand-over to a successor process (an upgrade) the sessions run on and no final window runs:
+//! the successor runs windows from then on.
 
 use std::sync::Arc;
 
@@ -14,7 +15,8 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::shared::Shared;
 
-/// Accepts clients until `shutdown` is cancelled, then drains sessions.
+/// Accepts clients until `shutdown` is cancelled (or a successor takes the listeners over), then
+/// shuts down as [`crate::shutdown`] says.
 pub async fn run(
     listener: TcpListener,
     shared: Arc<Shared>,
@@ -31,6 +33,9 @@ pub async fn run(
         shared.clone(),
         shutdown.child_token(),
     ));
+    shared
+        .verifications
+        .verify_unverified(&shared, shutdown.child_token());
     info!(listen = %listener.local_addr()?, upstream = %shared.upstream.addr, "proxy accepting clients");
     let handed_over = loop {
         let accepted = tokio::select! {
@@ -56,31 +61,11 @@ pub async fn run(
         );
     };
     drop(listener);
-    // A hand-over may complete just as a shutdown begins: the final window then gives way.
-    if handed_over || shared.handover.is_handed_over() {
-        info!("a successor accepts on the listeners: no final backup window here");
-    } else {
-        tokio::select! {
-            _ = crate::window::trigger::final_window(&shared) => {}
-            _ = shared.handover.handed_over() => {
-                info!("a successor took over: the final backup window gives way");
-            }
-        }
+    if handed_over {
+        info!("a successor accepts on the listeners: this process lets its sessions finish");
     }
-    sessions.close();
-    let shutdown_timeout = shared.config().shutdown_timeout;
-    info!(sessions = sessions.len(), timeout = ?shutdown_timeout, "shutting down: waiting for sessions");
-    if tokio::time::timeout(shutdown_timeout, sessions.wait())
-        .await
-        .is_err()
-    {
-        info!(
-            sessions = sessions.len(),
-            "shutdown timeout reached: closing sessions"
-        );
-        stop_sessions.cancel();
-        sessions.wait().await;
-    }
+    crate::shutdown::drain_sessions(&shared, &sessions, &stop_sessions, &shutdown).await;
+    crate::shutdown::final_backup(&shared).await;
     info!("proxy stopped");
     Ok(())
 }

@@ -23,6 +23,7 @@ use crate::registry::Registry;
 use crate::reload::ConfigSource;
 use crate::tls::{ClientTls, TlsError};
 use crate::upstream::{Upstream, UpstreamError};
+use crate::verify::background::Verifications;
 use crate::window::Windows;
 
 /// State every session shares. Passed down in an `Arc`; there are no globals, so several proxies
@@ -36,6 +37,8 @@ pub struct Shared {
     pub registry: Registry,
     pub gate: Arc<Gate>,
     pub windows: Windows,
+    /// `verify_after`: the verifications running in the background.
+    pub verifications: Verifications,
     /// Present when clients may use TLS: the acceptor and its channel-binding data, swapped as
     /// one so that a handshake and the SCRAM exchange after it see the same certificate.
     tls: ArcSwapOption<ClientTls>,
@@ -84,6 +87,7 @@ impl Shared {
             registry: Registry::default(),
             gate: Arc::new(Gate::new()),
             windows: Windows::default(),
+            verifications: Verifications::default(),
             tls: ArcSwapOption::from(tls.map(Arc::new)),
             upstream,
             control,

@@ -320,7 +320,7 @@ async fn a_managed_doltgres_is_handed_over_with_the_listeners() {
         format!(
             "shutdown_timeout = \"40s\"\nhandover_socket = \"{}\"\n\n\
              [server]\ncontrol = \"managed\"\nbinary = \"{}\"\ndir = \"{}\"\npassword = \"{PASSWORD}\"\n\n\
-             [backup]\non_shutdown = false\n\n[backup.copy]\ncatalog = \"{}\"\n",
+             [backup]\non_shutdown = true\n\n[backup.copy]\ncatalog = \"{}\"\n",
             dir.path().join("handover.sock").display(),
             proxy_tests::install::doltgres_binary().display(),
             server_dir.display(),
@@ -385,6 +385,13 @@ async fn a_managed_doltgres_is_handed_over_with_the_listeners() {
         .await
         .expect("the old process did not exit");
     assert!(exit.success(), "the old process exited with {exit}");
+    let catalog = doltgres_sidecar::catalog::Catalog {
+        dir: dir.path().join("backups"),
+    };
+    assert!(
+        catalog.entries().is_empty(),
+        "the old process ran a final backup after handing over"
+    );
     let processed = per_txn.processed + persistent.processed;
     // The server outlived the process that started it: the successor adopted it.
     assert_eq!(doltgres_pid(&server_dir), server_pid);

@@ -43,8 +43,9 @@ pub struct Config {
     /// How long to wait for the upstream to accept a TCP connection.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
-    /// On SIGTERM/SIGINT, or after handing over to a successor: how long sessions may run on
-    /// before the proxy closes them with `57P01`.
+    /// On SIGTERM/SIGINT: how long a session inside a transaction may run on to its boundary
+    /// (one at a boundary is ended at once); after handing over to a successor: how long
+    /// sessions may run on. Then the proxy closes them with `57P01`.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
     /// Size of each read buffer, per direction and session.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::registry::{Registry, SessionInfo};
+use crate::registry::{EndReason, Registry, SessionInfo};
 use crate::txn::{Tally, Tracker};
 
 fn session(registry: &Registry, id: u64) -> Arc<SessionInfo> {
@@ -368,4 +368,48 @@ async fn without_a_grace_or_past_it_a_joining_session_is_held_and_not_waited_for
         .expect("a session past its grace is not waited for");
     assert!(!try_admit(&gate, &joining));
     drop(guard);
+}
+
+/// Shutdown: an idle session is ended at once and admitted no more; one inside a transaction
+/// goes on (its requests admitted) and is ended once it commits.
+#[tokio::test(start_paused = true)]
+async fn shutdown_ends_idle_sessions_at_once_and_busy_ones_at_their_boundary() {
+    let gate = Arc::new(Gate::new());
+    let registry = Arc::new(Registry::default());
+    let idle = session(&registry, 1);
+    let busy = session(&registry, 2);
+    begin(&busy);
+    let done = CancellationToken::new();
+    let ending = tokio::spawn({
+        let (gate, registry, done) = (gate.clone(), registry.clone(), done.clone());
+        async move {
+            gate.end_at_boundaries(&registry, done.cancelled_owned())
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(gate.is_stopping());
+    assert_eq!(idle.end_reason(), Some(EndReason::Shutdown));
+    assert!(idle.terminate.is_cancelled());
+    assert!(!try_admit(&gate, &idle), "no new request at a boundary");
+    assert!(!busy.terminate.is_cancelled(), "inside a transaction");
+    assert!(try_admit(&gate, &busy), "its transaction goes on");
+    finish_batch(&gate, &busy.tracker);
+    commit(&busy);
+    gate.progress();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(busy.end_reason(), Some(EndReason::Shutdown));
+    assert!(!try_admit(&gate, &busy), "at its boundary now");
+    done.cancel();
+    ending.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_first_reason_to_end_a_session_is_the_one_kept() {
+    let registry = Registry::default();
+    let s = session(&registry, 1);
+    assert_eq!(s.end_reason(), None);
+    s.end(EndReason::WindowTerminate);
+    s.end(EndReason::Shutdown);
+    assert_eq!(s.end_reason(), Some(EndReason::WindowTerminate));
 }

@@ -118,6 +118,7 @@ pub async fn serve(
             let outcome = tokio::select! {
                 done = login => Ok(done),
                 _ = stop.cancelled() => Err(()),
+                _ = registered.info.terminate.cancelled() => Err(()),
             };
             let done = match outcome {
                 Ok(Some(done)) => done,

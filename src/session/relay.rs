@@ -11,7 +11,7 @@ use crate::control::Attached;
 use crate::metrics::Direction;
 use crate::protocol::notice::sqlstate;
 use crate::protocol::tags;
-use crate::registry::SessionInfo;
+use crate::registry::{EndReason, SessionInfo};
 use crate::replay::{SessionState, plan};
 use crate::shared::Shared;
 use crate::tls::MaybeTls;
@@ -30,6 +30,7 @@ use super::{FAREWELL_TIMEOUT, farewell};
 enum Ending {
     Client(Result<(), PumpError>),
     Server(Result<(), PumpError>),
+    /// The proxy is shutting down: at the session's boundary, or at `shutdown_timeout`.
     Stopped,
     /// A window's `terminate` policy ended the session.
     Terminated,
@@ -124,7 +125,10 @@ pub async fn relay(
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => Ending::Stopped,
-                _ = info.terminate.cancelled() => Ending::Terminated,
+                _ = info.terminate.cancelled() => match info.end_reason() {
+                    Some(EndReason::Shutdown) => Ending::Stopped,
+                    _ => Ending::Terminated,
+                },
                 _ = attached.detached() => Ending::Detached,
             }
         });

@@ -66,7 +66,8 @@ pub struct BackupConfig {
     pub interval: Option<Duration>,
     /// What triggered windows run; empty means every configured action.
     pub actions: Vec<Action>,
-    /// Run a last window on graceful shutdown if anything was written since the last one.
+    /// Run a last window on graceful shutdown, once every session has ended, if anything was
+    /// written since the last one.
     pub on_shutdown: bool,
     /// The longest each phase of an action may run: before the gate closes, while it is closed,
     /// and after it reopens.

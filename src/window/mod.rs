@@ -112,6 +112,18 @@ pub async fn run(shared: &Arc<Shared>, action: Action, trigger: Trigger) -> Wind
     run_in_slot(shared, action, trigger, slot).await
 }
 
+/// [`run`], waiting at most `wait` for a window already open to end (`None` if it did not).
+pub async fn run_within(
+    shared: &Arc<Shared>,
+    action: Action,
+    trigger: Trigger,
+    wait: Duration,
+) -> Option<WindowRecord> {
+    let slot = shared.windows.slot.clone().lock_owned();
+    let slot = tokio::time::timeout(wait, slot).await.ok()?;
+    Some(run_in_slot(shared, action, trigger, slot).await)
+}
+
 /// [`run`], or `None` at once if another window is open.
 pub async fn try_run(
     shared: &Arc<Shared>,

@@ -1,12 +1,13 @@
 //! Triggers: open a window every N write commits, or every interval when at least one write
-//! commit happened; retry failures with exponential backoff; one last window on shutdown.
+//! commit happened; retry failures with exponential backoff; one last window on shutdown (run by
+//! [`crate::shutdown`] once the sessions have ended).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::record::{Outcome, Trigger};
 use crate::shared::Shared;
@@ -65,15 +66,27 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
 }
 
 /// The last window on graceful shutdown, if enabled and anything was written since the last
-/// successful one. Bounded by the drain and action timeouts.
+/// successful one; run once every session has ended, so it holds every acknowledged commit.
+/// Bounded by the drain and action timeouts, and waits at most as long for a window still open.
 pub async fn final_window(shared: &Arc<Shared>) {
     let config = shared.config();
     let backup = &config.backup;
     if !backup.on_shutdown || shared.metrics.write_commits_since_backup.get() <= 0 {
         return;
     }
+    let wait = backup.action_timeout + config.drain_timeout;
     for action in backup.triggered_actions() {
         info!(action = action.as_str(), "shutdown: final backup window");
-        super::run(shared, action, Trigger::Shutdown).await;
+        if super::run_within(shared, action, Trigger::Shutdown, wait)
+            .await
+            .is_none()
+        {
+            warn!(
+                action = action.as_str(),
+                ?wait,
+                "shutdown: another window stayed open: no final backup window"
+            );
+            return;
+        }
     }
 }

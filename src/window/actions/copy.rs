@@ -44,10 +44,7 @@ pub async fn run(
         .await
         .map_err(|e| ActionError::Copy(format!("copy task failed: {e}")))??;
     if cfg.verify_after {
-        tokio::spawn(crate::verify::verify_new_entry(
-            shared.clone(),
-            manifest.id.clone(),
-        ));
+        shared.verifications.verify_new(shared, manifest.id.clone());
     }
     Ok(json!({
         "entry": manifest.id,

@@ -3,16 +3,19 @@
 //! manifest recorded at the cut must match (file checksums, each database's HEAD and working-set
 //! hash, rows per table). Sync backups and push remotes (by URL) are restored into the scratch
 //! server first and must open and read the same way.
+//!
+//! [`background`] runs the sidecar's own verifications (`verify_after`): each new entry, and at
+//! start the entries never verified.
+
+pub mod background;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
-use tracing::{info, warn};
 
 use crate::catalog::copy_tree;
-use crate::catalog::{Entry, Manifest, VerifyRecord};
+use crate::catalog::{Entry, Manifest};
 use crate::control::managed::{ManagedServer, ManagedSpec, free_port};
 use crate::shared::Shared;
 
@@ -324,47 +327,5 @@ pub fn scratch_config(shared: &Shared) -> ScratchConfig {
         user: server.user.clone(),
         password: server.password.clone().unwrap_or_default(),
         ready_timeout: server.ready_timeout,
-    }
-}
-
-/// `verify_after`: verifies a new entry, records the result beside it and in the metrics.
-pub async fn verify_new_entry(shared: Arc<Shared>, id: String) {
-    let config = shared.config();
-    let Some(copy) = &config.backup.copy else {
-        return;
-    };
-    let catalog = crate::catalog::Catalog {
-        dir: copy.catalog.clone(),
-    };
-    let result = match catalog.entry(&id) {
-        Ok(entry) => {
-            let result = verify_entry(&scratch_config(&shared), &entry, &mut |_| {}).await;
-            let record = VerifyRecord {
-                ok: result.is_ok(),
-                at_unix: crate::window::record::unix(SystemTime::now()),
-                detail: match &result {
-                    Ok(s) | Err(s) => s.clone(),
-                },
-            };
-            if let Err(e) = entry.record_verify(&record) {
-                warn!(entry = %id, error = %e, "cannot record the verification");
-            }
-            result
-        }
-        Err(e) => Err(format!("entry {id}: {e}")),
-    };
-    let label = crate::metrics::ResultLabel {
-        result: if result.is_ok() { "ok" } else { "failed" }.into(),
-    };
-    shared.metrics.verify.get_or_create(&label).inc();
-    match result {
-        Ok(detail) => {
-            shared
-                .metrics
-                .last_verify_success_timestamp_seconds
-                .set(crate::window::record::unix(SystemTime::now()));
-            info!(entry = %id, %detail, "copy verified");
-        }
-        Err(detail) => warn!(entry = %id, %detail, "copy failed verification"),
     }
 }
