@@ -101,7 +101,7 @@ bash scripts/ensure-promtool.sh >"$work/promtool.path" 2>"$work/promtool.log" &
 promtool_pid=$!
 cleanups+=("kill $promtool_pid")
 password="pw-$RANDOM$RANDOM"
-token="token-$RANDOM$RANDOM"
+token="admin-token-$RANDOM$RANDOM$RANDOM$RANDOM"
 sidecar_image=localhost/doltgres-sidecar:test
 managed_image=localhost/doltgres-sidecar-managed:test
 

@@ -305,7 +305,7 @@ mod tests {
             "--admin-listen",
             "0.0.0.0:9187",
             "--admin-token",
-            "s3cret",
+            "s3cret-s3cret-s3cret",
         ])
         .unwrap();
         let Command::Run(args) = cli.command else {
@@ -313,7 +313,7 @@ mod tests {
         };
         assert_eq!(
             args.resolve().unwrap().admin_token.as_deref(),
-            Some("s3cret")
+            Some("s3cret-s3cret-s3cret")
         );
     }
 

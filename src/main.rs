@@ -20,7 +20,9 @@ fn main() -> ExitCode {
     match run_cli(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // A URL given with credentials (restore --from, verify) is not echoed with them.
+            let text = doltgres_sidecar::secrets::mask_urls_in(&format!("{e:#}"));
+            eprintln!("error: {text}");
             ExitCode::FAILURE
         }
     }

@@ -100,6 +100,26 @@ fn mask_value(secret: bool, value: &mut toml::Value) {
     }
 }
 
+/// Free text (an error message, a log line) with the password of every
+/// `scheme://user:password@host…` in it masked: a remote's URL with credentials ends up in the
+/// SQL a window runs, and so in its error.
+pub fn mask_urls_in(text: &str) -> String {
+    let opens = |c: char| c.is_whitespace() || "'\"(`<[,".contains(c);
+    let closes = |c: char| c.is_whitespace() || "'\")`>],".contains(c);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let start = rest[..at].rfind(opens).map_or(0, |i| i + 1);
+        let end = rest[at..].find(closes).map_or(rest.len(), |i| at + i);
+        out.push_str(&rest[..start]);
+        let url = &rest[start..end];
+        out.push_str(&mask_url_password(url).unwrap_or_else(|| url.to_string()));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// `scheme://user:password@host...` with the password masked; `None` when the text holds no URL
 /// with a password.
 fn mask_url_password(text: &str) -> Option<String> {
@@ -276,6 +296,21 @@ mod tests {
         ] {
             assert_eq!(mask_url_password(url).as_deref(), masked, "{url}");
         }
+    }
+
+    #[test]
+    fn passwords_of_urls_in_free_text_are_masked() {
+        let text = "SELECT dolt_remote('add', 'backup', 'https://bob:hunter2@dolthub.example/org/db'): \
+                    could not reach https://bob:hunter2@dolthub.example (file:///x, s3://b/p)";
+        let masked = mask_urls_in(text);
+        assert!(!masked.contains("hunter2"), "{masked}");
+        assert_eq!(
+            masked.matches("bob:********@dolthub.example").count(),
+            2,
+            "{masked}"
+        );
+        assert!(masked.contains("(file:///x, s3://b/p)"), "{masked}");
+        assert_eq!(mask_urls_in("no url here"), "no url here");
     }
 
     #[test]

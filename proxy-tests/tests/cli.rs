@@ -122,7 +122,7 @@ fn private_file(path: &Path, content: &str) {
 fn check_config_prints_the_resolved_config_with_secrets_masked() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
-    private_file(&token_file, "token-Secret-1\n");
+    private_file(&token_file, "token-Secret-1-of-24-chars\n");
     let config = dir.path().join("sidecar.toml");
     private_file(
         &config,

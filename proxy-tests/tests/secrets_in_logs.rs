@@ -194,3 +194,88 @@ async fn trace_logs_hold_no_secret() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_credentials_and_config_lines_are_not_shown() {
+    // A push remote whose URL carries a password fails (nothing listens there): the error in
+    // GET /backups, in the CLI's output and in the log shows the URL with the password masked.
+    // Then the config file gets a syntax error on a line holding the admin token: neither a
+    // SIGHUP's log line nor check-config shows that line.
+    const URL_SECRET: &str = "url-Secret-8855";
+    const TOKEN_IN_LINE: &str = "line-Secret-9966";
+    let server = proxy_tests::TestServer::doltgres().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sidecar.toml");
+    let good = format!(
+        "upstream = \"{}\"\n\n[backup]\npassword = \"{}\"\n\n[backup.push]\nremote = \"offsite\"\n\
+         url = \"https://bob:{URL_SECRET}@127.0.0.1:1/org/{{database}}\"\n",
+        server.addr(),
+        server.password
+    );
+    std::fs::write(&config, &good).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let log_path = dir.path().join("sidecar.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut sidecar = proxy_tests::process::SidecarProcess::start_with(
+        &[std::ffi::OsStr::new("--config"), config.as_os_str()],
+        |c| {
+            c.env("RUST_LOG", "debug")
+                .stdout(log.try_clone().unwrap())
+                .stderr(log);
+        },
+    );
+    sidecar.ready().await;
+    let pushed = Command::new(install::sidecar_binary())
+        .args(["backup", "--action", "push", "--admin-url", &sidecar.admin])
+        .output()
+        .unwrap();
+    assert!(!pushed.status.success(), "the push cannot succeed");
+    let (code, listed) = sidecar.get("/backups").await;
+    assert_eq!(code, 200);
+    assert!(listed.contains("bob:********@127.0.0.1"), "{listed}");
+    // SIGHUP with a line that does not parse, holding a secret.
+    std::fs::write(
+        &config,
+        format!("{good}\nadmin_token = \"{TOKEN_IN_LINE}\n"),
+    )
+    .unwrap();
+    kill(sidecar.pid(), Signal::SIGHUP).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log_path)
+        .unwrap()
+        .contains("reload failed")
+    {
+        assert!(Instant::now() < deadline, "the reload did not fail");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let checked = Command::new(install::sidecar_binary())
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!checked.status.success());
+    let checked_text = String::from_utf8_lossy(&checked.stderr).into_owned();
+    assert!(checked_text.contains("line"), "{checked_text}");
+    drop(sidecar);
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let pushed_text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&pushed.stdout),
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    for (what, shown) in [
+        ("GET /backups", &listed),
+        ("the log", &text),
+        ("backup's output", &pushed_text),
+        ("check-config's output", &checked_text),
+    ] {
+        assert!(
+            !shown.contains(URL_SECRET),
+            "the URL's password is in {what}"
+        );
+        assert!(
+            !shown.contains(TOKEN_IN_LINE),
+            "the config line is in {what}"
+        );
+    }
+}

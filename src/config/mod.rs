@@ -172,6 +172,10 @@ impl Default for Config {
     }
 }
 
+/// The shortest `admin_token` accepted when the admin API listens off loopback: a token anyone
+/// on the network may try guesses at.
+pub const MIN_PUBLIC_TOKEN: usize = 16;
+
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -180,10 +184,14 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
-    #[error("invalid config file {path}: {source}")]
+    /// The position and the parser's message, never the text of the line: the line may hold a
+    /// secret (`admin_token = "…`), and this error is logged (on SIGHUP) and printed.
+    #[error("invalid config file {path}, line {line}, column {column}: {message}")]
     Parse {
         path: String,
-        source: toml::de::Error,
+        line: usize,
+        column: usize,
+        message: String,
     },
     #[error("invalid setting {name}: {reason}")]
     Invalid { name: &'static str, reason: String },
@@ -202,9 +210,15 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        let parse_error = |source| ConfigError::Parse {
-            path: path.display().to_string(),
-            source,
+        let parse_error = |e: toml::de::Error| {
+            let at = e.span().map_or(0, |span| span.start).min(text.len());
+            let before = &text[..at];
+            ConfigError::Parse {
+                path: path.display().to_string(),
+                line: before.matches('\n').count() + 1,
+                column: before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1,
+                message: e.message().trim().to_string(),
+            }
         };
         let config = Config::from_toml(&text).map_err(parse_error)?;
         let table = toml::from_str(&text).map_err(parse_error)?;
@@ -289,11 +303,29 @@ impl Config {
                 format!("{:?} is not an address: {e}", self.admin_listen),
             )
         })?;
-        if !admin.ip().is_loopback() && self.admin_token.is_none() {
-            return Err(invalid(
-                "admin_token",
-                "required when admin_listen is not a loopback address",
-            ));
+        match &self.admin_token {
+            Some(token) if token.trim().is_empty() => {
+                return Err(invalid(
+                    "admin_token",
+                    "is empty: set a token, or leave the key out",
+                ));
+            }
+            Some(token) if !admin.ip().is_loopback() && token.len() < MIN_PUBLIC_TOKEN => {
+                return Err(invalid(
+                    "admin_token",
+                    format!(
+                        "with admin_listen off loopback the token must have at least \
+                         {MIN_PUBLIC_TOKEN} characters (e.g. `openssl rand -hex 24`)"
+                    ),
+                ));
+            }
+            None if !admin.ip().is_loopback() => {
+                return Err(invalid(
+                    "admin_token",
+                    "required when admin_listen is not a loopback address",
+                ));
+            }
+            _ => {}
         }
         self.backup
             .validate()
@@ -433,7 +465,20 @@ mod tests {
             })
         ));
         c.admin_token = Some("secret".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("at least 16 characters"), "{err}");
+        c.admin_token = Some("a-token-of-24-characters".into());
         c.validate().unwrap();
+        c.admin_token = Some("   ".into());
+        assert!(c.validate().unwrap_err().to_string().contains("empty"));
+        let loopback = Config {
+            admin_token: Some(String::new()),
+            ..Config::default()
+        };
+        assert!(
+            loopback.validate().is_err(),
+            "an empty token is refused anywhere"
+        );
     }
 
     #[test]
@@ -479,6 +524,22 @@ mod tests {
         c.settle_managed().unwrap();
         assert_eq!(c.auth_mode(), AuthMode::Passthrough);
         assert_eq!(Config::default().auth_mode(), AuthMode::Passthrough);
+    }
+
+    #[test]
+    fn a_file_that_does_not_parse_is_reported_without_its_text() {
+        let dir = std::env::temp_dir().join(format!("dgs-parse-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:6432\"\nadmin_token = \"Secret-Token-1\n",
+        )
+        .unwrap();
+        let err = Config::from_file(&path).unwrap_err().to_string();
+        assert!(!err.contains("Secret-Token-1"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
