@@ -328,9 +328,10 @@ fn next_step(op: u8, bytes: &mut impl Iterator<Item = u8>) -> Step {
 /// The session-state tracker fed by both sides (`fuzz_targets/replay.rs`), with conversations
 /// made as for [`exercise_tracker`]. Nothing panics; each key and each prepared name is held
 /// once; and the replay plan is well-framed protocol whose requests (Query and Sync messages)
-/// are as many as it says.
+/// are as many as it says. The same holds after the session's settings were read back, which
+/// leaves no setting in doubt by name.
 pub fn exercise_replay(data: &[u8]) {
-    use crate::replay::{SessionState, plan};
+    use crate::replay::SessionState;
     let mut state = SessionState::new();
     let mut bytes = data.iter().copied();
     while let Some(op) = bytes.next() {
@@ -342,7 +343,31 @@ pub fn exercise_replay(data: &[u8]) {
             }
         }
     }
-    let replayable = state.replayable();
+    check_replayable(state.replayable());
+    use crate::replay::readback::{Kind, Row};
+    let read = state
+        .readback_names()
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| Row {
+            name: name.to_uppercase(),
+            value: (i % 4 != 3).then(|| format!("v'{name}\\")),
+            kind: [Kind::Changed, Kind::Same, Kind::Named, Kind::Named][i % 4],
+        })
+        .collect();
+    state.settings_read(read);
+    assert!(
+        state
+            .doubt()
+            .is_none_or(|d| d.names.is_empty() && d.unnamed),
+        "a named doubt left after the read-back"
+    );
+    check_replayable(state.replayable());
+}
+
+/// Keys and prepared names held once, and a plan of whole messages counted right.
+fn check_replayable(replayable: &crate::replay::Replayable) {
+    use crate::replay::plan;
     for (i, (key, _)) in replayable.statements.iter().enumerate() {
         assert!(
             !replayable.statements[..i].iter().any(|(k, _)| k == key),

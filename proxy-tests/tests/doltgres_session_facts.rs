@@ -121,3 +121,223 @@ async fn which_session_statements_exist() {
         "named statements exist"
     );
 }
+
+/// The ParameterStatus messages in an answer, as `name=value`.
+fn reported(messages: &[proxy_tests::raw::Msg]) -> Vec<String> {
+    messages
+        .iter()
+        .filter_map(|m| m.parameter())
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_config_changes_the_session_and_no_parameter_status_reports_a_change() {
+    let server = TestServer::doltgres().await;
+    let mut c = RawClient::login(&server.addr(), &server).await;
+    for sql in [
+        "SELECT set_config('search_path', 's2', false)",
+        "SELECT set_config('TimeZone', 'Asia/Kolkata', false)",
+        "SET TimeZone = 'UTC'",
+        "SET DateStyle = 'German'",
+        "SET search_path = s3",
+    ] {
+        let answer = c.simple(sql).await;
+        assert!(reported(&answer).is_empty(), "{sql}: {:?}", briefs(&answer));
+    }
+    run(
+        &mut c,
+        "SELECT set_config('TIMEZONE', 'Asia/Kolkata', false)",
+    )
+    .await;
+    assert_eq!(show(&mut c, "TimeZone").await, "Asia/Kolkata", "any case");
+    let (_, now) = run(&mut c, "SELECT now()::text").await;
+    assert!(now[0].ends_with("+05:30"), "{now:?}");
+    // set_config(..., true) is refused outright: a local setting never outlives its statement.
+    let answer = c
+        .simple("SELECT set_config('search_path', 'x', true)")
+        .await;
+    assert_eq!(briefs(&answer), ["E(XX000)", "Z(I)"]);
+    let text = answer[0].text().unwrap_or_default();
+    assert!(text.contains("not supported yet"), "{text}");
+    assert_eq!(show(&mut c, "search_path").await, "s3");
+
+    // PostgreSQL reports some settings (TimeZone, DateStyle) whichever way they change; 15 does
+    // not report search_path.
+    let postgres = TestServer::postgres().await;
+    let mut c = RawClient::login(&postgres.addr(), &postgres).await;
+    let answer = c
+        .simple("SELECT set_config('TimeZone', 'Asia/Kolkata', false)")
+        .await;
+    assert_eq!(reported(&answer), ["TimeZone=Asia/Kolkata"]);
+    let answer = c
+        .simple("SELECT set_config('search_path', 's2', false)")
+        .await;
+    assert!(reported(&answer).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_changes_the_settings_of_the_session_that_calls_it() {
+    let server = TestServer::doltgres().await;
+    let mut c = RawClient::login(&server.addr(), &server).await;
+    for sql in [
+        "CREATE FUNCTION by_set() RETURNS int LANGUAGE plpgsql AS \
+         $$ BEGIN SET search_path = s5; RETURN 1; END $$",
+        "CREATE FUNCTION by_call() RETURNS void LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM set_config('TimeZone', 'Asia/Kolkata', false); END $$",
+        "CREATE FUNCTION by_clause() RETURNS int LANGUAGE plpgsql SET search_path = s9 AS \
+         $$ BEGIN RETURN 1; END $$",
+    ] {
+        assert_eq!(
+            run(&mut c, sql).await.0,
+            ["C(CREATE FUNCTION)", "Z(I)"],
+            "{sql}"
+        );
+    }
+    run(&mut c, "SELECT by_set()").await;
+    assert_eq!(show(&mut c, "search_path").await, "s5");
+    run(&mut c, "SET search_path = public").await;
+    run(&mut c, "SELECT by_call()").await;
+    assert_eq!(show(&mut c, "TimeZone").await, "Asia/Kolkata");
+    run(&mut c, "SELECT by_clause()").await;
+    assert_eq!(
+        show(&mut c, "search_path").await,
+        "public",
+        "a function's own SET clause ends with the call"
+    );
+    let answer = c.simple("DO $$ BEGIN PERFORM 1; END $$").await;
+    assert_eq!(briefs(&answer), ["E(42601)", "Z(I)"], "no DO blocks");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_settings_holds_the_sessions_values_beside_their_reset_values() {
+    let server = TestServer::doltgres().await;
+    let client = proxy_tests::facts::connect_to(&server, "postgres").await;
+    let changed = "SELECT name || '=' || setting FROM pg_settings \
+                   WHERE setting IS DISTINCT FROM reset_val AND context IN ('user', 'superuser') \
+                   ORDER BY lower(name)";
+    let column = |sql: &'static str| proxy_tests::facts::column(&client, sql);
+    // A fresh session: one row differs all the same (the reset value is empty).
+    assert_eq!(column(changed).await, ["enable_hashjoin=on"]);
+    client
+        .batch_execute(
+            "SELECT set_config('search_path', 's2', false); \
+             SELECT set_config('TimeZone', 'Asia/Kolkata', false); \
+             SET DateStyle = 'German'; SET app.who = 'me'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        column(changed).await,
+        [
+            "DateStyle=German, DMY",
+            "enable_hashjoin=on",
+            "search_path=s2",
+            "TimeZone=Asia/Kolkata"
+        ]
+    );
+    let sources = "SELECT source FROM pg_settings WHERE name IN ('search_path', 'TimeZone') \
+                   ORDER BY lower(name)";
+    assert_eq!(
+        column(sources).await,
+        ["default", "configuration file"],
+        "source never says session"
+    );
+    let custom = "SELECT count(*) FROM pg_settings WHERE name LIKE 'app.%'";
+    assert_eq!(
+        column(custom).await,
+        ["0"],
+        "custom settings are not listed"
+    );
+    let read = "SELECT 'app.who', current_setting('app.who', true) \
+                UNION ALL SELECT 'app.none', current_setting('app.none', true)";
+    let rows = client.simple_query(read).await.unwrap();
+    let values: Vec<Option<String>> = rows
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(1).map(str::to_string)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        values,
+        [Some("me".to_string()), None],
+        "NULL for an unknown name"
+    );
+    // What was read, set again on a fresh session, gives the same values.
+    let fresh = proxy_tests::facts::connect_to(&server, "postgres").await;
+    fresh
+        .batch_execute(
+            "SELECT set_config('DateStyle', 'German, DMY', false); \
+             SELECT set_config('enable_hashjoin', 'on', false); \
+             SELECT set_config('search_path', 's2', false); \
+             SELECT set_config('TimeZone', 'Asia/Kolkata', false); \
+             SELECT set_config('app.who', E'it''s \\\\ me', false)",
+        )
+        .await
+        .unwrap();
+    let column = |sql: &'static str| proxy_tests::facts::column(&fresh, sql);
+    assert_eq!(
+        column(changed).await,
+        [
+            "DateStyle=German, DMY",
+            "enable_hashjoin=on",
+            "search_path=s2",
+            "TimeZone=Asia/Kolkata"
+        ]
+    );
+    assert_eq!(
+        column("SELECT current_setting('app.who')").await,
+        ["it's \\ me"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn current_setting_gives_booleans_as_digits_that_set_config_refuses() {
+    let server = TestServer::doltgres().await;
+    let mut c = RawClient::login(&server.addr(), &server).await;
+    run(&mut c, "SET enable_seqscan = off").await;
+    let listed = "SELECT setting FROM pg_settings WHERE name = 'enable_seqscan'";
+    assert_eq!(run(&mut c, listed).await.1, ["off"]);
+    let by_name = "SELECT current_setting('enable_seqscan')";
+    assert_eq!(run(&mut c, by_name).await.1, ["0"]);
+    let answer = c
+        .simple("SELECT set_config('enable_seqscan', '0', false)")
+        .await;
+    assert_eq!(briefs(&answer), ["E(XX000)", "Z(I)"]);
+    let text = answer[0].text().unwrap_or_default();
+    assert!(text.contains("can't be set to the value of '0'"), "{text}");
+    let answer = c
+        .simple("SELECT set_config('enable_seqscan', 'off', false)")
+        .await;
+    assert_eq!(briefs(&answer), ["T", "D", "C(SELECT 1)", "Z(I)"]);
+    // A setting without a dot must be the server's; Dolt's own are not listed.
+    assert_eq!(run(&mut c, "SET nodot = 1").await.0, ["E(XX000)", "Z(I)"]);
+    run(&mut c, "SET dolt_transaction_commit = 1").await;
+    let listed = "SELECT count(*) FROM pg_settings WHERE name LIKE 'dolt%'";
+    assert_eq!(run(&mut c, listed).await.1, ["0"]);
+    let by_name = "SELECT current_setting('dolt_transaction_commit', true)";
+    assert_eq!(run(&mut c, by_name).await.1, ["1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untyped_parameters_sent_in_binary_fail_where_typed_ones_work() {
+    let server = TestServer::doltgres().await;
+    let client = proxy_tests::facts::connect_to(&server, "postgres").await;
+    let err = client
+        .query("SELECT set_config($1, $2, false)", &[&"a.b", &"1"])
+        .await
+        .expect_err("Doltgres cannot receive them");
+    let db = err.as_db_error().expect("an error from the server");
+    assert_eq!(db.code().code(), "XX000");
+    assert!(db.message().contains("recovered panic"), "{}", db.message());
+    let rows = client
+        .query(
+            "SELECT set_config($1::text, $2::text, false)",
+            &[&"a.b", &"1"],
+        )
+        .await
+        .unwrap();
+    let value: String = rows[0].get(0);
+    assert_eq!(value, "1");
+}

@@ -67,9 +67,38 @@ pub fn error_fields(body: &[u8]) -> ErrorFields<'_> {
     fields
 }
 
+/// The columns of a DataRow body (`None` for NULL); `None` if the body is malformed.
+pub fn data_row(body: &[u8]) -> Option<Vec<Option<&[u8]>>> {
+    let count = u16::from_be_bytes(body.get(..2)?.try_into().ok()?);
+    let mut rest = &body[2..];
+    let mut columns = Vec::with_capacity(usize::from(count).min(64));
+    for _ in 0..count {
+        let len = i32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+        rest = &rest[4..];
+        if len < 0 {
+            columns.push(None);
+            continue;
+        }
+        let len = len as usize;
+        columns.push(Some(rest.get(..len)?));
+        rest = &rest[len..];
+    }
+    rest.is_empty().then_some(columns)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_rows() {
+        let row = [0, 2, 0, 0, 0, 1, b'a', 0xff, 0xff, 0xff, 0xff];
+        assert_eq!(data_row(&row), Some(vec![Some(&b"a"[..]), None]));
+        assert_eq!(data_row(&row[..8]), None, "truncated");
+        assert_eq!(data_row(&[0, 0]), Some(vec![]));
+        assert_eq!(data_row(&[0, 0, 1]), None, "trailing bytes");
+        assert_eq!(data_row(&[0, 1, 0x7f, 0xff, 0xff, 0xff]), None);
+    }
 
     #[test]
     fn ready_for_query_statuses() {

@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod frame;
+pub mod frontend;
 pub mod notice;
 pub mod startup;
 pub mod tags;

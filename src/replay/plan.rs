@@ -63,7 +63,8 @@ pub fn checkout_again(call: &str) -> Option<String> {
     ))
 }
 
-fn put_message(out: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
+/// Appends one message: its tag, its length and what `body` writes.
+pub(super) fn put_message(out: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
     out.put_u8(tag);
     let at = out.len();
     out.put_u32(0);

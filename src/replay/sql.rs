@@ -109,7 +109,7 @@ fn split_at_semicolons(text: &str) -> Vec<&str> {
 }
 
 /// Past a quoted string or identifier starting at `i` (doubled quotes stay inside).
-fn skip_quoted(bytes: &[u8], i: usize, quote: u8) -> usize {
+pub(super) fn skip_quoted(bytes: &[u8], i: usize, quote: u8) -> usize {
     let mut j = i + 1;
     while j < bytes.len() {
         if bytes[j] == quote {
@@ -125,7 +125,7 @@ fn skip_quoted(bytes: &[u8], i: usize, quote: u8) -> usize {
 }
 
 /// Past a (nesting) block comment starting at `i`.
-fn skip_block_comment(bytes: &[u8], i: usize) -> usize {
+pub(super) fn skip_block_comment(bytes: &[u8], i: usize) -> usize {
     let mut depth = 0usize;
     let mut j = i;
     while j + 1 < bytes.len() {
@@ -149,7 +149,7 @@ fn skip_block_comment(bytes: &[u8], i: usize) -> usize {
 
 /// Past a dollar-quoted string (`$tag$ ... $tag$`) starting at `i`, or one byte if `$` does not
 /// open one (a parameter like `$1`).
-fn skip_dollar_quoted(bytes: &[u8], i: usize) -> usize {
+pub(super) fn skip_dollar_quoted(bytes: &[u8], i: usize) -> usize {
     let tag_len = bytes[i + 1..]
         .iter()
         .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
@@ -259,6 +259,13 @@ pub fn classify(statement: &str) -> Effect {
         _ if mentions(statement, "dolt_checkout") => Effect::Checkout,
         _ => Effect::None,
     }
+}
+
+/// False for the names [`classify`] gives statements that set no setting of that name
+/// (`SET SESSION CHARACTERISTICS`, `SET SESSION AUTHORIZATION`): they are replayed as written,
+/// never read back from the server.
+pub fn is_real_setting(name: &str) -> bool {
+    !matches!(name, "session_characteristics" | "session_authorization")
 }
 
 /// True for `ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] name`, whose tag is `ROLLBACK` too.

@@ -10,14 +10,22 @@
 //! once. The two are told apart by the login: PostgreSQL reports `session_authorization` in a
 //! ParameterStatus, Doltgres does not (see docs/doltgres-notes.md). Prepared statements are not
 //! transactional on either: they count once the server confirmed them.
+//!
+//! A `set_config` call leaves its setting in [`Doubt`], following its transaction like a SET;
+//! a statement that fails counts too where SETs outlive failures (Doltgres), since the call may
+//! have run before the failure. A later SET or RESET of the same setting, or a read of the
+//! session's real values ([`SessionState::settings_read`]), settles it.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use bytes::Bytes;
 
+use super::doubt::Doubt;
+use super::readback;
+use super::set_config::{self, Target};
 use super::sql::{self, Effect, Unreplayable};
 use crate::protocol::backend::{self, TxnStatus};
-use crate::protocol::tags;
+use crate::protocol::{frontend, tags};
 
 /// ParseComplete, CloseComplete (backend tags the tracker reads besides those in `tags`).
 const PARSE_COMPLETE: u8 = b'1';
@@ -45,12 +53,35 @@ pub enum Key {
 /// A response the server owes, and what its arrival means.
 #[derive(Debug, Clone)]
 enum Expect {
-    /// A completion for a statement with this effect (and text, to replay).
-    Completion(Effect, String),
+    /// A completion for a statement with this effect (and text, to replay), and the settings its
+    /// `set_config` calls may change.
+    Completion(Effect, String, Doubt),
     /// ParseComplete for a Parse of this name (empty: the unnamed statement) and body.
     Parsed(Vec<u8>, Bytes),
     /// CloseComplete for a Close of this statement (`None`: a portal).
     Closed(Option<Vec<u8>>),
+}
+
+/// A statement made with Parse: its text and the `set_config` calls in it.
+#[derive(Debug, Clone)]
+struct Parsed {
+    text: String,
+    calls: Vec<Target>,
+}
+
+/// A portal made with Bind: its statement, and the settings its `set_config` calls may change
+/// (names passed as parameters read from the Bind).
+#[derive(Debug, Clone)]
+struct Portal {
+    statement: Vec<u8>,
+    doubt: Doubt,
+}
+
+/// What a transaction's end decides on (PostgreSQL): an effect, or settings in doubt.
+#[derive(Debug, Clone)]
+enum Staged {
+    Effect(Effect, String),
+    Doubt(Doubt),
 }
 
 /// Tracks one session's state. Feed it every client message before it is forwarded and every
@@ -65,16 +96,18 @@ pub struct SessionState {
     sent: u64,
     /// Requests answered with ReadyForQuery.
     answered: u64,
-    /// Text of named and unnamed statements parsed (name → query text).
-    statement_text: HashMap<Vec<u8>, String>,
-    /// Portal → the statement it was bound to.
-    portals: HashMap<Vec<u8>, Vec<u8>>,
+    /// Named and unnamed statements parsed.
+    statements: HashMap<Vec<u8>, Parsed>,
+    /// Portals bound.
+    portals: HashMap<Vec<u8>, Portal>,
     /// Effects that wait for their transaction to commit.
-    staged: Vec<(Effect, String)>,
+    staged: Vec<Staged>,
     /// An error happened in the current transaction.
     failed: bool,
     committed: Replayable,
     unreplayable: BTreeSet<Unreplayable>,
+    /// Settings changed where the tracker could not follow.
+    doubt: Doubt,
     /// SETs follow their transaction (PostgreSQL), rather than holding at once (Doltgres).
     transactional_sets: bool,
 }
@@ -105,6 +138,51 @@ impl SessionState {
         self.unreplayable.first().copied()
     }
 
+    /// The settings the session may have changed where the tracker could not follow, if any:
+    /// a replay must not go on until they have been read from the server.
+    pub fn doubt(&self) -> Option<&Doubt> {
+        (!self.doubt.is_empty()).then_some(&self.doubt)
+    }
+
+    /// The settings to read by name from the session's connection (see [`readback`]): those
+    /// its SETs changed and those in doubt, lowercased.
+    pub fn readback_names(&self) -> Vec<String> {
+        let tracked = self
+            .committed
+            .statements
+            .iter()
+            .filter_map(|(k, _)| match k {
+                Key::Setting(name) if sql::is_real_setting(name) => Some(name.clone()),
+                _ => None,
+            });
+        let names: BTreeSet<String> = tracked.chain(self.doubt.names.iter().cloned()).collect();
+        names.into_iter().collect()
+    }
+
+    /// The session's settings as read from its own connection (see [`readback`]): a value a new
+    /// connection would not start with becomes the statement that sets it again, in place of
+    /// what was tracked; a setting a new connection starts with as it is needs nothing; one the
+    /// server does not know keeps what was tracked. The settings in doubt by name are settled; a
+    /// setting changed by a call that named it with an expression stays in doubt.
+    pub fn settings_read(&mut self, rows: Vec<readback::Row>) {
+        for (key, (name, value)) in readback::settle(rows) {
+            if !sql::is_real_setting(&key) {
+                continue;
+            }
+            match value {
+                readback::Value::Set(value) => {
+                    let text = readback::set_again(&name, &value);
+                    self.committed.put_setting(key, text);
+                }
+                readback::Value::Fresh => {
+                    self.committed.forget(|k| *k == Key::Setting(key.clone()))
+                }
+                readback::Value::Unknown => {}
+            }
+        }
+        self.doubt.names.clear();
+    }
+
     /// Handles one client message.
     pub fn client_message(&mut self, tag: u8, body: &[u8]) {
         if !self.ready {
@@ -115,7 +193,10 @@ impl SessionState {
                 let text = cstr(body);
                 for statement in sql::split_statements(&text) {
                     let effect = sql::classify(statement);
-                    self.expect(Expect::Completion(effect, statement.trim().to_string()));
+                    // No parameters in a simple Query: a `$n` name is an error, or unknown.
+                    let doubt = Doubt::of_calls(&set_config::calls(statement), |_| None);
+                    let text = statement.trim().to_string();
+                    self.expect(Expect::Completion(effect, text, doubt));
                 }
                 self.sent += 1;
             }
@@ -125,25 +206,35 @@ impl SessionState {
                     return;
                 };
                 let text = String::from_utf8_lossy(query).into_owned();
-                self.statement_text.insert(name.to_vec(), text);
+                let calls = set_config::calls(&text);
+                self.statements
+                    .insert(name.to_vec(), Parsed { text, calls });
                 self.expect(Expect::Parsed(name.to_vec(), Bytes::copy_from_slice(body)));
             }
             tags::BIND => {
                 let mut parts = body.splitn(3, |b| *b == 0);
                 if let (Some(portal), Some(statement)) = (parts.next(), parts.next()) {
-                    self.portals.insert(portal.to_vec(), statement.to_vec());
+                    let calls = self.statements.get(statement).map(|p| p.calls.as_slice());
+                    let doubt = Doubt::of_calls(calls.unwrap_or_default(), |n| {
+                        let value = frontend::bind_parameter(body, n)??;
+                        let name = String::from_utf8(value.to_vec()).ok()?;
+                        (!name.contains('\0')).then_some(name)
+                    });
+                    let statement = statement.to_vec();
+                    self.portals
+                        .insert(portal.to_vec(), Portal { statement, doubt });
                 }
             }
             tags::EXECUTE => {
                 let portal = body.split(|b| *b == 0).next().unwrap_or_default();
-                let text = self
-                    .portals
-                    .get(portal)
-                    .and_then(|s| self.statement_text.get(s))
-                    .cloned()
+                let portal = self.portals.get(portal);
+                let text = portal
+                    .and_then(|p| self.statements.get(&p.statement))
+                    .map(|p| p.text.clone())
                     .unwrap_or_default();
+                let doubt = portal.map(|p| p.doubt.clone()).unwrap_or_default();
                 let effect = sql::classify(&text);
-                self.expect(Expect::Completion(effect, text));
+                self.expect(Expect::Completion(effect, text, doubt));
             }
             tags::CLOSE => {
                 let target = match body.split_first() {
@@ -168,7 +259,7 @@ impl SessionState {
         }
         match tag {
             tags::COMMAND_COMPLETE | tags::EMPTY_QUERY_RESPONSE | tags::PORTAL_SUSPENDED => {
-                if let Some(Expect::Completion(effect, text)) =
+                if let Some(Expect::Completion(effect, text, doubt)) =
                     self.take(|e| matches!(e, Expect::Completion(..)))
                 {
                     let tag_text = if tag == tags::COMMAND_COMPLETE {
@@ -176,6 +267,7 @@ impl SessionState {
                     } else {
                         b""
                     };
+                    self.in_doubt(doubt);
                     self.completed(effect, text, tag_text);
                 }
             }
@@ -198,6 +290,16 @@ impl SessionState {
             tags::ERROR_RESPONSE => {
                 self.failed = true;
                 let current = self.answered;
+                // The statement that failed is the first one still owed an answer; its
+                // set_config calls may have run before the failure.
+                let failing = self
+                    .expected
+                    .iter()
+                    .find(|(request, _)| *request == current);
+                if let Some((_, Expect::Completion(_, _, doubt))) = failing {
+                    let doubt = doubt.clone();
+                    self.in_doubt(doubt);
+                }
                 self.expected.retain(|(request, _)| *request != current);
             }
             tags::READY_FOR_QUERY => {
@@ -208,8 +310,11 @@ impl SessionState {
                 if backend::ready_status(body) == Some(TxnStatus::Idle) {
                     let staged = std::mem::take(&mut self.staged);
                     if !std::mem::take(&mut self.failed) {
-                        for (effect, text) in staged {
-                            self.apply(effect, text);
+                        for change in staged {
+                            match change {
+                                Staged::Effect(effect, text) => self.apply(effect, text),
+                                Staged::Doubt(doubt) => self.doubt.merge(doubt),
+                            }
                         }
                     }
                 }
@@ -231,6 +336,19 @@ impl SessionState {
             .iter()
             .position(|(request, e)| *request == current && is(e))?;
         self.expected.remove(at).map(|(_, e)| e)
+    }
+
+    /// Settings a statement's `set_config` calls may have changed: in doubt now, or once the
+    /// transaction commits where settings follow it.
+    fn in_doubt(&mut self, doubt: Doubt) {
+        if doubt.is_empty() {
+            return;
+        }
+        if self.transactional_sets {
+            self.staged.push(Staged::Doubt(doubt));
+        } else {
+            self.doubt.merge(doubt);
+        }
     }
 
     /// A statement completed with this tag.
@@ -257,7 +375,7 @@ impl SessionState {
                 self.unreplayable.insert(kind);
             }
             Effect::None => {}
-            _ if self.transactional_sets => self.staged.push((effect, text)),
+            _ if self.transactional_sets => self.staged.push(Staged::Effect(effect, text)),
             _ => self.apply(effect, text),
         }
     }
@@ -265,9 +383,21 @@ impl SessionState {
     fn apply(&mut self, effect: Effect, text: String) {
         let state = &mut self.committed;
         match effect {
-            Effect::Set(name) => state.replace(Key::Setting(name), text),
-            Effect::Reset(name) => state.forget(|k| *k == Key::Setting(name.clone())),
-            Effect::ResetAll => state.forget(|k| matches!(k, Key::Setting(_))),
+            // Setting names ignore case.
+            Effect::Set(name) => {
+                let name = name.to_lowercase();
+                self.doubt.names.remove(&name);
+                state.replace(Key::Setting(name), text)
+            }
+            Effect::Reset(name) => {
+                let name = name.to_lowercase();
+                self.doubt.names.remove(&name);
+                state.forget(|k| *k == Key::Setting(name.clone()))
+            }
+            Effect::ResetAll => {
+                self.doubt = Doubt::default();
+                state.forget(|k| matches!(k, Key::Setting(_)))
+            }
             Effect::Use => {
                 // A new database: a branch checked out in the old one no longer applies.
                 state.forget(|k| *k == Key::Branch);
@@ -286,6 +416,7 @@ impl SessionState {
             Effect::DiscardAll => {
                 *state = Replayable::default();
                 self.unreplayable.clear();
+                self.doubt = Doubt::default();
             }
             Effect::DiscardTemp => {
                 self.unreplayable.remove(&Unreplayable::TempTable);
@@ -307,6 +438,23 @@ impl Replayable {
 
     fn forget(&mut self, gone: impl Fn(&Key) -> bool) {
         self.statements.retain(|(k, _)| !gone(k));
+    }
+
+    /// Puts `text` under the setting `name` where the setting was, or else after the other
+    /// settings: before `USE`, the branch and `PREPARE`, which may depend on settings
+    /// (`search_path`).
+    fn put_setting(&mut self, name: String, text: String) {
+        let key = Key::Setting(name);
+        if let Some(at) = self.statements.iter().position(|(k, _)| *k == key) {
+            self.statements[at].1 = text;
+            return;
+        }
+        let at = self
+            .statements
+            .iter()
+            .position(|(k, _)| !matches!(k, Key::Setting(_)))
+            .unwrap_or(self.statements.len());
+        self.statements.insert(at, (key, text));
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod buffers;
 pub mod cancel;
+pub mod converse;
 #[cfg(debug_assertions)]
 pub mod debug_leak;
 pub mod hold;
@@ -13,6 +14,7 @@ pub mod login;
 pub mod observe;
 pub mod on_wake;
 pub mod pump;
+pub mod readback;
 pub mod reattach;
 pub mod relay;
 pub mod startup;
@@ -29,7 +31,7 @@ use tracing::{debug, info, warn};
 
 use crate::auth::AuthMode;
 use crate::config::Config;
-use crate::protocol::notice::{self, Severity, sqlstate};
+use crate::protocol::notice::{self, sqlstate};
 use crate::protocol::startup::{Negotiation, StartupPacket, param, parse as parse_startup};
 use crate::registry::{Registered, SessionInfo};
 use crate::shared::Shared;
@@ -259,7 +261,17 @@ fn session_info(id: u64, peer: SocketAddr, startup: &[u8]) -> SessionInfo {
 
 /// Sends a FATAL ErrorResponse and gives up on the client.
 pub(crate) async fn farewell<W: AsyncWrite + Unpin>(client: &mut W, code: &str, message: &str) {
-    let msg = notice::build(Severity::Fatal, code, message);
+    farewell_detailed(client, code, message, None).await
+}
+
+/// [`farewell`] with a DETAIL field when given.
+pub(crate) async fn farewell_detailed<W: AsyncWrite + Unpin>(
+    client: &mut W,
+    code: &str,
+    message: &str,
+    detail: Option<&str>,
+) {
+    let msg = notice::fatal(code, message, detail);
     let _ = tokio::time::timeout(FAREWELL_TIMEOUT, client.write_all(&msg)).await;
 }
 

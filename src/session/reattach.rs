@@ -6,21 +6,18 @@
 use std::pin::Pin;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tracing::{debug, info};
 
 use crate::control::Attached;
 use crate::protocol::backend;
-use crate::protocol::frame::{Scanner, Seen};
 use crate::protocol::notice::sqlstate;
-use crate::protocol::tags;
 use crate::registry::{BackendKey, SessionInfo};
-use crate::replay::{Plan, Unreplayable};
+use crate::replay::{Doubt, Plan, Unreplayable};
 use crate::shared::Shared;
 use crate::tls::MaybeTls;
 
+use super::converse::{ConverseError, converse};
 use super::login::{Credentials, LoginError, upstream_login};
 
 /// A login on a new upstream connection, done.
@@ -94,25 +91,58 @@ impl Relogin for CredentialLogin {
 pub struct Failure {
     pub code: &'static str,
     pub message: String,
+    /// The ErrorResponse's DETAIL, for the client only: never logged at info, since it may
+    /// repeat what the client's query parameters said.
+    pub detail: Option<String>,
     /// The `sessions_ended_total` reason.
     pub reason: &'static str,
 }
 
 impl Failure {
-    pub fn unreplayable(kind: Unreplayable) -> Failure {
+    /// A failure without a detail.
+    fn new(code: &'static str, message: String, reason: &'static str) -> Failure {
         Failure {
-            code: sqlstate::ADMIN_SHUTDOWN,
-            message: format!(
+            code,
+            message,
+            detail: None,
+            reason,
+        }
+    }
+
+    pub fn unreplayable(kind: Unreplayable) -> Failure {
+        Failure::new(
+            sqlstate::ADMIN_SHUTDOWN,
+            format!(
                 "terminating connection: the server restarted and this session held {}, which \
                  cannot be restored on a new connection; reconnect to continue",
                 kind.describe()
             ),
-            reason: match kind {
+            match kind {
                 Unreplayable::TempTable => "unreplayable_temp_table",
                 Unreplayable::HoldCursor => "unreplayable_hold_cursor",
                 Unreplayable::Listen => "unreplayable_listen",
                 Unreplayable::AdvisoryLock => "unreplayable_advisory_lock",
             },
+        )
+    }
+
+    /// The session changed settings with `set_config`, and their values could not be read from
+    /// the server before its connection went (a crash), or cannot be read at all (a name the
+    /// tracker does not know): a replay might run it on other settings.
+    pub fn settings_in_doubt(doubt: &Doubt) -> Failure {
+        Failure {
+            detail: Some(format!(
+                "Settings changed with set_config(): {}.",
+                doubt.describe()
+            )),
+            ..Failure::new(
+                sqlstate::ADMIN_SHUTDOWN,
+                "terminating connection: the server restarted, and this session changed \
+                 settings with set_config() whose values could not be read back from it; \
+                 reconnect to continue"
+                    .into(),
+                "unreplayable_settings",
+            )
         }
     }
 }
@@ -133,12 +163,14 @@ pub async fn reattach<'a>(
 ) -> Result<(MaybeTls, Attached<'a>), Failure> {
     let started = Instant::now();
     let deadline = started + shared.config().hold_timeout;
-    let timeout = || Failure {
-        code: sqlstate::CANNOT_CONNECT_NOW,
-        message: "the database server did not come back in time (hold_timeout); reconnect to \
-                  continue"
-            .into(),
-        reason: "reattach_timeout",
+    let timeout = || {
+        Failure::new(
+            sqlstate::CANNOT_CONNECT_NOW,
+            "the database server did not come back in time (hold_timeout); reconnect to \
+             continue"
+                .into(),
+            "reattach_timeout",
+        )
     };
     let mut pause = RETRY_FIRST;
     loop {
@@ -175,28 +207,32 @@ pub async fn reattach<'a>(
                 continue;
             }
             Ok(Err(LoginFailure::Refused(message))) => {
-                return Err(Failure {
-                    code: sqlstate::ADMIN_SHUTDOWN,
-                    message: format!(
+                return Err(Failure::new(
+                    sqlstate::ADMIN_SHUTDOWN,
+                    format!(
                         "terminating connection: the server restarted and logging in again \
                          failed: {message}"
                     ),
-                    reason: "reattach_login_failed",
-                });
+                    "reattach_login_failed",
+                ));
             }
             Ok(Ok(done)) => done,
         };
         let max_len = shared.config().max_message_len;
         match tokio::time::timeout_at(deadline, replay(&mut server, plan, max_len)).await {
             Ok(Ok(())) => {}
-            Ok(Err(message)) => {
+            Ok(Err(error)) => {
+                // The server's words may repeat a value set again, which may have come from a
+                // query parameter: the client gets them, the log does not.
                 return Err(Failure {
-                    code: sqlstate::ADMIN_SHUTDOWN,
-                    message: format!(
+                    detail: Some(error.to_string()),
+                    ..Failure::new(
+                        sqlstate::ADMIN_SHUTDOWN,
                         "terminating connection: the server restarted and this session's \
-                         settings could not be restored: {message}"
-                    ),
-                    reason: "replay_failed",
+                         settings could not be restored; reconnect to continue"
+                            .into(),
+                        "replay_failed",
+                    )
                 });
             }
             Err(_) => return Err(timeout()),
@@ -216,51 +252,6 @@ pub async fn reattach<'a>(
 
 /// Sends the plan and reads the answers up to its last ReadyForQuery, all swallowed. Any error
 /// fails the replay, with the server's message.
-async fn replay(server: &mut MaybeTls, plan: &Plan, max_len: u32) -> Result<(), String> {
-    if plan.is_empty() {
-        return Ok(());
-    }
-    server
-        .write_all(&plan.messages)
-        .await
-        .map_err(|e| format!("lost the new connection: {e}"))?;
-    let mut scanner = Scanner::new(max_len);
-    let mut buf = BytesMut::with_capacity(1024);
-    let mut ready = 0;
-    let mut error = None;
-    while ready < plan.requests {
-        let n = server
-            .read_buf(&mut buf)
-            .await
-            .map_err(|e| format!("lost the new connection: {e}"))?;
-        if n == 0 {
-            return Err("the new connection closed".into());
-        }
-        let scanned = scanner.scan(&buf, |seen| {
-            let Seen::Whole(m) = seen else { return };
-            match m.tag {
-                tags::READY_FOR_QUERY => ready += 1,
-                tags::ERROR_RESPONSE if error.is_none() => {
-                    error = Some(error_text(m.body));
-                }
-                _ => {}
-            }
-        });
-        let done = scanned.map_err(|e| format!("invalid message from the server: {e}"))?;
-        buf.advance(done);
-    }
-    match error {
-        Some(message) => Err(message),
-        None => Ok(()),
-    }
-}
-
-/// An ErrorResponse's SQLSTATE and message, for the client's explanation.
-fn error_text(body: &[u8]) -> String {
-    let fields = backend::error_fields(body);
-    format!(
-        "{} ({})",
-        fields.message.unwrap_or("error"),
-        fields.code.unwrap_or("?")
-    )
+async fn replay(server: &mut MaybeTls, plan: &Plan, max_len: u32) -> Result<(), ConverseError> {
+    converse(server, &plan.messages, plan.requests, max_len, |_, _| {}).await
 }

@@ -23,8 +23,9 @@ use super::login::Credentials;
 use super::observe::{ClientSide, ServerSide};
 use super::on_wake::OnWake;
 use super::pump::{Pump, PumpError};
+use super::readback;
 use super::reattach::{CredentialLogin, Failure, Relogin, reattach};
-use super::{FAREWELL_TIMEOUT, farewell};
+use super::{FAREWELL_TIMEOUT, farewell, farewell_detailed};
 
 /// How the relay ended.
 enum Ending {
@@ -157,13 +158,24 @@ pub async fn relay(
             && up.at_message_boundary()
             && down.at_message_boundary()
         {
-            drop((server_read, server_write, attached));
-            let (plan, unreplayable) = {
+            drop((server_read, server_write));
+            // A copy window detaches a session while the server is still up: its settings are
+            // read on its connection first (the window waits, since it is still attached).
+            if matches!(ending, Ending::Detached) {
+                Box::pin(readback::before_detach(shared, &mut server, state)).await;
+            }
+            drop(attached);
+            let (plan, obstacle) = {
                 let state = state.lock().unwrap();
-                (plan::build(state.replayable()), state.unreplayable())
+                let obstacle = match (state.unreplayable(), state.doubt()) {
+                    (Some(kind), _) => Some(Failure::unreplayable(kind)),
+                    (None, Some(doubt)) => Some(Failure::settings_in_doubt(doubt)),
+                    (None, None) => None,
+                };
+                (plan::build(state.replayable()), obstacle)
             };
-            let outcome = match unreplayable {
-                Some(kind) => Err(Failure::unreplayable(kind)),
+            let outcome = match obstacle {
+                Some(failure) => Err(failure),
                 None => {
                     // Boxed, like every path taken only when the session ends or moves: an idle
                     // session's task then holds only what the relay itself needs.
@@ -188,8 +200,14 @@ pub async fn relay(
                         "session ended: {}", failure.message
                     );
                     shared.metrics.session_ended(failure.reason);
-                    return Box::pin(farewell(&mut client_write, failure.code, &failure.message))
-                        .await;
+                    let detail = failure.detail.as_deref();
+                    let goodbye = farewell_detailed(
+                        &mut client_write,
+                        failure.code,
+                        &failure.message,
+                        detail,
+                    );
+                    return Box::pin(goodbye).await;
                 }
             }
         }
