@@ -52,6 +52,7 @@ pub mod fuzzing;
 pub mod gate;
 pub mod halves;
 pub mod handover;
+pub mod limits;
 pub mod local;
 pub mod logging;
 pub mod metrics;

@@ -8,7 +8,6 @@
 //! them where a session, a hold or a window starts, never per relayed message; a swap changes
 //! what the next reader sees, while those already holding the old value keep it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -18,6 +17,7 @@ use crate::auth::store::{AuthSetupError, Verifiers};
 use crate::config::Config;
 use crate::control::Control;
 use crate::gate::Gate;
+use crate::limits::{Limiter, Startups};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::reload::ConfigSource;
@@ -33,6 +33,8 @@ pub struct Shared {
     config: ArcSwap<Config>,
     /// Client connections: one permit each, up to `max_client_connections`.
     pub limiter: Arc<Limiter>,
+    /// Connections that have not sent their startup packet yet.
+    pub startups: Arc<Startups>,
     pub metrics: Metrics,
     pub registry: Registry,
     pub gate: Arc<Gate>,
@@ -83,6 +85,7 @@ impl Shared {
         );
         Ok(Arc::new(Shared {
             limiter: Arc::new(Limiter::new(config.max_client_connections)),
+            startups: Arc::new(Startups::new(config.max_startup_connections)),
             metrics: Metrics::new(),
             registry: Registry::default(),
             gate: Arc::new(Gate::new()),
@@ -144,81 +147,5 @@ impl Shared {
 
     pub(crate) fn store_auth(&self, auth: Verifiers) {
         self.auth.store(Some(Arc::new(auth)));
-    }
-}
-
-/// The client connection limit: a count of open connections against a maximum a reload may
-/// change. Lowering it closes nothing; new connections are refused until the count is below.
-#[derive(Debug)]
-pub struct Limiter {
-    active: AtomicUsize,
-    max: AtomicUsize,
-}
-
-/// One client connection's place under the limit, given back when dropped.
-#[derive(Debug)]
-pub struct Permit(Arc<Limiter>);
-
-impl Limiter {
-    pub fn new(max: usize) -> Limiter {
-        Limiter {
-            active: AtomicUsize::new(0),
-            max: AtomicUsize::new(max),
-        }
-    }
-
-    /// A permit, unless `max` connections hold one already.
-    pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
-        let max = self.max.load(Ordering::Relaxed);
-        self.active
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Permit(self.clone()))
-    }
-
-    pub fn max(&self) -> usize {
-        self.max.load(Ordering::Relaxed)
-    }
-
-    pub fn set_max(&self, max: usize) {
-        self.max.store(max, Ordering::Relaxed);
-    }
-
-    /// Connections holding a permit now.
-    pub fn active(&self) -> usize {
-        self.active.load(Ordering::Acquire)
-    }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_limit_can_be_lowered_and_raised() {
-        let limiter = Arc::new(Limiter::new(2));
-        let a = limiter.try_acquire().unwrap();
-        let b = limiter.try_acquire().unwrap();
-        assert!(limiter.try_acquire().is_none());
-        limiter.set_max(1);
-        drop(a);
-        assert!(limiter.try_acquire().is_none(), "still one open, max 1");
-        drop(b);
-        let c = limiter.try_acquire().unwrap();
-        limiter.set_max(3);
-        let _d = limiter.try_acquire().unwrap();
-        let _e = limiter.try_acquire().unwrap();
-        assert!(limiter.try_acquire().is_none());
-        assert_eq!(limiter.active(), 3);
-        drop(c);
-        assert_eq!(limiter.active(), 2);
     }
 }

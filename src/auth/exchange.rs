@@ -136,6 +136,12 @@ async fn sasl_message<S: AsyncRead + Unpin>(
         Ok(None) => Err(ExchangeFailure::Gone(
             "the client closed the connection during authentication".into(),
         )),
+        // A length outside PostgreSQL's bounds for an authentication message.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(ExchangeFailure::Refused {
+            code: sqlstate::PROTOCOL_VIOLATION,
+            message: format!("invalid authentication message: {e}"),
+            detail: None,
+        }),
         Err(e) => Err(ExchangeFailure::Gone(e.to_string())),
     }
 }

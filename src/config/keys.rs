@@ -105,6 +105,7 @@ pub static KEYS: &[Key] = &[
     k("max_message_len", "max-message-len", Number, "BYTES", "Largest protocol message from either side [default: 1073741824]"),
     k("max_startup_len", "max-startup-len", Number, "BYTES", "Largest startup packet, without its length word [default: 10000]"),
     k("max_client_connections", "max-client-connections", Number, "N", "More clients get 53300 [default: 1000]"),
+    k("max_startup_connections", "max-startup-connections", Number, "N", "Connections not yet past their startup packet; more close the oldest [default: 256]"),
     k("startup_timeout", "startup-timeout", Text, "DURATION", "Time a client has to send its startup packet [default: 15s]"),
     k("connect_timeout", "connect-timeout", Text, "DURATION", "Time to connect to the upstream [default: 5s]"),
     k("shutdown_timeout", "shutdown-timeout", Text, "DURATION", "Grace period for open transactions on SIGTERM [default: 30s]"),

@@ -35,8 +35,13 @@ pub struct Config {
     /// Largest startup packet accepted from a client, in bytes, not counting its 4-byte length
     /// word (PostgreSQL's limit is 10,000 counted the same way). Larger ones are closed silently.
     pub max_startup_len: u32,
-    /// Most client connections at once; more get `53300`.
+    /// Most client connections at once; more get `53300`. A connection counts once it has sent
+    /// its StartupMessage.
     pub max_client_connections: usize,
+    /// Most connections at once that have not sent their startup packet yet (TLS handshake
+    /// included). A new one arriving at a full pool closes the one that has waited longest, so
+    /// silent sockets cannot lock out clients that log in.
+    pub max_startup_connections: usize,
     /// How long a client may take to send its startup packet.
     #[serde(with = "humantime_serde")]
     pub startup_timeout: Duration,
@@ -138,6 +143,7 @@ impl Default for Config {
             max_message_len: 1 << 30,
             max_startup_len: 10_000,
             max_client_connections: 1000,
+            max_startup_connections: 256,
             startup_timeout: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(30),
@@ -357,6 +363,9 @@ impl Config {
         }
         if self.max_client_connections == 0 {
             return Err(invalid("max_client_connections", "must be at least 1"));
+        }
+        if self.max_startup_connections == 0 {
+            return Err(invalid("max_startup_connections", "must be at least 1"));
         }
         if self.read_buffer_size < 512 {
             return Err(invalid("read_buffer_size", "must be at least 512 bytes"));

@@ -102,6 +102,11 @@ impl Scanner {
         self.max_len
     }
 
+    /// Changes the largest message length accepted from the next message on.
+    pub fn set_max_len(&mut self, max_len: u32) {
+        self.max_len = max_len.max(MIN_LEN);
+    }
+
     /// True when the stream is between messages: nothing is half passed on.
     pub fn at_message_boundary(&self) -> bool {
         self.streaming == 0

@@ -152,6 +152,7 @@ fn apply(shared: &Shared, prepared: Prepared) -> Vec<String> {
         shared.store_auth(auth);
     }
     shared.limiter.set_max(config.max_client_connections);
+    shared.startups.set_max(config.max_startup_connections);
     shared.upstream.set_connect_timeout(config.connect_timeout);
     shared
         .control

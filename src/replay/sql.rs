@@ -2,6 +2,8 @@
 //! statements (quotes, dollar quotes and comments respected), and classify each by its leading
 //! words. Pure and total: any input gives an answer.
 
+use std::borrow::Cow;
+
 /// What a statement does to session state, if it runs and its transaction commits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
@@ -169,8 +171,9 @@ pub(super) fn skip_dollar_quoted(bytes: &[u8], i: usize) -> usize {
 }
 
 /// The statement's words, lowercased, with comments skipped, up to `limit` words. Quoted parts
-/// become one word each, quotes kept.
-fn words(statement: &str, limit: usize) -> Vec<String> {
+/// become one word each, quotes kept. Borrowed from the statement where it can be (a quoted
+/// literal, an already lowercase word): a statement may be a query of hundreds of megabytes.
+fn words(statement: &str, limit: usize) -> Vec<Cow<'_, str>> {
     let bytes = statement.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -178,7 +181,7 @@ fn words(statement: &str, limit: usize) -> Vec<String> {
         let b = bytes[i];
         if b.is_ascii_whitespace() || b == b',' || b == b'(' || b == b')' || b == b'=' {
             if b == b'=' || b == b'(' {
-                out.push((b as char).to_string());
+                out.push(Cow::Borrowed(&statement[i..i + 1]));
             }
             i += 1;
         } else if b == b'-' && bytes.get(i + 1) == Some(&b'-') {
@@ -190,7 +193,7 @@ fn words(statement: &str, limit: usize) -> Vec<String> {
             i = skip_block_comment(bytes, i);
         } else if b == b'\'' || b == b'"' {
             let end = skip_quoted(bytes, i, b);
-            out.push(statement[i..end].to_string());
+            out.push(Cow::Borrowed(&statement[i..end]));
             i = end;
         } else {
             let end = bytes[i..]
@@ -200,7 +203,11 @@ fn words(statement: &str, limit: usize) -> Vec<String> {
                 })
                 .map_or(bytes.len(), |p| i + p);
             let end = end.max(i + 1);
-            out.push(statement[i..end].to_ascii_lowercase());
+            let word = &statement[i..end];
+            out.push(match word.bytes().any(|c| c.is_ascii_uppercase()) {
+                true => Cow::Owned(word.to_ascii_lowercase()),
+                false => Cow::Borrowed(word),
+            });
             i = end;
         }
     }
@@ -218,7 +225,7 @@ fn ident(word: &str) -> String {
 /// What `statement` does to the session (see [`Effect`]).
 pub fn classify(statement: &str) -> Effect {
     let w = words(statement, 6);
-    let w: Vec<&str> = w.iter().map(String::as_str).collect();
+    let w: Vec<&str> = w.iter().map(|w| w.as_ref()).collect();
     match w.as_slice() {
         ["set", "local", ..] | ["set", "transaction", ..] => Effect::None,
         ["set", "session", "characteristics", ..] => Effect::Set("session_characteristics".into()),
@@ -272,7 +279,10 @@ pub fn is_real_setting(name: &str) -> bool {
 pub fn rolls_back_to_savepoint(statement: &str) -> bool {
     let w = words(statement, 3);
     matches!(
-        w.iter().map(String::as_str).collect::<Vec<_>>().as_slice(),
+        w.iter()
+            .map(|w| w.as_ref())
+            .collect::<Vec<&str>>()
+            .as_slice(),
         ["rollback", "to", ..] | ["rollback", "work" | "transaction", "to"]
     )
 }
@@ -291,20 +301,16 @@ pub fn string_literals(statement: &str) -> Vec<String> {
 
 /// True if `statement` calls a function of this name (a whole identifier, any case).
 fn mentions(statement: &str, name: &str) -> bool {
-    let lower = statement.to_ascii_lowercase();
-    let mut from = 0;
-    while let Some(p) = lower[from..].find(name) {
-        let start = from + p;
-        let end = start + name.len();
-        let before = lower[..start].bytes().next_back();
-        let after = lower[end..].bytes().next();
-        let word_char = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-        if before.is_none_or(|b| !word_char(b)) && after.is_none_or(|b| !word_char(b)) {
-            return true;
-        }
-        from = end;
-    }
-    false
+    // Compared in place, without a lowercase copy of the statement.
+    let (hay, needle) = (statement.as_bytes(), name.as_bytes());
+    let word_char = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
+    hay.len() >= needle.len()
+        && (0..=hay.len() - needle.len()).any(|start| {
+            let end = start + needle.len();
+            hay[start..end].eq_ignore_ascii_case(needle)
+                && !hay[..start].last().is_some_and(word_char)
+                && !hay.get(end).is_some_and(word_char)
+        })
 }
 
 /// True if the words appear one after the other somewhere in `statement`.

@@ -65,6 +65,9 @@ enum Expect {
 /// A statement made with Parse: its text and the `set_config` calls in it.
 #[derive(Debug, Clone)]
 struct Parsed {
+    /// What executing it does to the session, and its text when that is kept (see
+    /// [`kept_text`]).
+    effect: Effect,
     text: String,
     calls: Vec<Target>,
 }
@@ -195,7 +198,7 @@ impl SessionState {
                     let effect = sql::classify(statement);
                     // No parameters in a simple Query: a `$n` name is an error, or unknown.
                     let doubt = Doubt::of_calls(&set_config::calls(statement), |_| None);
-                    let text = statement.trim().to_string();
+                    let text = kept_text(&effect, statement);
                     self.expect(Expect::Completion(effect, text, doubt));
                 }
                 self.sent += 1;
@@ -205,11 +208,20 @@ impl SessionState {
                 let (Some(name), Some(query)) = (parts.next(), parts.next()) else {
                     return;
                 };
-                let text = String::from_utf8_lossy(query).into_owned();
-                let calls = set_config::calls(&text);
-                self.statements
-                    .insert(name.to_vec(), Parsed { text, calls });
-                self.expect(Expect::Parsed(name.to_vec(), Bytes::copy_from_slice(body)));
+                let query = String::from_utf8_lossy(query);
+                let effect = sql::classify(&query);
+                let parsed = Parsed {
+                    text: kept_text(&effect, &query),
+                    calls: set_config::calls(&query),
+                    effect,
+                };
+                self.statements.insert(name.to_vec(), parsed);
+                // Only a named statement is kept for a replay (the unnamed one is not).
+                let kept = match name.is_empty() {
+                    true => Bytes::new(),
+                    false => Bytes::copy_from_slice(body),
+                };
+                self.expect(Expect::Parsed(name.to_vec(), kept));
             }
             tags::BIND => {
                 let mut parts = body.splitn(3, |b| *b == 0);
@@ -228,12 +240,11 @@ impl SessionState {
             tags::EXECUTE => {
                 let portal = body.split(|b| *b == 0).next().unwrap_or_default();
                 let portal = self.portals.get(portal);
-                let text = portal
+                let (effect, text) = portal
                     .and_then(|p| self.statements.get(&p.statement))
-                    .map(|p| p.text.clone())
-                    .unwrap_or_default();
+                    .map(|p| (p.effect.clone(), p.text.clone()))
+                    .unwrap_or((Effect::None, String::new()));
                 let doubt = portal.map(|p| p.doubt.clone()).unwrap_or_default();
-                let effect = sql::classify(&text);
                 self.expect(Expect::Completion(effect, text, doubt));
             }
             tags::CLOSE => {
@@ -459,7 +470,19 @@ impl Replayable {
 }
 
 /// A NUL-terminated string field, lossily decoded.
-fn cstr(body: &[u8]) -> String {
+/// The NUL-terminated text at the start of `body`, borrowed when it is valid UTF-8.
+fn cstr(body: &[u8]) -> std::borrow::Cow<'_, str> {
     let end = body.iter().position(|b| *b == 0).unwrap_or(body.len());
-    String::from_utf8_lossy(&body[..end]).into_owned()
+    String::from_utf8_lossy(&body[..end])
+}
+
+/// The text of a statement as kept until its answer: only when what it does must be replayed
+/// or told apart by its text (`ROLLBACK TO SAVEPOINT`); otherwise nothing, so that a large
+/// query is not copied (it is already buffered once to be relayed).
+fn kept_text(effect: &Effect, statement: &str) -> String {
+    let needed = !matches!(effect, Effect::None) || sql::rolls_back_to_savepoint(statement);
+    match needed {
+        true => statement.trim().to_string(),
+        false => String::new(),
+    }
 }

@@ -51,10 +51,21 @@ pub async fn serve(
 ) {
     let config = shared.config();
     let _ = tcp.set_nodelay(true);
-    let permit = shared.limiter.try_acquire();
     // The phases before the relay are boxed: their state is freed when they end, and the
     // session's task, which lives as long as the session, keeps only the relay's.
-    let (client, opening, tls) = Box::pin(open(tcp, &shared, &config)).await;
+    let slot = shared.startups.enter();
+    let (client, opening, tls) = tokio::select! {
+        opened = Box::pin(open(tcp, &shared, &config)) => opened,
+        _ = slot.evicted.cancelled() => {
+            return info!(
+                max = config.max_startup_connections,
+                "connection closed before its startup packet: newer connections needed its place"
+            );
+        }
+    };
+    drop(slot);
+    // A client connection counts once it has sent its startup packet.
+    let permit = shared.limiter.try_acquire();
     let Some(mut client) = client else {
         return match opening {
             Err(e) if e.is_notable() => info!(error = %e, "startup refused"),

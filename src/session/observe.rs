@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::exchange::MAX_AUTH_MESSAGE;
 use crate::gate::{finish_batch, try_admit};
 use crate::protocol::backend;
 use crate::protocol::frame::{HEADER_LEN, Seen};
@@ -32,6 +33,10 @@ pub struct ClientSide<'a> {
     rejecter: Rejecter,
     /// The session state to keep for a replay, when the session can survive a server restart.
     state: Option<&'a Mutex<SessionState>>,
+    /// The login passes through the relay (`auth = "passthrough"`) and is not over: the
+    /// client's messages are authentication messages, capped as PostgreSQL caps them, so that
+    /// an unauthenticated client cannot make the proxy buffer `max_message_len` bytes.
+    in_login: bool,
 }
 
 impl<'a> ClientSide<'a> {
@@ -40,6 +45,7 @@ impl<'a> ClientSide<'a> {
         info: &'a SessionInfo,
         inject: Arc<Injector>,
         state: Option<&'a Mutex<SessionState>>,
+        relayed_login: bool,
     ) -> ClientSide<'a> {
         ClientSide {
             shared,
@@ -49,6 +55,7 @@ impl<'a> ClientSide<'a> {
             admitted: false,
             rejecter: Rejecter::default(),
             state,
+            in_login: relayed_login,
         }
     }
 }
@@ -75,6 +82,17 @@ impl Observer for ClientSide<'_> {
                 Admit::Discard
             }
         }
+    }
+
+    fn max_len(&mut self) -> Option<u32> {
+        if !self.in_login {
+            return None;
+        }
+        if self.info.tracker.lock().unwrap().phase() == Phase::Startup {
+            return Some(MAX_AUTH_MESSAGE);
+        }
+        self.in_login = false;
+        Some(self.shared.config().max_message_len)
     }
 
     fn seen(&mut self, seen: Seen<'_>) {

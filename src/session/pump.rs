@@ -58,6 +58,11 @@ pub trait Observer {
     fn admit(&mut self) -> impl Future<Output = Admit> + Send {
         std::future::ready(Admit::Forward)
     }
+    /// The largest message to accept from now on, when it changes (a login's messages are
+    /// capped far below `max_message_len`); asked before each batch is scanned.
+    fn max_len(&mut self) -> Option<u32> {
+        None
+    }
     /// Sees each message, or the start of a streamed one, before it is forwarded.
     fn seen(&mut self, seen: Seen<'_>);
     /// May change the bytes about to be forwarded; called once per batch after `seen`.
@@ -183,6 +188,9 @@ impl Pump {
         loop {
             if !self.buf.is_empty() {
                 let admit = observer.admit().await;
+                if let Some(max_len) = observer.max_len() {
+                    self.scanner.set_max_len(max_len);
+                }
                 // Where the bytes known to be whole end: the rest of a streamed message, then
                 // each whole message seen.
                 let mut whole = self.scanner.streaming_left().min(self.buf.len());

@@ -103,7 +103,8 @@ pub async fn relay(
     if let Some(after_auth) = pending_after_auth.take() {
         down.preload(&after_auth);
     }
-    let mut client_side = ClientSide::new(shared, info, inject, state.as_ref());
+    let relayed_login = relogin.is_none();
+    let mut client_side = ClientSide::new(shared, info, inject, state.as_ref(), relayed_login);
     let (mut server, mut attached) = (server, attached);
     let mut send_startup = relogin.is_none();
     loop {
