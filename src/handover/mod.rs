@@ -22,7 +22,7 @@ mod successor;
 pub mod wire;
 
 use std::net::SocketAddr;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -36,7 +36,9 @@ pub use predecessor::serve;
 pub use successor::{TakeOverError, TakenOver, take_over};
 
 /// The hand-over socket `config` uses: `handover_socket`, or `doltgres-sidecar-<listen
-/// port>.sock` in `$XDG_RUNTIME_DIR` (else the temporary directory).
+/// port>.sock` in `$XDG_RUNTIME_DIR` (a directory of the user's own), else in
+/// `doltgres-sidecar-<uid>/` in the temporary directory, which [`Endpoint::bind`] creates with
+/// mode 0700 (in a shared `/tmp` anyone could create the socket's path first).
 pub fn socket_path(config: &Config) -> PathBuf {
     if let Some(path) = &config.handover_socket {
         return path.clone();
@@ -45,10 +47,64 @@ pub fn socket_path(config: &Config) -> PathBuf {
         .listen
         .parse::<SocketAddr>()
         .map_or(0, |addr| addr.port());
-    let dir = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::temp_dir().join(private_dir_name()),
+    };
     dir.join(format!("doltgres-sidecar-{port}.sock"))
+}
+
+/// The name of this user's directory in the temporary directory.
+fn private_dir_name() -> String {
+    format!("doltgres-sidecar-{}", nix::unistd::geteuid())
+}
+
+/// Makes sure nobody else can own or replace what is at `path`: its directory, if it is this
+/// user's private one in the temporary directory, exists with mode 0700 and belongs to this
+/// user; and whatever is at the path already belongs to this user. Fails, naming the owner,
+/// otherwise.
+fn check_ownership(path: &Path) -> std::io::Result<()> {
+    let me = nix::unistd::geteuid().as_raw();
+    let refuse = |what: &Path, why: String| {
+        std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{}: {why}; refusing to use it for the hand-over socket",
+                what.display()
+            ),
+        )
+    };
+    if let Some(dir) = path.parent()
+        && dir.file_name().is_some_and(|n| *n == *private_dir_name())
+    {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir)
+            .or_else(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Ok(()),
+                _ => Err(e),
+            })?;
+        let meta = std::fs::symlink_metadata(dir)?;
+        if !meta.is_dir() || meta.uid() != me {
+            return Err(refuse(
+                dir,
+                format!("owned by uid {}, not {me}", meta.uid()),
+            ));
+        }
+        if meta.mode() & 0o077 != 0 {
+            return Err(refuse(
+                dir,
+                format!("mode {:o}, not 0700", meta.mode() & 0o777),
+            ));
+        }
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.uid() != me => Err(refuse(
+            path,
+            format!("owned by uid {}, not {me}", meta.uid()),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A bound hand-over socket, remembered by inode so that only its owner removes the path.
@@ -62,6 +118,7 @@ impl Endpoint {
     /// Binds `path` (mode 0600). A stale socket left by a process that died is replaced; one
     /// that answers belongs to a running sidecar, and binding fails.
     pub fn bind(path: &Path) -> std::io::Result<Endpoint> {
+        check_ownership(path)?;
         let listener = match UnixListener::bind(path) {
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
                 // Only a socket nobody listens on is stale; anything else at the path stays.
@@ -172,5 +229,26 @@ impl Handover {
             Ok(()) => tracing::info!(successor = pid, "final counters sent to the successor"),
             Err(e) => tracing::warn!(successor = pid, error = %e, "cannot send the final counters"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_private_directory_is_made_0700_and_one_open_to_others_is_refused() {
+        let base = std::env::temp_dir().join(format!("dgs-handover-{}", std::process::id()));
+        let dir = base.join(private_dir_name());
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        let path = dir.join("doltgres-sidecar-6432.sock");
+        check_ownership(&path).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = check_ownership(&path).unwrap_err().to_string();
+        assert!(err.contains("mode 777"), "{err}");
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }
