@@ -36,6 +36,9 @@ pub async fn run(
     shared
         .verifications
         .verify_unverified(&shared, shutdown.child_token());
+    shared
+        .verifications
+        .scrub_regularly(&shared, shutdown.child_token());
     info!(listen = %listener.local_addr()?, upstream = %shared.upstream.addr, "proxy accepting clients");
     let handed_over = loop {
         let accepted = tokio::select! {

@@ -61,7 +61,7 @@ pub fn copy_sources(
         }
         let to = dest.join(&rel);
         if let Some(parent) = to.parent() {
-            fs::create_dir_all(parent)?;
+            private_dir_all(parent)?;
         }
         let record = match link_from_previous(&from, &to, &rel_text, previous.as_ref())? {
             Some(record) => record,
@@ -116,10 +116,36 @@ fn link_from_previous(
     }))
 }
 
-/// Copies one file, hashing it on the way, and fsyncs the copy.
+/// Creates a directory and its missing parents with mode 0700: copies of a server's files
+/// (its users' verifiers among them) are for the sidecar's user alone.
+pub fn private_dir_all(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Writes `bytes` to a file of mode 0600 (a manifest, a verification record).
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    private_file(path)?.write_all(bytes)
+}
+
+/// Creates (or truncates) a file with mode 0600, for the same reason.
+fn private_file(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Copies one file, hashing it on the way, and fsyncs the copy (mode 0600).
 pub fn copy_file(from: &Path, to: &Path, rel: String) -> io::Result<FileRecord> {
     let mut input = File::open(from)?;
-    let mut output = File::create(to)?;
+    let mut output = private_file(to)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
@@ -180,13 +206,13 @@ pub fn copy_tree(from: &Path, to: &Path, progress: &mut dyn FnMut(u64)) -> io::R
     for (src, rel) in files {
         let dest = to.join(&rel);
         if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent)?;
+            private_dir_all(parent)?;
         }
-        let n = fs::copy(&src, &dest)?;
+        let n = io::copy(&mut File::open(&src)?, &mut private_file(&dest)?)?;
         progress(n);
         bytes += n;
     }
-    fs::create_dir_all(to)?;
+    private_dir_all(to)?;
     Ok(bytes)
 }
 

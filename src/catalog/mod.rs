@@ -26,6 +26,33 @@ pub struct VerifyRecord {
     pub detail: String,
 }
 
+/// Whether `path` is a directory of this user's that nobody else may write to: what the
+/// catalog and an entry must be before a new copy trusts what they hold (anyone who can write
+/// there could plant a file, an entry, or a verification record).
+pub fn private_to_me(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if !meta.is_dir() {
+        return Err(format!("{} is not a directory", path.display()));
+    }
+    if meta.uid() != me {
+        return Err(format!(
+            "{} belongs to uid {}, not to this user ({me})",
+            path.display(),
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{} is writable by others (mode {:o})",
+            path.display(),
+            meta.mode() & 0o777
+        ));
+    }
+    Ok(())
+}
+
 /// One complete entry.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -40,6 +67,23 @@ impl Entry {
         self.dir.join("files")
     }
 
+    /// Where the file of `record` is, checked to stay inside the entry: its path relative with
+    /// plain names only, and no directory on the way, nor the file, a symbolic link.
+    pub fn file_path(&self, record: &manifest::FileRecord) -> Result<PathBuf, String> {
+        let rel = record
+            .relative()
+            .ok_or_else(|| format!("{:?}: not a path inside the entry", record.path))?;
+        let mut path = self.files_dir();
+        for part in std::iter::once(Path::new("")).chain(rel.iter().map(Path::new)) {
+            path.push(part);
+            let meta = fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", record.path))?;
+            if meta.file_type().is_symlink() {
+                return Err(format!("{}: a symbolic link in the entry", record.path));
+            }
+        }
+        Ok(path)
+    }
+
     pub fn verify_record(&self) -> Option<VerifyRecord> {
         let bytes = fs::read(self.dir.join("verify.json")).ok()?;
         serde_json::from_slice(&bytes).ok()
@@ -48,7 +92,7 @@ impl Entry {
     /// Records a verification (written to a temporary name, then renamed).
     pub fn record_verify(&self, record: &VerifyRecord) -> io::Result<()> {
         let tmp = self.dir.join(".verify.json.tmp");
-        fs::write(&tmp, serde_json::to_vec_pretty(record)?)?;
+        copy_tree::write_private(&tmp, &serde_json::to_vec_pretty(record)?)?;
         fs::File::open(&tmp)?.sync_all()?;
         fs::rename(tmp, self.dir.join("verify.json"))
     }
@@ -63,7 +107,7 @@ pub struct Catalog {
 impl Catalog {
     /// Opens (creating) the catalog and removes entries that were never completed.
     pub fn open(dir: &Path) -> io::Result<Catalog> {
-        fs::create_dir_all(dir)?;
+        copy_tree::private_dir_all(dir)?;
         for entry in fs::read_dir(dir)? {
             let entry = entry?;
             if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
@@ -97,6 +141,15 @@ impl Catalog {
             return Err(io::Error::new(io::ErrorKind::NotFound, "no such entry"));
         }
         let dir = self.dir.join(id);
+        // Entries are directories the catalog made, never links to somewhere else.
+        for path in [dir.clone(), dir.join("files")] {
+            if !fs::symlink_metadata(&path)?.is_dir() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "not a directory",
+                ));
+            }
+        }
         let manifest: Manifest = serde_json::from_slice(&fs::read(dir.join("manifest.json"))?)?;
         Ok(Entry {
             id: id.to_string(),
@@ -109,13 +162,28 @@ impl Catalog {
         self.entries().pop()
     }
 
+    /// The entry a new copy may hard-link unchanged table files from, if any: the newest whose
+    /// directory is this user's and closed to others, and whose files were checked against
+    /// their checksums (its verification passed) or were written by this process (`written`).
+    /// A catalog that is not private to this user gives none (every file is then copied
+    /// afresh): the error says why, for a warning.
+    pub fn link_source(&self, written: &dyn Fn(&str) -> bool) -> Result<Option<Entry>, String> {
+        private_to_me(&self.dir)?;
+        Ok(self.entries().into_iter().rev().find(|entry| {
+            let private =
+                private_to_me(&entry.dir).is_ok() && private_to_me(&entry.files_dir()).is_ok();
+            let checked = written(&entry.id) || entry.verify_record().is_some_and(|v| v.ok);
+            private && checked
+        }))
+    }
+
     /// Starts a new entry under a temporary name.
     pub fn begin(&self, id: &str) -> io::Result<Pending> {
         let tmp = self.dir.join(format!("{TMP_PREFIX}{id}"));
         if tmp.exists() {
             fs::remove_dir_all(&tmp)?;
         }
-        fs::create_dir_all(tmp.join("files"))?;
+        copy_tree::private_dir_all(&tmp.join("files"))?;
         Ok(Pending {
             tmp,
             done: self.dir.join(id),
@@ -174,7 +242,7 @@ impl Pending {
     /// Writes the manifest, fsyncs, and renames the entry into place.
     pub fn commit(mut self, manifest: &Manifest) -> io::Result<()> {
         let path = self.tmp.join("manifest.json");
-        fs::write(&path, serde_json::to_vec_pretty(manifest)?)?;
+        copy_tree::write_private(&path, &serde_json::to_vec_pretty(manifest)?)?;
         fs::File::open(&path)?.sync_all()?;
         fs::File::open(&self.tmp)?.sync_all()?;
         fs::rename(&self.tmp, &self.done)?;

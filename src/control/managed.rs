@@ -385,7 +385,7 @@ fn prepare(spec: &ManagedSpec) -> std::io::Result<()> {
         spec.work_dir(),
         spec.root_dir().join(".dolt"),
     ] {
-        std::fs::create_dir_all(dir)?;
+        crate::catalog::copy_tree::private_dir_all(&dir)?;
     }
     let dir = &spec.dir;
     // No `socket`: with a host other than `localhost` Doltgres then opens no unix socket.

@@ -29,12 +29,9 @@ const RESTORING: &str = "doltgres_sidecar_restoring";
 /// Copies the files an entry's manifest lists into `to`, checking each against the manifest as
 /// it goes. `progress` is told the bytes of each file done.
 pub fn copy_listed(entry: &Entry, to: &Path, progress: &mut dyn FnMut(u64)) -> Result<(), String> {
-    let files = entry.files_dir();
     for record in &entry.manifest.files {
-        let rel = record
-            .relative()
-            .ok_or_else(|| format!("{:?}: not a path inside the entry", record.path))?;
-        let from = files.join(rel);
+        let from = entry.file_path(record)?;
+        let rel = record.relative().unwrap_or(Path::new(""));
         let kind = fs::symlink_metadata(&from)
             .map_err(|e| format!("{}: {e}", record.path))?
             .file_type();
@@ -43,7 +40,7 @@ pub fn copy_listed(entry: &Entry, to: &Path, progress: &mut dyn FnMut(u64)) -> R
         }
         let dest = to.join(rel);
         if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+            copy_tree::private_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         }
         let copied = copy_tree::copy_file(&from, &dest, record.path.clone())
             .map_err(|e| format!("{}: {e}", record.path))?;

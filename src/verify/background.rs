@@ -20,9 +20,28 @@ pub struct Verifications {
     tasks: TaskTracker,
     /// Held by the verification under way.
     turn: tokio::sync::Mutex<()>,
+    /// Entries this process wrote (their checksums computed while it copied them): new copies
+    /// may link from them before a verification has run, until a check of their files fails.
+    written: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Verifications {
+    /// Entry `id` was written by this process.
+    pub fn mark_written(&self, id: &str) {
+        self.written.lock().unwrap().insert(id.to_string());
+    }
+
+    /// Whether entry `id` was written by this process and no check of it has failed since.
+    pub fn written(&self, id: &str) -> bool {
+        self.written.lock().unwrap().contains(id)
+    }
+
+    /// With `backup.copy.scrub_interval`, checks the files of the entry new copies link from
+    /// against their checksums every interval, until `stop`.
+    pub fn scrub_regularly(&self, shared: &Arc<Shared>, stop: CancellationToken) {
+        self.tasks.spawn(scrub_loop(shared.clone(), stop));
+    }
+
     /// Verifies the new entry `id` in the background, after any verification under way.
     pub fn verify_new(&self, shared: &Arc<Shared>, id: String) {
         self.tasks
@@ -57,6 +76,78 @@ impl Verifications {
             .is_ok();
         self.tasks.reopen();
         done
+    }
+}
+
+async fn scrub_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        let interval = shared
+            .config()
+            .backup
+            .copy
+            .as_ref()
+            .map_or(Duration::ZERO, |c| c.scrub_interval);
+        // Off (or no copies): look at the setting again later, a reload may change it.
+        let wait = if interval.is_zero() {
+            Duration::from_secs(60)
+        } else {
+            interval
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        if !interval.is_zero() && !shared.handover.is_handed_over() {
+            scrub(&shared).await;
+        }
+    }
+}
+
+/// Checks the files of the entry the next copy would link from against their checksums. A
+/// file that fails makes the entry fail its verification: no copy links from it again, and its
+/// files are copied afresh from the server by the next window.
+pub async fn scrub(shared: &Arc<Shared>) {
+    let _turn = shared.verifications.turn.lock().await;
+    let config = shared.config();
+    let Some(copy) = &config.backup.copy else {
+        return;
+    };
+    let catalog = Catalog {
+        dir: copy.catalog.clone(),
+    };
+    let verifications = shared.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        let written = |id: &str| verifications.verifications.written(id);
+        let entry = catalog.link_source(&written).ok().flatten()?;
+        let result = super::check_files(&entry, &mut |_| {});
+        Some((entry, result))
+    })
+    .await;
+    let Ok(Some((entry, result))) = checked else {
+        return;
+    };
+    match result {
+        Ok(()) => {
+            info!(entry = %entry.id, "scrub: the files new copies link from match their checksums")
+        }
+        Err(detail) => {
+            warn!(entry = %entry.id, %detail, "scrub: a file changed; no copy links from this entry again");
+            shared
+                .verifications
+                .written
+                .lock()
+                .unwrap()
+                .remove(&entry.id);
+            let record = VerifyRecord {
+                ok: false,
+                at_unix: crate::window::record::unix(SystemTime::now()),
+                detail: format!("scrub: {detail}"),
+            };
+            if let Err(e) = entry.record_verify(&record) {
+                warn!(entry = %entry.id, error = %e, "cannot record the failed scrub");
+            }
+            count(shared, &entry.id, Err(record.detail));
+        }
     }
 }
 
@@ -124,6 +215,10 @@ async fn verify_and_record(shared: Arc<Shared>, id: String, unless_verified: boo
     };
     if let Err(e) = entry.record_verify(&record) {
         warn!(entry = %id, error = %e, "cannot record the verification");
+    }
+    if result.is_err() {
+        // No copy links from it again.
+        shared.verifications.written.lock().unwrap().remove(&id);
     }
     count(&shared, &id, result);
 }

@@ -115,14 +115,27 @@ impl Scratch {
     /// Stops the server (and removes its directory if it is a temporary copy).
     pub async fn finish(self) {
         let _ = self.server.stop().await;
+        // Drop removes the directory.
+    }
+}
+
+impl Drop for Scratch {
+    /// A temporary copy goes with its scratch server, also when the work using it is cut off
+    /// (a shutdown's deadline, a cancelled task): the server is killed with its handle.
+    fn drop(&mut self) {
         if self.remove_dir {
             let _ = std::fs::remove_dir_all(&self.server.spec.dir);
         }
     }
 }
 
-/// A fresh temporary directory for a scratch server.
+/// A fresh temporary directory for a scratch server (its name: `dgs-<name>-<pid>-<nanos>`; made
+/// by the caller's copy, with mode 0700). Scratch directories that a process now gone left
+/// behind (one killed while it verified) are removed first: they hold a copy of a server's
+/// files, its users' verifiers among them.
 pub fn scratch_dir(name: &str) -> PathBuf {
+    let temp = std::env::temp_dir();
+    remove_abandoned_scratch(&temp);
     let unique = format!(
         "dgs-{name}-{}-{}",
         std::process::id(),
@@ -131,7 +144,35 @@ pub fn scratch_dir(name: &str) -> PathBuf {
             .map(|d| d.as_nanos())
             .unwrap_or(0)
     );
-    std::env::temp_dir().join(unique)
+    temp.join(unique)
+}
+
+/// Removes `dgs-verify*-<pid>-<nanos>` directories in `temp` whose process no longer runs.
+fn remove_abandoned_scratch(temp: &Path) {
+    let Ok(entries) = std::fs::read_dir(temp) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("dgs-verify") else {
+            continue;
+        };
+        // `-<pid>-<nanos>` at the end, after the name's own dashes.
+        let mut parts = rest.rsplit('-');
+        let (Some(nanos), Some(pid)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<i32>() else {
+            continue;
+        };
+        let ours = std::fs::symlink_metadata(entry.path()).is_ok_and(|m| {
+            std::os::unix::fs::MetadataExt::uid(&m) == nix::unistd::geteuid().as_raw() && m.is_dir()
+        });
+        if ours && nanos.parse::<u128>().is_ok() && !crate::control::managed::alive(pid) {
+            tracing::info!(path = %entry.path().display(), "removing the scratch copy of a verification that was cut off");
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// The first column of every row, as text.
@@ -151,12 +192,8 @@ pub async fn column(client: &Client, sql: &str) -> Result<Vec<String>, String> {
 
 /// Checks every file of an entry against its manifest's size and checksum.
 pub fn check_files(entry: &Entry, progress: &mut dyn FnMut(u64)) -> Result<(), String> {
-    let files = entry.files_dir();
     for record in &entry.manifest.files {
-        let rel = record
-            .relative()
-            .ok_or_else(|| format!("{:?}: not a path inside the entry", record.path))?;
-        let path = files.join(rel);
+        let path = entry.file_path(record)?;
         let meta = std::fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", record.path))?;
         if !meta.is_file() {
             return Err(format!("{}: not a regular file", record.path));

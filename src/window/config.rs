@@ -162,6 +162,11 @@ pub struct CopyConfig {
     /// How long sessions may take to close their upstream connections before the stop.
     #[serde(default = "default_detach_timeout", with = "humantime_serde")]
     pub detach_timeout: Duration,
+    /// How often the files of the entry new copies hard-link from are checked against their
+    /// checksums again (bit rot, or a changed file, must not spread into every later entry);
+    /// 0 turns it off.
+    #[serde(default = "default_scrub_interval", with = "humantime_serde")]
+    pub scrub_interval: Duration,
 }
 
 impl CopyConfig {
@@ -173,8 +178,13 @@ impl CopyConfig {
             max_age: None,
             verify_after: true,
             detach_timeout: default_detach_timeout(),
+            scrub_interval: default_scrub_interval(),
         }
     }
+}
+
+fn default_scrub_interval() -> Duration {
+    Duration::from_secs(24 * 3600)
 }
 
 fn default_detach_timeout() -> Duration {

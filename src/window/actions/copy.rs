@@ -160,9 +160,15 @@ async fn stop_copy_start(
     let catalog_dir = cfg.catalog.clone();
     let id = entry_id(SystemTime::now(), window_id);
     let entry = id.clone();
+    let linker = shared.clone();
     let copied = tokio::task::spawn_blocking(move || {
         let catalog = Catalog::open(&catalog_dir)?;
-        let previous = catalog.latest();
+        // Table files are linked only from an entry known to be whole: see `link_source`.
+        let written = |id: &str| linker.verifications.written(id);
+        let previous = catalog.link_source(&written).unwrap_or_else(|why| {
+            warn!(%why, "the catalog is not private to the sidecar's user: every file is copied, none linked");
+            None
+        });
         let pending = catalog.begin(&entry)?;
         let previous = previous.as_ref().map(|p| (p.files_dir(), &p.manifest));
         let records = copy_tree::copy_sources(
@@ -223,6 +229,7 @@ async fn stop_copy_start(
     .await
     .map_err(|e| ActionError::Copy(e.to_string()))?
     .map_err(|e| ActionError::Copy(format!("writing the entry: {e}")))?;
+    shared.verifications.mark_written(&manifest.id);
     if !committed.is_empty() {
         info!(removed = ?committed, "retention removed old copies");
     }
