@@ -83,7 +83,7 @@ async fn copies_are_private_and_link_only_from_private_whole_entries() {
     std::fs::set_permissions(&catalog, std::fs::Permissions::from_mode(0o700)).unwrap();
     // An entry others can write to is not linked from.
     let newest = m.catalog().latest().unwrap();
-    std::fs::set_permissions(&newest.files_dir(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(newest.files_dir(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let linked = copy_linked(&m).await;
     let from = m.catalog().latest().unwrap();
     assert!(linked > 0, "the entry before it is still private and whole");
