@@ -228,6 +228,14 @@ impl TestServer {
         self.wait_ready().await;
     }
 
+    /// Kills the server with SIGKILL, as a crash would, and waits until it is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Stops the server gracefully (killing it if it takes too long).
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {

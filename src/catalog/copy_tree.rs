@@ -113,6 +113,8 @@ fn link_from_previous(
         size,
         sha256: before.sha256.clone(),
         linked: true,
+        segments: None,
+        journal: None,
     }))
 }
 
@@ -132,7 +134,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Creates (or truncates) a file with mode 0600, for the same reason.
-fn private_file(path: &Path) -> io::Result<File> {
+pub(crate) fn private_file(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     File::options()
         .write(true)
@@ -164,6 +166,8 @@ pub fn copy_file(from: &Path, to: &Path, rel: String) -> io::Result<FileRecord> 
         size,
         sha256: hex(&hasher.finalize()),
         linked: false,
+        segments: None,
+        journal: None,
     })
 }
 
@@ -182,7 +186,7 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
     Ok(hex(&hasher.finalize()))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::journal::{Mark, Segment};
+
 /// One copied file, by its path inside the entry's `files/` directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileRecord {
@@ -15,6 +17,13 @@ pub struct FileRecord {
     pub sha256: String,
     /// Hard-linked from the previous entry (an immutable table file), not copied.
     pub linked: bool,
+    /// A chunk journal, kept in segments (`super::journal`): `sha256` is then that of the
+    /// segments' checksums, and the file is reassembled from them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments: Option<Vec<Segment>>,
+    /// A chunk journal's mark when it was copied: the next copy links the segments it shares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<Mark>,
 }
 
 impl FileRecord {
@@ -89,6 +98,8 @@ mod tests {
             size: 0,
             sha256: String::new(),
             linked: false,
+            segments: None,
+            journal: None,
         };
         assert!(record("data/db/.dolt/noms/manifest").relative().is_some());
         for outside in ["/etc/passwd", "../x", "data/../../x", "", "./data"] {

@@ -5,6 +5,7 @@
 //! manifest in `verify.json`.
 
 pub mod copy_tree;
+pub mod journal;
 pub mod manifest;
 
 use std::fs;
