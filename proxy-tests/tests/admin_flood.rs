@@ -287,9 +287,10 @@ async fn an_admin_flood_past_the_cap_leaves_the_proxy_port_to_logins() {
     let after = fds_settle(&sidecar, idle + SLACK, Duration::from_secs(15)).await;
     let slowest = took.iter().max().copied().unwrap_or_default();
     println!(
-        "admin flood: {FLOOD} idle connections held ({opened} opened in all) against an \
-         open-file limit of {FD_LIMIT}; sidecar descriptors {idle} idle, {peak} at the peak, \
-         {after} after; {LOGINS} logins through the proxy meanwhile, the slowest {:.2} s",
+        "admin flood: {FLOOD} clients each keeping an idle connection open ({opened} \
+         connections opened, the rest waiting to be accepted) against an open-file limit of \
+         {FD_LIMIT}; sidecar descriptors {idle} idle, {peak} at the peak, {after} after; \
+         {LOGINS} logins through the proxy meanwhile, the slowest {:.2} s",
         slowest.as_secs_f64()
     );
     assert!(

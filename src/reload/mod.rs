@@ -152,6 +152,9 @@ fn apply(shared: &Shared, prepared: Prepared) -> Vec<String> {
         shared.store_auth(auth);
     }
     shared.limiter.set_max(config.max_client_connections);
+    if changed.iter().any(|k| k == "max_client_connections") {
+        crate::descriptors::plan(config.max_client_connections);
+    }
     shared.upstream.set_connect_timeout(config.connect_timeout);
     shared
         .control
