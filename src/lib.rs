@@ -8,7 +8,9 @@
 //!   `POST /reload`) and certificate rotation from disk.
 //! - [`server`]: the accept loop; [`shutdown`]: graceful shutdown (sessions end at their
 //!   boundary, then the final backup and its verification); [`shared::Shared`] is the state
-//!   sessions share (no globals).
+//!   sessions share (no globals). [`accept`]: what the accept loops do when `accept` fails;
+//!   [`descriptors`]: how the open-file limit is shared out (sessions, admin connections, a
+//!   reserve).
 //! - [`session`]: one client and its upstream connection: the startup phase
 //!   ([`session::startup`]), with `auth = "proxy"` the login ([`session::login`]), and one
 //!   [`session::pump::Pump`] per direction.
@@ -29,7 +31,8 @@
 //!   it in place at once; [`dirlock`]: who uses a server directory (the sidecar's lock,
 //!   Doltgres' database locks).
 //! - [`admin`]: the admin HTTP API (`/healthz`, `/readyz`, `/status`, `/metrics`, `/quiesce`,
-//!   `/resume`, `/backups`); [`client`]: the CLI's client of that API.
+//!   `/resume`, `/backups`) and the bounds on its connections; [`client`]: the CLI's client of
+//!   that API.
 //! - [`handover`]: upgrades without dropping clients: the listening sockets passed to a
 //!   successor process, the counters carried over.
 //! - [`cli`]: the command line of the `doltgres-sidecar` binary; [`logging`]: its log (text or
@@ -39,6 +42,7 @@
 //!
 //! Data flows one way through each part: socket → pump (framing, peeks) → socket.
 
+pub mod accept;
 pub mod admin;
 pub mod auth;
 pub mod catalog;
@@ -46,6 +50,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod control;
+pub mod descriptors;
 pub mod dirlock;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fuzzing;

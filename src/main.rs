@@ -163,6 +163,11 @@ async fn run(
     logs: LogControl,
 ) -> anyhow::Result<()> {
     tracing::info!(version = doltgres_sidecar::cli::VERSION, log_filter = %logs.current(), "starting");
+    // Before any socket is opened: the open-file limit shared out, raised if it must be.
+    // A connection before its startup packet holds one descriptor, a session two.
+    doltgres_sidecar::descriptors::plan(
+        config.max_client_connections + config.max_startup_connections.div_ceil(2),
+    );
     // Signals first: a take-over or a managed server's start can take a while, and SIGHUP's
     // default action would end the process.
     let shutdown = CancellationToken::new();
@@ -277,6 +282,9 @@ async fn run(
     }
     server::run(listener, shared.clone(), shutdown).await?;
     shared.handover.finish(&shared.metrics).await;
+    // The admin API stopped with the accept loop: its connections are closed within a second;
+    // a window an operator started through it runs to its end first, before the server stops.
+    let admin = admin.await;
     if let Some(managed) = shared.control.managed()
         && !shared.handover.is_handed_over()
     {
@@ -286,7 +294,7 @@ async fn run(
             .await
             .context("stopping the managed Doltgres")?;
     }
-    admin.await??;
+    admin??;
     drop(remover);
     Ok(())
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, info, info_span};
 
 use crate::shared::Shared;
 
@@ -25,6 +25,7 @@ pub async fn run(
     let sessions = TaskTracker::new();
     let stop_sessions = CancellationToken::new();
     let mut next_id: u64 = 0;
+    let mut errors = crate::accept::AcceptErrors::new("proxy");
     tokio::spawn(crate::window::trigger::run(
         shared.clone(),
         shutdown.child_token(),
@@ -50,12 +51,18 @@ pub async fn run(
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
-                // Out of file descriptors and the like: wait a little instead of spinning.
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
+                // Out of file descriptors and the like: pause (the client waits in the listen
+                // queue) and retry, never spinning, never giving up.
+                let pause = errors.failed(&e);
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => break false,
+                    _ = shared.handover.handed_over() => break true,
+                    _ = tokio::time::sleep(pause) => continue,
+                }
             }
         };
+        errors.accepted();
         next_id += 1;
         let span = info_span!("session", id = next_id, %peer);
         sessions.spawn(

@@ -61,6 +61,42 @@ impl SidecarProcess {
         }
     }
 
+    /// Like [`SidecarProcess::start`], under an open-file limit of `fd_limit` (soft and hard, set
+    /// by the shell that then execs the binary, so the process sees it from its start and cannot
+    /// raise it).
+    pub fn start_with_fd_limit<S: AsRef<OsStr>>(fd_limit: u64, args: &[S]) -> SidecarProcess {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let admin = format!("127.0.0.1:{}", free_port());
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", "ulimit -n \"$0\" && exec \"$@\""])
+            .arg(fd_limit.to_string())
+            .arg(install::sidecar_binary())
+            .arg("run")
+            .args(args)
+            .args(["--listen", &listen, "--admin-listen", &admin])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null());
+        let child = command.spawn().expect("cannot start doltgres-sidecar");
+        SidecarProcess {
+            child,
+            listen,
+            admin: format!("http://{admin}"),
+        }
+    }
+
+    /// The admin API's address (`host:port`), for raw connections.
+    pub fn admin_addr(&self) -> &str {
+        self.admin.trim_start_matches("http://")
+    }
+
+    /// How many file descriptors the process has open (the entries of `/proc/PID/fd`).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|dir| dir.count())
+            .unwrap_or(0)
+    }
+
     pub fn pid(&self) -> Pid {
         Pid::from_raw(self.child.id() as i32)
     }

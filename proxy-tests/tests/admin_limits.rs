@@ -1,6 +1,7 @@
 //! The admin API refuses what it should not act on: malformed hold durations (longer ones are
-//! capped at `max_hold_ttl`), request targets and bodies too large for any endpoint, and control
-//! calls without the token. Its OpenAPI document describes what it serves.
+//! capped at `max_hold_ttl`), request targets, heads and bodies too large for any endpoint, and
+//! control calls without the token; it does not wait for a body nobody reads, nor keep an idle
+//! connection past its timeout. Its OpenAPI document describes what it serves.
 
 use proxy_tests::{TestProxy, TestServer};
 
@@ -215,4 +216,59 @@ async fn schemathesis_finds_no_server_error_or_schema_violation() {
     .await
     .expect("traffic still held")
     .unwrap();
+}
+
+/// Writes `request` on a new connection to the admin API and reads until the server closes it
+/// (at most 15 s): what came back, and whether the server closed the connection.
+async fn raw_exchange(admin_url: &str, request: &[u8]) -> (String, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = admin_url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    (String::from_utf8_lossy(&answer).into_owned(), read.is_ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_heads_unfinished_bodies_and_idle_keep_alive_end_the_connection() {
+    let server = TestServer::postgres().await;
+    let proxy = TestProxy::start(&server.addr()).await;
+    // A request head larger than any endpoint needs: 431, then the connection closes.
+    let mut big = b"GET /healthz HTTP/1.1\r\nHost: sidecar\r\n".to_vec();
+    for i in 0..40 {
+        big.extend_from_slice(format!("X-Pad-{i}: {}\r\n", "p".repeat(256)).as_bytes());
+    }
+    big.extend_from_slice(b"\r\n");
+    let (answer, closed) = raw_exchange(&proxy.admin_url, &big).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert!(closed, "the connection stayed open after the 431");
+    // A body announced but never sent whole: answered (no endpoint reads it), then closed
+    // rather than waited for.
+    let unfinished =
+        b"POST /resume HTTP/1.1\r\nHost: sidecar\r\nContent-Length: 500\r\n\r\nonly this much";
+    let (answer, closed) = raw_exchange(&proxy.admin_url, unfinished).await;
+    assert!(answer.starts_with("HTTP/1.1 409"), "{answer}");
+    assert!(closed, "the connection waited for the rest of the body");
+    // A keep-alive connection idle after its answer is closed at the idle timeout (5 s).
+    let began = std::time::Instant::now();
+    let (answer, closed) = raw_exchange(
+        &proxy.admin_url,
+        b"GET /healthz HTTP/1.1\r\nHost: sidecar\r\n\r\n",
+    )
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok\n"),
+        "{answer}"
+    );
+    assert!(closed, "an idle keep-alive connection stayed open");
+    assert!(
+        began.elapsed() >= doltgres_sidecar::admin::HEADER_TIMEOUT,
+        "closed after {:?}, before the idle timeout",
+        began.elapsed()
+    );
 }

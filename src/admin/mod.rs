@@ -1,10 +1,13 @@
 //! The admin HTTP API (JSON): health, readiness, status, Prometheus metrics, backup windows and
 //! operator holds, configuration reload, and its own OpenAPI document. It listens on loopback by default (see
 //! `Config::admin_listen`), guards the control endpoints with the bearer token when one is set,
-//! and refuses request targets and bodies larger than any endpoint needs.
+//! and refuses request targets and bodies larger than any endpoint needs. [`serve`] bounds its
+//! connections: how many, how long a request may take to arrive, how long one may stay idle,
+//! and how they close on shutdown.
 
 mod openapi;
 mod reload;
+mod serve;
 mod status;
 mod windows;
 
@@ -13,7 +16,6 @@ pub(crate) use windows::exercise_query;
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
 use axum::extract::State;
@@ -21,26 +23,14 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use axum::{Extension, Router};
 
 use crate::shared::Shared;
-
-/// Serves the admin API until `shutdown` is cancelled.
-pub async fn serve(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    tracing::info!(admin = %listener.local_addr()?, "admin API listening");
-    axum::serve(listener, router(shared))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-}
+pub use serve::{BODY_TIMEOUT, HEADER_TIMEOUT, STOP_GRACE, Work, serve};
 
 /// `/healthz`, `/readyz`, `/metrics` and `/openapi.json` are open; the rest need the bearer token
-/// when `admin_token` is set.
-pub fn router(shared: Arc<Shared>) -> Router {
+/// when `admin_token` is set. Windows and holds run in `work`'s tasks.
+pub fn router(shared: Arc<Shared>, work: Work) -> Router {
     let guarded = Router::new()
         .route("/status", get(status::status))
         .route("/quiesce", post(windows::quiesce))
@@ -62,6 +52,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .merge(guarded)
         .layer(middleware::from_fn(limit_request))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(Extension(work))
         .with_state(shared)
 }
 

@@ -5,13 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::Work;
 use crate::catalog::{Catalog, Entry};
 use crate::shared::Shared;
 use crate::window::config::Action;
@@ -228,6 +229,7 @@ pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response 
     ))]
 pub async fn quiesce(
     State(shared): State<Arc<Shared>>,
+    Extension(work): Extension<Work>,
     Params(p): Params<QuiesceParams>,
 ) -> Response {
     if let Some(reason) = shared.windows.paused() {
@@ -242,15 +244,25 @@ pub async fn quiesce(
         Ok(d) => d,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    match window::hold(&shared, ttl, timeout).await {
-        Ok(id) => Json(Held {
+    // In its own task: a client that goes away during the drain does not leave the hold
+    // half-made.
+    let held = work.run(async move { window::hold(&shared, ttl, timeout).await });
+    match held.await {
+        Ok(Ok(id)) => Json(Held {
             window_id: id,
             ttl_seconds: ttl.as_secs_f64(),
         })
         .into_response(),
-        Err(HoldError::Busy) => error(StatusCode::CONFLICT, "another window is open"),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Ok(Err(HoldError::Busy)) => error(StatusCode::CONFLICT, "another window is open"),
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => failed(e),
     }
+}
+
+/// The answer when the task doing a request's work panicked.
+fn failed(e: tokio::task::JoinError) -> Response {
+    tracing::error!(error = %e, "admin request failed");
+    error(StatusCode::INTERNAL_SERVER_ERROR, "the request failed")
 }
 
 /// End the operator hold (or its drain).
@@ -287,6 +299,7 @@ pub struct BackupParams {
     ))]
 pub async fn run_backup(
     State(shared): State<Arc<Shared>>,
+    Extension(work): Extension<Work>,
     Params(p): Params<BackupParams>,
 ) -> Response {
     let name = p.action.as_deref().unwrap_or("sync");
@@ -307,8 +320,13 @@ pub async fn run_backup(
     }
     // An operator's request does not queue behind another window (an operator hold may last
     // minutes); triggered windows do.
-    let Some(record) = window::try_run(&shared, action, Trigger::Operator).await else {
-        return error(StatusCode::CONFLICT, "another window is open");
+    // In its own task: the window runs to its end even if the client goes away or the admin
+    // API stops (a stop waits for it).
+    let run = work.run(async move { window::try_run(&shared, action, Trigger::Operator).await });
+    let record = match run.await {
+        Ok(Some(record)) => record,
+        Ok(None) => return error(StatusCode::CONFLICT, "another window is open"),
+        Err(e) => return failed(e),
     };
     let status = match record.result {
         Outcome::Ok => StatusCode::OK,

@@ -153,6 +153,15 @@ fn apply(shared: &Shared, prepared: Prepared) -> Vec<String> {
     }
     shared.limiter.set_max(config.max_client_connections);
     shared.startups.set_max(config.max_startup_connections);
+    if changed
+        .iter()
+        .any(|k| k == "max_client_connections" || k == "max_startup_connections")
+    {
+        // A connection before its startup packet holds one descriptor, a session two.
+        crate::descriptors::plan(
+            config.max_client_connections + config.max_startup_connections.div_ceil(2),
+        );
+    }
     shared.upstream.set_connect_timeout(config.connect_timeout);
     shared
         .control
