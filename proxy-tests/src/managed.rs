@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use doltgres_sidecar::catalog::{Catalog, Entry, copy_tree};
+use doltgres_sidecar::catalog::{Catalog, Entry};
 use doltgres_sidecar::config::Config;
 use doltgres_sidecar::control::config::ControlMode;
 use doltgres_sidecar::verify::{self, Scratch, ScratchConfig};
@@ -123,7 +123,7 @@ impl ManagedProxy {
     /// returns the first column of `sql`'s rows in `database`.
     pub async fn query_copy(&self, entry: &Entry, database: &str, sql: &str) -> Vec<String> {
         let restored = tempfile::tempdir().unwrap();
-        copy_tree::copy_tree(&entry.files_dir(), restored.path(), &mut |_| {}).unwrap();
+        doltgres_sidecar::restore::copy_listed(entry, restored.path(), &mut |_| {}).unwrap();
         self.query_restored(restored.path(), database, sql).await
     }
 

@@ -2,6 +2,8 @@
 //! it, each checksummed while it is copied and fsynced. Dolt table files never change once
 //! written, so one that the previous entry already holds (same path, same size) is hard-linked
 //! instead of copied: a copy costs what changed since the last one, not the database's size.
+//! Chunk journals are kept in segments, most of them copied before the server stops (see
+//! [`super::journal`]).
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -9,16 +11,64 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use std::collections::BTreeMap;
+
+use super::journal;
 use super::manifest::{FileRecord, Manifest};
 use crate::control::CopySources;
 
 /// Files of the data directory that only describe a running server.
 const RUNTIME_FILES: &[&str] = &["data/.dolt/sql-server.info"];
 
-/// The previous complete entry, to link unchanged table files from.
+/// The previous complete entry, to link unchanged table files and journal segments from.
 pub struct Previous<'a> {
-    pub files_dir: &'a Path,
+    /// The entry's directory (its files are in `files/`, journal segments in `journal/`).
+    pub entry_dir: &'a Path,
     pub manifest: &'a Manifest,
+}
+
+impl Previous<'_> {
+    fn files_dir(&self) -> PathBuf {
+        self.entry_dir.join("files")
+    }
+
+    /// Its copy of the journal at `rel`, if it kept one in segments.
+    fn journal(&self, rel: &str) -> Option<journal::Earlier<'_>> {
+        let record = self.manifest.file(rel)?;
+        Some(journal::Earlier {
+            entry_dir: self.entry_dir,
+            mark: record.journal.as_ref()?,
+            segments: record.segments.as_deref()?,
+        })
+    }
+}
+
+/// What a copy made: a record per file, and the journals it had to copy whole (their
+/// pre-copy no longer matched: a GC or a recovery rewrote them meanwhile).
+pub struct Copied {
+    pub records: Vec<FileRecord>,
+    pub whole_journals: Vec<String>,
+}
+
+/// Before the server stops: pre-copies every chunk journal of the data directory into the entry
+/// at `entry_dir` (see [`journal::precopy`]), by its path in the entry.
+pub fn precopy_journals(
+    sources: &CopySources,
+    entry_dir: &Path,
+    previous: Option<&Previous<'_>>,
+) -> io::Result<BTreeMap<String, journal::Precopied>> {
+    let mut files = Vec::new();
+    walk(&sources.data_dir, Path::new("data"), &mut files)?;
+    let mut done = BTreeMap::new();
+    for (from, rel) in files {
+        let rel = rel.to_string_lossy().replace('\\', "/");
+        if journal::is_journal(&rel) {
+            let earlier = previous.and_then(|p| p.journal(&rel));
+            let precopied = journal::precopy(&from, &rel, entry_dir, earlier)?;
+            done.insert(rel, precopied);
+        }
+    }
+    Ok(done)
 }
 
 /// Whether the file at `rel` (a path inside an entry's `files/`) is a Dolt table file: 32
@@ -37,15 +87,19 @@ pub fn immutable(rel: &str) -> bool {
         && stem.bytes().any(|b| b != b'v')
 }
 
-/// Copies everything `sources` names into `dest`: the data directory to `dest/data`, each extra
-/// file to its own path. Missing extra files are skipped (a server that never had a login has no
-/// `auth.db`). `progress` is told the bytes of each file done.
+/// Copies everything `sources` names into the entry at `entry_dir`: the data directory to
+/// `files/data`, each extra file to its own path under `files/`, chunk journals in segments
+/// (completing what `precopied` holds). Missing extra files are skipped (a server that never
+/// had a login has no `auth.db`). `progress` is told the bytes of each file done.
 pub fn copy_sources(
     sources: &CopySources,
-    dest: &Path,
+    entry_dir: &Path,
     previous: Option<Previous<'_>>,
+    mut precopied: BTreeMap<String, journal::Precopied>,
     progress: &mut dyn FnMut(u64),
-) -> io::Result<Vec<FileRecord>> {
+) -> io::Result<Copied> {
+    let dest = &entry_dir.join("files");
+    let mut whole_journals = Vec::new();
     let mut files = Vec::new();
     walk(&sources.data_dir, Path::new("data"), &mut files)?;
     for (from, to) in &sources.extra {
@@ -59,6 +113,24 @@ pub fn copy_sources(
         if RUNTIME_FILES.contains(&rel_text.as_str()) {
             continue;
         }
+        if journal::is_journal(&rel_text) {
+            let pre = precopied.remove(&rel_text);
+            let (segments, mark, whole) = journal::finish(&from, &rel_text, entry_dir, pre)?;
+            if whole {
+                whole_journals.push(rel_text.clone());
+            }
+            let record = FileRecord {
+                size: segments.iter().map(|s| s.size).sum(),
+                sha256: journal::combined_sha256(&segments),
+                linked: false,
+                path: rel_text,
+                segments: Some(segments),
+                journal: Some(mark),
+            };
+            progress(record.size);
+            records.push(record);
+            continue;
+        }
         let to = dest.join(&rel);
         if let Some(parent) = to.parent() {
             private_dir_all(parent)?;
@@ -70,8 +142,12 @@ pub fn copy_sources(
         progress(record.size);
         records.push(record);
     }
-    sync_dirs(dest)?;
-    Ok(records)
+    private_dir_all(dest)?;
+    sync_dirs(entry_dir)?;
+    Ok(Copied {
+        records,
+        whole_journals,
+    })
 }
 
 /// Lists regular files under `dir`, each with its path relative to the entry.
@@ -103,7 +179,7 @@ fn link_from_previous(
         return Ok(None);
     };
     let size = fs::metadata(from)?.len();
-    let source = previous.files_dir.join(rel);
+    let source = previous.files_dir().join(rel);
     if before.size != size || !source.is_file() {
         return Ok(None);
     }
@@ -134,7 +210,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Creates (or truncates) a file with mode 0600, for the same reason.
-pub(crate) fn private_file(path: &Path) -> io::Result<File> {
+pub fn private_file(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     File::options()
         .write(true)
@@ -201,25 +277,6 @@ pub fn sync_dirs(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Copies a whole tree (for restore and verify), without links: the result will be written to.
-/// `progress` is told the bytes of each file done.
-pub fn copy_tree(from: &Path, to: &Path, progress: &mut dyn FnMut(u64)) -> io::Result<u64> {
-    let mut files = Vec::new();
-    walk(from, Path::new(""), &mut files)?;
-    let mut bytes = 0;
-    for (src, rel) in files {
-        let dest = to.join(&rel);
-        if let Some(parent) = dest.parent() {
-            private_dir_all(parent)?;
-        }
-        let n = io::copy(&mut File::open(&src)?, &mut private_file(&dest)?)?;
-        progress(n);
-        bytes += n;
-    }
-    private_dir_all(to)?;
-    Ok(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,7 +317,9 @@ mod tests {
             extra: vec![],
         };
         let first = base.join("e1");
-        let records = copy_sources(&sources, &first, None, &mut |_| {}).unwrap();
+        let records = copy_sources(&sources, &first, None, BTreeMap::new(), &mut |_| {})
+            .unwrap()
+            .records;
         assert!(records.iter().all(|r| !r.linked));
         let manifest = Manifest {
             id: "e1".into(),
@@ -276,10 +335,18 @@ mod tests {
         fs::write(noms.join("manifest"), b"m2").unwrap();
         let second = base.join("e2");
         let previous = Previous {
-            files_dir: &first,
+            entry_dir: &first,
             manifest: &manifest,
         };
-        let records = copy_sources(&sources, &second, Some(previous), &mut |_| {}).unwrap();
+        let records = copy_sources(
+            &sources,
+            &second,
+            Some(previous),
+            BTreeMap::new(),
+            &mut |_| {},
+        )
+        .unwrap()
+        .records;
         let rel = format!("data/db/.dolt/noms/{table}");
         let linked = records.iter().find(|r| r.path == rel).unwrap();
         assert!(linked.linked);
@@ -290,10 +357,13 @@ mod tests {
             .unwrap();
         assert!(!manifest_file.linked);
         assert_eq!(
-            fs::read(second.join("data/db/.dolt/noms/manifest")).unwrap(),
+            fs::read(second.join("files/data/db/.dolt/noms/manifest")).unwrap(),
             b"m2"
         );
-        assert_eq!(sha256_file(&second.join(&rel)).unwrap(), linked.sha256);
+        assert_eq!(
+            sha256_file(&second.join("files").join(&rel)).unwrap(),
+            linked.sha256
+        );
         fs::remove_dir_all(base).unwrap();
     }
 }

@@ -236,6 +236,19 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// The entry's directory while it is written.
+    pub fn dir(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Its id, once committed.
+    pub fn id(&self) -> String {
+        self.done
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
     pub fn files_dir(&self) -> PathBuf {
         self.tmp.join("files")
     }

@@ -21,6 +21,7 @@ use std::path::Path;
 
 use crate::catalog::Entry;
 use crate::catalog::copy_tree;
+use crate::catalog::journal;
 use crate::verify::{self, Scratch, ScratchConfig};
 
 /// The name a URL is restored under on the scratch server, before it gets its own.
@@ -30,6 +31,10 @@ const RESTORING: &str = "doltgres_sidecar_restoring";
 /// it goes. `progress` is told the bytes of each file done.
 pub fn copy_listed(entry: &Entry, to: &Path, progress: &mut dyn FnMut(u64)) -> Result<(), String> {
     for record in &entry.manifest.files {
+        if let Some(segments) = &record.segments {
+            restore_segmented(entry, record, segments, to, progress)?;
+            continue;
+        }
         let from = entry.file_path(record)?;
         let rel = record.relative().unwrap_or(Path::new(""));
         let kind = fs::symlink_metadata(&from)
@@ -59,6 +64,31 @@ pub fn copy_listed(entry: &Entry, to: &Path, progress: &mut dyn FnMut(u64)) -> R
         progress(copied.size);
     }
     Ok(())
+}
+
+/// A chunk journal kept in segments, reassembled into `to` with each segment checked.
+fn restore_segmented(
+    entry: &Entry,
+    record: &crate::catalog::manifest::FileRecord,
+    segments: &[crate::catalog::journal::Segment],
+    to: &Path,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(), String> {
+    let rel = record
+        .relative()
+        .ok_or_else(|| format!("{:?}: not a path inside the entry", record.path))?;
+    let dest = to.join(rel);
+    if let Some(parent) = dest.parent() {
+        copy_tree::private_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    let mut file =
+        copy_tree::private_file(&dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+    let size = journal::reassemble(&entry.dir, &record.path, segments, &mut file, progress)?;
+    if size != record.size || journal::combined_sha256(segments) != record.sha256 {
+        return Err(format!("{}: differs from the manifest", record.path));
+    }
+    file.sync_all()
+        .map_err(|e| format!("{}: {e}", dest.display()))
 }
 
 /// Restores a sync backup or push remote `url` as `database` into `dir` (the managed layout:

@@ -193,6 +193,21 @@ pub async fn column(client: &Client, sql: &str) -> Result<Vec<String>, String> {
 /// Checks every file of an entry against its manifest's size and checksum.
 pub fn check_files(entry: &Entry, progress: &mut dyn FnMut(u64)) -> Result<(), String> {
     for record in &entry.manifest.files {
+        if let Some(segments) = &record.segments {
+            let size = crate::catalog::journal::reassemble(
+                &entry.dir,
+                &record.path,
+                segments,
+                &mut std::io::sink(),
+                progress,
+            )?;
+            if size != record.size
+                || crate::catalog::journal::combined_sha256(segments) != record.sha256
+            {
+                return Err(format!("{}: differs from the manifest", record.path));
+            }
+            continue;
+        }
         let path = entry.file_path(record)?;
         let meta = std::fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", record.path))?;
         if !meta.is_file() {
@@ -225,33 +240,32 @@ pub async fn verify_entry(
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<String, String> {
     let started = Instant::now();
-    let check = entry.clone();
+    // One pass: each file is checked against the manifest as it is copied to the scratch
+    // directory (a journal reassembled from its segments).
+    let dir = scratch_dir("verify");
+    let (source, target) = (entry.clone(), dir.clone());
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
-    let checked = tokio::task::spawn_blocking(move || {
-        check_files(&check, &mut |n| {
+    let copied = tokio::task::spawn_blocking(move || {
+        crate::restore::copy_listed(&source, &target, &mut |n| {
             let _ = sender.send(n);
         })
     });
-    let mut checked = std::pin::pin!(checked);
-    loop {
+    let mut copied = std::pin::pin!(copied);
+    let result = loop {
         tokio::select! {
             Some(n) = receiver.recv() => progress(n),
-            done = &mut checked => {
+            done = &mut copied => {
                 while let Ok(n) = receiver.try_recv() {
                     progress(n);
                 }
-                done.map_err(|e| e.to_string())??;
-                break;
+                break done.map_err(|e| e.to_string()).and_then(|r| r);
             }
         }
+    };
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
     }
-    let dir = scratch_dir("verify");
-    let source = entry.files_dir();
-    let target = dir.clone();
-    tokio::task::spawn_blocking(move || copy_tree::copy_tree(&source, &target, &mut |_| {}))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("copying to {}: {e}", dir.display()))?;
     let scratch = Scratch::start(config, &dir, true).await?;
     let compared = compare(&scratch, &entry.manifest).await;
     scratch.finish().await;

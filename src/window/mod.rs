@@ -151,7 +151,8 @@ async fn run_in_slot(
     let timeout = config.backup.action_timeout;
     // What needs no quiescence runs first, with traffic flowing: logging in, remotes, pre-syncs.
     let prepared =
-        match tokio::time::timeout(timeout, actions::prepare(shared, action, &mut steps)).await {
+        match tokio::time::timeout(timeout, actions::prepare(shared, action, id, &mut steps)).await
+        {
             Ok(Ok(prepared)) => prepared,
             failed => {
                 let error = match failed {

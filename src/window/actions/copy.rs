@@ -23,26 +23,87 @@ use tracing::{info, warn};
 use super::ActionError;
 use super::sql::{column, connect};
 use crate::catalog::copy_tree::{self, Previous};
-use crate::catalog::manifest::{DatabaseState, Manifest, Timings};
-use crate::catalog::{Catalog, entry_id};
+use crate::catalog::journal;
+use crate::catalog::manifest::{DatabaseState, FileRecord, Manifest, Timings};
+use crate::catalog::{Catalog, Entry, Pending, entry_id};
 use crate::shared::Shared;
 use crate::window::config::CopyConfig;
+use crate::window::record::Steps;
 
 /// How many times a stopped server is started before the window gives up on it (a managed one
 /// is then left to the supervisor's restarts).
 const START_ATTEMPTS: usize = 3;
 
-pub async fn run(
+/// A copy made ready before the gate closes: its entry begun, the entry it links from chosen,
+/// its journals pre-copied.
+pub struct Prepared {
+    pending: Pending,
+    previous: Option<Entry>,
+    precopied: BTreeMap<String, journal::Precopied>,
+    window_id: u64,
+}
+
+/// Before the gate closes, with the server running: begins the entry and pre-copies every
+/// chunk journal up to its current size (see [`crate::catalog::journal`]), linking what the entry
+/// it links from holds. Inside the window only the rest of each journal is left to copy.
+pub async fn prepare(
     shared: &Arc<Shared>,
     cfg: &CopyConfig,
     window_id: u64,
+    steps: &mut Steps,
+) -> Result<Prepared, ActionError> {
+    let sources = shared
+        .control
+        .copy_sources()
+        .ok_or(ActionError::NotConfigured("copy"))?;
+    let start = Instant::now();
+    let (catalog_dir, linker) = (cfg.catalog.clone(), shared.clone());
+    let prepared = tokio::task::spawn_blocking(move || {
+        let catalog = Catalog::open(&catalog_dir)?;
+        // Table files and journal segments are linked only from an entry known to be whole:
+        // see `Catalog::link_source`.
+        let written = |id: &str| linker.verifications.written(id);
+        let previous = catalog.link_source(&written).unwrap_or_else(|why| {
+            warn!(%why, "the catalog is not private to the sidecar's user: every file is copied, none linked");
+            None
+        });
+        let pending = catalog.begin(&entry_id(SystemTime::now(), window_id))?;
+        let earlier = previous.as_ref().map(|p| Previous {
+            entry_dir: &p.dir,
+            manifest: &p.manifest,
+        });
+        let precopied = copy_tree::precopy_journals(&sources, pending.dir(), earlier.as_ref())?;
+        Ok::<_, std::io::Error>(Prepared {
+            pending,
+            previous,
+            precopied,
+            window_id,
+        })
+    })
+    .await
+    .map_err(|e| ActionError::Copy(format!("pre-copy task failed: {e}")))?
+    .map_err(|e| ActionError::Copy(format!("pre-copying into {}: {e}", cfg.catalog.display())))?;
+    steps.record("precopy", None, start);
+    Ok(prepared)
+}
+
+pub async fn run(
+    shared: &Arc<Shared>,
+    cfg: &CopyConfig,
+    prepared: Prepared,
+    steps: &mut Steps,
 ) -> Result<Value, ActionError> {
     // A task of its own: dropping the window's future (its timeout) cannot leave the server
     // stopped or marked unavailable.
-    let task = tokio::spawn(inventory_then_copy(shared.clone(), cfg.clone(), window_id));
-    let manifest = task
+    let task = tokio::spawn(inventory_then_copy(shared.clone(), cfg.clone(), prepared));
+    let (manifest, whole_journals) = task
         .await
         .map_err(|e| ActionError::Copy(format!("copy task failed: {e}")))??;
+    // A journal rewritten since the pre-copy (a GC, a recovery) was copied whole in the window.
+    for rel in &whole_journals {
+        let database = rel.split('/').nth(1);
+        steps.record("journal_copied_whole", database, Instant::now());
+    }
     if cfg.verify_after {
         shared.verifications.verify_new(shared, manifest.id.clone());
     }
@@ -51,6 +112,7 @@ pub async fn run(
         "files": manifest.files.len(),
         "bytes_copied": manifest.bytes_copied,
         "bytes_linked": manifest.bytes_linked,
+        "journals_copied_whole": whole_journals,
         "timings": manifest.timings,
     }))
 }
@@ -58,8 +120,8 @@ pub async fn run(
 async fn inventory_then_copy(
     shared: Arc<Shared>,
     cfg: CopyConfig,
-    window_id: u64,
-) -> Result<Manifest, ActionError> {
+    prepared: Prepared,
+) -> Result<(Manifest, Vec<String>), ActionError> {
     let started = Instant::now();
     let (version, databases) = match inventory(&shared).await {
         Ok(found) => found,
@@ -69,7 +131,7 @@ async fn inventory_then_copy(
         }
     };
     let inventory = started.elapsed().as_secs_f64();
-    stop_copy_start(shared, cfg, window_id, version, databases, inventory).await
+    stop_copy_start(shared, cfg, prepared, version, databases, inventory).await
 }
 
 /// Databases, their HEAD and working-set hashes and table row counts, and the server version.
@@ -125,11 +187,17 @@ fn ident(name: &str) -> String {
 async fn stop_copy_start(
     shared: Arc<Shared>,
     cfg: CopyConfig,
-    window_id: u64,
+    prepared: Prepared,
     version: String,
     databases: Vec<DatabaseState>,
     inventory: f64,
-) -> Result<Manifest, ActionError> {
+) -> Result<(Manifest, Vec<String>), ActionError> {
+    let Prepared {
+        pending,
+        previous,
+        precopied,
+        window_id,
+    } = prepared;
     let control = &shared.control;
     let sources = control
         .copy_sources()
@@ -157,30 +225,15 @@ async fn stop_copy_start(
     }
     timings.stop = step.elapsed().as_secs_f64();
     let step = Instant::now();
-    let catalog_dir = cfg.catalog.clone();
-    let id = entry_id(SystemTime::now(), window_id);
-    let entry = id.clone();
-    let linker = shared.clone();
+    let id = pending.id();
     let copied = tokio::task::spawn_blocking(move || {
-        let catalog = Catalog::open(&catalog_dir)?;
-        // Table files are linked only from an entry known to be whole: see `link_source`.
-        let written = |id: &str| linker.verifications.written(id);
-        let previous = catalog.link_source(&written).unwrap_or_else(|why| {
-            warn!(%why, "the catalog is not private to the sidecar's user: every file is copied, none linked");
-            None
+        let earlier = previous.as_ref().map(|p| Previous {
+            entry_dir: &p.dir,
+            manifest: &p.manifest,
         });
-        let pending = catalog.begin(&entry)?;
-        let previous = previous.as_ref().map(|p| (p.files_dir(), &p.manifest));
-        let records = copy_tree::copy_sources(
-            &sources,
-            &pending.files_dir(),
-            previous.as_ref().map(|(dir, manifest)| Previous {
-                files_dir: dir,
-                manifest,
-            }),
-            &mut |_| {},
-        )?;
-        Ok::<_, std::io::Error>((pending, records))
+        let copied =
+            copy_tree::copy_sources(&sources, pending.dir(), earlier, precopied, &mut |_| {})?;
+        Ok::<_, std::io::Error>((pending, copied))
     })
     .await;
     timings.copy = step.elapsed().as_secs_f64();
@@ -195,7 +248,7 @@ async fn stop_copy_start(
         sessions = detached,
         "server back after the copy: detached sessions re-attach or end now"
     );
-    let (pending, files) = match copied {
+    let (pending, copied) = match copied {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => {
             return Err(ActionError::Copy(format!(
@@ -208,15 +261,16 @@ async fn stop_copy_start(
     if let Err(e) = started {
         return Err(ActionError::Copy(e));
     }
+    let (bytes_copied, bytes_linked) = copied_and_linked(&copied.records);
     let manifest = Manifest {
         id: id.clone(),
         window_id,
         created_unix: crate::window::record::unix(SystemTime::now()),
         doltgres_version: version,
         databases,
-        bytes_copied: files.iter().filter(|f| !f.linked).map(|f| f.size).sum(),
-        bytes_linked: files.iter().filter(|f| f.linked).map(|f| f.size).sum(),
-        files,
+        bytes_copied,
+        bytes_linked,
+        files: copied.records,
         timings,
     };
     let to_commit = manifest.clone();
@@ -233,7 +287,33 @@ async fn stop_copy_start(
     if !committed.is_empty() {
         info!(removed = ?committed, "retention removed old copies");
     }
-    Ok(manifest)
+    Ok((manifest, copied.whole_journals))
+}
+
+/// Bytes an entry copied and bytes it hard-linked, journal segments counted one by one.
+fn copied_and_linked(records: &[FileRecord]) -> (u64, u64) {
+    let (mut copied, mut linked) = (0, 0);
+    for record in records {
+        match &record.segments {
+            Some(segments) => {
+                for segment in segments {
+                    *(if segment.linked {
+                        &mut linked
+                    } else {
+                        &mut copied
+                    }) += segment.size;
+                }
+            }
+            None => {
+                *(if record.linked {
+                    &mut linked
+                } else {
+                    &mut copied
+                }) += record.size
+            }
+        }
+    }
+    (copied, linked)
 }
 
 /// Starts the stopped server, a few times if need be.

@@ -40,8 +40,8 @@ pub enum Prepared {
     Sync(sync::Prepared),
     /// Needs nothing before the gate closes.
     Snapshot,
-    /// Needs nothing before the gate closes.
-    Copy,
+    /// The entry begun and the journals pre-copied before the gate closes.
+    Copy(copy::Prepared),
 }
 
 /// Runs the part of `action` that needs no quiescence, before the gate closes (traffic flowing):
@@ -50,6 +50,7 @@ pub enum Prepared {
 pub async fn prepare(
     shared: &Arc<Shared>,
     action: Action,
+    window_id: u64,
     steps: &mut Steps,
 ) -> Result<Prepared, ActionError> {
     let config = shared.config();
@@ -65,7 +66,12 @@ pub async fn prepare(
             Ok(Prepared::Sync(sync::prepare(shared, cfg, steps).await?))
         }
         Action::Snapshot => Ok(Prepared::Snapshot),
-        Action::Copy => Ok(Prepared::Copy),
+        Action::Copy => {
+            let cfg = backup.copy.as_ref().ok_or(missing)?;
+            Ok(Prepared::Copy(
+                copy::prepare(shared, cfg, window_id, steps).await?,
+            ))
+        }
     }
 }
 
@@ -102,12 +108,12 @@ pub async fn run(
                 .ok_or(ActionError::NotConfigured("snapshot"))?;
             Ok((snapshot::run(shared, cfg, window_id).await?, None))
         }
-        Prepared::Copy => {
+        Prepared::Copy(prepared) => {
             let cfg = backup
                 .copy
                 .as_ref()
                 .ok_or(ActionError::NotConfigured("copy"))?;
-            Ok((copy::run(shared, cfg, window_id).await?, None))
+            Ok((copy::run(shared, cfg, prepared, steps).await?, None))
         }
     }
 }
