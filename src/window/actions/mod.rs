@@ -41,7 +41,7 @@ pub enum Prepared {
     /// Needs nothing before the gate closes.
     Snapshot,
     /// The entry begun and the journals pre-copied before the gate closes.
-    Copy(copy::Prepared),
+    Copy(Box<copy::Prepared>),
 }
 
 /// Runs the part of `action` that needs no quiescence, before the gate closes (traffic flowing):
@@ -68,9 +68,8 @@ pub async fn prepare(
         Action::Snapshot => Ok(Prepared::Snapshot),
         Action::Copy => {
             let cfg = backup.copy.as_ref().ok_or(missing)?;
-            Ok(Prepared::Copy(
-                copy::prepare(shared, cfg, window_id, steps).await?,
-            ))
+            let prepared = copy::prepare(shared, cfg, window_id, steps).await?;
+            Ok(Prepared::Copy(Box::new(prepared)))
         }
     }
 }
@@ -113,7 +112,7 @@ pub async fn run(
                 .copy
                 .as_ref()
                 .ok_or(ActionError::NotConfigured("copy"))?;
-            Ok((copy::run(shared, cfg, prepared, steps).await?, None))
+            Ok((copy::run(shared, cfg, *prepared, steps).await?, None))
         }
     }
 }
