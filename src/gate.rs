@@ -59,6 +59,8 @@ pub enum QuiesceError {
 struct Closed {
     id: u64,
     join_grace: Option<Duration>,
+    /// When it closed: sessions connected after that are not joining.
+    closed_at: Instant,
 }
 
 /// The gate. One per proxy.
@@ -171,9 +173,14 @@ impl Gate {
         join_grace: Option<Duration>,
     ) -> Result<GateGuard, QuiesceError> {
         let mut closed = false;
+        let closed_at = Instant::now();
         self.state.send_if_modified(|s| {
             if s.is_none() {
-                *s = Some(Closed { id, join_grace });
+                *s = Some(Closed {
+                    id,
+                    join_grace,
+                    closed_at,
+                });
                 closed = true;
             }
             closed
@@ -219,7 +226,7 @@ impl Gate {
         let mut terminated = false;
         loop {
             let progress = self.progress.notified();
-            let busy = registry.busy(join_grace);
+            let busy = registry.busy(join_grace.map(|grace| (grace, guard.closed_at)));
             if busy.is_empty() {
                 return Ok(guard);
             }
@@ -283,8 +290,9 @@ pub fn try_admit(gate: &Gate, session: &SessionInfo) -> bool {
             None => false,
             Some(Closed {
                 join_grace: Some(grace),
+                closed_at,
                 ..
-            }) => !session.joining(&t, grace),
+            }) => !session.joining(&t, grace, closed_at),
             Some(_) => true,
         };
         if held {

@@ -105,14 +105,21 @@ impl SessionInfo {
         let _ = self.connected_at.set(tokio::time::Instant::now());
     }
 
-    /// Joining: connected less than `grace` ago and no request run yet (`tracker` is this
-    /// session's, locked by the caller).
-    pub fn joining(&self, tracker: &Tracker, grace: Duration) -> bool {
+    /// Joining a window whose gate closed at `closed_at`: connected less than `grace` ago but
+    /// before the gate closed, and no request run yet (`tracker` is this session's, locked by
+    /// the caller). A session that connected after the gate closed is not joining: it is held at
+    /// its first request, so a stream of new connections cannot keep a drain from ending.
+    pub fn joining(
+        &self,
+        tracker: &Tracker,
+        grace: Duration,
+        closed_at: tokio::time::Instant,
+    ) -> bool {
         !tracker.ran_a_request()
             && self
                 .connected_at
                 .get()
-                .is_some_and(|at| at.elapsed() < grace)
+                .is_some_and(|at| *at <= closed_at && at.elapsed() < grace)
     }
 
     /// The upstream's process id for this session, once the upstream has sent its key.
@@ -172,16 +179,17 @@ impl Registry {
         self.len() == 0
     }
 
-    /// Sessions a window must still wait for: those not quiescent, and with a join grace those
-    /// still joining.
-    pub fn busy(&self, join_grace: Option<Duration>) -> Vec<Arc<SessionInfo>> {
+    /// Sessions a window must still wait for: those not quiescent, and with a join grace (and
+    /// the gate's closing time) those still joining.
+    pub fn busy(&self, join: Option<(Duration, tokio::time::Instant)>) -> Vec<Arc<SessionInfo>> {
         let inner = self.inner.lock().unwrap();
         inner
             .sessions
             .values()
             .filter(|s| {
                 let t = s.tracker.lock().unwrap();
-                !t.quiescent() || join_grace.is_some_and(|grace| s.joining(&t, grace))
+                !t.quiescent()
+                    || join.is_some_and(|(grace, closed_at)| s.joining(&t, grace, closed_at))
             })
             .cloned()
             .collect()

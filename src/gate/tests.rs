@@ -413,3 +413,22 @@ async fn the_first_reason_to_end_a_session_is_the_one_kept() {
     s.end(EndReason::Shutdown);
     assert_eq!(s.end_reason(), Some(EndReason::WindowTerminate));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_session_that_connects_after_the_gate_closed_is_held_not_joining() {
+    // A stream of new connections must not keep a drain going: one that connected after the
+    // gate closed waits at its first request, and the window does not wait for it.
+    let registry = Arc::new(Registry::default());
+    let gate = Arc::new(Gate::new());
+    let guard = gate
+        .close_with(gate.reserve_id(), Some(Duration::from_secs(1)))
+        .unwrap();
+    tokio::time::advance(Duration::from_millis(10)).await;
+    let late = joining_session(&registry, 1);
+    assert!(!try_admit(&gate, &late), "its first request is held");
+    assert!(
+        registry
+            .busy(Some((Duration::from_secs(1), guard.closed_at)))
+            .is_empty()
+    );
+}

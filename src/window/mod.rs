@@ -21,6 +21,7 @@ use tokio::sync::OwnedMutexGuard;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::auth::AuthMode;
 use crate::gate::{GateGuard, QuiesceError};
 use crate::metrics::{ActionLabel, Metrics, WindowLabels};
 use crate::shared::Shared;
@@ -164,10 +165,16 @@ async fn run_in_slot(
                 return windows.remember(&shared.metrics, record);
             }
         };
-    // A copy stops the server: connections arriving from now on wait before they log in,
-    // instead of logging in, being held, and losing their server.
+    // A copy stops the server. With auth = "passthrough" a session cannot log in again after
+    // the restart, so connections arriving from now on wait before they log in, instead of
+    // logging in, being held, and losing their server. With "proxy" they log in while the
+    // server is still up and are held at their first request (they log in again after the
+    // restart): a client that connects while others of its own are inside transactions (one
+    // thread serving several connections) is not blocked in its connect, and the drain ends.
+    // The server is marked unavailable when the copy detaches the sessions.
     let stops_server = action.stops_server() && shared.control.copy_sources().is_some();
-    if stops_server {
+    let wait_before_login = stops_server && config.auth_mode() == AuthMode::Passthrough;
+    if wait_before_login {
         shared.control.set_available(false);
     }
     steps.set_phase(Phase::Held);
@@ -187,7 +194,7 @@ async fn run_in_slot(
     let guard = match quiesced {
         Ok(guard) => guard,
         Err(e) => {
-            if stops_server {
+            if wait_before_login {
                 shared.control.set_available(true);
             }
             record.drain_ms = closing.elapsed().as_millis() as u64;
