@@ -124,3 +124,48 @@ async fn consecutive_entries_share_the_journal_and_cost_what_was_appended() {
     assert_eq!(count_in(&m, &third).await, ["8300"]);
     m.proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_past_gc_journal_size_is_collected_inside_the_window() {
+    // With gc_journal_size set, the copy window runs dolt_gc() with every session at a
+    // boundary: an idle session goes on, the entry holds the rows in a table file instead of the
+    // journal, and it verifies.
+    let m = ManagedProxy::start(|c, _| {
+        c.backup.copy.as_mut().unwrap().gc_journal_size = 1 << 20;
+    })
+    .await;
+    let client = m.connect().await;
+    client
+        .batch_execute("CREATE TABLE t (id int primary key, v text)")
+        .await
+        .unwrap();
+    grow(&client, 0, 3000, 1024).await;
+    let manifest = copy(&m).await;
+    assert!(manifest.timings.gc > 0.0);
+    assert!(
+        !manifest
+            .files
+            .iter()
+            .any(|f| is_journal(&f.path) && f.path.contains("/postgres/") && f.size > 1 << 20),
+        "the journal was collected"
+    );
+    assert!(
+        manifest
+            .files
+            .iter()
+            .any(|f| f.path.contains("/postgres/") && f.path.ends_with(".darc")),
+        "into a table file"
+    );
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 3000, "the idle session goes on");
+    assert_eq!(count_in(&m, &manifest).await, ["3000"]);
+    let entry = m.catalog().entry(&manifest.id).unwrap();
+    doltgres_sidecar::verify::verify_entry(&m.scratch(), &entry, &mut |_| {})
+        .await
+        .unwrap();
+    m.proxy.stop().await;
+}

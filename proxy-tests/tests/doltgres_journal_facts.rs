@@ -126,3 +126,44 @@ async fn a_crash_and_a_restart_leave_the_journal_as_it_was() {
         "same file, same bytes"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gc_breaks_open_transactions_of_other_sessions_and_spares_idle_ones() {
+    // Why the sidecar runs dolt_gc() only inside a window, with every session at a boundary:
+    // a transaction open in another session fails at COMMIT (its chunks were collected), while
+    // a session idle through the GC goes on.
+    let server = TestServer::doltgres().await;
+    let setup = server.connect_direct().await;
+    setup
+        .batch_execute("CREATE TABLE t (id int primary key, v text)")
+        .await
+        .unwrap();
+    insert(&setup, 0).await;
+    let idle = server.connect_direct().await;
+    let open = server.connect_direct().await;
+    open.batch_execute("BEGIN; INSERT INTO t VALUES (5000, 'x')")
+        .await
+        .unwrap();
+    setup.simple_query("SELECT dolt_gc()").await.unwrap();
+    let count: i64 = idle
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 1000, "the idle session goes on");
+    let err = open.batch_execute("COMMIT").await.unwrap_err();
+    let db = err.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "XX000", "{}", db.message());
+    assert!(
+        db.message().contains("required but not found"),
+        "{}",
+        db.message()
+    );
+    let fresh = server.connect_direct().await;
+    let count: i64 = fresh
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 1000, "the open transaction's row is lost");
+}

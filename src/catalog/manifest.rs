@@ -55,6 +55,9 @@ pub struct DatabaseState {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timings {
     pub inventory: f64,
+    /// `dolt_gc()` of the databases whose journal passed `gc_journal_size` (0 without one).
+    #[serde(default)]
+    pub gc: f64,
     pub detach: f64,
     pub stop: f64,
     pub copy: f64,

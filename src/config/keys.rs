@@ -156,6 +156,7 @@ pub static KEYS: &[Key] = &[
     k("backup.copy.max_age", "backup-copy-max-age", Text, "DURATION", "Copy: delete entries older than this"),
     k("backup.copy.verify_after", "backup-copy-verify-after", Switch, "BOOL", "Copy: verify each new entry on a scratch Doltgres [default: false]"),
     k("backup.copy.scrub_interval", "backup-copy-scrub-interval", Text, "DURATION", "Copy: how often the files new copies link from are checked again (0s: never) [default: 1d]"),
+    k("backup.copy.gc_journal_size", "backup-copy-gc-journal-size", Number, "BYTES", "Copy: dolt_gc() inside the window for a journal larger than this (0: never) [default: 0]"),
     k("backup.copy.detach_timeout", "backup-copy-detach-timeout", Text, "DURATION", "Copy: how long sessions may take to close their upstream connections [default: 5s]"),
     k("server.control", "control", Text, "MODE", "Server control: external, managed (the sidecar runs Doltgres) or command [default: external]"),
     k("server.binary", "doltgres", Text, "PATH", "Managed: the Doltgres binary [default: doltgres on PATH]"),

@@ -167,6 +167,13 @@ pub struct CopyConfig {
     /// 0 turns it off.
     #[serde(default = "default_scrub_interval", with = "humantime_serde")]
     pub scrub_interval: Duration,
+    /// Run `dolt_gc()` inside a copy window, with every session at a boundary (a GC fails the
+    /// open transactions of other sessions), on each database whose chunk journal is larger than
+    /// this many bytes; 0 never does. A GC holds traffic for seconds (6.7 s for a 161 MB journal
+    /// here) and the next copy takes its new table file whole once; journals are stored in
+    /// shared segments, so an entry costs the change without one.
+    #[serde(default)]
+    pub gc_journal_size: u64,
 }
 
 impl CopyConfig {
@@ -179,6 +186,7 @@ impl CopyConfig {
             verify_after: true,
             detach_timeout: default_detach_timeout(),
             scrub_interval: default_scrub_interval(),
+            gc_journal_size: 0,
         }
     }
 }

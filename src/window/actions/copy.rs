@@ -131,7 +131,40 @@ async fn inventory_then_copy(
         }
     };
     let inventory = started.elapsed().as_secs_f64();
-    stop_copy_start(shared, cfg, prepared, version, databases, inventory).await
+    let started = Instant::now();
+    if let Err(e) = collect_large_journals(&shared, &cfg, &databases).await {
+        shared.control.set_available(true);
+        return Err(e);
+    }
+    let gc = started.elapsed().as_secs_f64();
+    stop_copy_start(shared, cfg, prepared, version, databases, (inventory, gc)).await
+}
+
+/// With `gc_journal_size`, runs `dolt_gc()` on each database whose journal is larger. Inside
+/// the window, every session at a boundary: a GC fails the open transactions of other sessions
+/// and spares idle ones (`doltgres_journal_facts.rs`).
+async fn collect_large_journals(
+    shared: &Shared,
+    cfg: &CopyConfig,
+    databases: &[DatabaseState],
+) -> Result<(), ActionError> {
+    let (Some(sources), true) = (shared.control.copy_sources(), cfg.gc_journal_size > 0) else {
+        return Ok(());
+    };
+    for db in databases {
+        let journal = sources
+            .data_dir
+            .join(&db.name)
+            .join(".dolt/noms")
+            .join("v".repeat(32));
+        let size = std::fs::metadata(&journal).map_or(0, |m| m.len());
+        if size > cfg.gc_journal_size {
+            info!(database = %db.name, size, "journal past gc_journal_size: dolt_gc()");
+            let client = connect(shared, &db.name).await?;
+            column(&client, &db.name, "SELECT dolt_gc()").await?;
+        }
+    }
+    Ok(())
 }
 
 /// Databases, their HEAD and working-set hashes and table row counts, and the server version.
@@ -190,7 +223,7 @@ async fn stop_copy_start(
     prepared: Prepared,
     version: String,
     databases: Vec<DatabaseState>,
-    inventory: f64,
+    (inventory, gc): (f64, f64),
 ) -> Result<(Manifest, Vec<String>), ActionError> {
     let Prepared {
         pending,
@@ -204,6 +237,7 @@ async fn stop_copy_start(
         .ok_or(ActionError::NotConfigured("copy"))?;
     let mut timings = Timings {
         inventory,
+        gc,
         ..Timings::default()
     };
     let step = Instant::now();
