@@ -129,6 +129,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="dolt_commit + dolt_gc() after each change, before its copy (outside the window), so the copy "
         "finds the change in a new table file instead of in the journal",
     )
+    p.add_argument(
+        "--no-gc",
+        action="store_true",
+        help="no dolt_gc() after the load: the database stays in Dolt's chunk journal, so the sizes are "
+        "journal sizes (the journal axis: a copy's stall and its entry's bytes must follow the change, not "
+        "the journal)",
+    )
+    p.add_argument("--name", default="copy", help="base name of the report files (default copy: copy.md, copy.json, copy-stall.png)")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dirs (server files, copies, logs)")
     args = p.parse_args(argv)
     if args.repeat < 1 or not args.sizes or any(s <= 0 for s in args.sizes) or any(c < 0 for c in args.changes):
@@ -570,7 +578,8 @@ def run_size(size_mb: float, args: argparse.Namespace, tmp: Path, sidecar: Path,
         bench.psql("SELECT dolt_commit('-Am', 'load')")
         commit_s = time.monotonic() - t1
         t2 = time.monotonic()
-        bench.psql("SELECT dolt_gc()", timeout=GC_TIMEOUT)
+        if not args.no_gc:
+            bench.psql("SELECT dolt_gc()", timeout=GC_TIMEOUT)
         gc_s = time.monotonic() - t2
         result.update(
             rows=loaded_rows,
@@ -981,8 +990,8 @@ def main(argv: list[str]) -> int:
     )
     data = {"meta": meta, "sizes": sizes, "summary": summary, "headline": headline(summary), "errors": errors}
     args.out.mkdir(parents=True, exist_ok=True)
-    out_json = args.out / "copy.json"
-    out_png = args.out / "copy-stall.png"
+    out_json = args.out / f"{args.name}.json"
+    out_png = args.out / f"{args.name}-stall.png"
     out_json.write_text(json.dumps(data, indent=1))
     if summary:
         err = make_plot(out_json, out_png)
@@ -992,8 +1001,8 @@ def main(argv: list[str]) -> int:
             data["plot_error"] = err
             log(f"no plot: {err}")
         out_json.write_text(json.dumps(data, indent=1))
-    write_markdown(args.out / "copy.md", data)
-    log(f"wrote {args.out / 'copy.md'} and copy.json in {meta['total_s'] / 60:.1f} min")
+    write_markdown(args.out / f"{args.name}.md", data)
+    log(f"wrote {args.out / (args.name + '.md')} and {args.name}.json in {meta['total_s'] / 60:.1f} min")
     return 1 if errors else 0
 
 

@@ -62,7 +62,7 @@ pub fn precopy_journals(
     let mut done = BTreeMap::new();
     for (from, rel) in files {
         let rel = rel.to_string_lossy().replace('\\', "/");
-        if journal::is_journal(&rel) {
+        if journal::kept_in_segments(&rel) {
             let earlier = previous.and_then(|p| p.journal(&rel));
             let precopied = journal::precopy(&from, &rel, entry_dir, earlier)?;
             done.insert(rel, precopied);
@@ -113,7 +113,7 @@ pub fn copy_sources(
         if RUNTIME_FILES.contains(&rel_text.as_str()) {
             continue;
         }
-        if journal::is_journal(&rel_text) {
+        if journal::kept_in_segments(&rel_text) {
             let pre = precopied.remove(&rel_text);
             let (segments, mark, whole) = journal::finish(&from, &rel_text, entry_dir, pre)?;
             if whole {

@@ -1,7 +1,8 @@
 //! Dolt's chunk journal in the catalog. Each database keeps new chunks in one journal file
-//! (`<db>/.dolt/noms/` + 32 `v`s) until a GC moves them into table files; the journal can reach
-//! hundreds of megabytes, and copying it whole made every copy window's stall and every entry's
-//! size follow the journal instead of the change. So it is copied in two parts and kept in parts:
+//! (`<db>/.dolt/noms/` + 32 `v`s, with its index `journal.idx` beside it) until a GC moves them
+//! into table files; the journal can reach hundreds of megabytes, and copying it whole made every
+//! copy window's stall and every entry's size follow the journal instead of the change. So both
+//! files ([`kept_in_segments`]) are copied in two parts and kept in parts:
 //!
 //! - **Segments.** An entry stores a journal as [`SEGMENT`]-sized pieces under
 //!   `<entry>/journal/<path>/<n>` (the manifest lists each with its size and checksum). A piece
@@ -42,6 +43,16 @@ pub fn is_journal(rel: &str) -> bool {
     let mut parts = rel.rsplit('/');
     let name = parts.next().unwrap_or_default();
     parts.next() == Some("noms") && name.len() == 32 && name.bytes().all(|b| b == b'v')
+}
+
+/// Whether the file at `rel` is kept in segments: a chunk journal, or the journal's index
+/// (`journal.idx`), which Dolt also only appends to (in whole batches; on opening it cuts a
+/// partial last batch, and rebuilds an index it cannot read — both caught by the [`Mark`]
+/// check, which then copies it whole).
+pub fn kept_in_segments(rel: &str) -> bool {
+    let mut parts = rel.rsplit('/');
+    let name = parts.next().unwrap_or_default();
+    is_journal(rel) || (name == "journal.idx" && parts.next() == Some("noms"))
 }
 
 /// What identifies the first `size` bytes of a journal file (see the module doc).
@@ -321,6 +332,9 @@ mod tests {
     #[test]
     fn the_journal_is_told_by_its_name() {
         assert!(is_journal(REL));
+        assert!(kept_in_segments(REL));
+        assert!(kept_in_segments("data/db/.dolt/noms/journal.idx"));
+        assert!(!is_journal("data/db/.dolt/noms/journal.idx"));
         assert!(!is_journal(
             "data/db/.dolt/noms/0123456789abcdefghijklmnopqrstuv"
         ));
