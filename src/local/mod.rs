@@ -73,8 +73,8 @@ impl Places {
                 false => format!("it has {}", ids.join(", ")),
             };
             let what = match id {
-                "latest" => "no copy".to_string(),
-                id => format!("no copy {id}"),
+                "latest" => "no copy entry".to_string(),
+                id => format!("no copy entry {id:?}"),
             };
             failed(format!(
                 "{what} in the catalog {} ({listed})",
