@@ -47,9 +47,10 @@ pub enum Command {
     /// Resolve and validate the configuration as `run` would, and print it as TOML with every
     /// secret masked (exit 1 with the error if it is invalid).
     ///
-    /// Takes `run`'s flags and environment variables; nothing is started.
-    CheckConfig(RunArgs),
-    /// Show a running sidecar's sessions and transaction counters.
+    /// Takes `run`'s config file, flags and environment variables; nothing is started.
+    CheckConfig(ConfigArgs),
+    /// Show a running sidecar: its process and the server's, the open sessions (with their server
+    /// process id) and the transaction counters.
     Status(ClientArgs),
     /// Make a running sidecar reload its configuration (as SIGHUP does) and print what changed.
     ///
@@ -58,12 +59,16 @@ pub enum Command {
     /// [server]) changes nothing and is reported.
     Reload(ClientArgs),
     /// Run a backup window now and print its result (exit 1 if it did not succeed).
+    ///
+    /// Without --action, runs what triggered windows run, one window per action: the actions
+    /// configured in [backup] (copy, in managed mode without any).
     Backup {
         #[command(flatten)]
         client: ClientArgs,
-        /// push, sync, snapshot or copy (the action must be configured in [backup]).
-        #[arg(long, default_value = "sync")]
-        action: String,
+        /// push, sync, snapshot or copy (configured in [backup]) [default: every configured
+        /// action]
+        #[arg(long)]
+        action: Option<String>,
     },
     /// Hold every session at its next transaction boundary, for an external backup tool.
     ///
@@ -81,19 +86,26 @@ pub enum Command {
     },
     /// End the window held by `quiesce`.
     Resume(ClientArgs),
-    /// Past backup windows.
+    /// Past backup windows, and the copies in the catalog.
     Backups {
         #[command(subcommand)]
         command: BackupsCommand,
     },
     /// Restore a backup into a directory a Doltgres can start on (local; no sidecar needed).
     ///
-    /// From a copy entry (its id in the catalog): the server's files, checked against the
-    /// manifest's checksums, laid out as managed mode runs them (data/, work/, root/). From a sync
-    /// backup or push remote URL: restored through a scratch Doltgres started on the target.
+    /// From a copy entry (its id in the catalog, or `latest`): the server's files, checked
+    /// against the manifest's checksums, laid out as managed mode runs them (data/, work/,
+    /// root/). From a sync backup or push remote URL: restored through a scratch Doltgres started
+    /// on the target.
+    ///
+    /// The catalog and the Doltgres binary: --catalog and --doltgres, else those of --config,
+    /// else those of the sidecar answering at --admin-url, else the built-in defaults (said on
+    /// stderr).
     Restore(RestoreArgs),
     /// Verify a backup on a scratch Doltgres (local): a copy entry's checksums, HEAD and
     /// working-set hashes and row counts must match its manifest; a URL must restore and read.
+    ///
+    /// The catalog and the Doltgres binary are found as for `restore`.
     Verify(VerifyArgs),
     /// Print a shell completion script (e.g. `doltgres-sidecar completions bash
     /// >/etc/bash_completion.d/doltgres-sidecar`).
@@ -101,7 +113,8 @@ pub enum Command {
         /// The shell the script is for.
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff), or write one page per command into --dir.
+    /// Print the manual (roff, every command in one page: `doltgres-sidecar man | man -l -`), or
+    /// write one page per command into --dir.
     Man {
         /// Write doltgres-sidecar.1, doltgres-sidecar-run.1, ... into this directory instead.
         #[arg(long, value_name = "DIR")]
@@ -109,24 +122,45 @@ pub enum Command {
     },
 }
 
+/// How the CLI reaches a running sidecar's admin API.
+#[derive(Debug, Clone, Args)]
+pub struct AdminArgs {
+    /// Base URL of the sidecar's admin API.
+    #[arg(
+        long,
+        env = "DOLTGRES_SIDECAR_ADMIN_URL",
+        default_value = "http://127.0.0.1:9187"
+    )]
+    pub admin_url: String,
+    /// Bearer token, when the sidecar has admin_token set.
+    #[arg(long, env = "DOLTGRES_SIDECAR_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
 /// Where local commands find backups and the Doltgres to check them with.
 #[derive(Debug, Args)]
 pub struct LocalArgs {
-    /// The sidecar's config file: its [backup.copy] catalog and [server] binary and credentials.
+    /// The sidecar's config file: its [backup.copy] catalog and [server] binary and credentials
+    /// [default: ask the running sidecar].
     #[arg(long, env = "DOLTGRES_SIDECAR_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The catalog of copy entries [default: backup.copy.catalog, or var/backups].
+    /// The catalog of copy entries [default: the running sidecar's, else var/backups].
     #[arg(long, value_name = "DIR")]
     pub catalog: Option<PathBuf>,
-    /// The Doltgres binary for scratch servers [default: server.binary, or doltgres on PATH].
+    /// The Doltgres binary for scratch servers [default: the running sidecar's, else doltgres
+    /// on PATH].
     #[arg(long, env = "DOLTGRES_SIDECAR_DOLTGRES", value_name = "PATH")]
     pub doltgres: Option<PathBuf>,
+    /// Asked for its catalog and Doltgres binary when neither --config nor --catalog says.
+    #[command(flatten)]
+    pub admin: AdminArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// A copy entry's id, or a sync backup / push remote URL (e.g. file:///backups/sync/db).
-    #[arg(long, value_name = "ID|URL")]
+    /// A copy entry's id or `latest` (the newest copy), or a sync backup / push remote URL (e.g.
+    /// file:///backups/sync/db).
+    #[arg(long, value_name = "ID|latest|URL")]
     pub from: String,
     /// The directory to restore into.
     #[arg(long, value_name = "DIR")]
@@ -146,7 +180,8 @@ pub struct RestoreArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// A copy entry's id (or `latest`), or a sync backup / push remote URL.
+    /// A copy entry's id or `latest` (the newest copy), or a sync backup / push remote URL.
+    #[arg(value_name = "ID|latest|URL")]
     pub target: String,
     #[command(flatten)]
     pub local: LocalArgs,
@@ -154,43 +189,45 @@ pub struct VerifyArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BackupsCommand {
-    /// List recent windows, newest first: action, trigger, result, stall, duration, error.
+    /// List recent windows, newest first (action, trigger, result, stall, duration, error), and
+    /// the copy entries with their verification.
     List(ClientArgs),
 }
 
-/// How the CLI reaches a running sidecar's admin API.
+/// A client command's connection to the admin API, and its output.
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// Base URL of the admin API.
-    #[arg(
-        long,
-        env = "DOLTGRES_SIDECAR_ADMIN_URL",
-        default_value = "http://127.0.0.1:9187"
-    )]
-    pub admin_url: String,
-    /// Bearer token, when the sidecar has admin_token set.
-    #[arg(long, env = "DOLTGRES_SIDECAR_ADMIN_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    #[command(flatten)]
+    pub admin: AdminArgs,
     /// Print the API's JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
+/// Where the configuration comes from, as `run` reads it: a file, then every key as a flag and an
+/// environment variable over it.
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub struct ConfigArgs {
     /// TOML config file; flags and environment variables override its values.
     #[arg(long, env = "DOLTGRES_SIDECAR_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Take over the listening sockets of the sidecar running with this config (an upgrade
-    /// without dropping clients), instead of binding them.
-    #[arg(long)]
-    pub upgrade: bool,
     /// Every key of the config file, as a flag and an environment variable.
     #[command(flatten)]
     pub settings: Overrides,
 }
 
-impl RunArgs {
+/// `run`: the configuration, and whether to take the listeners over from a running sidecar.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub source: ConfigArgs,
+    /// Take over the listening sockets of the sidecar running with this config (an upgrade
+    /// without dropping clients), instead of binding them.
+    #[arg(long)]
+    pub upgrade: bool,
+}
+
+impl ConfigArgs {
     /// The log format and filter directives `run` starts its log with, before the whole
     /// configuration is resolved (resolving logs its own warnings): the flags, else the config
     /// file's keys, else the defaults. A file or a value that does not load counts as absent
@@ -288,7 +325,7 @@ mod tests {
             "db:2",
         ])
         .unwrap();
-        let Command::Run(args) = cli.command else {
+        let Command::Run(RunArgs { source: args, .. }) = cli.command else {
             panic!("not run")
         };
         let config = args.resolve().unwrap();
@@ -308,7 +345,7 @@ mod tests {
             "s3cret-s3cret-s3cret",
         ])
         .unwrap();
-        let Command::Run(args) = cli.command else {
+        let Command::Run(RunArgs { source: args, .. }) = cli.command else {
             panic!("not run")
         };
         assert_eq!(
@@ -331,7 +368,9 @@ mod tests {
                 file.to_str().unwrap(),
             ];
             argv.extend_from_slice(extra);
-            let Command::Run(args) = Cli::try_parse_from(argv).unwrap().command else {
+            let Command::Run(RunArgs { source: args, .. }) =
+                Cli::try_parse_from(argv).unwrap().command
+            else {
                 panic!("not run")
             };
             args
@@ -359,7 +398,7 @@ mod tests {
             "5s",
         ])
         .unwrap();
-        let Command::Run(args) = cli.command else {
+        let Command::Run(RunArgs { source: args, .. }) = cli.command else {
             panic!("not run")
         };
         let config = args.resolve().unwrap();
@@ -370,16 +409,17 @@ mod tests {
         );
         assert_eq!(config.auth_cache_ttl, std::time::Duration::from_secs(5));
         let cli = Cli::try_parse_from(["doltgres-sidecar", "run", "--auth", "trust"]).unwrap();
-        let Command::Run(args) = cli.command else {
+        let Command::Run(RunArgs { source: args, .. }) = cli.command else {
             panic!("not run")
         };
         let err = args.resolve().unwrap_err().to_string();
         assert!(err.contains("auth"), "{err}");
     }
 
-    fn run_args(argv: &[&str]) -> RunArgs {
+    fn run_args(argv: &[&str]) -> ConfigArgs {
         let argv = ["doltgres-sidecar", "run"].iter().chain(argv);
-        let Command::Run(args) = Cli::try_parse_from(argv).unwrap().command else {
+        let Command::Run(RunArgs { source: args, .. }) = Cli::try_parse_from(argv).unwrap().command
+        else {
             panic!("not run")
         };
         args
@@ -466,7 +506,7 @@ mod tests {
             file.to_str().unwrap(),
         ])
         .unwrap();
-        let Command::Run(args) = cli.command else {
+        let Command::Run(RunArgs { source: args, .. }) = cli.command else {
             panic!("not run")
         };
         let running = args.resolve().unwrap();
@@ -481,7 +521,7 @@ mod tests {
     #[test]
     fn invalid_flag_value_is_reported() {
         let cli = Cli::try_parse_from(["doltgres-sidecar", "run", "--listen", "nope"]).unwrap();
-        let Command::Run(args) = cli.command else {
+        let Command::Run(RunArgs { source: args, .. }) = cli.command else {
             panic!("not run")
         };
         let err = args.resolve().unwrap_err().to_string();

@@ -35,8 +35,11 @@
 //!   that API.
 //! - [`handover`]: upgrades without dropping clients: the listening sockets passed to a
 //!   successor process, the counters carried over.
-//! - [`cli`]: the command line of the `doltgres-sidecar` binary; [`logging`]: its log (text or
-//!   JSON) and the filter that can be replaced while it runs.
+//! - [`cli`]: the command line of the `doltgres-sidecar` binary; [`manual`]: its manual pages,
+//!   generated from the same definitions; [`errors`]: how it says what went wrong;
+//!   [`logging`]: its log (text or JSON) and the filter that can be replaced while it runs.
+//! - [`local`]: the local commands (`restore`, `verify`), which find the catalog and the Doltgres
+//!   binary the running sidecar uses.
 //!
 //! `docs/design.md` describes the architecture, the semantics and the interface contract.
 //!
@@ -52,6 +55,7 @@ pub mod config;
 pub mod control;
 pub mod descriptors;
 pub mod dirlock;
+pub mod errors;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fuzzing;
 pub mod gate;
@@ -60,6 +64,7 @@ pub mod handover;
 pub mod limits;
 pub mod local;
 pub mod logging;
+pub mod manual;
 pub mod metrics;
 pub mod protocol;
 pub mod registry;

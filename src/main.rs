@@ -5,7 +5,7 @@ use clap::{CommandFactory, Parser};
 use tokio_util::sync::CancellationToken;
 
 use doltgres_sidecar::logging::{self, LogControl, LogFormat};
-use doltgres_sidecar::{admin, control, handover, local, secrets};
+use doltgres_sidecar::{admin, control, handover, local, manual, secrets};
 use std::io::Write as _;
 use std::os::fd::AsFd;
 
@@ -20,9 +20,9 @@ fn main() -> ExitCode {
     match run_cli(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // A URL given with credentials (restore --from, verify) is not echoed with them.
-            let text = doltgres_sidecar::secrets::mask_urls_in(&format!("{e:#}"));
-            eprintln!("error: {text}");
+            // Each cause once; a URL given with credentials (restore --from, verify) is not
+            // echoed with them.
+            eprintln!("error: {}", doltgres_sidecar::errors::error_text(&e));
             ExitCode::FAILURE
         }
     }
@@ -33,14 +33,14 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
     // problems, as text. `RUST_LOG`, when set, wins in both.
     let logs = match &cli.command {
         Command::Run(args) => {
-            let (format, level) = args.log_settings();
+            let (format, level) = args.source.log_settings();
             logging::init(format, &level)
         }
         _ => logging::init(LogFormat::Text, "warn"),
     };
     match cli.command {
         Command::Run(args) => {
-            let config = args.resolve()?;
+            let config = args.source.resolve()?;
             let runtime = proxy_runtime(config.worker_threads)?;
             runtime.block_on(run(config, args, logs))
         }
@@ -60,23 +60,43 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Man { dir: None } => {
-            let mut page = Vec::new();
-            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
-            std::io::stdout().write_all(&page)?;
+            std::io::stdout().write_all(&manual::manual()?)?;
             Ok(())
         }
         Command::Man { dir: Some(dir) } => {
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            clap_mangen::generate_to(Cli::command(), &dir)
-                .with_context(|| format!("cannot write the manual pages into {}", dir.display()))
+            let written = manual::write_pages(&dir)
+                .with_context(|| format!("cannot write the manual pages into {}", dir.display()))?;
+            writeln!(
+                std::io::stdout(),
+                "{} pages written into {} (read one with: man -l {})",
+                written.len(),
+                dir.display(),
+                dir.join("doltgres-sidecar.1").display()
+            )?;
+            Ok(())
         }
         Command::Status(c) => call(&c, "GET", "/status", client::status_text),
         Command::Reload(c) => call(&c, "POST", "/reload", client::reload_text),
-        Command::Backup { client: c, action } => {
-            call(&c, "POST", &format!("/backups?action={action}"), |w| {
-                client::window_line(w) + "\n"
-            })
+        Command::Backup {
+            client: c,
+            action: Some(action),
+        } => call(&c, "POST", &format!("/backups?action={action}"), |w| {
+            client::window_line(w) + "\n"
+        }),
+        Command::Backup {
+            client: c,
+            action: None,
+        } => {
+            // One window per configured action; --json prints their records as one array.
+            let records = client::backup_configured(&AdminClient::new(&c.admin))?;
+            let mut out = std::io::stdout().lock();
+            if c.json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&records)?)?;
+            }
+            for record in records.iter().filter(|_| !c.json) {
+                writeln!(out, "{}", client::window_line(record))?;
+            }
+            Ok(())
         }
         Command::Quiesce {
             client: c,
@@ -141,11 +161,7 @@ fn call(
     path: &str,
     text: impl Fn(&serde_json::Value) -> String,
 ) -> anyhow::Result<()> {
-    let admin = AdminClient {
-        base: args.admin_url.clone(),
-        token: args.token.clone(),
-    };
-    let value = admin.call(method, path)?;
+    let value = AdminClient::new(&args.admin).call(method, path)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
@@ -206,7 +222,7 @@ async fn run(
     // Removes the socket's path on every way out, unless a successor's replaced it.
     let mut remover = endpoint.as_ref().map(handover::Endpoint::remover);
     let shared = Shared::new(config).context("setting up TLS, authentication and the upstream")?;
-    shared.set_config_source(Box::new(move |running| args.resolve_again(running)));
+    shared.set_config_source(Box::new(move |running| args.source.resolve_again(running)));
     shared.set_log_control(logs);
     tokio::spawn(reload_on_hangup(shared.clone(), hangup));
     // A successor runs no window until its predecessor is gone; nothing else can hold the slot

@@ -6,6 +6,7 @@
 //!   stopped when dropped.
 //! - [`TestProxy`] runs the proxy in-process on port 0 in front of a server.
 //!
+//! - [`readme`] reads the README's shell blocks as commands, for the test that runs them.
 //! - [`process::SidecarProcess`] runs the `doltgres-sidecar` binary as its own process, for tests
 //!   that signal it, kill it or measure its memory.
 //!
@@ -24,6 +25,7 @@ mod ports;
 pub mod process;
 mod proxy;
 pub mod raw;
+pub mod readme;
 mod server;
 pub mod startup_probe;
 pub mod toxiproxy;

@@ -1,7 +1,7 @@
 //! Backup actions and triggers on a real Doltgres: the snapshot command runs while traffic is
 //! held, failures (an unwritable target, a failing command) never leave traffic held and are
-//! retried with backoff, the interval trigger fires only after writes, and a graceful shutdown
-//! takes a last backup.
+//! retried with backoff, the interval trigger fires `interval` after the first write not yet
+//! backed up (never on reads alone), and a graceful shutdown takes a last backup.
 
 use std::time::{Duration, Instant};
 
@@ -152,14 +152,18 @@ async fn unwritable_target_fails_and_is_retried_with_backoff() {
     );
 }
 
+/// The interval trigger: read-only traffic never opens a window; a write opens one `interval`
+/// after it, not at once, however long the quiet before it was (a write waits at most
+/// `interval` for its backup, and no less than that either).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn interval_trigger_fires_only_after_writes() {
+async fn interval_trigger_fires_interval_after_the_first_write() {
     let server = TestServer::doltgres().await;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("file://{}/{{database}}", dir.path().display());
+    let interval = Duration::from_millis(1500);
     let proxy = TestProxy::start_with(&server.addr(), |c| {
         c.backup.password = Some(server.password.clone());
-        c.backup.interval = Some(Duration::from_millis(400));
+        c.backup.interval = Some(interval);
         c.backup.sync = Some(SyncConfig {
             name: "bk".into(),
             url: Some(url),
@@ -168,25 +172,40 @@ async fn interval_trigger_fires_only_after_writes() {
     .await;
     let c = server.connect_at(&proxy.addr).await;
     c.simple_query("SELECT 1").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Quiet for longer than the interval.
+    tokio::time::sleep(interval * 2).await;
     assert!(
         windows(&proxy).await.is_empty(),
         "read-only traffic must not trigger a backup"
     );
+    let before_write = std::time::SystemTime::now();
     c.batch_execute("CREATE TABLE t (i INT PRIMARY KEY)")
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let first = loop {
         let w = windows(&proxy).await;
         if let Some(first) = w.last() {
-            assert_eq!(first["trigger"], "interval");
-            assert_eq!(first["result"], "ok", "{first}");
-            break;
+            break first.clone();
         }
         assert!(Instant::now() < deadline, "no interval window");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(first["trigger"], "interval");
+    assert_eq!(first["result"], "ok", "{first}");
+    let written = before_write
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let waited = first["started_unix"].as_f64().unwrap() - written;
+    assert!(
+        waited >= interval.as_secs_f64() - 0.01,
+        "the window opened {waited:.2}s after the write, before the interval"
+    );
+    assert!(
+        waited < interval.as_secs_f64() + 2.0,
+        "the window opened {waited:.2}s after the write"
+    );
     assert!(dir.path().join("postgres").exists());
 }
 

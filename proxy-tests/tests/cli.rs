@@ -21,6 +21,16 @@ fn cli(proxy: &TestProxy, args: &[&str]) -> Output {
         .expect("cannot run the sidecar binary")
 }
 
+/// What a failed command said on stderr; it must have failed.
+fn stderr_of_failure(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
 fn stdout(out: &Output) -> String {
     assert!(
         out.status.success(),
@@ -65,10 +75,28 @@ async fn cli_drives_a_running_sidecar() {
         "the backup was written"
     );
 
-    // An action that is not configured is a clear failure with a non-zero exit.
+    // Without --action: what is configured (sync here).
+    let text = tokio::task::block_in_place(|| stdout(&cli(&proxy, &["backup"])));
+    assert!(text.contains("sync (operator): ok"), "{text}");
+
+    // An action that is not configured is a clear failure with a non-zero exit, said as a
+    // sentence with what to set (no HTTP status); so is a copy, which needs server control.
     let out = tokio::task::block_in_place(|| cli(&proxy, &["backup", "--action", "push"]));
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("[backup.push] is not configured"));
+    let error = stderr_of_failure(&out);
+    assert!(
+        error.starts_with("error: push is not configured: set backup.push.remote"),
+        "{error}"
+    );
+    let out = tokio::task::block_in_place(|| cli(&proxy, &["backup", "--action", "copy"]));
+    let error = stderr_of_failure(&out);
+    assert!(
+        error.contains("does not control it") && error.contains("--control managed"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("409") && !error.contains("not configured"),
+        "{error}"
+    );
 
     let text = tokio::task::block_in_place(|| stdout(&cli(&proxy, &["quiesce", "--ttl", "20s"])));
     assert!(text.contains("holds every session"), "{text}");
@@ -92,9 +120,9 @@ async fn cli_drives_a_running_sidecar() {
         .iter()
         .map(|w| w["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, vec!["hold", "sync"], "{v}");
+    assert_eq!(actions, vec!["hold", "sync", "sync"], "{v}");
     let text = tokio::task::block_in_place(|| stdout(&cli(&proxy, &["backups", "list"])));
-    assert!(text.lines().count() == 2, "{text}");
+    assert!(text.lines().count() == 3, "{text}");
 }
 
 /// The binary with `args`, in an environment without the sidecar's own variables (and without
@@ -206,17 +234,31 @@ fn completions_and_manual_pages_cover_every_command() {
     }
     assert!(!sidecar(&["completions", "tcsh"]).status.success());
 
+    // The whole manual in one page: every command with its options.
     let page = stdout(&sidecar(&["man"]));
     assert!(page.contains(".TH doltgres-sidecar 1"), "{page}");
+    assert_eq!(page.matches(".TH ").count(), 1, "one page");
     assert!(page.contains(".SH SUBCOMMANDS"), "{page}");
     for command in commands {
         let roff = command.replace('-', "\\-");
         assert!(
-            page.contains(&format!("doltgres\\-sidecar\\-{roff}(1)")),
-            "the page lacks {command}"
+            page.contains(&format!(".SH \"doltgres\\-sidecar {roff}\"")),
+            "the manual lacks {command}"
         );
     }
+    for option in [
+        "\\-\\-backup\\-copy\\-catalog",
+        "\\-\\-if\\-empty",
+        "\\-\\-ttl",
+    ] {
+        assert!(page.contains(option), "the manual lacks {option}");
+    }
+    assert!(
+        !page.contains("sidecar\\-help"),
+        "clap's help command has no page"
+    );
 
+    // One page per command, and every page named is written.
     let dir = tempfile::tempdir().unwrap();
     let pages = dir.path().join("man1");
     stdout(&sidecar(&["man", "--dir", pages.to_str().unwrap()]));
@@ -229,8 +271,58 @@ fn completions_and_manual_pages_cover_every_command() {
             .unwrap_or_else(|e| panic!("{name}.1: {e}"));
         assert!(page.contains(&format!(".TH {name} 1")), "{name}.1: {page}");
     }
+    let mut named = doltgres_sidecar::manual::references(page.as_bytes());
+    for written in std::fs::read_dir(&pages).unwrap() {
+        named.extend(doltgres_sidecar::manual::references(
+            &std::fs::read(written.unwrap().path()).unwrap(),
+        ));
+    }
+    assert!(named.len() > 10, "{named:?}");
+    for name in named {
+        assert!(
+            pages.join(&name).exists(),
+            "{name} is named but not written"
+        );
+    }
     let run = std::fs::read_to_string(pages.join("doltgres-sidecar-run.1")).unwrap();
     assert!(run.contains("log\\-format"), "{run}");
+}
+
+/// `--help` says what each command takes: check-config takes the configuration (no --upgrade),
+/// restore and verify name `latest`, backup says what it runs without --action.
+#[test]
+fn help_says_what_each_command_takes() {
+    let check = stdout(&sidecar(&["check-config", "--help"]));
+    assert!(!check.contains("--upgrade"), "{check}");
+    assert!(check.contains("--config") && check.contains("--backup-copy-catalog"));
+    let run = stdout(&sidecar(&["run", "--help"]));
+    assert!(run.contains("--upgrade"), "{run}");
+    for command in ["restore", "verify"] {
+        let help = stdout(&sidecar(&[command, "--help"]));
+        assert!(
+            help.contains("`latest` (the newest copy)"),
+            "{command}: {help}"
+        );
+        assert!(help.contains("--admin-url"), "{command}: {help}");
+    }
+    let backup = stdout(&sidecar(&["backup", "--help"]));
+    assert!(backup.contains("Without --action"), "{backup}");
+}
+
+/// An error and its cause are each said once.
+#[test]
+fn errors_say_each_cause_once() {
+    let out = sidecar(&["check-config", "--config", "/no/such/sidecar.toml"]);
+    let error = stderr_of_failure(&out);
+    assert_eq!(
+        error.matches("No such file or directory").count(),
+        1,
+        "{error}"
+    );
+    assert!(
+        error.starts_with("error: cannot read config file /no/such/sidecar.toml: "),
+        "{error}"
+    );
 }
 
 #[test]

@@ -120,3 +120,138 @@ async fn every_kind_of_backup_restores_and_verifies() {
     assert!(!ok && err.contains("does not verify"), "{err}");
     m.proxy.stop().await;
 }
+
+/// The local command `args` run in `cwd`, in an environment holding only `env` of the sidecar's
+/// variables; returns (success, stdout, stderr).
+fn local_in(cwd: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut command = Command::new(install::sidecar_binary());
+    command.args(args).current_dir(cwd).env_remove("RUST_LOG");
+    for (name, _) in std::env::vars_os() {
+        if name
+            .to_str()
+            .is_some_and(|n| n.starts_with("DOLTGRES_SIDECAR_") || n == "DOLTGRES_PASSWORD")
+        {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().copied());
+    let out = command.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `verify` and `restore` run in any directory work on the files the running sidecar uses: they
+/// ask it (`--admin-url`) for its catalog and Doltgres binary; with `--config`, or with the
+/// `DOLTGRES_SIDECAR_*` variables a container sets, they find the same without it, and when no
+/// sidecar answers they say what they assumed. A verification that finds other values than the
+/// manifest's shows them as values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_commands_find_the_running_sidecars_files_from_anywhere() {
+    let m = ManagedProxy::start(|_, _| {}).await;
+    let client = m.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE notes (id int primary key, v text); \
+             INSERT INTO notes VALUES (1, 'one'), (2, 'two')",
+        )
+        .await
+        .unwrap();
+    drop(client);
+    let (code, record) = m.backup("copy").await;
+    assert_eq!(code, 200, "{record}");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let cwd = elsewhere.path();
+    let admin = m.proxy.admin_url.as_str();
+    let nobody = "http://127.0.0.1:1";
+    let doltgres = install::doltgres_binary().to_str().unwrap();
+    let server_dir = m.dir.path().join("doltgres");
+    let server_dir = server_dir.to_str().unwrap();
+
+    tokio::task::block_in_place(|| {
+        // Asked over the admin API: no note, the sidecar's catalog and binary.
+        let (ok, out, err) = local_in(cwd, &["verify", "latest", "--admin-url", admin], &[]);
+        assert!(ok && out.contains("verifies"), "{out}\n{err}");
+        assert!(!err.contains("note:"), "{err}");
+        let to = cwd.join("restored");
+        let to = to.to_str().unwrap();
+        let args = [
+            "restore",
+            "--from",
+            "latest",
+            "--to",
+            to,
+            "--admin-url",
+            admin,
+        ];
+        let (ok, out, err) = local_in(cwd, &args, &[]);
+        assert!(ok && out.contains("restored copy"), "{out}\n{err}");
+
+        // The container's variables (managed mode, --server-dir): backups/ beside the server's
+        // directory, with a note that no sidecar answered.
+        let env = [
+            ("DOLTGRES_SIDECAR_CONTROL", "managed"),
+            ("DOLTGRES_SIDECAR_SERVER_DIR", server_dir),
+            ("DOLTGRES_SIDECAR_DOLTGRES", doltgres),
+        ];
+        let (ok, out, err) = local_in(cwd, &["verify", "latest", "--admin-url", nobody], &env);
+        assert!(ok && out.contains("verifies"), "{out}\n{err}");
+        let catalog = m.catalog_dir();
+        assert!(
+            err.contains("note: no sidecar answers at http://127.0.0.1:1")
+                && err.contains(&format!("using the catalog {}", catalog.display())),
+            "{err}"
+        );
+
+        // A config file: no question asked.
+        let config = cwd.join("sidecar.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\ncontrol = \"managed\"\ndir = \"{server_dir}\"\nbinary = \"{doltgres}\"\n"
+            ),
+        )
+        .unwrap();
+        let args = [
+            "verify",
+            "latest",
+            "--config",
+            config.to_str().unwrap(),
+            "--admin-url",
+            nobody,
+        ];
+        let (ok, out, err) = local_in(cwd, &args, &[]);
+        assert!(ok && out.contains("verifies"), "{out}\n{err}");
+        assert!(!err.contains("note:"), "{err}");
+
+        // Nothing answers and nothing says otherwise: the default, said, and a clear failure.
+        let (ok, _, err) = local_in(cwd, &["verify", "latest", "--admin-url", nobody], &[]);
+        assert!(!ok, "{err}");
+        let default = cwd.join("var/backups");
+        assert!(
+            err.contains(&format!("there is no catalog at {}", default.display())),
+            "{err}"
+        );
+        assert!(!cwd.join("var").exists(), "looking created nothing");
+    });
+
+    // The manifest says 5 rows where the copy has 2: the values, not JSON arrays.
+    let entry = m.catalog().latest().unwrap();
+    let path = entry.dir.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    manifest["databases"][0]["tables"]["public.notes"] = 5.into();
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    let (ok, _, err) = tokio::task::block_in_place(|| {
+        local_in(cwd, &["verify", "latest", "--admin-url", admin], &[])
+    });
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("public.notes has 2 rows, the manifest says 5"),
+        "{err}"
+    );
+    assert!(!err.contains("[\""), "{err}");
+    m.proxy.stop().await;
+}

@@ -1,5 +1,5 @@
 //! Window endpoints: `POST /quiesce?ttl=30s&timeout=5s`, `POST /resume`,
-//! `POST /backups?action=push|sync|snapshot|copy`, `GET /backups`. Each answer is a typed struct,
+//! `POST /backups[?action=push|sync|snapshot|copy]`, `GET /backups`. Each answer is a typed struct,
 //! so the OpenAPI document (`/openapi.json`) is generated from the same types.
 
 use std::sync::Arc;
@@ -282,9 +282,54 @@ pub async fn resume(State(shared): State<Arc<Shared>>) -> Response {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct BackupParams {
-    /// `push`, `sync`, `snapshot` or `copy` [default: `sync`].
+    /// `push`, `sync`, `snapshot` or `copy` [default: the action triggered windows run, when
+    /// there is one (`backup_actions` in `GET /status`); `409` naming them when there are
+    /// several, or none].
     #[param(required = false, value_type = String, pattern = "^(push|sync|snapshot|copy)$")]
     action: Option<String>,
+}
+
+/// The action `POST /backups` runs: the one asked for, else the one triggered windows run; or
+/// the status and text of the refusal.
+fn chosen_action(
+    asked: Option<&str>,
+    config: &crate::config::Config,
+) -> Result<Action, (StatusCode, String)> {
+    let backup = &config.backup;
+    let action = match asked {
+        Some(name) => Action::parse(name).ok_or_else(|| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("unknown action {name:?} (push, sync, snapshot, copy)"),
+            )
+        })?,
+        None => match backup.triggered_actions().as_slice() {
+            [one] => *one,
+            [] => {
+                return Err((
+                    StatusCode::CONFLICT,
+                    "no backup action is configured: set one of [backup.push], [backup.sync], \
+                     [backup.snapshot] or [backup.copy] (`doltgres-sidecar run --help` lists \
+                     their flags)"
+                        .to_string(),
+                ));
+            }
+            several => {
+                let names: Vec<&str> = several.iter().map(|a| a.as_str()).collect();
+                return Err((
+                    StatusCode::CONFLICT,
+                    format!(
+                        "several backup actions are configured ({}): name one with action=",
+                        names.join(", ")
+                    ),
+                ));
+            }
+        },
+    };
+    match backup.not_configured(action, config.server.control) {
+        Some(why) => Err((StatusCode::CONFLICT, why)),
+        None => Ok(action),
+    }
 }
 
 /// Run a backup window now and return its record.
@@ -293,7 +338,7 @@ pub struct BackupParams {
         (status = 401, description = "missing or wrong bearer token", body = String, content_type = "text/plain"),
         (status = 200, description = "the window succeeded", body = crate::window::WindowRecord),
         (status = 400, description = "unknown action, or action given twice", body = ApiError),
-        (status = 409, description = "the action is not configured, another window is open, or windows are held off during an upgrade", body = ApiError),
+        (status = 409, description = "the action is not configured (or, without action, not exactly one is), another window is open, or windows are held off during an upgrade", body = ApiError),
         (status = 502, description = "the action failed", body = crate::window::WindowRecord),
         (status = 503, description = "sessions did not drain in time", body = crate::window::WindowRecord),
     ))]
@@ -302,22 +347,17 @@ pub async fn run_backup(
     Extension(work): Extension<Work>,
     Params(p): Params<BackupParams>,
 ) -> Response {
-    let name = p.action.as_deref().unwrap_or("sync");
-    let Some(action) = Action::parse(name) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("unknown action {name:?} (push, sync, snapshot, copy)"),
-        );
-    };
+    let chosen = chosen_action(p.action.as_deref(), &shared.config());
+    if let Err((StatusCode::BAD_REQUEST, why)) = chosen {
+        return error(StatusCode::BAD_REQUEST, why);
+    }
     if let Some(reason) = shared.windows.paused() {
         return error(StatusCode::CONFLICT, held_off(&reason));
     }
-    if !shared.config().backup.has(action) {
-        return error(
-            StatusCode::CONFLICT,
-            format!("[backup.{name}] is not configured"),
-        );
-    }
+    let action = match chosen {
+        Ok(action) => action,
+        Err((status, why)) => return error(status, why),
+    };
     // An operator's request does not queue behind another window (an operator hold may last
     // minutes); triggered windows do.
     // In its own task: the window runs to its end even if the client goes away or the admin

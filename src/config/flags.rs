@@ -16,6 +16,22 @@ pub struct Overrides {
 }
 
 impl Overrides {
+    /// The keys set by environment variables alone (`DOLTGRES_SIDECAR_*`), for commands that take
+    /// no key flags but must read the configuration `run` reads (the local commands).
+    pub fn from_env() -> Result<Overrides, ConfigError> {
+        let command = Overrides::augment_args(Command::new("environment").no_binary_name(true));
+        let matches = command
+            .try_get_matches_from(std::iter::empty::<String>())
+            .map_err(|e| ConfigError::Invalid {
+                name: "environment",
+                reason: e.to_string(),
+            })?;
+        Overrides::from_arg_matches(&matches).map_err(|e| ConfigError::Invalid {
+            name: "environment",
+            reason: e.to_string(),
+        })
+    }
+
     /// The text given for the key with this dotted path, if any.
     pub fn get(&self, path: &str) -> Option<&str> {
         self.values

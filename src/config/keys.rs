@@ -137,7 +137,7 @@ pub static KEYS: &[Key] = &[
     k("backup.password_file", "backup-password-file", Text, "FILE", "A file holding backup.password"),
     k("backup.databases", "backup-databases", List, "LIST", "The databases push and sync cover [default: postgres]"),
     k("backup.every_write_commits", "backup-every-write-commits", Number, "N", "Open a window after this many write commits (0: off) [default: 0]"),
-    k("backup.interval", "backup-interval", Text, "DURATION", "Open a window this long after the last backup when something was written"),
+    k("backup.interval", "backup-interval", Text, "DURATION", "Open a window at most this long after the first write commit not yet backed up"),
     k("backup.actions", "backup-actions", List, "LIST", "What triggered windows run: push, sync, snapshot, copy [default: every configured action]"),
     k("backup.on_shutdown", "backup-on-shutdown", Switch, "BOOL", "Run a last window on SIGTERM/SIGINT, after the sessions [default: true]"),
     k("backup.action_timeout", "backup-action-timeout", Text, "DURATION", "The longest each phase of a window may take [default: 5m]"),

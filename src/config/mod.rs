@@ -271,22 +271,42 @@ impl Config {
         if self.backup.password.is_none() && self.backup.user == self.server.user {
             self.backup.password = self.server.password.clone();
         }
+        self.settle_default_backups();
+        Ok(())
+    }
+
+    /// Managed mode's backups when no action is configured: copies into
+    /// [`Config::default_catalog`], verified, the last ten kept, after 1,000 write commits or at
+    /// most 5 minutes after the first write not yet backed up, and on shutdown.
+    pub fn settle_default_backups(&mut self) {
+        if self.server.control != ControlMode::Managed
+            || Action::ALL
+                .into_iter()
+                .any(|action| self.backup.has(action))
+        {
+            return;
+        }
+        let catalog = self.default_catalog();
         let backup = &mut self.backup;
-        if !Action::ALL.into_iter().any(|action| backup.has(action)) {
-            // Nothing configured: copies beside the server's directory, verified, the last ten
-            // kept, after 1,000 write commits or 5 minutes with writes, and on shutdown.
-            let parent = self
+        backup.copy = Some(CopyConfig::new(catalog));
+        if backup.every_write_commits == 0 && backup.interval.is_none() {
+            backup.every_write_commits = 1000;
+            backup.interval = Some(Duration::from_secs(300));
+        }
+    }
+
+    /// The copy catalog: `[backup.copy] catalog`, else managed mode's default, `backups/` beside
+    /// `server.dir` (`var/backups` by default).
+    pub fn default_catalog(&self) -> PathBuf {
+        match &self.backup.copy {
+            Some(copy) => copy.catalog.clone(),
+            None => self
                 .server
                 .dir
                 .parent()
-                .unwrap_or(std::path::Path::new("."));
-            backup.copy = Some(CopyConfig::new(parent.join("backups")));
-            if backup.every_write_commits == 0 && backup.interval.is_none() {
-                backup.every_write_commits = 1000;
-                backup.interval = Some(Duration::from_secs(300));
-            }
+                .unwrap_or(Path::new("."))
+                .join("backups"),
         }
-        Ok(())
     }
 
     /// Checks settings that would only fail later, at the first connection.

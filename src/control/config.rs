@@ -18,6 +18,16 @@ pub enum ControlMode {
     Command,
 }
 
+impl ControlMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ControlMode::External => "external",
+            ControlMode::Managed => "managed",
+            ControlMode::Command => "command",
+        }
+    }
+}
+
 /// `[server]`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]

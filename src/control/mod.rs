@@ -14,6 +14,7 @@
 
 pub mod command;
 pub mod config;
+pub mod locate;
 pub mod managed;
 
 use std::path::PathBuf;

@@ -285,14 +285,16 @@ async fn compare(scratch: &Scratch, manifest: &Manifest) -> Result<(), String> {
         let head = column(&client, "SELECT dolt_hashof('HEAD')").await?;
         if head.first() != Some(&db.head) {
             return Err(format!(
-                "{name}: HEAD is {head:?}, the manifest says {}",
+                "{name}: HEAD is {}, the manifest says {}",
+                answer(&head),
                 db.head
             ));
         }
         let working = column(&client, "SELECT dolt_hashof_db()").await?;
         if working.first() != Some(&db.working_set) {
             return Err(format!(
-                "{name}: working set is {working:?}, the manifest says {}",
+                "{name}: working set is {}, the manifest says {}",
+                answer(&working),
                 db.working_set
             ));
         }
@@ -310,12 +312,23 @@ async fn compare(scratch: &Scratch, manifest: &Manifest) -> Result<(), String> {
             let count = column(&client, &sql).await?;
             if count.first().and_then(|c| c.parse::<u64>().ok()) != Some(*rows) {
                 return Err(format!(
-                    "{name}: {table} has {count:?} rows, the manifest says {rows}"
+                    "{name}: {table} has {} rows, the manifest says {rows}",
+                    answer(&count)
                 ));
             }
         }
     }
     Ok(())
+}
+
+/// A query's one value as a message shows it: the value itself, `nothing` for no row, the values
+/// joined for several.
+fn answer(values: &[String]) -> String {
+    match values {
+        [] => "nothing".to_string(),
+        [one] => one.clone(),
+        several => several.join(", "),
+    }
 }
 
 /// What [`restore_url`] made.
@@ -378,5 +391,17 @@ pub fn scratch_config(shared: &Shared) -> ScratchConfig {
         user: server.user.clone(),
         password: server.password.clone().unwrap_or_default(),
         ready_timeout: server.ready_timeout,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::answer;
+
+    #[test]
+    fn values_are_shown_as_values() {
+        assert_eq!(answer(&["3".to_string()]), "3");
+        assert_eq!(answer(&[]), "nothing");
+        assert_eq!(answer(&["a".to_string(), "b".to_string()]), "a, b");
     }
 }

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::control::config::ControlMode;
+
 /// What a window does while traffic holds still.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -60,8 +62,8 @@ pub struct BackupConfig {
     pub copy: Option<CopyConfig>,
     /// Open a window after this many write commits since the last successful one (0: never).
     pub every_write_commits: u64,
-    /// Open a window when this long has passed since the last successful one and at least one
-    /// write commit happened.
+    /// Open a window at most this long after the first write commit no backup holds yet (a
+    /// write waits at most this for its backup; reads alone open none).
     #[serde(with = "humantime_serde")]
     pub interval: Option<Duration>,
     /// What triggered windows run; empty means every configured action.
@@ -222,6 +224,37 @@ impl BackupConfig {
         Action::ALL.into_iter().filter(|a| self.has(*a)).collect()
     }
 
+    /// Why `action` cannot run now, as a sentence that says what to set (it is not configured;
+    /// for a copy under `external` control, that the server must be the sidecar's to stop).
+    pub fn not_configured(&self, action: Action, control: ControlMode) -> Option<String> {
+        if self.has(action) {
+            return None;
+        }
+        Some(match action {
+            Action::Copy if control == ControlMode::External => {
+                "a copy stops and restarts the server, and this sidecar does not control it \
+                 (server.control = \"external\"): run it with --control managed, so that it runs \
+                 Doltgres itself (copies then go to backups/ beside --server-dir), or with \
+                 --control command, --server-stop, --server-start and --backup-copy-catalog DIR \
+                 for a server it stops and starts with your commands"
+                    .to_string()
+            }
+            Action::Copy => "copy is not configured: set backup.copy.catalog \
+                 (--backup-copy-catalog DIR), the directory copies go to"
+                .to_string(),
+            Action::Push => "push is not configured: set backup.push.remote \
+                 (--backup-push-remote NAME) and, for the remote to be added, backup.push.url \
+                 (--backup-push-url URL)"
+                .to_string(),
+            Action::Sync => "sync is not configured: set backup.sync.name \
+                 (--backup-sync-name NAME) and backup.sync.url (--backup-sync-url URL)"
+                .to_string(),
+            Action::Snapshot => "snapshot is not configured: set backup.snapshot.command \
+                 (--backup-snapshot-command PROGRAM,ARGUMENTS)"
+                .to_string(),
+        })
+    }
+
     /// The password for the sidecar's own connections (validated present when an action that
     /// connects is configured).
     pub fn password(&self) -> &str {
@@ -305,6 +338,37 @@ mod tests {
         assert!(err.contains("password"), "{err}");
         let c: BackupConfig = toml::from_str("[snapshot]\ncommand = [\"true\"]").unwrap();
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn a_missing_action_says_what_to_set() {
+        let c = BackupConfig::default();
+        let copy = c
+            .not_configured(Action::Copy, ControlMode::External)
+            .unwrap();
+        assert!(
+            copy.contains("does not control it") && copy.contains("--control managed"),
+            "{copy}"
+        );
+        let copy = c
+            .not_configured(Action::Copy, ControlMode::Managed)
+            .unwrap();
+        assert!(copy.contains("--backup-copy-catalog"), "{copy}");
+        for action in [Action::Push, Action::Sync, Action::Snapshot] {
+            let text = c.not_configured(action, ControlMode::Managed).unwrap();
+            assert!(
+                text.starts_with(&format!(
+                    "{} is not configured: set backup.",
+                    action.as_str()
+                )),
+                "{text}"
+            );
+        }
+        let c: BackupConfig = toml::from_str("[snapshot]\ncommand = [\"true\"]").unwrap();
+        assert_eq!(
+            c.not_configured(Action::Snapshot, ControlMode::External),
+            None
+        );
     }
 
     #[test]

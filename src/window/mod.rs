@@ -10,6 +10,7 @@
 
 pub mod actions;
 pub mod config;
+pub mod due;
 pub mod record;
 pub mod trigger;
 
@@ -47,6 +48,9 @@ pub struct Windows {
     held: Mutex<Option<Held>>,
     /// Why windows are held off, while a [`Pause`] lives.
     paused: Arc<Mutex<Option<String>>>,
+    /// How many windows succeeded, and when the last one took its cut: what the interval
+    /// trigger's clock starts from ([`due::Unbacked`]).
+    cuts: Mutex<Option<(u64, tokio::time::Instant)>>,
 }
 
 /// Windows held off: none starts while this lives (an upgrade hand-over in progress). It holds
@@ -80,6 +84,17 @@ impl Windows {
     /// Why windows are held off, if they are.
     pub fn paused(&self) -> Option<String> {
         self.paused.lock().unwrap().clone()
+    }
+
+    /// The number of successful windows so far and when the last one took its cut.
+    pub fn last_cut(&self) -> Option<(u64, tokio::time::Instant)> {
+        *self.cuts.lock().unwrap()
+    }
+
+    fn note_cut(&self, at: tokio::time::Instant) {
+        let mut cuts = self.cuts.lock().unwrap();
+        let number = cuts.map_or(0, |(n, _)| n) + 1;
+        *cuts = Some((number, at));
     }
 }
 
@@ -210,6 +225,7 @@ async fn run_in_slot(
     };
     record.drain_ms = closing.elapsed().as_millis() as u64;
     let since_at_cut = shared.metrics.write_commits_since_backup.get();
+    let cut_at = tokio::time::Instant::now();
     let held = tokio::time::timeout(
         timeout,
         actions::run(shared, prepared, guard.id, &mut steps),
@@ -242,6 +258,7 @@ async fn run_in_slot(
                 .metrics
                 .write_commits_since_backup
                 .dec_by(since_at_cut);
+            windows.note_cut(cut_at);
             record.finish(Outcome::Ok, None, started, stall);
         }
         Ok(Err(e)) => record.finish(Outcome::Failed, Some(e.to_string()), started, stall),

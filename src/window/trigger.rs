@@ -1,6 +1,6 @@
-//! Triggers: open a window every N write commits, or every interval when at least one write
-//! commit happened; retry failures with exponential backoff; one last window on shutdown (run by
-//! [`crate::shutdown`] once the sessions have ended).
+//! Triggers: open a window every N write commits, or at most `interval` after the first write
+//! commit no backup holds yet ([`super::due`]); retry failures with exponential backoff; one last
+//! window on shutdown (run by [`crate::shutdown`] once the sessions have ended).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::due::Unbacked;
 use super::record::{Outcome, Trigger};
 use crate::shared::Shared;
 
@@ -19,7 +20,7 @@ const TICK: Duration = Duration::from_millis(100);
 /// from the running configuration at every check, so a reload that adds, changes or removes
 /// them takes effect at the next one.
 pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let mut last_success = Instant::now();
+    let mut unbacked = Unbacked::default();
     let mut backoff = None;
     let mut not_before = Instant::now();
     loop {
@@ -31,16 +32,17 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
         }
         let config = shared.config();
         let backup = &config.backup;
+        let since = shared.metrics.write_commits_since_backup.get();
+        let now = Instant::now();
+        // Every check, so that the clock is right when a reload turns the interval on.
+        unbacked.observe(since, shared.windows.last_cut(), now);
         let actions = backup.triggered_actions();
         if actions.is_empty() || (backup.every_write_commits == 0 && backup.interval.is_none()) {
             continue;
         }
-        let since = shared.metrics.write_commits_since_backup.get();
         let by_count = backup.every_write_commits > 0 && since >= backup.every_write_commits as i64;
-        let by_time = backup
-            .interval
-            .is_some_and(|i| since > 0 && last_success.elapsed() >= i);
-        if !(by_count || by_time) || Instant::now() < not_before {
+        let by_time = backup.interval.is_some_and(|i| unbacked.due(i, now));
+        if !(by_count || by_time) || now < not_before {
             continue;
         }
         let trigger = if by_count {
@@ -54,7 +56,6 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             all_ok &= record.result == Outcome::Ok;
         }
         if all_ok {
-            last_success = Instant::now();
             backoff = None;
         } else {
             let wait: Duration = backoff.unwrap_or(backup.retry_initial);

@@ -1,78 +1,9 @@
-//! The CLI's side of the admin API: `status`, `reload`, `backup`, `quiesce`, `resume`, `backups list` call
-//! a running sidecar over HTTP and print human-readable text (or the JSON with `--json`).
+//! The client commands' text: what `status`, `reload`, `backup` and `backups list` print from the
+//! admin API's JSON.
 
 use std::fmt::Write as _;
 
 use serde_json::Value;
-
-/// A call that did not succeed.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("cannot reach the admin API at {url}: {reason}")]
-    Unreachable { url: String, reason: String },
-    #[error("{status}: {message}")]
-    Refused { status: u16, message: String },
-    #[error("the admin API answered something that is not JSON: {0}")]
-    NotJson(String),
-}
-
-/// Where and how to reach a running sidecar.
-#[derive(Debug, Clone)]
-pub struct AdminClient {
-    pub base: String,
-    pub token: Option<String>,
-}
-
-impl AdminClient {
-    /// Sends `method path` and returns the JSON answer, or an error carrying the server's message.
-    pub fn call(&self, method: &str, path: &str) -> Result<Value, ClientError> {
-        let url = format!("{}{path}", self.base.trim_end_matches('/'));
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .new_agent();
-        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
-        let response = match method {
-            "POST" => {
-                let mut r = agent.post(&url);
-                if let Some(a) = &auth {
-                    r = r.header("Authorization", a);
-                }
-                r.send_empty()
-            }
-            _ => {
-                let mut r = agent.get(&url);
-                if let Some(a) = &auth {
-                    r = r.header("Authorization", a);
-                }
-                r.call()
-            }
-        };
-        let mut response = response.map_err(|e| ClientError::Unreachable {
-            url: url.clone(),
-            reason: e.to_string(),
-        })?;
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap_or_default();
-        let json: Result<Value, _> = serde_json::from_str(&text);
-        if status >= 400 {
-            let message = match &json {
-                Ok(v) => v["error"]
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| v.to_string()),
-                Err(_) => text.trim().to_string(),
-            };
-            // A failed window still carries its record: show it.
-            let message = match (&json, message.as_str()) {
-                (Ok(v), _) if v.get("result").is_some() => window_line(v),
-                _ => message,
-            };
-            return Err(ClientError::Refused { status, message });
-        }
-        json.map_err(|_| ClientError::NotJson(text))
-    }
-}
 
 /// One line for a window record.
 pub fn window_line(w: &Value) -> String {
@@ -91,15 +22,37 @@ pub fn window_line(w: &Value) -> String {
     line
 }
 
-/// Text for `GET /status`.
+/// Text for `GET /status`: the sidecar and its server, the counters, one line per session with
+/// the server's process id for it.
 pub fn status_text(s: &Value) -> String {
     let c = &s["counters"];
     let sessions = s["sessions"].as_array().cloned().unwrap_or_default();
     let mut out = format!(
-        "doltgres-sidecar {} (pid {}) → upstream {}\n{} session(s) · commits {} · rollbacks {} · write commits {} ({} since the last backup)\n",
+        "doltgres-sidecar {} (pid {}) → upstream {}\n",
         s["version"].as_str().unwrap_or("?"),
         s["pid"],
         s["upstream"].as_str().unwrap_or("?"),
+    );
+    let control = s["server_control"].as_str().unwrap_or("external");
+    let _ = match (control, s["server_pid"].as_u64()) {
+        ("managed", Some(pid)) => writeln!(out, "server: managed Doltgres, pid {pid}"),
+        ("managed", None) => writeln!(out, "server: managed Doltgres, not running now"),
+        (control, _) => writeln!(out, "server: {control} control"),
+    };
+    let actions: Vec<&str> = s["backup_actions"]
+        .as_array()
+        .map(|list| list.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !actions.is_empty() {
+        let _ = write!(out, "backups: {}", actions.join(", "));
+        if let Some(catalog) = s["catalog"].as_str() {
+            let _ = write!(out, "; copies in {catalog}");
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "{} session(s) · commits {} · rollbacks {} · write commits {} ({} since the last backup)",
         sessions.len(),
         c["commits"],
         c["rollbacks"],
@@ -112,17 +65,21 @@ pub fn status_text(s: &Value) -> String {
     if !sessions.is_empty() {
         let _ = writeln!(
             out,
-            "{:>6}  {:<22} {:<12} {:<12} {:<20} {:>8}",
-            "id", "peer", "user", "database", "state", "age"
+            "{:>6}  {:<22} {:<12} {:<12} {:>10}  {:<20} {:>8}",
+            "id", "peer", "user", "database", "server pid", "state", "age"
         );
         for x in sessions {
+            let backend = x["backend_pid"]
+                .as_u64()
+                .map_or_else(|| "-".to_string(), |pid| pid.to_string());
             let _ = writeln!(
                 out,
-                "{:>6}  {:<22} {:<12} {:<12} {:<20} {:>7.0}s",
+                "{:>6}  {:<22} {:<12} {:<12} {:>10}  {:<20} {:>7.0}s",
                 x["id"].as_u64().unwrap_or(0),
                 x["peer"].as_str().unwrap_or(""),
                 x["user"].as_str().unwrap_or(""),
                 x["database"].as_str().unwrap_or(""),
+                backend,
                 x["state"].as_str().unwrap_or(""),
                 x["age_seconds"].as_f64().unwrap_or(0.0),
             );
@@ -187,19 +144,39 @@ mod tests {
     }
 
     #[test]
-    fn status_lists_sessions() {
-        let s = json!({"version": "0.1.0", "upstream": "db:5432",
+    fn status_lists_sessions_with_their_server_pid() {
+        let s = json!({"version": "0.1.0", "pid": 7, "upstream": "127.0.0.1:5433",
+            "server_control": "managed", "server_pid": 4242, "catalog": "/srv/var/backups",
+            "backup_actions": ["copy"],
             "counters": {"commits": 5, "rollbacks": 1, "write_commits": 2, "write_commits_since_backup": 2},
-            "sessions": [{"id": 1, "peer": "127.0.0.1:5000", "user": "u", "database": "d", "state": "idle", "age_seconds": 3.2}]});
+            "sessions": [{"id": 1, "peer": "127.0.0.1:5000", "user": "u", "database": "d",
+                          "backend_pid": 4242, "state": "idle", "age_seconds": 3.2}]});
         let text = status_text(&s);
+        assert!(
+            text.contains("server: managed Doltgres, pid 4242"),
+            "{text}"
+        );
+        assert!(
+            text.contains("backups: copy; copies in /srv/var/backups"),
+            "{text}"
+        );
         assert!(text.contains("1 session(s) · commits 5"), "{text}");
-        assert!(text.contains("idle"), "{text}");
+        let header = text.lines().find(|l| l.contains("server pid")).unwrap();
+        let row = text.lines().find(|l| l.contains("idle")).unwrap();
+        assert!(row.contains(" 4242 "), "{text}");
+        // The pid sits under its heading.
+        assert_eq!(
+            header.find("server pid").map(|i| i + "server pid".len()),
+            row.find("4242").map(|i| i + 4),
+            "{text}"
+        );
         assert!(!text.contains("held off"), "{text}");
         let s = json!({"version": "0.1.0", "pid": 42, "upstream": "db:5432",
             "windows_held_off": "the previous process (7) is still letting its sessions finish",
             "counters": {}, "sessions": []});
         let text = status_text(&s);
         assert!(text.contains("(pid 42)"), "{text}");
+        assert!(text.contains("server: external control"), "{text}");
         assert!(
             text.contains("backup windows held off: the previous process (7)"),
             "{text}"

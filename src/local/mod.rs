@@ -1,22 +1,24 @@
 //! The local commands `restore` and `verify`: they work on the catalog and the Doltgres binary
-//! directly, without a running sidecar. Long work shows progress on stderr: a bar on a terminal,
-//! a plain line per quarter otherwise.
+//! directly, without the sidecar's help, but find the ones the running sidecar uses
+//! ([`place`]), so they work the same from any directory. Long work shows progress on stderr
+//! ([`progress`]).
 
-use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+pub mod place;
+pub mod progress;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use std::path::Path;
 
 use crate::catalog::{Catalog, Entry};
-use crate::cli::{LocalArgs, RestoreArgs, VerifyArgs};
-use crate::config::{Config, ConfigError};
+use crate::cli::{RestoreArgs, VerifyArgs};
+use crate::config::ConfigError;
 use crate::dirlock::{self, DirLock};
 use crate::restore::{
     self,
     staging::{self, Staging},
 };
-use crate::verify::{self, ScratchConfig};
+use crate::verify;
+use place::Places;
+use progress::{progress_bar, run_with_progress};
 
 /// A local command that failed; the text says why.
 #[derive(Debug, thiserror::Error)]
@@ -31,62 +33,52 @@ fn failed(text: impl Into<String>) -> LocalError {
     LocalError::Failed(text.into())
 }
 
-/// What a local command works with.
-struct Local {
-    catalog: PathBuf,
-    scratch: ScratchConfig,
+/// Where the files are; says on stderr what was assumed, if anything.
+fn places(args: &crate::cli::LocalArgs) -> Result<Places, LocalError> {
+    let places = place::find(args)?;
+    if let Some(note) = &places.note {
+        eprintln!("note: {note}");
+    }
+    Ok(places)
 }
 
-impl Local {
-    fn resolve(args: &LocalArgs) -> Result<Local, LocalError> {
-        let mut config = match &args.config {
-            Some(path) => Config::from_file(path)?,
-            None => Config::default(),
-        };
-        crate::secrets::read_secret_files(&mut config)?;
-        let server = &config.server;
-        let catalog = args
-            .catalog
-            .clone()
-            .or_else(|| config.backup.copy.as_ref().map(|c| c.catalog.clone()))
-            .unwrap_or_else(|| PathBuf::from("var/backups"));
-        let password = server
-            .password
-            .clone()
-            .or_else(|| std::env::var("DOLTGRES_PASSWORD").ok())
-            .unwrap_or_else(|| "password".into());
-        Ok(Local {
-            catalog,
-            scratch: ScratchConfig {
-                binary: args
-                    .doltgres
-                    .clone()
-                    .unwrap_or_else(|| server.binary.clone()),
-                user: server.user.clone(),
-                password,
-                ready_timeout: server.ready_timeout,
-            },
-        })
-    }
-
+impl Places {
+    /// The copy entry `id` (or the newest, for `latest`). The catalog is only read: a copy the
+    /// sidecar is writing meanwhile is left alone.
     fn entry(&self, id: &str) -> Result<Entry, LocalError> {
-        let catalog = Catalog::open(&self.catalog)
-            .map_err(|e| failed(format!("catalog {}: {e}", self.catalog.display())))?;
+        let Some(dir) = &self.catalog else {
+            return Err(failed(format!(
+                "{} keeps no copies (no [backup.copy]): name a catalog with --catalog DIR",
+                self.catalog_from
+            )));
+        };
+        if !dir.is_dir() {
+            return Err(failed(format!(
+                "there is no catalog at {} (from {}): name it with --catalog DIR or --config \
+                 FILE, or reach the running sidecar with --admin-url",
+                place::absolute(dir).display(),
+                self.catalog_from
+            )));
+        }
+        let catalog = Catalog { dir: dir.clone() };
         let found = if id == "latest" {
             catalog.latest()
         } else {
             catalog.entry(id).ok()
         };
         found.ok_or_else(|| {
+            let ids: Vec<String> = catalog.entries().into_iter().map(|e| e.id).collect();
+            let listed = match ids.is_empty() {
+                true => "it has none yet".to_string(),
+                false => format!("it has {}", ids.join(", ")),
+            };
+            let what = match id {
+                "latest" => "no copy entry".to_string(),
+                id => format!("no copy entry {id:?}"),
+            };
             failed(format!(
-                "no copy entry {id:?} in {} (entries: {})",
-                self.catalog.display(),
-                catalog
-                    .entries()
-                    .iter()
-                    .map(|e| e.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "{what} in the catalog {} ({listed})",
+                place::absolute(dir).display()
             ))
         })
     }
@@ -100,7 +92,7 @@ fn is_url(target: &str) -> bool {
 /// backup is built and checked beside it and put in its place only when complete, so a failed
 /// restore (a typo, a checksum mismatch, an unreachable URL) leaves the target as it was.
 pub async fn restore(args: &RestoreArgs) -> Result<String, LocalError> {
-    let local = Local::resolve(&args.local)?;
+    let local = places(&args.local)?;
     let target =
         std::path::absolute(&args.to).map_err(|e| failed(format!("{}: {e}", args.to.display())))?;
     refuse_if_in_use(&target)?;
@@ -197,7 +189,7 @@ fn refuse_if_in_use(dir: &Path) -> Result<(), LocalError> {
 
 /// `verify`: prints the result; fails if the backup does not verify.
 pub async fn verify(args: &VerifyArgs) -> Result<String, LocalError> {
-    let local = Local::resolve(&args.local)?;
+    let local = places(&args.local)?;
     if is_url(&args.target) {
         return verify::verify_url(&local.scratch, &args.target)
             .await
@@ -218,90 +210,4 @@ pub async fn verify(args: &VerifyArgs) -> Result<String, LocalError> {
     result
         .map(|detail| format!("copy {} verifies: {detail}", entry.id))
         .map_err(|detail| failed(format!("copy {} does not verify: {detail}", entry.id)))
-}
-
-/// Runs blocking work that reports bytes done, showing progress.
-async fn run_with_progress<F>(what: &'static str, total: u64, work: F) -> Result<(), String>
-where
-    F: FnOnce(&mut dyn FnMut(u64)) -> Result<(), String> + Send + 'static,
-{
-    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
-    let task = tokio::task::spawn_blocking(move || {
-        work(&mut |n| {
-            let _ = sender.send(n);
-        })
-    });
-    let mut bar = progress_bar(what, total);
-    let mut task = std::pin::pin!(task);
-    let result = loop {
-        tokio::select! {
-            Some(n) = receiver.recv() => bar.tick(n),
-            done = &mut task => {
-                while let Ok(n) = receiver.try_recv() {
-                    bar.tick(n);
-                }
-                break done.map_err(|e| e.to_string()).and_then(|r| r);
-            }
-        }
-    };
-    bar.finish();
-    result
-}
-
-/// Progress of one step, on stderr.
-pub struct Progress {
-    bar: Option<ProgressBar>,
-    what: &'static str,
-    total: u64,
-    done: u64,
-    quarter: u64,
-}
-
-fn progress_bar(what: &'static str, total: u64) -> Progress {
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = ProgressBar::new(total);
-        bar.set_style(
-            ProgressStyle::with_template("{msg:>10} [{bar:30}] {bytes}/{total_bytes} {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        bar.set_message(what);
-        bar.enable_steady_tick(Duration::from_millis(200));
-        bar
-    });
-    Progress {
-        bar,
-        what,
-        total,
-        done: 0,
-        quarter: 0,
-    }
-}
-
-impl Progress {
-    fn tick(&mut self, bytes: u64) {
-        self.done += bytes;
-        match &self.bar {
-            Some(bar) => bar.set_position(self.done),
-            None => {
-                let quarter = (self.done * 4).checked_div(self.total).unwrap_or(4).min(4);
-                if quarter > self.quarter {
-                    self.quarter = quarter;
-                    eprintln!(
-                        "{}: {}% ({} of {} bytes)",
-                        self.what,
-                        quarter * 25,
-                        self.done,
-                        self.total
-                    );
-                }
-            }
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-    }
 }
