@@ -5,7 +5,7 @@
 //!   `max_client_connections` sessions need twice as many descriptors.
 //! - The admin API serves at most [`Budget::admin_connections`] connections at once: an eighth of
 //!   the limit, and never more than [`MAX_ADMIN_CONNECTIONS`]. Beyond that it stops accepting
-//!   (see [`crate::admin`]), so an admin flood holds a bounded number of descriptors.
+//!   (the admin API caps its connections), so an admin flood holds a bounded number of descriptors.
 //! - [`RESERVE`] more are kept for everything else: the listeners, the hand-over socket, the
 //!   upstream probes and logins, a backup window's files and commands, a managed server's pipes.
 //!

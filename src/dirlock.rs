@@ -15,6 +15,10 @@ use nix::fcntl::{Flock, FlockArg};
 /// The lock file inside a server directory.
 pub const LOCK_FILE: &str = ".doltgres-sidecar.lock";
 
+/// Present in a server directory while a restore moves a new tree into it, and left there by
+/// one that was cut off: the directory is incomplete, and no server is started on it.
+pub const RESTORING_MARKER: &str = ".doltgres-sidecar-restoring";
+
 /// An exclusive lock on a server directory, released when dropped (or when the process ends:
 /// the file is opened close-on-exec, so a Doltgres child does not inherit it).
 #[derive(Debug)]

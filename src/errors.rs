@@ -15,7 +15,7 @@ pub fn error_text(error: &anyhow::Error) -> String {
         }
         text.push_str(&said);
     }
-    crate::secrets::mask_urls_in(&text)
+    crate::redact::urls_in(&text)
 }
 
 #[cfg(test)]

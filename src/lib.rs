@@ -67,6 +67,7 @@ pub mod logging;
 pub mod manual;
 pub mod metrics;
 pub mod protocol;
+pub mod redact;
 pub mod registry;
 pub mod reload;
 pub mod replay;

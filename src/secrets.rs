@@ -61,7 +61,7 @@ pub fn exposed_in_file(config: &Config, path: &Path) -> bool {
 }
 
 /// What a masked secret shows instead of its value.
-pub const MASK: &str = "********";
+pub use crate::redact::MASK;
 
 /// The configuration as TOML with every secret replaced by [`MASK`]: each value whose key names a
 /// password or a token (`admin_token`, `backup.password`, `server.password`, ...; not the
@@ -92,43 +92,12 @@ fn mask_value(secret: bool, value: &mut toml::Value) {
             .for_each(|(key, value)| mask_value(is_secret_key(key), value)),
         toml::Value::Array(items) => items.iter_mut().for_each(|item| mask_value(false, item)),
         toml::Value::String(text) => {
-            if let Some(masked) = mask_url_password(text) {
+            if let Some(masked) = crate::redact::url_password(text) {
                 *text = masked;
             }
         }
         _ => {}
     }
-}
-
-/// Free text (an error message, a log line) with the password of every
-/// `scheme://user:password@host…` in it masked: a remote's URL with credentials ends up in the
-/// SQL a window runs, and so in its error.
-pub fn mask_urls_in(text: &str) -> String {
-    let opens = |c: char| c.is_whitespace() || "'\"(`<[,".contains(c);
-    let closes = |c: char| c.is_whitespace() || "'\")`>],".contains(c);
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("://") {
-        let start = rest[..at].rfind(opens).map_or(0, |i| i + 1);
-        let end = rest[at..].find(closes).map_or(rest.len(), |i| at + i);
-        out.push_str(&rest[..start]);
-        let url = &rest[start..end];
-        out.push_str(&mask_url_password(url).unwrap_or_else(|| url.to_string()));
-        rest = &rest[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// `scheme://user:password@host...` with the password masked; `None` when the text holds no URL
-/// with a password.
-fn mask_url_password(text: &str) -> Option<String> {
-    let (scheme, rest) = text.split_once("://")?;
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let (userinfo, _) = authority.rsplit_once('@')?;
-    let (user, _) = userinfo.split_once(':')?;
-    let host_and_path = &rest[userinfo.len()..];
-    Some(format!("{scheme}://{user}:{MASK}{host_and_path}"))
 }
 
 /// Masks a secret value: a string, or every string inside a table or array.
@@ -279,38 +248,6 @@ mod tests {
             Config::default(),
             "{text}"
         );
-    }
-
-    #[test]
-    fn only_url_passwords_are_masked() {
-        for (url, masked) in [
-            ("https://u:pw@h/p", Some("https://u:********@h/p")),
-            (
-                "https://u:p@w@h:443?q=a@b",
-                Some("https://u:********@h:443?q=a@b"),
-            ),
-            ("https://u@h/p", None),
-            ("file:///backups/{database}", None),
-            ("https://h/a:b@c", None),
-            ("not a url", None),
-        ] {
-            assert_eq!(mask_url_password(url).as_deref(), masked, "{url}");
-        }
-    }
-
-    #[test]
-    fn passwords_of_urls_in_free_text_are_masked() {
-        let text = "SELECT dolt_remote('add', 'backup', 'https://bob:hunter2@dolthub.example/org/db'): \
-                    could not reach https://bob:hunter2@dolthub.example (file:///x, s3://b/p)";
-        let masked = mask_urls_in(text);
-        assert!(!masked.contains("hunter2"), "{masked}");
-        assert_eq!(
-            masked.matches("bob:********@dolthub.example").count(),
-            2,
-            "{masked}"
-        );
-        assert!(masked.contains("(file:///x, s3://b/p)"), "{masked}");
-        assert_eq!(mask_urls_in("no url here"), "no url here");
     }
 
     #[test]

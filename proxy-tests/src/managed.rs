@@ -123,7 +123,7 @@ impl ManagedProxy {
     /// returns the first column of `sql`'s rows in `database`.
     pub async fn query_copy(&self, entry: &Entry, database: &str, sql: &str) -> Vec<String> {
         let restored = tempfile::tempdir().unwrap();
-        doltgres_sidecar::restore::copy_listed(entry, restored.path(), &mut |_| {}).unwrap();
+        doltgres_sidecar::catalog::materialize(entry, restored.path(), &mut |_| {}).unwrap();
         self.query_restored(restored.path(), database, sql).await
     }
 

@@ -7,6 +7,9 @@
 pub mod copy_tree;
 pub mod journal;
 pub mod manifest;
+mod materialize;
+
+pub use materialize::materialize;
 
 use std::fs;
 use std::io;

@@ -146,7 +146,7 @@ impl ManagedServer {
     pub async fn start(&self) -> Result<(), ControlError> {
         let spec = &self.spec;
         self.lock_dir()?;
-        if spec.dir.join(crate::restore::staging::MARKER).exists() {
+        if spec.dir.join(crate::dirlock::RESTORING_MARKER).exists() {
             return Err(ControlError::Start(format!(
                 "{} is incomplete: a restore into it was interrupted; run the restore again",
                 spec.dir.display()

@@ -141,7 +141,7 @@ pub async fn restore(args: &RestoreArgs) -> Result<String, LocalError> {
         let entry = local.entry(&args.from)?;
         let (from, into) = (entry.clone(), staging.dir().to_path_buf());
         run_with_progress("restoring", entry.manifest.bytes(), move |tick| {
-            restore::copy_listed(&from, &into, tick)
+            crate::catalog::materialize(&from, &into, tick)
         })
         .await
         .map_err(|e| failed(format!("copy {} does not restore: {e}", entry.id)))?;

@@ -24,7 +24,7 @@ use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
 use crate::dirlock::LOCK_FILE;
 
 /// Present in a target while an inside restore moves its entries into place.
-pub const MARKER: &str = ".doltgres-sidecar-restoring";
+pub use crate::dirlock::RESTORING_MARKER as MARKER;
 /// How staging directories are named (then the pid of the restore that made it).
 const PREFIX: &str = ".doltgres-sidecar-staging-";
 

@@ -246,7 +246,7 @@ pub async fn verify_entry(
     let (source, target) = (entry.clone(), dir.clone());
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
     let copied = tokio::task::spawn_blocking(move || {
-        crate::restore::copy_listed(&source, &target, &mut |n| {
+        crate::catalog::materialize(&source, &target, &mut |n| {
             let _ = sender.send(n);
         })
     });

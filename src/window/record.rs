@@ -207,7 +207,7 @@ impl WindowRecord {
     ) {
         self.result = result;
         // A remote's URL with credentials may be in the SQL that failed.
-        self.error = error.map(|e| crate::secrets::mask_urls_in(&e));
+        self.error = error.map(|e| crate::redact::urls_in(&e));
         self.duration_ms = started.elapsed().as_millis() as u64;
         self.stall_ms = stall.as_millis() as u64;
     }

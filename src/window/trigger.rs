@@ -1,6 +1,6 @@
 //! Triggers: open a window every N write commits, or at most `interval` after the first write
 //! commit no backup holds yet ([`super::due`]); retry failures with exponential backoff; one last
-//! window on shutdown (run by [`crate::shutdown`] once the sessions have ended).
+//! window on shutdown (run by the shutdown, once the sessions have ended).
 
 use std::sync::Arc;
 use std::time::Duration;
