@@ -1,5 +1,5 @@
 //! Starting Doltgres, as the sidecar's managed server and as the scratch server of `verify`:
-//! a long directory name does not stop it (Doltgres gets no unix socket, whose path would pass
+//! it gets `DOLT_ARCHIVE_PULL_STREAMER=0`; a long directory name does not stop it (Doltgres gets no unix socket, whose path would pass
 //! Linux's 108-byte limit), and a server that exits while starting fails the start at once, with
 //! its last log lines, instead of after `ready_timeout`.
 
@@ -23,6 +23,15 @@ async fn a_managed_server_and_a_verify_run_in_directories_with_long_names() {
     .await;
     let dir = m.proxy.shared.config().server.dir.clone();
     assert!(dir.to_string_lossy().len() >= 150, "{}", dir.display());
+    // Pushes and syncs with Dolt's classic table-file writer (benches/results/pull-streamer).
+    let pid = m.proxy.shared.control.managed().unwrap().pid().unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    assert!(
+        environ
+            .split(|b| *b == 0)
+            .any(|v| v == b"DOLT_ARCHIVE_PULL_STREAMER=0"),
+        "the managed Doltgres runs without DOLT_ARCHIVE_PULL_STREAMER=0"
+    );
     let client = m.connect().await;
     client
         .batch_execute("CREATE TABLE t (id int primary key); INSERT INTO t VALUES (1)")

@@ -68,6 +68,9 @@ struct Running {
 /// How often an adopted server (not this process's child) is checked for having exited.
 const ADOPTED_POLL: Duration = Duration::from_millis(100);
 
+/// The Dolt setting that chooses how pushes, syncs and pulls write table files.
+const PULL_STREAMER: &str = "DOLT_ARCHIVE_PULL_STREAMER";
+
 /// How many of the server's last log lines are kept, to explain a server that exits at start.
 const LAST_LINES: usize = 20;
 
@@ -163,6 +166,13 @@ impl ManagedServer {
             .env("HOME", spec.root_dir())
             .env("DOLTGRES_USER", &spec.user)
             .env("DOLTGRES_PASSWORD", &spec.password)
+            // Dolt's classic table-file writer for pushes, syncs and pulls instead of its archive
+            // writer, whose compression competes with clients for CPU during a window (measured:
+            // benches/results/pull-streamer/); a value the environment sets wins.
+            .env(
+                PULL_STREAMER,
+                std::env::var(PULL_STREAMER).unwrap_or_else(|_| "0".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
