@@ -222,16 +222,32 @@ def markdown(data: dict, png: str | None, plot_error: str | None) -> str:
             f"{ms(w['duration_ms'])} |"
         )
     lines += ["", "Drain, stall and duration: median / p90 / max over the windows `GET /backups` listed."]
-    copies = sorted((w for w in data["windows_log"] if w["action"] == "copy"), key=lambda w: w["started_unix"])
+    copies = sorted(
+        (w for w in data["windows_log"] if w["action"] == "copy" and w["result"] == "ok"),
+        key=lambda w: w["started_unix"],
+    )
     tenth = max(1, len(copies) // 10)
     if len(copies) >= 10:
+        stalls = sorted(w["stall_ms"] for w in copies)
         first = sorted(w["stall_ms"] for w in copies[:tenth])[tenth // 2]
         last = sorted(w["stall_ms"] for w in copies[-tenth:])[tenth // 2]
+        t0 = copies[0]["started_unix"]
+        _, slope = fit([(w["started_unix"] - t0, w["stall_ms"]) for w in copies])
         lines += [
             "",
-            f"Copy stalls: median {first} ms over the first tenth of the copies, {last} ms over the last "
-            "tenth. Each copy takes Dolt's journal whole (the load runs no `dolt_gc()`), and the "
-            "journal grows with every write; the stall also holds the drain (the table's first figures).",
+            f"Copy stalls: median {stalls[len(stalls) // 2]} ms over all {len(copies)} copies; "
+            f"{first} ms over the first tenth, {last} ms over the last tenth; least-squares slope "
+            f"{slope * 60:+.1f} ms per minute of load. The load runs no `dolt_gc()`: Dolt's journal "
+            "grows with every write, and each copy takes only what was appended since the last one "
+            "inside its window.",
+        ]
+    disk = data.get("disk")
+    if disk:
+        lines += [
+            "",
+            f"On disk at the end, each file counted once: the catalog ({disk['catalog_keep_last']} "
+            f"entries kept, sharing journal segments and table files) {disk['catalog_bytes'] / MB:.1f} MB; "
+            f"the server's data directory {disk['server_data_bytes'] / MB:.1f} MB.",
         ]
     lines += [
         "",

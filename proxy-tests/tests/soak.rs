@@ -1251,6 +1251,13 @@ async fn run_soak(settings: Settings, leak: Option<u64>) -> Checks {
     }
     let d = dir.path();
     let catalog = d.join("backups");
+    // What the catalog (keep_last entries, sharing files by hard links) and the server's data
+    // take on disk at the end, each file counted once.
+    report["disk"] = json!({
+        "catalog_bytes": unique_bytes(&catalog),
+        "catalog_keep_last": 4,
+        "server_data_bytes": unique_bytes(&d.join("doltgres")),
+    });
     let latest = listed_latest(&sidecar).await;
     let remote = format!("file://{}/remote/postgres", d.display());
     let sync = format!("file://{}/sync/postgres", d.display());
@@ -1284,6 +1291,30 @@ async fn run_soak(settings: Settings, leak: Option<u64>) -> Checks {
     write_report(&report);
     drop(sidecar);
     checks
+}
+
+/// Bytes of the regular files under `root`, a file with several links counted once.
+fn unique_bytes(root: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.path().symlink_metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() && seen.insert((meta.dev(), meta.ino())) {
+                total += meta.len();
+            }
+        }
+    }
+    total
 }
 
 /// Fills the window history with operator holds, so that the load's windows only replace
