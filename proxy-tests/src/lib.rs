@@ -6,6 +6,9 @@
 //!   stopped when dropped.
 //! - [`TestProxy`] runs the proxy in-process on port 0 in front of a server.
 //!
+//! - [`remote_server::RemoteServer`] runs Dolt's remote server (`remotesrv`, built from the Dolt
+//!   module the pinned Doltgres requires), the `http://` remote that push and sync go to when the
+//!   backup leaves the machine.
 //! - [`readme`] reads the README's shell blocks as commands, for the test that runs them.
 //! - [`process::SidecarProcess`] runs the `doltgres-sidecar` binary as its own process, for tests
 //!   that signal it, kill it or measure its memory.
@@ -26,6 +29,7 @@ pub mod process;
 mod proxy;
 pub mod raw;
 pub mod readme;
+pub mod remote_server;
 mod server;
 pub mod startup_probe;
 pub mod toxiproxy;

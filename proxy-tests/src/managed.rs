@@ -18,6 +18,21 @@ use crate::raw::{Login, RawClient};
 pub const USER: &str = "postgres";
 pub const PASSWORD: &str = "password";
 
+/// Runs a local command of the `doltgres-sidecar` binary (`restore`, `verify`, `backups`) with
+/// the managed servers' password in its environment; returns (success, stdout, stderr).
+pub fn local_command(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(install::sidecar_binary())
+        .args(args)
+        .env("DOLTGRES_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A wrapper around the Doltgres binary, written into `dir`: while `<dir>/broken` exists it fails
 /// at once (exit 3); while `<dir>/slow` exists it starts a second late. Lets tests stretch a
 /// copy window or make a server that does not come back.

@@ -10,26 +10,12 @@
 //!   started with it while the original runs serves the backup's rows.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use doltgres_sidecar::window::config::SyncConfig;
 use proxy_tests::managed::ManagedProxy;
+use proxy_tests::managed::local_command as cli;
 use proxy_tests::{TestServer, install};
-
-/// Runs the binary with these arguments; returns (success, stdout, stderr).
-fn cli(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(install::sidecar_binary())
-        .args(args)
-        .env("DOLTGRES_PASSWORD", proxy_tests::managed::PASSWORD)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// `restore` with the catalog and Doltgres of `m`.
 fn restore(m: &ManagedProxy, args: &[&str]) -> (bool, String, String) {

@@ -7,20 +7,7 @@ use std::process::Command;
 use doltgres_sidecar::window::config::{PushConfig, SyncConfig};
 use proxy_tests::install;
 use proxy_tests::managed::ManagedProxy;
-
-/// Runs the binary with these arguments; returns (success, stdout, stderr).
-fn cli(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(install::sidecar_binary())
-        .args(args)
-        .env("DOLTGRES_PASSWORD", proxy_tests::managed::PASSWORD)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use proxy_tests::managed::local_command as cli;
 
 async fn rows_in(m: &ManagedProxy, dir: &std::path::Path, database: &str) -> Vec<String> {
     m.query_restored(dir, database, "SELECT v FROM notes ORDER BY id")
