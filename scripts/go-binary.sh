@@ -11,6 +11,10 @@
 # DOLTGRES_SIDECAR_PROGRESS_INTERVAL seconds (30) until that is done. It waits at most
 # DOLTGRES_SIDECAR_BUILD_WAIT seconds (3600) for another build.
 #
+# GO_BINARY_REPLACE holds `replace` directives the module's own go.mod has (a dependency's module
+# path moved, say), separated by ';': Go ignores a dependency's replaces, so the throw-away
+# module repeats them.
+#
 # `go install module@version` needs the module's version list, which the proxy does not serve for
 # every module, so the package is built from a throw-away module that requires the pinned version.
 set -euo pipefail
@@ -84,6 +88,12 @@ go 1.26
 
 require $module $version
 MOD
+if [ -n "${GO_BINARY_REPLACE:-}" ]; then
+  IFS=';' read -ra replaces <<<"$GO_BINARY_REPLACE"
+  for r in "${replaces[@]}"; do
+    echo "replace $r" >>"$work/go.mod"
+  done
+fi
 cat >"$work/tools.go" <<GO
 //go:build tools
 

@@ -9,6 +9,8 @@
 //! - [`remote_server::RemoteServer`] runs Dolt's remote server (`remotesrv`, built from the Dolt
 //!   module the pinned Doltgres requires), the `http://` remote that push and sync go to when the
 //!   backup leaves the machine.
+//! - [`seaweedfs::SeaweedFs`] runs SeaweedFS (built from the Go module proxy), the S3-compatible
+//!   object store off-site backups go to, with a key and a bucket of its own.
 //! - [`readme`] reads the README's shell blocks as commands, for the test that runs them.
 //! - [`process::SidecarProcess`] runs the `doltgres-sidecar` binary as its own process, for tests
 //!   that signal it, kill it or measure its memory.
@@ -30,6 +32,7 @@ mod proxy;
 pub mod raw;
 pub mod readme;
 pub mod remote_server;
+pub mod seaweedfs;
 mod server;
 pub mod startup_probe;
 pub mod toxiproxy;
