@@ -44,6 +44,26 @@ async fn insert(m: &ManagedProxy, sql: &str) {
     m.connect().await.batch_execute(sql).await.unwrap();
 }
 
+/// `restore --from url --to target --database database` with the pinned Doltgres; panics with
+/// the command's output if it fails.
+fn restore(url: &str, target: &std::path::Path, database: &str) {
+    let doltgres = install::doltgres_binary().to_str().unwrap();
+    let to = target.to_str().unwrap();
+    let args = [
+        "restore",
+        "--from",
+        url,
+        "--to",
+        to,
+        "--database",
+        database,
+        "--doltgres",
+        doltgres,
+    ];
+    let (ok, out, err) = local_command(&args);
+    assert!(ok, "restore {url}: {out}\n{err}");
+}
+
 /// The phase of the window step named `name` (its first), if the record has one.
 fn phase_of(record: &Value, name: &str) -> Option<String> {
     record["steps"]
@@ -76,18 +96,7 @@ async fn push_and_sync_to_a_remote_server_restore_and_verify_from_it() {
         let (ok, out, err) = local_command(&[&["verify", &url][..], &local].concat());
         assert!(ok && out.contains("restores"), "{kind}: {out}\n{err}");
         let target = m.dir.path().join(format!("restored-{kind}"));
-        let to = target.to_str().unwrap();
-        let args = [
-            "restore",
-            "--from",
-            &url,
-            "--to",
-            to,
-            "--database",
-            "notesdb",
-        ];
-        let (ok, out, err) = local_command(&[&args[..], &local].concat());
-        assert!(ok, "{kind}: {out}\n{err}");
+        restore(&url, &target, "notesdb");
         let rows = m
             .query_restored(&target, "notesdb", "SELECT v FROM notes ORDER BY id")
             .await;
@@ -133,22 +142,7 @@ async fn a_remote_server_that_is_down_fails_the_window_and_the_next_succeeds_onc
         assert_eq!(code, 200, "{action} after the remote is back: {record}");
     }
     let target = m.dir.path().join("restored");
-    let doltgres = install::doltgres_binary().to_str().unwrap().to_string();
-    let url = remote.url("push-postgres");
-    let to = target.to_str().unwrap();
-    let args = [
-        "restore",
-        "--from",
-        &url,
-        "--to",
-        to,
-        "--database",
-        "postgres",
-        "--doltgres",
-        &doltgres,
-    ];
-    let (ok, out, err) = local_command(&args);
-    assert!(ok, "{out}\n{err}");
+    restore(&remote.url("push-postgres"), &target, "postgres");
     let rows = m
         .query_restored(&target, "postgres", "SELECT i FROM t ORDER BY i")
         .await;
