@@ -158,8 +158,10 @@ pub struct LocalArgs {
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// A copy entry's id or `latest` (the newest copy), or a sync backup / push remote URL (e.g.
-    /// file:///backups/sync/db).
+    /// A copy entry's id or `latest` (the newest copy), an off-site entry
+    /// (s3://bucket/prefix/ENTRY or s3://bucket/prefix/latest; endpoint and credentials from
+    /// AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP), or
+    /// a sync backup / push remote URL (e.g. file:///backups/sync/db).
     #[arg(long, value_name = "ID|latest|URL")]
     pub from: String,
     /// The directory to restore into.

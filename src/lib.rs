@@ -29,7 +29,9 @@
 //!   [`verify`]: checking backups on a scratch Doltgres, and `verify_after`'s verifications in
 //!   the background; [`restore`]: building a restored directory beside its target and putting
 //!   it in place at once; [`dirlock`]: who uses a server directory (the sidecar's lock,
-//!   Doltgres' database locks).
+//!   Doltgres' database locks); [`offsite`]: copy entries replicated to S3-compatible object
+//!   storage (content-addressed, compressed objects; the manifest written last), uploaded in
+//!   the background and read back by `restore`.
 //! - [`admin`]: the admin HTTP API (`/healthz`, `/readyz`, `/status`, `/metrics`, `/quiesce`,
 //!   `/resume`, `/backups`) and the bounds on its connections; [`client`]: the CLI's client of
 //!   that API.
@@ -66,6 +68,7 @@ pub mod local;
 pub mod logging;
 pub mod manual;
 pub mod metrics;
+pub mod offsite;
 pub mod protocol;
 pub mod redact;
 pub mod registry;

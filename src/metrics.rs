@@ -87,6 +87,13 @@ pub struct Metrics {
     /// Verifications of copy entries, by result (`ok`, `failed`).
     pub verify: Family<ResultLabel, Counter>,
     pub last_verify_success_timestamp_seconds: Gauge<f64, AtomicU64>,
+    /// Copy entries not yet complete in the off-site repository.
+    pub offsite_pending_entries: Gauge,
+    pub last_offsite_success_timestamp_seconds: Gauge<f64, AtomicU64>,
+    /// Bytes sent to the off-site repository (compressed).
+    pub offsite_uploaded_bytes: Counter,
+    /// Bytes of objects an upload found already in the repository (uncompressed).
+    pub offsite_deduplicated_bytes: Counter,
 }
 
 fn duration_buckets() -> impl Iterator<Item = f64> {
@@ -124,6 +131,10 @@ impl Metrics {
             server_restarts: Family::default(),
             verify: Family::default(),
             last_verify_success_timestamp_seconds: Gauge::default(),
+            offsite_pending_entries: Gauge::default(),
+            last_offsite_success_timestamp_seconds: Gauge::default(),
+            offsite_uploaded_bytes: Counter::default(),
+            offsite_deduplicated_bytes: Counter::default(),
         };
         registry.register("sessions", "Client sessions open now", m.sessions.clone());
         registry.register(
@@ -187,6 +198,26 @@ impl Metrics {
             "last_verify_success_timestamp_seconds",
             "Unix time of the last successful verification",
             m.last_verify_success_timestamp_seconds.clone(),
+        );
+        registry.register(
+            "offsite_pending_entries",
+            "Copy entries not yet complete in the off-site repository",
+            m.offsite_pending_entries.clone(),
+        );
+        registry.register(
+            "last_offsite_success_timestamp_seconds",
+            "Unix time the last copy entry became complete off-site",
+            m.last_offsite_success_timestamp_seconds.clone(),
+        );
+        registry.register(
+            "offsite_uploaded_bytes",
+            "Bytes sent to the off-site repository, compressed",
+            m.offsite_uploaded_bytes.clone(),
+        );
+        registry.register(
+            "offsite_deduplicated_bytes",
+            "Bytes an upload found already in the off-site repository, uncompressed",
+            m.offsite_deduplicated_bytes.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -40,6 +40,8 @@ pub async fn run(
     shared
         .verifications
         .scrub_regularly(&shared, shutdown.child_token());
+    // Entries a previous run left not uploaded.
+    crate::window::actions::upload_offsite(&shared);
     info!(listen = %listener.local_addr()?, upstream = %shared.upstream.addr, "proxy accepting clients");
     let handed_over = loop {
         let accepted = tokio::select! {

@@ -41,6 +41,8 @@ pub struct Shared {
     pub windows: Windows,
     /// `verify_after`: the verifications running in the background.
     pub verifications: Verifications,
+    /// `[backup.copy.offsite]`: the uploads running in the background.
+    pub uploads: crate::offsite::background::Uploads,
     /// Present when clients may use TLS: the acceptor and its channel-binding data, swapped as
     /// one so that a handshake and the SCRAM exchange after it see the same certificate.
     tls: ArcSwapOption<ClientTls>,
@@ -91,6 +93,7 @@ impl Shared {
             gate: Arc::new(Gate::new()),
             windows: Windows::default(),
             verifications: Verifications::default(),
+            uploads: Default::default(),
             tls: ArcSwapOption::from(tls.map(Arc::new)),
             upstream,
             control,

@@ -89,6 +89,21 @@ pub async fn final_backup(shared: &std::sync::Arc<Shared>) {
         return;
     }
     crate::window::trigger::final_window(shared).await;
+    let uploads = shared.uploads.pending();
+    if uploads > 0 {
+        let within = shared.config().backup.action_timeout;
+        info!(
+            uploads,
+            ?within,
+            "shutdown: waiting for the off-site uploads under way"
+        );
+        if !shared.uploads.finish(within).await {
+            warn!(
+                ?within,
+                "shutdown: off-site uploads did not finish within action_timeout; the next start resumes them"
+            );
+        }
+    }
     let pending = shared.verifications.pending();
     if pending == 0 {
         return;

@@ -21,9 +21,15 @@ pub const PASSWORD: &str = "password";
 /// Runs a local command of the `doltgres-sidecar` binary (`restore`, `verify`, `backups`) with
 /// the managed servers' password in its environment; returns (success, stdout, stderr).
 pub fn local_command(args: &[&str]) -> (bool, String, String) {
+    local_command_with(args, &[])
+}
+
+/// [`local_command`] with these variables in its environment too.
+pub fn local_command_with(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let out = std::process::Command::new(install::sidecar_binary())
         .args(args)
         .env("DOLTGRES_PASSWORD", PASSWORD)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     (

@@ -68,6 +68,8 @@ fn every_section() -> Config {
         command = ["true"]
         [backup.copy]
         catalog = "c"
+        [backup.copy.offsite]
+        url = "s3://b/p"
         "#,
     )
     .expect("every section parses")

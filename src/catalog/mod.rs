@@ -197,12 +197,14 @@ impl Catalog {
     }
 
     /// Deletes entries past `keep_last` (0: no limit) or older than `max_age`, never the newest
-    /// entry nor the newest one that verified. Returns the ids deleted.
+    /// entry, nor the newest one that verified, nor one `keep` holds on to (an entry not yet
+    /// uploaded off-site). Returns the ids deleted.
     pub fn retain(
         &self,
         keep_last: usize,
         max_age: Option<Duration>,
         now: SystemTime,
+        keep: &dyn Fn(&Entry) -> bool,
     ) -> Vec<String> {
         let entries = self.entries();
         let newest_verified = entries
@@ -218,7 +220,8 @@ impl Catalog {
         let mut removed = Vec::new();
         for (index, entry) in entries.iter().enumerate() {
             let from_newest = count - 1 - index;
-            let protected = from_newest == 0 || Some(&entry.id) == newest_verified.as_ref();
+            let protected =
+                from_newest == 0 || Some(&entry.id) == newest_verified.as_ref() || keep(entry);
             let too_many = keep_last > 0 && from_newest >= keep_last;
             let too_old =
                 max_age.is_some_and(|age| now - entry.manifest.created_unix > age.as_secs_f64());
@@ -353,10 +356,10 @@ mod tests {
             })
             .unwrap();
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
-        let removed = catalog.retain(1, None, now);
+        let removed = catalog.retain(1, None, now, &|_| false);
         assert_eq!(removed, ["e1", "e3"]);
         // Everything is too old, but the newest entry stays.
-        let removed = catalog.retain(0, Some(Duration::from_secs(1)), now);
+        let removed = catalog.retain(0, Some(Duration::from_secs(1)), now, &|_| false);
         assert_eq!(removed, Vec::<String>::new(), "e2 verified, e4 newest");
         let ids: Vec<_> = catalog.entries().into_iter().map(|e| e.id).collect();
         assert_eq!(ids, ["e2", "e4"]);

@@ -121,7 +121,10 @@ pub async fn restore(args: &RestoreArgs) -> Result<String, LocalError> {
             target.display()
         ))
     })?;
-    let restored = if is_url(&args.from) {
+    let restored = if args.from.starts_with("s3://") {
+        let into = staging.dir().to_path_buf();
+        restore_offsite(&args.from, &into).await?
+    } else if is_url(&args.from) {
         let database = args.database.clone().unwrap_or_else(|| {
             args.from
                 .trim_end_matches('/')
@@ -173,6 +176,58 @@ pub async fn restore(args: &RestoreArgs) -> Result<String, LocalError> {
         target.display(),
         target.display()
     ))
+}
+
+/// Restores entry `s3://bucket/prefix/ENTRY` (or `…/latest`) of an off-site repository into
+/// `into`: the entry is downloaded beside it (each object checked against its SHA-256), then
+/// written out as a local entry is, and the download removed. Endpoint and credentials come
+/// from the AWS environment variables.
+async fn restore_offsite(from: &str, into: &Path) -> Result<String, LocalError> {
+    let (repository, id) = crate::offsite::split_entry(from).map_err(failed)?;
+    let offsite = crate::offsite::config::OffsiteConfig {
+        url: repository,
+        endpoint: None,
+        region: None,
+        access_key_id: None,
+        secret_access_key_file: None,
+        allow_http: None,
+    };
+    let settings = offsite.resolve().map_err(failed)?;
+    let download = Downloaded(into.with_extension("offsite-download"));
+    let dir = download.0.clone();
+    let entry = tokio::task::spawn_blocking(move || {
+        let store = crate::offsite::store::Store::open(&settings)?;
+        crate::offsite::download::fetch(&store, &id, &dir, &mut |_| {})
+    })
+    .await
+    .map_err(|e| failed(e.to_string()))?
+    .map_err(|e| failed(format!("cannot download {from}: {e}")))?;
+    let (from_entry, to) = (entry.clone(), into.to_path_buf());
+    run_with_progress("restoring", entry.manifest.bytes(), move |tick| {
+        crate::catalog::materialize(&from_entry, &to, tick)
+    })
+    .await
+    .map_err(|e| {
+        failed(format!(
+            "entry {} of {from} does not restore: {e}",
+            entry.id
+        ))
+    })?;
+    Ok(format!(
+        "restored off-site entry {} ({} files, {} bytes, checksums checked)",
+        entry.id,
+        entry.manifest.files.len(),
+        entry.manifest.bytes()
+    ))
+}
+
+/// A download directory, removed when dropped.
+struct Downloaded(std::path::PathBuf);
+
+impl Drop for Downloaded {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Fails, naming the process, if a server or another sidecar uses `dir`.

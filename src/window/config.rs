@@ -176,6 +176,9 @@ pub struct CopyConfig {
     /// shared segments, so an entry costs the change without one.
     #[serde(default)]
     pub gc_journal_size: u64,
+    /// `[backup.copy.offsite]`: replicate each entry to object storage after its window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offsite: Option<crate::offsite::config::OffsiteConfig>,
 }
 
 impl CopyConfig {
@@ -189,6 +192,7 @@ impl CopyConfig {
             detach_timeout: default_detach_timeout(),
             scrub_interval: default_scrub_interval(),
             gc_journal_size: 0,
+            offsite: None,
         }
     }
 }

@@ -107,6 +107,7 @@ pub async fn run(
     if cfg.verify_after {
         shared.verifications.verify_new(shared, manifest.id.clone());
     }
+    upload_offsite(shared);
     Ok(json!({
         "entry": manifest.id,
         "files": manifest.files.len(),
@@ -312,7 +313,16 @@ async fn stop_copy_start(
     let committed = tokio::task::spawn_blocking(move || {
         pending.commit(&to_commit)?;
         let catalog = Catalog::open(&catalog_dir)?;
-        Ok::<_, std::io::Error>(catalog.retain(cfg.keep_last, cfg.max_age, SystemTime::now()))
+        // With an off-site repository, an entry stays until it is uploaded.
+        let offsite = cfg.offsite.is_some();
+        let not_uploaded =
+            |e: &crate::catalog::Entry| offsite && crate::offsite::upload::recorded(e).is_none();
+        Ok::<_, std::io::Error>(catalog.retain(
+            cfg.keep_last,
+            cfg.max_age,
+            SystemTime::now(),
+            &not_uploaded,
+        ))
     })
     .await
     .map_err(|e| ActionError::Copy(e.to_string()))?
@@ -372,6 +382,32 @@ async fn restart(shared: &Shared) -> Result<(), String> {
     Err(format!(
         "the server did not come back after the copy: {last}"
     ))
+}
+
+/// With `[backup.copy.offsite]`, uploads the entries not yet off-site in the background.
+pub fn upload_offsite(shared: &Arc<Shared>) {
+    let config = shared.config();
+    let Some(copy) = config.backup.copy.as_ref() else {
+        return;
+    };
+    let Some(offsite) = copy.offsite.clone() else {
+        return;
+    };
+    let retry = crate::offsite::background::Retry {
+        initial: config.backup.retry_initial,
+        max: config.backup.retry_max,
+    };
+    let (shared, catalog) = (shared.clone(), copy.catalog.clone());
+    shared.clone().uploads.spawn(async move {
+        crate::offsite::background::upload_pending(
+            &shared.uploads,
+            &shared.metrics,
+            &catalog,
+            &offsite,
+            retry,
+        )
+        .await;
+    });
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! that list the actions: a new [`Action`] does not compile until it is handled there.
 
 mod copy;
+pub use copy::upload_offsite;
 mod push;
 mod snapshot;
 mod sql;

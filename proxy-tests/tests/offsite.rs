@@ -1,0 +1,254 @@
+//! Copy entries replicated to an off-site repository on a real object store (SeaweedFS), and
+//! restored from there by the real binary:
+//! - after each copy window the entry is uploaded in the background; the second entry sends
+//!   only what the first did not (objects are named by their checksum);
+//! - `restore --from s3://…/latest` and `s3://…/ENTRY` rebuild each entry's rows, with nothing
+//!   but the repository and the AWS variables;
+//! - a missing object fails the restore, naming it, and leaves no target behind;
+//! - with the store down, the entry stays in the local catalog (retention keeps it) and is
+//!   uploaded once the store is back.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use doltgres_sidecar::catalog::Catalog;
+use doltgres_sidecar::offsite::config::OffsiteConfig;
+use doltgres_sidecar::offsite::upload::{self, UploadRecord};
+use proxy_tests::install;
+use proxy_tests::managed::{ManagedProxy, local_command_with};
+use proxy_tests::seaweedfs::{BUCKET, SeaweedFs};
+
+const PREFIX: &str = "server-a";
+
+/// A managed proxy whose copies go to `store` (the secret key in a file, the rest in the
+/// section), keeping `keep_last` entries locally.
+async fn managed_with_offsite(store: &SeaweedFs, keep_last: usize) -> ManagedProxy {
+    let (endpoint, key, secret) = (
+        store.endpoint.clone(),
+        store.access_key.clone(),
+        store.secret_key.clone(),
+    );
+    ManagedProxy::start(move |c, dir| {
+        let secret_file = dir.join("s3-secret");
+        std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+        let copy = c.backup.copy.as_mut().unwrap();
+        copy.keep_last = keep_last;
+        copy.offsite = Some(OffsiteConfig {
+            url: format!("s3://{BUCKET}/{PREFIX}"),
+            endpoint: Some(endpoint),
+            region: None,
+            access_key_id: Some(key),
+            secret_access_key_file: Some(secret_file),
+            allow_http: Some(true),
+        });
+        c.backup.retry_initial = Duration::from_millis(200);
+        c.backup.retry_max = Duration::from_secs(1);
+    })
+    .await
+}
+
+/// Waits until entry `id` of the catalog has its upload record.
+async fn uploaded(m: &ManagedProxy, id: &str, within: Duration) -> UploadRecord {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(record) = m
+            .catalog()
+            .entry(id)
+            .ok()
+            .and_then(|e| upload::recorded(&e))
+        {
+            return record;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "entry {id} was not uploaded within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn copy(m: &ManagedProxy) -> String {
+    let (code, record) = m.backup("copy").await;
+    assert_eq!(code, 200, "{record}");
+    record["cut"]["entry"].as_str().unwrap().to_string()
+}
+
+/// `restore --from URL --to target` with only the AWS variables to find the repository.
+fn restore(store: &SeaweedFs, from: &str, target: &Path) -> (bool, String, String) {
+    let doltgres = install::doltgres_binary().to_str().unwrap();
+    let args = [
+        "restore",
+        "--from",
+        from,
+        "--to",
+        target.to_str().unwrap(),
+        "--doltgres",
+        doltgres,
+    ];
+    let env = [
+        ("AWS_ENDPOINT_URL", store.endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", store.access_key.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", store.secret_key.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+    ];
+    local_command_with(&args, &env)
+}
+
+async fn notes(m: &ManagedProxy, dir: &Path) -> Vec<String> {
+    m.query_restored(dir, "postgres", "SELECT v FROM notes ORDER BY id")
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_go_off_site_deduplicated_and_restore_from_there() {
+    let store = SeaweedFs::start().await;
+    let m = managed_with_offsite(&store, 10).await;
+    let client = m.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE notes (id int primary key, v text);
+             INSERT INTO notes VALUES (1, 'one'), (2, 'two');
+             CREATE TABLE filler (id int primary key, pad text);
+             INSERT INTO filler SELECT generate_series(1, 100000), '';
+             UPDATE filler SET pad = md5(id::text) || md5((id + 1)::text);",
+        )
+        .await
+        .unwrap();
+    let first_id = copy(&m).await;
+    let first = uploaded(&m, &first_id, Duration::from_secs(120)).await;
+    client
+        .batch_execute("INSERT INTO notes VALUES (3, 'three')")
+        .await
+        .unwrap();
+    let second_id = copy(&m).await;
+    let second = uploaded(&m, &second_id, Duration::from_secs(120)).await;
+    eprintln!("first entry: {first:?}\nsecond entry: {second:?}");
+    assert_eq!(
+        first.sent, first.objects,
+        "a fresh repository lacks every object"
+    );
+    assert!(
+        second.sent < second.objects && second.bytes_deduplicated > 0,
+        "the second entry sent objects the first had sent: {second:?}"
+    );
+    // The second sent what changed: the journal's last (partial) 1 MiB segment, the index's,
+    // and small files — whatever the database's size.
+    let bound = 2 * (1 << 20) + (256 << 10);
+    assert!(
+        second.bytes_sent_raw <= bound && first.bytes_sent_raw >= 3 * second.bytes_sent_raw,
+        "the second entry (one row changed) sent {} bytes uncompressed (bound {bound}), the first {}",
+        second.bytes_sent_raw,
+        first.bytes_sent_raw
+    );
+    // Both listed in the repository, each with its manifest.
+    let list = store
+        .request(
+            "GET",
+            &format!("?list-type=2&prefix={PREFIX}%2Fentries%2F"),
+            &[],
+            None,
+        )
+        .await;
+    for id in [&first_id, &second_id] {
+        assert!(
+            list.text().contains(&format!("{PREFIX}/entries/{id}.json")),
+            "{}",
+            list.text()
+        );
+    }
+    let (_, metrics) = m.proxy.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("doltgres_sidecar_offsite_pending_entries 0"),
+        "{metrics}"
+    );
+
+    // Restored from the repository alone: the newest, and the first by its id.
+    let base = tempfile::tempdir().unwrap();
+    let latest = base.path().join("latest");
+    let repo = format!("s3://{BUCKET}/{PREFIX}");
+    let (ok, out, err) = restore(&store, &format!("{repo}/latest"), &latest);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains(&second_id), "{out}");
+    assert_eq!(notes(&m, &latest).await, ["one", "two", "three"]);
+    let older = base.path().join("older");
+    let (ok, out, err) = restore(&store, &format!("{repo}/{first_id}"), &older);
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(notes(&m, &older).await, ["one", "two"]);
+    // Nothing of the downloads is left beside the targets.
+    let mut left: Vec<String> = std::fs::read_dir(base.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["latest", "older"]);
+
+    // An object gone from the repository: the restore fails naming it, and leaves nothing.
+    let entry = m.catalog().entry(&second_id).unwrap();
+    let (sha, _) = doltgres_sidecar::offsite::objects_of(&entry.manifest)[0].clone();
+    let deleted = store
+        .request("DELETE", &format!("{PREFIX}/objects/{sha}.zst"), &[], None)
+        .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    let broken = base.path().join("broken");
+    let (ok, _, err) = restore(&store, &format!("{repo}/latest"), &broken);
+    assert!(
+        !ok && err.contains(&sha) && err.contains("missing"),
+        "{err}"
+    );
+    assert!(
+        !broken.exists(),
+        "a failed restore left {}",
+        broken.display()
+    );
+    m.proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_store_down_the_entry_stays_local_until_it_is_uploaded() {
+    let mut store = SeaweedFs::start().await;
+    let m = managed_with_offsite(&store, 1).await;
+    let client = m.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE notes (id int primary key, v text); INSERT INTO notes VALUES (1, 'one')",
+        )
+        .await
+        .unwrap();
+    let first_id = copy(&m).await;
+    uploaded(&m, &first_id, Duration::from_secs(120)).await;
+    store.kill();
+    client
+        .batch_execute("INSERT INTO notes VALUES (2, 'two')")
+        .await
+        .unwrap();
+    let second_id = copy(&m).await;
+    client
+        .batch_execute("INSERT INTO notes VALUES (3, 'three')")
+        .await
+        .unwrap();
+    let third_id = copy(&m).await;
+    // keep_last = 1, but neither unuploaded entry is deleted; the uploaded first one is.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ids: Vec<String> = Catalog::open(&m.catalog_dir())
+        .unwrap()
+        .entries()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(ids, [second_id.clone(), third_id.clone()]);
+    let (_, metrics) = m.proxy.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("doltgres_sidecar_offsite_pending_entries 2"),
+        "{metrics}"
+    );
+    // Back: both go up, oldest first.
+    store.restart().await;
+    uploaded(&m, &second_id, Duration::from_secs(60)).await;
+    uploaded(&m, &third_id, Duration::from_secs(60)).await;
+    let restored = tempfile::tempdir().unwrap();
+    let target = restored.path().join("r");
+    let (ok, out, err) = restore(&store, &format!("s3://{BUCKET}/{PREFIX}/latest"), &target);
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(notes(&m, &target).await, ["one", "two", "three"]);
+    m.proxy.stop().await;
+}

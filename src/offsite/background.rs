@@ -1,0 +1,146 @@
+//! Uploads run by the sidecar: after each copy window, and at start, every entry of the catalog
+//! not yet complete off-site is uploaded, oldest first, one upload at a time, with traffic
+//! flowing (never under the gate). A failed upload is retried with backoff (the backup's
+//! `retry_initial` doubling up to `retry_max`) until it succeeds or the process stops; the next
+//! start resumes it, and objects already in the repository are not sent again. An entry not
+//! uploaded yet is kept by the catalog's retention.
+
+use std::future::Future;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use super::config::OffsiteConfig;
+use super::store::Store;
+use super::upload::{self, UploadRecord};
+use crate::catalog::{Catalog, Entry};
+use crate::metrics::Metrics;
+
+/// The uploads running or waiting their turn. One per proxy.
+#[derive(Debug, Default)]
+pub struct Uploads {
+    tasks: TaskTracker,
+    /// Held by the upload under way.
+    turn: tokio::sync::Mutex<()>,
+    /// Cancelled when the process stops uploading.
+    stop: CancellationToken,
+}
+
+/// Backoff between failed attempts.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Uploads {
+    /// Runs `upload` (an [`upload_pending`]) as a tracked task.
+    pub fn spawn(&self, upload: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(upload);
+    }
+
+    /// Cancelled when uploads should stop.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Uploads running or waiting.
+    pub fn pending(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Waits up to `within` for the uploads started so far to end, then tells those left to
+    /// stop (they stop between attempts); false if some were still running.
+    pub async fn finish(&self, within: Duration) -> bool {
+        self.tasks.close();
+        let done = tokio::time::timeout(within, self.tasks.wait())
+            .await
+            .is_ok();
+        self.stop.cancel();
+        done
+    }
+}
+
+/// Entries of `catalog` without an upload record, oldest first.
+pub fn not_uploaded(catalog: &Path) -> Vec<Entry> {
+    Catalog {
+        dir: catalog.to_path_buf(),
+    }
+    .entries()
+    .into_iter()
+    .filter(|e| upload::recorded(e).is_none())
+    .collect()
+}
+
+/// Uploads every entry of `catalog` not yet off-site, retrying until each is there or `stop`
+/// is cancelled. One runs at a time.
+pub async fn upload_pending(
+    uploads: &Uploads,
+    metrics: &Metrics,
+    catalog: &Path,
+    offsite: &OffsiteConfig,
+    retry: Retry,
+) {
+    let _turn = uploads.turn.lock().await;
+    let stop = uploads.stop_token();
+    let mut delay = retry.initial;
+    loop {
+        let pending = not_uploaded(catalog);
+        metrics.offsite_pending_entries.set(pending.len() as i64);
+        let Some(entry) = pending.into_iter().next() else {
+            return;
+        };
+        let started = Instant::now();
+        match upload_one(offsite, &entry).await {
+            Ok(record) => {
+                delay = retry.initial;
+                metrics.offsite_uploaded_bytes.inc_by(record.bytes_sent);
+                metrics
+                    .offsite_deduplicated_bytes
+                    .inc_by(record.bytes_deduplicated);
+                metrics
+                    .last_offsite_success_timestamp_seconds
+                    .set(record.at_unix);
+                info!(
+                    entry = %entry.id,
+                    repository = %record.url,
+                    objects = record.objects,
+                    sent = record.sent,
+                    bytes_sent = record.bytes_sent,
+                    bytes_deduplicated = record.bytes_deduplicated,
+                    ms = started.elapsed().as_millis() as u64,
+                    "copy entry uploaded off-site"
+                );
+            }
+            Err(error) => {
+                warn!(entry = %entry.id, %error, retry_in = ?delay, "off-site upload failed");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(retry.max);
+            }
+        }
+        if stop.is_cancelled() {
+            return;
+        }
+    }
+}
+
+/// Uploads one entry and records it beside the entry.
+async fn upload_one(offsite: &OffsiteConfig, entry: &Entry) -> Result<UploadRecord, String> {
+    let settings = offsite.resolve()?;
+    let entry = entry.clone();
+    tokio::task::spawn_blocking(move || {
+        let store = Store::open(&settings)?;
+        let record = upload::upload(&store, &entry, &mut |_| {})?;
+        upload::record(&entry, &record)
+            .map_err(|e| format!("{}: recording the upload: {e}", entry.dir.display()))?;
+        Ok(record)
+    })
+    .await
+    .map_err(|e| format!("upload task failed: {e}"))?
+}

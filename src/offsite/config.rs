@@ -1,0 +1,142 @@
+//! `[backup.copy.offsite]`: where copy entries are replicated, and how the sidecar reaches it.
+//! What the section leaves out comes from the AWS conventions: `AWS_ENDPOINT_URL`, `AWS_REGION`
+//! (or `AWS_DEFAULT_REGION`), `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::store::Settings;
+
+/// `[backup.copy.offsite]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffsiteConfig {
+    /// `s3://bucket/prefix`: the repository.
+    pub url: String,
+    /// The S3 endpoint (`https://host[:port]`); default `AWS_ENDPOINT_URL`, else AWS's own for
+    /// the region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Default `AWS_REGION`, else `AWS_DEFAULT_REGION`, else `us-east-1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Default `AWS_ACCESS_KEY_ID`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    /// A file holding the secret access key (read at each upload, so a rotated secret is
+    /// used); default `AWS_SECRET_ACCESS_KEY`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Accept a plain `http://` endpoint; default `AWS_ALLOW_HTTP`, else false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_http: Option<bool>,
+}
+
+impl OffsiteConfig {
+    /// The repository's settings: this section over the process environment.
+    pub fn resolve(&self) -> Result<Settings, String> {
+        self.resolve_with(&|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// [`OffsiteConfig::resolve`] over the variables `env` gives.
+    pub fn resolve_with(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, String> {
+        super::parse_url(&self.url)?;
+        let access_key_id = self
+            .access_key_id
+            .clone()
+            .or_else(|| env("AWS_ACCESS_KEY_ID"))
+            .ok_or("offsite: no access key: set backup.copy.offsite.access_key_id or AWS_ACCESS_KEY_ID")?;
+        let secret_access_key = match &self.secret_access_key_file {
+            Some(file) => {
+                let text = std::fs::read_to_string(file).map_err(|e| {
+                    format!("offsite: secret_access_key_file {}: {e}", file.display())
+                })?;
+                let secret = text.trim_end_matches(['\n', '\r']).to_string();
+                if secret.is_empty() {
+                    return Err(format!(
+                        "offsite: secret_access_key_file {} is empty",
+                        file.display()
+                    ));
+                }
+                secret
+            }
+            None => env("AWS_SECRET_ACCESS_KEY").ok_or(
+                "offsite: no secret key: set backup.copy.offsite.secret_access_key_file or AWS_SECRET_ACCESS_KEY",
+            )?,
+        };
+        let allow_http = match self.allow_http {
+            Some(allow) => allow,
+            None => {
+                env("AWS_ALLOW_HTTP").is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+            }
+        };
+        Ok(Settings {
+            url: self.url.clone(),
+            endpoint: self.endpoint.clone().or_else(|| env("AWS_ENDPOINT_URL")),
+            region: self
+                .region
+                .clone()
+                .or_else(|| env("AWS_REGION"))
+                .or_else(|| env("AWS_DEFAULT_REGION"))
+                .unwrap_or_else(|| "us-east-1".into()),
+            access_key_id,
+            secret_access_key,
+            allow_http,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(url: &str) -> OffsiteConfig {
+        OffsiteConfig {
+            url: url.into(),
+            endpoint: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key_file: None,
+            allow_http: None,
+        }
+    }
+
+    #[test]
+    fn the_section_wins_over_the_environment_which_fills_the_rest() {
+        let env = |name: &str| match name {
+            "AWS_ACCESS_KEY_ID" => Some("env-key".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("env-secret".to_string()),
+            "AWS_ENDPOINT_URL" => Some("http://127.0.0.1:9000".to_string()),
+            "AWS_DEFAULT_REGION" => Some("eu-west-1".to_string()),
+            "AWS_ALLOW_HTTP" => Some("true".to_string()),
+            _ => None,
+        };
+        let resolved = section("s3://b/p").resolve_with(&env).unwrap();
+        assert_eq!(resolved.access_key_id, "env-key");
+        assert_eq!(resolved.secret_access_key, "env-secret");
+        assert_eq!(resolved.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(resolved.region, "eu-west-1");
+        assert!(resolved.allow_http);
+
+        let mut own = section("s3://b/p");
+        own.access_key_id = Some("mine".into());
+        own.region = Some("us-west-2".into());
+        own.allow_http = Some(false);
+        let resolved = own.resolve_with(&env).unwrap();
+        assert_eq!(
+            (resolved.access_key_id.as_str(), resolved.region.as_str()),
+            ("mine", "us-west-2")
+        );
+        assert!(!resolved.allow_http);
+    }
+
+    #[test]
+    fn missing_credentials_and_bad_urls_are_named() {
+        let none = |_: &str| None;
+        let e = section("s3://b").resolve_with(&none).unwrap_err();
+        assert!(e.contains("AWS_ACCESS_KEY_ID"), "{e}");
+        let e = section("gs://b").resolve_with(&none).unwrap_err();
+        assert!(e.contains("s3://"), "{e}");
+    }
+}

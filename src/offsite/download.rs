@@ -1,0 +1,112 @@
+//! Reading an entry back from the repository: its manifest, then every object it names,
+//! decompressed and checked against its SHA-256, laid out as a catalog entry in a local
+//! directory, from which `restore` writes the server's files as it does for a local entry.
+//! Blocking; run on a blocking thread.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use sha2::Digest;
+
+use super::store::Store;
+use super::{entry_key, object_key};
+use crate::catalog::Entry;
+use crate::catalog::copy_tree::{hex, private_dir_all, write_private};
+use crate::catalog::journal;
+use crate::catalog::manifest::Manifest;
+
+/// The ids of the entries listed in the repository, oldest first (ids sort by time).
+pub fn list(store: &Store) -> Result<Vec<String>, String> {
+    let dir = format!("{}entries/", store.prefix);
+    let mut ids: Vec<String> = store
+        .list(&dir)?
+        .into_iter()
+        .filter_map(|key| {
+            key.strip_prefix(&dir)?
+                .strip_suffix(".json")
+                .map(str::to_string)
+        })
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
+
+/// Entry `id` (or the newest, for `latest`) rebuilt in `dir` (which must be empty or absent).
+/// `progress` gets the uncompressed bytes of each object fetched.
+pub fn fetch(
+    store: &Store,
+    id: &str,
+    dir: &Path,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Entry, String> {
+    let id = match id {
+        "latest" => list(store)?
+            .pop()
+            .ok_or_else(|| format!("{} has no entries yet", store.url))?,
+        id => id.to_string(),
+    };
+    let bytes = store
+        .get(&entry_key(&store.prefix, &id))?
+        .ok_or_else(|| format!("no entry {id:?} in {}", store.url))?;
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("entry {id} in {}: unreadable manifest: {e}", store.url))?;
+    if manifest.id != id {
+        return Err(format!(
+            "entry {id} in {}: its manifest names {}",
+            store.url, manifest.id
+        ));
+    }
+    private_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // An object fetched once serves every place that holds the same bytes.
+    let mut fetched: HashMap<String, PathBuf> = HashMap::new();
+    for file in &manifest.files {
+        let rel = file
+            .relative()
+            .ok_or_else(|| format!("{:?}: not a path inside the entry", file.path))?;
+        let places: Vec<(String, PathBuf)> = match &file.segments {
+            Some(segments) => segments
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.sha256.clone(), journal::segment_path(dir, &file.path, i)))
+                .collect(),
+            None => vec![(file.sha256.clone(), dir.join("files").join(rel))],
+        };
+        for (sha, path) in places {
+            if let Some(parent) = path.parent() {
+                private_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+            }
+            if let Some(first) = fetched.get(&sha) {
+                std::fs::hard_link(first, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+                continue;
+            }
+            let raw = fetch_object(store, &sha)?;
+            write_private(&path, &raw).map_err(|e| format!("{}: {e}", path.display()))?;
+            progress(raw.len() as u64);
+            fetched.insert(sha, path);
+        }
+    }
+    write_private(&dir.join("manifest.json"), &bytes)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(Entry {
+        id,
+        dir: dir.to_path_buf(),
+        manifest,
+    })
+}
+
+/// The uncompressed bytes of object `sha256`, checked.
+fn fetch_object(store: &Store, sha256: &str) -> Result<Vec<u8>, String> {
+    let key = object_key(&store.prefix, sha256);
+    let packed = store
+        .get(&key)?
+        .ok_or_else(|| format!("{key} is missing from {}", store.url))?;
+    let raw = zstd::stream::decode_all(&packed[..])
+        .map_err(|e| format!("{key}: cannot decompress: {e}"))?;
+    let found = hex(&sha2::Sha256::digest(&raw));
+    if found != sha256 {
+        return Err(format!(
+            "{key} is damaged: its bytes hash to {found}, not {sha256}"
+        ));
+    }
+    Ok(raw)
+}

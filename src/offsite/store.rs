@@ -1,0 +1,202 @@
+//! The S3 requests the repository needs — put (optionally only if absent), get, exists, list —
+//! signed with AWS Signature V4 by `rusty-s3` (presigned URLs, valid for a minute) and sent with
+//! `ureq`. Blocking: callers run them on a blocking thread.
+
+use std::time::Duration;
+
+use rusty_s3::actions::ListObjectsV2;
+use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+
+/// How long a signed request stays valid.
+const SIGNED_FOR: Duration = Duration::from_secs(60);
+/// The longest one request may take, connect to last byte.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A bucket and prefix with the credentials to reach them.
+#[derive(Clone)]
+pub struct Store {
+    bucket: Bucket,
+    credentials: Credentials,
+    /// Empty, or ending in `/`.
+    pub prefix: String,
+    agent: ureq::Agent,
+    /// `s3://bucket/prefix`, for messages.
+    pub url: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("url", &self.url).finish()
+    }
+}
+
+/// What a conditional put found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Put {
+    Written,
+    /// `If-None-Match: *` and the key existed: nothing written.
+    AlreadyThere,
+}
+
+/// Where the repository is and who may use it, resolved from configuration and environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `s3://bucket/prefix`.
+    pub url: String,
+    /// `https://host[:port]`; path-style addressing is used with an explicit endpoint.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Whether an `http://` endpoint is accepted.
+    pub allow_http: bool,
+}
+
+impl Store {
+    pub fn open(settings: &Settings) -> Result<Store, String> {
+        let (name, prefix) = super::parse_url(&settings.url)?;
+        let (endpoint, style) = match &settings.endpoint {
+            Some(endpoint) => (endpoint.clone(), UrlStyle::Path),
+            None => (
+                format!("https://s3.{}.amazonaws.com", settings.region),
+                UrlStyle::VirtualHost,
+            ),
+        };
+        let parsed: url::Url = endpoint
+            .parse()
+            .map_err(|e| format!("offsite endpoint {endpoint}: {e}"))?;
+        if parsed.scheme() == "http" && !settings.allow_http {
+            return Err(format!(
+                "offsite endpoint {endpoint} is plain http: set allow_http (AWS_ALLOW_HTTP=true) to use it"
+            ));
+        }
+        let bucket = Bucket::new(parsed, style, name, settings.region.clone())
+            .map_err(|e| format!("offsite bucket in {}: {e}", settings.url))?;
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(REQUEST_TIMEOUT))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Ok(Store {
+            bucket,
+            credentials: Credentials::new(
+                settings.access_key_id.clone(),
+                settings.secret_access_key.clone(),
+            ),
+            prefix,
+            agent,
+            url: settings.url.clone(),
+        })
+    }
+
+    /// Writes `body` at `key`; with `only_if_absent`, only if nothing is there yet.
+    pub fn put(&self, key: &str, body: &[u8], only_if_absent: bool) -> Result<Put, String> {
+        let mut action = self.bucket.put_object(Some(&self.credentials), key);
+        if only_if_absent {
+            action.headers_mut().insert("if-none-match", "*");
+        }
+        let url = action.sign(SIGNED_FOR);
+        let mut request = self.agent.put(url.as_str());
+        if only_if_absent {
+            request = request.header("If-None-Match", "*");
+        }
+        let response = request.send(body).map_err(|e| format!("PUT {key}: {e}"))?;
+        match response.status().as_u16() {
+            200..=299 => Ok(Put::Written),
+            412 if only_if_absent => Ok(Put::AlreadyThere),
+            status => Err(refused("PUT", key, status, response)),
+        }
+    }
+
+    /// The object at `key`, or `None` if there is none.
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        let url = self
+            .bucket
+            .get_object(Some(&self.credentials), key)
+            .sign(SIGNED_FOR);
+        let mut response = self
+            .agent
+            .get(url.as_str())
+            .call()
+            .map_err(|e| format!("GET {key}: {e}"))?;
+        match response.status().as_u16() {
+            200 => response
+                .body_mut()
+                .with_config()
+                .limit(u64::MAX)
+                .read_to_vec()
+                .map(Some)
+                .map_err(|e| format!("GET {key}: {e}")),
+            404 => Ok(None),
+            status => Err(refused("GET", key, status, response)),
+        }
+    }
+
+    /// Whether an object is at `key`.
+    pub fn exists(&self, key: &str) -> Result<bool, String> {
+        let url = self
+            .bucket
+            .head_object(Some(&self.credentials), key)
+            .sign(SIGNED_FOR);
+        let response = self
+            .agent
+            .head(url.as_str())
+            .call()
+            .map_err(|e| format!("HEAD {key}: {e}"))?;
+        match response.status().as_u16() {
+            200 => Ok(true),
+            404 => Ok(false),
+            status => Err(refused("HEAD", key, status, response)),
+        }
+    }
+
+    /// Every key under `prefix` (relative to the bucket), in the store's (lexical) order.
+    pub fn list(&self, prefix: &str) -> Result<Vec<String>, String> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
+            action.with_prefix(prefix);
+            if let Some(token) = &token {
+                action.with_continuation_token(token.clone());
+            }
+            let url = action.sign(SIGNED_FOR);
+            let mut response = self
+                .agent
+                .get(url.as_str())
+                .call()
+                .map_err(|e| format!("list {prefix}: {e}"))?;
+            let status = response.status().as_u16();
+            if status != 200 {
+                return Err(refused("list", prefix, status, response));
+            }
+            let text = response
+                .body_mut()
+                .read_to_string()
+                .map_err(|e| format!("list {prefix}: {e}"))?;
+            let page = ListObjectsV2::parse_response(&text)
+                .map_err(|e| format!("list {prefix}: unreadable answer: {e}"))?;
+            keys.extend(page.contents.into_iter().map(|c| c.key));
+            match page.next_continuation_token {
+                Some(next) => token = Some(next),
+                None => return Ok(keys),
+            }
+        }
+    }
+}
+
+/// An error answer as one line: the method, the key, the status and S3's `<Code>`.
+fn refused(
+    method: &str,
+    key: &str,
+    status: u16,
+    mut response: ureq::http::Response<ureq::Body>,
+) -> String {
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    let code = body
+        .split_once("<Code>")
+        .and_then(|(_, rest)| rest.split_once("</Code>"))
+        .map(|(code, _)| format!(" {code}"))
+        .unwrap_or_default();
+    format!("{method} {key}: HTTP {status}{code}")
+}

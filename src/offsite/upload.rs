@@ -1,0 +1,139 @@
+//! Replicating one copy entry: every object it refers to that the repository lacks, compressed,
+//! then its manifest, only if absent. Blocking; run on a blocking thread.
+
+use std::fs::File;
+use std::io::Read;
+
+use serde::{Deserialize, Serialize};
+
+use super::store::{Put, Store};
+use super::{entry_key, object_key, objects_of};
+use crate::catalog::Entry;
+use crate::catalog::journal;
+
+/// zstd's level for objects: its default, fast enough to keep up with a disk.
+const LEVEL: i32 = 3;
+
+/// What an upload did; kept beside the entry as `offsite.json` once it succeeded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    /// The repository, `s3://bucket/prefix`.
+    pub url: String,
+    pub at_unix: f64,
+    /// Objects the entry refers to.
+    pub objects: usize,
+    /// Of those, the ones this upload sent (the others were there already).
+    pub sent: usize,
+    /// Uncompressed bytes of the objects sent.
+    pub bytes_sent_raw: u64,
+    /// Bytes sent, compressed.
+    pub bytes_sent: u64,
+    /// Uncompressed bytes of the objects already there.
+    pub bytes_deduplicated: u64,
+}
+
+/// The file beside an entry that says it is in the repository.
+pub const RECORD: &str = "offsite.json";
+
+/// The entry's upload record, if it was uploaded.
+pub fn recorded(entry: &Entry) -> Option<UploadRecord> {
+    let bytes = std::fs::read(entry.dir.join(RECORD)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Keeps `record` beside the entry (written to a temporary name, then renamed).
+pub fn record(entry: &Entry, record: &UploadRecord) -> std::io::Result<()> {
+    let tmp = entry.dir.join(format!(".{RECORD}.tmp"));
+    crate::catalog::copy_tree::write_private(&tmp, &serde_json::to_vec_pretty(record)?)?;
+    File::open(&tmp)?.sync_all()?;
+    std::fs::rename(tmp, entry.dir.join(RECORD))
+}
+
+/// Uploads `entry` to `store`: afterwards the entry is listed in the repository, whole.
+/// `progress` gets the uncompressed bytes of each object dealt with.
+pub fn upload(
+    store: &Store,
+    entry: &Entry,
+    progress: &mut dyn FnMut(u64),
+) -> Result<UploadRecord, String> {
+    let manifest_key = entry_key(&store.prefix, &entry.id);
+    let objects = objects_of(&entry.manifest);
+    let mut record = UploadRecord {
+        url: store.url.clone(),
+        at_unix: 0.0,
+        objects: objects.len(),
+        sent: 0,
+        bytes_sent_raw: 0,
+        bytes_sent: 0,
+        bytes_deduplicated: 0,
+    };
+    let places = places_by_sha(entry)?;
+    for (sha, size) in &objects {
+        let key = object_key(&store.prefix, sha);
+        if store.exists(&key)? {
+            record.bytes_deduplicated += size;
+        } else {
+            let path = places
+                .get(sha)
+                .ok_or_else(|| format!("entry {}: no file holds {sha}", entry.id))?;
+            let raw = read_checked(path, sha)?;
+            let packed = zstd::bulk::compress(&raw, LEVEL)
+                .map_err(|e| format!("compressing {}: {e}", path.display()))?;
+            store.put(&key, &packed, false)?;
+            record.sent += 1;
+            record.bytes_sent_raw += raw.len() as u64;
+            record.bytes_sent += packed.len() as u64;
+        }
+        progress(*size);
+    }
+    let manifest = serde_json::to_vec_pretty(&entry.manifest).map_err(|e| e.to_string())?;
+    match store.put(&manifest_key, &manifest, true)? {
+        Put::Written | Put::AlreadyThere => {}
+    }
+    record.at_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    Ok(record)
+}
+
+/// Where in the entry the bytes of each SHA-256 are: a file, or a journal segment.
+fn places_by_sha(
+    entry: &Entry,
+) -> Result<std::collections::HashMap<String, std::path::PathBuf>, String> {
+    let mut places = std::collections::HashMap::new();
+    for file in &entry.manifest.files {
+        match &file.segments {
+            Some(segments) => {
+                for (index, segment) in segments.iter().enumerate() {
+                    let path = journal::segment_path(&entry.dir, &file.path, index);
+                    places.entry(segment.sha256.clone()).or_insert(path);
+                }
+            }
+            None => {
+                places
+                    .entry(file.sha256.clone())
+                    .or_insert(entry.file_path(file)?);
+            }
+        }
+    }
+    Ok(places)
+}
+
+/// The bytes of `path`, which must hash to `sha256`: what goes off-site is what the entry's
+/// manifest says, never a file changed since.
+fn read_checked(path: &std::path::Path, sha256: &str) -> Result<Vec<u8>, String> {
+    use sha2::Digest;
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let found = crate::catalog::copy_tree::hex(&sha2::Sha256::digest(&bytes));
+    if found != sha256 {
+        return Err(format!(
+            "{} changed since it was copied (SHA-256 {found}, the manifest says {sha256}): not uploaded",
+            path.display()
+        ));
+    }
+    Ok(bytes)
+}
