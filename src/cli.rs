@@ -182,7 +182,9 @@ pub struct RestoreArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// A copy entry's id or `latest` (the newest copy), or a sync backup / push remote URL.
+    /// A copy entry's id or `latest` (the newest copy), an off-site entry
+    /// (s3://bucket/prefix/ENTRY or …/latest, found with the AWS variables), or a sync backup /
+    /// push remote URL.
     #[arg(value_name = "ID|latest|URL")]
     pub target: String,
     #[command(flatten)]

@@ -4,6 +4,8 @@
 //!   only what the first did not (objects are named by their checksum);
 //! - `restore --from s3://…/latest` and `s3://…/ENTRY` rebuild each entry's rows, with nothing
 //!   but the repository and the AWS variables;
+//! - `verify s3://…/latest` checks the uploaded entry on a scratch Doltgres; a damaged object
+//!   fails it, named;
 //! - a missing object fails the restore, naming it, and leaves no target behind;
 //! - with the store down, the entry stays in the local catalog (retention keeps it) and is
 //!   uploaded once the store is back.
@@ -73,25 +75,24 @@ async fn copy(m: &ManagedProxy) -> String {
     record["cut"]["entry"].as_str().unwrap().to_string()
 }
 
-/// `restore --from URL --to target` with only the AWS variables to find the repository.
-fn restore(store: &SeaweedFs, from: &str, target: &Path) -> (bool, String, String) {
+/// A local command with the pinned Doltgres and only the AWS variables to find the repository.
+fn local(store: &SeaweedFs, args: &[&str]) -> (bool, String, String) {
     let doltgres = install::doltgres_binary().to_str().unwrap();
-    let args = [
-        "restore",
-        "--from",
-        from,
-        "--to",
-        target.to_str().unwrap(),
-        "--doltgres",
-        doltgres,
-    ];
     let env = [
         ("AWS_ENDPOINT_URL", store.endpoint.as_str()),
         ("AWS_ACCESS_KEY_ID", store.access_key.as_str()),
         ("AWS_SECRET_ACCESS_KEY", store.secret_key.as_str()),
         ("AWS_ALLOW_HTTP", "true"),
     ];
-    local_command_with(&args, &env)
+    local_command_with(&[args, &["--doltgres", doltgres]].concat(), &env)
+}
+
+/// `restore --from URL --to target`.
+fn restore(store: &SeaweedFs, from: &str, target: &Path) -> (bool, String, String) {
+    local(
+        store,
+        &["restore", "--from", from, "--to", target.to_str().unwrap()],
+    )
 }
 
 async fn notes(m: &ManagedProxy, dir: &Path) -> Vec<String> {
@@ -182,9 +183,24 @@ async fn copies_go_off_site_deduplicated_and_restore_from_there() {
     left.sort();
     assert_eq!(left, ["latest", "older"]);
 
-    // An object gone from the repository: the restore fails naming it, and leaves nothing.
+    // Verified from the repository alone, on a scratch Doltgres.
+    let (ok, out, err) = local(&store, &["verify", &format!("{repo}/latest")]);
+    assert!(ok && out.contains("verifies"), "{out}\n{err}");
+
+    // A damaged object: verify names it.
     let entry = m.catalog().entry(&second_id).unwrap();
-    let (sha, _) = doltgres_sidecar::offsite::objects_of(&entry.manifest)[0].clone();
+    let objects = doltgres_sidecar::offsite::objects_of(&entry.manifest);
+    let (damaged, _) = objects.last().unwrap().clone();
+    let key = format!("{PREFIX}/objects/{damaged}.zst");
+    let put = store
+        .request("PUT", &key, &[], Some(b"not zstd at all".to_vec()))
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let (ok, _, err) = local(&store, &["verify", &format!("{repo}/latest")]);
+    assert!(!ok && err.contains(&key), "{err}");
+
+    // An object gone from the repository: the restore fails naming it, and leaves nothing.
+    let (sha, _) = objects[0].clone();
     let deleted = store
         .request("DELETE", &format!("{PREFIX}/objects/{sha}.zst"), &[], None)
         .await;

@@ -6,7 +6,7 @@
 pub mod place;
 pub mod progress;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::catalog::{Catalog, Entry};
 use crate::cli::{RestoreArgs, VerifyArgs};
@@ -178,11 +178,10 @@ pub async fn restore(args: &RestoreArgs) -> Result<String, LocalError> {
     ))
 }
 
-/// Restores entry `s3://bucket/prefix/ENTRY` (or `…/latest`) of an off-site repository into
-/// `into`: the entry is downloaded beside it (each object checked against its SHA-256), then
-/// written out as a local entry is, and the download removed. Endpoint and credentials come
-/// from the AWS environment variables.
-async fn restore_offsite(from: &str, into: &Path) -> Result<String, LocalError> {
+/// Downloads entry `s3://bucket/prefix/ENTRY` (or `…/latest`) of an off-site repository into
+/// `dir` (removed when the returned guard is dropped), each object checked against its
+/// SHA-256. Endpoint and credentials come from the AWS environment variables.
+async fn download_offsite(from: &str, dir: PathBuf) -> Result<(Entry, Downloaded), LocalError> {
     let (repository, id) = crate::offsite::split_entry(from).map_err(failed)?;
     let offsite = crate::offsite::config::OffsiteConfig {
         url: repository,
@@ -193,8 +192,7 @@ async fn restore_offsite(from: &str, into: &Path) -> Result<String, LocalError> 
         allow_http: None,
     };
     let settings = offsite.resolve().map_err(failed)?;
-    let download = Downloaded(into.with_extension("offsite-download"));
-    let dir = download.0.clone();
+    let download = Downloaded(dir.clone());
     let entry = tokio::task::spawn_blocking(move || {
         let store = crate::offsite::store::Store::open(&settings)?;
         crate::offsite::download::fetch(&store, &id, &dir, &mut |_| {})
@@ -202,6 +200,14 @@ async fn restore_offsite(from: &str, into: &Path) -> Result<String, LocalError> 
     .await
     .map_err(|e| failed(e.to_string()))?
     .map_err(|e| failed(format!("cannot download {from}: {e}")))?;
+    Ok((entry, download))
+}
+
+/// Restores an off-site entry into `into`: downloaded beside it, then written out as a local
+/// entry is, and the download removed.
+async fn restore_offsite(from: &str, into: &Path) -> Result<String, LocalError> {
+    let (entry, _download) =
+        download_offsite(from, into.with_extension("offsite-download")).await?;
     let (from_entry, to) = (entry.clone(), into.to_path_buf());
     run_with_progress("restoring", entry.manifest.bytes(), move |tick| {
         crate::catalog::materialize(&from_entry, &to, tick)
@@ -219,6 +225,31 @@ async fn restore_offsite(from: &str, into: &Path) -> Result<String, LocalError> 
         entry.manifest.files.len(),
         entry.manifest.bytes()
     ))
+}
+
+/// Verifies an off-site entry: downloaded to a temporary directory (every object checked), then
+/// verified on a scratch Doltgres as a local entry is.
+async fn verify_offsite(scratch: &verify::ScratchConfig, from: &str) -> Result<String, LocalError> {
+    let dir = std::env::temp_dir().join(format!(
+        "dgs-offsite-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    let (entry, _download) = download_offsite(from, dir).await?;
+    let mut bar = progress_bar("verifying", entry.manifest.bytes());
+    let result = verify::verify_entry(scratch, &entry, &mut |n| bar.tick(n)).await;
+    bar.finish();
+    result
+        .map(|detail| format!("off-site entry {} of {from} verifies: {detail}", entry.id))
+        .map_err(|detail| {
+            failed(format!(
+                "off-site entry {} of {from} does not verify: {detail}",
+                entry.id
+            ))
+        })
 }
 
 /// A download directory, removed when dropped.
@@ -245,6 +276,9 @@ fn refuse_if_in_use(dir: &Path) -> Result<(), LocalError> {
 /// `verify`: prints the result; fails if the backup does not verify.
 pub async fn verify(args: &VerifyArgs) -> Result<String, LocalError> {
     let local = places(&args.local)?;
+    if args.target.starts_with("s3://") {
+        return verify_offsite(&local.scratch, &args.target).await;
+    }
     if is_url(&args.target) {
         return verify::verify_url(&local.scratch, &args.target)
             .await
