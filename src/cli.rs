@@ -194,8 +194,21 @@ pub struct VerifyArgs {
 #[derive(Debug, Subcommand)]
 pub enum BackupsCommand {
     /// List recent windows, newest first (action, trigger, result, stall, duration, error), and
-    /// the copy entries with their verification.
-    List(ClientArgs),
+    /// the copy entries with their verification; with --repo, the entries of an off-site
+    /// repository instead.
+    List(ListArgs),
+}
+
+/// `backups list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// List the complete entries of this off-site repository (s3://bucket/prefix), oldest
+    /// first, found with the AWS variables (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP), instead of asking the sidecar.
+    #[arg(long, value_name = "S3_URL")]
+    pub repo: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 /// A client command's connection to the admin API, and its output.

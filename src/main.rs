@@ -118,8 +118,11 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
             format!("window {} resumed\n", v["resumed"])
         }),
         Command::Backups {
-            command: BackupsCommand::List(c),
-        } => call(&c, "GET", "/backups", client::backups_text),
+            command: BackupsCommand::List(args),
+        } => match &args.repo {
+            Some(repo) => local_command(local::list_repository(repo)),
+            None => call(&args.client, "GET", "/backups", client::backups_text),
+        },
         Command::Restore(args) => local_command(local::restore(&args)),
         Command::Verify(args) => local_command(local::verify(&args)),
     }

@@ -4,6 +4,7 @@
 //!   only what the first did not (objects are named by their checksum);
 //! - `restore --from s3://…/latest` and `s3://…/ENTRY` rebuild each entry's rows, with nothing
 //!   but the repository and the AWS variables;
+//! - `backups list --repo` lists both entries, oldest first;
 //! - `verify s3://…/latest` checks the uploaded entry on a scratch Doltgres; a damaged object
 //!   fails it, named;
 //! - a missing object fails the restore, naming it, and leaves no target behind;
@@ -75,16 +76,20 @@ async fn copy(m: &ManagedProxy) -> String {
     record["cut"]["entry"].as_str().unwrap().to_string()
 }
 
-/// A local command with the pinned Doltgres and only the AWS variables to find the repository.
-fn local(store: &SeaweedFs, args: &[&str]) -> (bool, String, String) {
-    let doltgres = install::doltgres_binary().to_str().unwrap();
-    let env = [
+/// The AWS variables that find `store`.
+fn aws_env(store: &SeaweedFs) -> [(&'static str, &str); 4] {
+    [
         ("AWS_ENDPOINT_URL", store.endpoint.as_str()),
         ("AWS_ACCESS_KEY_ID", store.access_key.as_str()),
         ("AWS_SECRET_ACCESS_KEY", store.secret_key.as_str()),
         ("AWS_ALLOW_HTTP", "true"),
-    ];
-    local_command_with(&[args, &["--doltgres", doltgres]].concat(), &env)
+    ]
+}
+
+/// A local command with the pinned Doltgres and only the AWS variables to find the repository.
+fn local(store: &SeaweedFs, args: &[&str]) -> (bool, String, String) {
+    let doltgres = install::doltgres_binary().to_str().unwrap();
+    local_command_with(&[args, &["--doltgres", doltgres]].concat(), &aws_env(store))
 }
 
 /// `restore --from URL --to target`.
@@ -182,6 +187,14 @@ async fn copies_go_off_site_deduplicated_and_restore_from_there() {
         .collect();
     left.sort();
     assert_eq!(left, ["latest", "older"]);
+
+    // Listed from the repository alone.
+    let (ok, out, err) =
+        local_command_with(&["backups", "list", "--repo", &repo], &aws_env(&store));
+    assert!(ok, "{out}\n{err}");
+    let first_line = out.lines().position(|l| l.starts_with(first_id.as_str()));
+    let second_line = out.lines().position(|l| l.starts_with(second_id.as_str()));
+    assert!(first_line.is_some() && first_line < second_line, "{out}");
 
     // Verified from the repository alone, on a scratch Doltgres.
     let (ok, out, err) = local(&store, &["verify", &format!("{repo}/latest")]);

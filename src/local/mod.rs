@@ -183,15 +183,7 @@ pub async fn restore(args: &RestoreArgs) -> Result<String, LocalError> {
 /// SHA-256. Endpoint and credentials come from the AWS environment variables.
 async fn download_offsite(from: &str, dir: PathBuf) -> Result<(Entry, Downloaded), LocalError> {
     let (repository, id) = crate::offsite::split_entry(from).map_err(failed)?;
-    let offsite = crate::offsite::config::OffsiteConfig {
-        url: repository,
-        endpoint: None,
-        region: None,
-        access_key_id: None,
-        secret_access_key_file: None,
-        allow_http: None,
-    };
-    let settings = offsite.resolve().map_err(failed)?;
+    let settings = offsite_settings(&repository)?;
     let download = Downloaded(dir.clone());
     let entry = tokio::task::spawn_blocking(move || {
         let store = crate::offsite::store::Store::open(&settings)?;
@@ -201,6 +193,58 @@ async fn download_offsite(from: &str, dir: PathBuf) -> Result<(Entry, Downloaded
     .map_err(|e| failed(e.to_string()))?
     .map_err(|e| failed(format!("cannot download {from}: {e}")))?;
     Ok((entry, download))
+}
+
+/// `backups list --repo s3://bucket/prefix`: the repository's complete entries, oldest first,
+/// each with its time, databases and size.
+pub async fn list_repository(url: &str) -> Result<String, LocalError> {
+    let settings = offsite_settings(url)?;
+    let (url, shown) = (url.to_string(), url.to_string());
+    tokio::task::spawn_blocking(move || {
+        let store = crate::offsite::store::Store::open(&settings)?;
+        let ids = crate::offsite::download::list(&store)?;
+        if ids.is_empty() {
+            return Ok(format!("{url} has no entries yet\n"));
+        }
+        let mut text = format!("{} entries in {url}, oldest first:\n", ids.len());
+        for id in ids {
+            let key = crate::offsite::entry_key(&store.prefix, &id);
+            let manifest: Option<crate::catalog::manifest::Manifest> = store
+                .get(&key)?
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            match manifest {
+                Some(m) => {
+                    let databases: Vec<&str> =
+                        m.databases.iter().map(|d| d.name.as_str()).collect();
+                    text.push_str(&format!(
+                        "{id}  {} files  {} bytes  databases {}\n",
+                        m.files.len(),
+                        m.bytes(),
+                        databases.join(",")
+                    ));
+                }
+                None => text.push_str(&format!("{id}  (manifest unreadable)\n")),
+            }
+        }
+        Ok(text)
+    })
+    .await
+    .map_err(|e| failed(e.to_string()))?
+    .map_err(|e: String| failed(format!("cannot list {shown}: {e}")))
+}
+
+/// The repository's settings, for a local command: from the AWS variables alone.
+fn offsite_settings(repository: &str) -> Result<crate::offsite::store::Settings, LocalError> {
+    crate::offsite::config::OffsiteConfig {
+        url: repository.to_string(),
+        endpoint: None,
+        region: None,
+        access_key_id: None,
+        secret_access_key_file: None,
+        allow_http: None,
+    }
+    .resolve()
+    .map_err(failed)
 }
 
 /// Restores an off-site entry into `into`: downloaded beside it, then written out as a local
