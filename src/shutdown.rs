@@ -91,7 +91,11 @@ pub async fn final_backup(shared: &std::sync::Arc<Shared>) {
     crate::window::trigger::final_window(shared).await;
     let uploads = shared.uploads.pending();
     if uploads > 0 {
-        let within = shared.config().backup.action_timeout;
+        // Uploads that fail (a store down, a wrong key) would only retry: not waited for.
+        let within = match shared.uploads.failing() {
+            Some(_) => Duration::ZERO,
+            None => shared.config().backup.action_timeout,
+        };
         info!(
             uploads,
             ?within,

@@ -8,6 +8,7 @@
 //! - `verify s3://…/latest` checks the uploaded entry on a scratch Doltgres; a damaged object
 //!   fails it, named;
 //! - a missing object fails the restore, naming it, and leaves no target behind;
+//! - a wrong secret key is said at start, in `/readyz` (still ready: clients are served);
 //! - with the store down, the entry stays in the local catalog (retention keeps it) and is
 //!   uploaded once the store is back.
 
@@ -26,10 +27,15 @@ const PREFIX: &str = "server-a";
 /// A managed proxy whose copies go to `store` (the secret key in a file, the rest in the
 /// section), keeping `keep_last` entries locally.
 async fn managed_with_offsite(store: &SeaweedFs, keep_last: usize) -> ManagedProxy {
+    managed_with_secret(store, keep_last, &store.secret_key).await
+}
+
+/// [`managed_with_offsite`] with this secret key.
+async fn managed_with_secret(store: &SeaweedFs, keep_last: usize, secret: &str) -> ManagedProxy {
     let (endpoint, key, secret) = (
         store.endpoint.clone(),
         store.access_key.clone(),
-        store.secret_key.clone(),
+        secret.to_string(),
     );
     ManagedProxy::start(move |c, dir| {
         let secret_file = dir.join("s3-secret");
@@ -279,5 +285,36 @@ async fn with_the_store_down_the_entry_stays_local_until_it_is_uploaded() {
     let (ok, out, err) = restore(&store, &format!("s3://{BUCKET}/{PREFIX}/latest"), &target);
     assert!(ok, "{out}\n{err}");
     assert_eq!(notes(&m, &target).await, ["one", "two", "three"]);
+    m.proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_key_is_said_at_start_in_readyz_and_the_entries_stay_local() {
+    let store = SeaweedFs::start().await;
+    let m = managed_with_secret(&store, 1, "not-the-secret").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let body = loop {
+        let (code, body) = m.proxy.admin_get("/readyz").await;
+        assert_eq!(code, 200, "{body}");
+        if body.contains("off-site") {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "/readyz never said: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(body.contains("403"), "{body}");
+    m.connect()
+        .await
+        .batch_execute("CREATE TABLE t (i int primary key)")
+        .await
+        .unwrap();
+    let first = copy(&m).await;
+    let second = copy(&m).await;
+    let ids: Vec<String> = m.catalog().entries().into_iter().map(|e| e.id).collect();
+    assert_eq!(
+        ids,
+        [first, second],
+        "keep_last = 1 deleted an entry not uploaded"
+    );
     m.proxy.stop().await;
 }

@@ -137,15 +137,22 @@ async fn openapi_json() -> impl IntoResponse {
     )
 }
 
-/// Ready when the upstream accepts TCP connections.
+/// Ready when the upstream accepts TCP connections. An off-site repository that cannot be used
+/// is said in the body, without making the sidecar unready: clients are served all the same.
 #[utoipa::path(get, path = "/readyz",
     responses(
-        (status = 200, description = "the upstream accepts connections", body = String, content_type = "text/plain"),
+        (status = 200, description = "the upstream accepts connections (and, on a second line, why off-site uploads fail, if they do)", body = String, content_type = "text/plain"),
         (status = 503, description = "the upstream is unreachable", body = String, content_type = "text/plain"),
     ))]
 async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     match shared.upstream.reachable().await {
-        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+        Ok(()) => match shared.uploads.failing() {
+            None => (StatusCode::OK, "ready\n".to_string()),
+            Some(why) => (
+                StatusCode::OK,
+                format!("ready\noff-site uploads failing: {why}\n"),
+            ),
+        },
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
     }
 }

@@ -27,6 +27,8 @@ pub struct Uploads {
     turn: tokio::sync::Mutex<()>,
     /// Cancelled when the process stops uploading.
     stop: CancellationToken,
+    /// Why the last attempt to reach the repository failed, until one succeeds.
+    failing: std::sync::Mutex<Option<String>>,
 }
 
 /// Backoff between failed attempts.
@@ -45,6 +47,15 @@ impl Uploads {
     /// Cancelled when uploads should stop.
     pub fn stop_token(&self) -> CancellationToken {
         self.stop.clone()
+    }
+
+    /// Why the repository cannot be used, if the last attempt failed.
+    pub fn failing(&self) -> Option<String> {
+        self.failing.lock().unwrap().clone()
+    }
+
+    fn set_failing(&self, why: Option<String>) {
+        *self.failing.lock().unwrap() = why;
     }
 
     /// Uploads running or waiting.
@@ -76,7 +87,9 @@ pub fn not_uploaded(catalog: &Path) -> Vec<Entry> {
 }
 
 /// Uploads every entry of `catalog` not yet off-site, retrying until each is there or `stop`
-/// is cancelled. One runs at a time.
+/// is cancelled. One runs at a time. With nothing to upload it still lists the repository once,
+/// so that a wrong endpoint or key is said at start (in the log and in `/readyz`), not at the
+/// first copy.
 pub async fn upload_pending(
     uploads: &Uploads,
     metrics: &Metrics,
@@ -91,12 +104,22 @@ pub async fn upload_pending(
         let pending = not_uploaded(catalog);
         metrics.offsite_pending_entries.set(pending.len() as i64);
         let Some(entry) = pending.into_iter().next() else {
+            if uploads.failing().is_none() {
+                match probe(offsite).await {
+                    Ok(()) => {}
+                    Err(error) => {
+                        warn!(%error, "the off-site repository cannot be used");
+                        uploads.set_failing(Some(error));
+                    }
+                }
+            }
             return;
         };
         let started = Instant::now();
         match upload_one(offsite, &entry).await {
             Ok(record) => {
                 delay = retry.initial;
+                uploads.set_failing(None);
                 metrics.offsite_uploaded_bytes.inc_by(record.bytes_sent);
                 metrics
                     .offsite_deduplicated_bytes
@@ -117,6 +140,7 @@ pub async fn upload_pending(
             }
             Err(error) => {
                 warn!(entry = %entry.id, %error, retry_in = ?delay, "off-site upload failed");
+                uploads.set_failing(Some(error));
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(delay) => {}
@@ -143,4 +167,15 @@ async fn upload_one(offsite: &OffsiteConfig, entry: &Entry) -> Result<UploadReco
     })
     .await
     .map_err(|e| format!("upload task failed: {e}"))?
+}
+
+/// Lists the repository's entries: the endpoint answers and the key is accepted.
+async fn probe(offsite: &OffsiteConfig) -> Result<(), String> {
+    let settings = offsite.resolve()?;
+    tokio::task::spawn_blocking(move || {
+        let store = Store::open(&settings)?;
+        super::download::list(&store).map(|_| ())
+    })
+    .await
+    .map_err(|e| format!("probe task failed: {e}"))?
 }
