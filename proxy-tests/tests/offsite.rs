@@ -8,6 +8,8 @@
 //! - `verify s3://…/latest` checks the uploaded entry on a scratch Doltgres; a damaged object
 //!   fails it, named;
 //! - a missing object fails the restore, naming it, and leaves no target behind;
+//! - with `keep_last = 2` in the repository, a third entry takes the first's manifest and the
+//!   objects only it named out of the repository, and the others still restore;
 //! - a wrong secret key is said at start, in `/readyz` (still ready: clients are served);
 //! - with the store down, the entry stays in the local catalog (retention keeps it) and is
 //!   uploaded once the store is back.
@@ -32,6 +34,16 @@ async fn managed_with_offsite(store: &SeaweedFs, keep_last: usize) -> ManagedPro
 
 /// [`managed_with_offsite`] with this secret key.
 async fn managed_with_secret(store: &SeaweedFs, keep_last: usize, secret: &str) -> ManagedProxy {
+    managed_with(store, keep_last, secret, 0).await
+}
+
+/// [`managed_with_secret`], keeping `repository_keep_last` entries in the repository.
+async fn managed_with(
+    store: &SeaweedFs,
+    keep_last: usize,
+    secret: &str,
+    repository_keep_last: usize,
+) -> ManagedProxy {
     let (endpoint, key, secret) = (
         store.endpoint.clone(),
         store.access_key.clone(),
@@ -49,6 +61,8 @@ async fn managed_with_secret(store: &SeaweedFs, keep_last: usize, secret: &str) 
             access_key_id: Some(key),
             secret_access_key_file: Some(secret_file),
             allow_http: Some(true),
+            keep_last: repository_keep_last,
+            max_age: None,
         });
         c.backup.retry_initial = Duration::from_millis(200);
         c.backup.retry_max = Duration::from_secs(1);
@@ -316,5 +330,89 @@ async fn a_wrong_key_is_said_at_start_in_readyz_and_the_entries_stay_local() {
         [first, second],
         "keep_last = 1 deleted an entry not uploaded"
     );
+    m.proxy.stop().await;
+}
+
+/// The keys under `prefix` in the store's bucket.
+async fn keys(store: &SeaweedFs, prefix: &str) -> Vec<String> {
+    let list = store
+        .request(
+            "GET",
+            &format!("?list-type=2&prefix={}", prefix.replace('/', "%2F")),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(list.status, 200, "{}", list.text());
+    list.text()
+        .split("<Key>")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("</Key>").map(|(k, _)| k.to_string()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_repository_keeps_its_last_entries_and_only_the_objects_they_name() {
+    let store = SeaweedFs::start().await;
+    let m = managed_with(&store, 10, &store.secret_key, 2).await;
+    let client = m.connect().await;
+    client
+        .batch_execute("CREATE TABLE notes (id int primary key, v text)")
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for n in 1..=3 {
+        client
+            .batch_execute(&format!("INSERT INTO notes VALUES ({n}, 'note {n}')"))
+            .await
+            .unwrap();
+        let id = copy(&m).await;
+        uploaded(&m, &id, Duration::from_secs(120)).await;
+        ids.push(id);
+    }
+    // The first entry leaves the repository (the local catalog keeps its own ten).
+    let expected: Vec<String> = ids[1..]
+        .iter()
+        .map(|id| format!("{PREFIX}/entries/{id}.json"))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while keys(&store, &format!("{PREFIX}/entries/")).await != expected {
+        assert!(
+            Instant::now() < deadline,
+            "the repository kept {:?}",
+            keys(&store, &format!("{PREFIX}/entries/")).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Exactly the objects the two remaining entries name.
+    let mut named: Vec<String> = ids[1..]
+        .iter()
+        .flat_map(|id| {
+            doltgres_sidecar::offsite::objects_of(&m.catalog().entry(id).unwrap().manifest)
+        })
+        .map(|(sha, _)| format!("{PREFIX}/objects/{sha}.zst"))
+        .collect();
+    named.sort();
+    named.dedup();
+    let only_first: Vec<String> =
+        doltgres_sidecar::offsite::objects_of(&m.catalog().entry(&ids[0]).unwrap().manifest)
+            .into_iter()
+            .map(|(sha, _)| format!("{PREFIX}/objects/{sha}.zst"))
+            .filter(|k| !named.contains(k))
+            .collect();
+    assert!(
+        !only_first.is_empty(),
+        "the first entry had no object of its own"
+    );
+    assert_eq!(keys(&store, &format!("{PREFIX}/objects/")).await, named);
+    // The older of the two still restores whole.
+    let target = m.dir.path().join("restored");
+    let (ok, out, err) = restore(
+        &store,
+        &format!("s3://{BUCKET}/{PREFIX}/{}", ids[1]),
+        &target,
+    );
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(notes(&m, &target).await, ["note 1", "note 2"]);
     m.proxy.stop().await;
 }

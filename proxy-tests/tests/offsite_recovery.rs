@@ -39,6 +39,8 @@ fn offsite(store: &SeaweedFs, secrets: &std::path::Path) -> OffsiteConfig {
         access_key_id: Some(store.access_key.clone()),
         secret_access_key_file: Some(file),
         allow_http: Some(true),
+        keep_last: 0,
+        max_age: None,
     }
 }
 

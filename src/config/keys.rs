@@ -164,6 +164,8 @@ pub static KEYS: &[Key] = &[
     k("backup.copy.offsite.access_key_id", "backup-copy-offsite-access-key-id", Text, "KEY", "Off-site: the access key id [default: AWS_ACCESS_KEY_ID]"),
     k("backup.copy.offsite.secret_access_key_file", "backup-copy-offsite-secret-access-key-file", Text, "FILE", "Off-site: a file holding the secret access key, read at each upload [default: AWS_SECRET_ACCESS_KEY]"),
     k("backup.copy.offsite.allow_http", "backup-copy-offsite-allow-http", Switch, "BOOL", "Off-site: accept a plain http:// endpoint [default: AWS_ALLOW_HTTP, else false]"),
+    k("backup.copy.offsite.keep_last", "backup-copy-offsite-keep-last", Number, "N", "Off-site: keep at most this many entries in the repository, never the newest (0: no limit) [default: 0]"),
+    k("backup.copy.offsite.max_age", "backup-copy-offsite-max-age", Text, "DURATION", "Off-site: delete entries older than this from the repository, never the newest"),
     k("backup.copy.detach_timeout", "backup-copy-detach-timeout", Text, "DURATION", "Copy: how long sessions may take to close their upstream connections [default: 5s]"),
     k("server.control", "control", Text, "MODE", "Server control: external, managed (the sidecar runs Doltgres) or command [default: external]"),
     k("server.binary", "doltgres", Text, "PATH", "Managed: the Doltgres binary [default: doltgres on PATH]"),

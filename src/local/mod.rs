@@ -235,16 +235,9 @@ pub async fn list_repository(url: &str) -> Result<String, LocalError> {
 
 /// The repository's settings, for a local command: from the AWS variables alone.
 fn offsite_settings(repository: &str) -> Result<crate::offsite::store::Settings, LocalError> {
-    crate::offsite::config::OffsiteConfig {
-        url: repository.to_string(),
-        endpoint: None,
-        region: None,
-        access_key_id: None,
-        secret_access_key_file: None,
-        allow_http: None,
-    }
-    .resolve()
-    .map_err(failed)
+    crate::offsite::config::OffsiteConfig::from_url(repository)
+        .resolve()
+        .map_err(failed)
 }
 
 /// Restores an off-site entry into `into`: downloaded beside it, then written out as a local

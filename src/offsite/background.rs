@@ -3,7 +3,8 @@
 //! flowing (never under the gate). A failed upload is retried with backoff (the backup's
 //! `retry_initial` doubling up to `retry_max`) until it succeeds or the process stops; the next
 //! start resumes it, and objects already in the repository are not sent again. An entry not
-//! uploaded yet is kept by the catalog's retention.
+//! uploaded yet is kept by the catalog's retention. Once everything is uploaded, the section's
+//! `keep_last` and `max_age` are applied to the repository ([`super::prune`]).
 
 use std::future::Future;
 use std::path::Path;
@@ -100,10 +101,22 @@ pub async fn upload_pending(
     let _turn = uploads.turn.lock().await;
     let stop = uploads.stop_token();
     let mut delay = retry.initial;
+    let mut uploaded_any = false;
     loop {
         let pending = not_uploaded(catalog);
         metrics.offsite_pending_entries.set(pending.len() as i64);
         let Some(entry) = pending.into_iter().next() else {
+            if uploaded_any && (offsite.keep_last > 0 || offsite.max_age.is_some()) {
+                match prune_repository(offsite).await {
+                    Ok(pruned) if !pruned.entries.is_empty() => info!(
+                        entries = ?pruned.entries,
+                        objects = pruned.objects,
+                        "off-site retention deleted entries and the objects only they named"
+                    ),
+                    Ok(_) => {}
+                    Err(error) => warn!(%error, "off-site retention failed"),
+                }
+            }
             if uploads.failing().is_none() {
                 match probe(offsite).await {
                     Ok(()) => {}
@@ -119,6 +132,7 @@ pub async fn upload_pending(
         match upload_one(offsite, &entry).await {
             Ok(record) => {
                 delay = retry.initial;
+                uploaded_any = true;
                 uploads.set_failing(None);
                 metrics.offsite_uploaded_bytes.inc_by(record.bytes_sent);
                 metrics
@@ -178,4 +192,20 @@ async fn probe(offsite: &OffsiteConfig) -> Result<(), String> {
     })
     .await
     .map_err(|e| format!("probe task failed: {e}"))?
+}
+
+/// Applies the section's `keep_last` and `max_age` to the repository.
+async fn prune_repository(offsite: &OffsiteConfig) -> Result<super::prune::Pruned, String> {
+    let settings = offsite.resolve()?;
+    let (keep_last, max_age) = (offsite.keep_last, offsite.max_age);
+    tokio::task::spawn_blocking(move || {
+        let store = Store::open(&settings)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        super::prune::prune(&store, keep_last, max_age, now)
+    })
+    .await
+    .map_err(|e| format!("prune task failed: {e}"))?
 }

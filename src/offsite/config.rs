@@ -31,6 +31,33 @@ pub struct OffsiteConfig {
     /// Accept a plain `http://` endpoint; default `AWS_ALLOW_HTTP`, else false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_http: Option<bool>,
+    /// Keep at most this many entries in the repository (0: no limit); never the newest.
+    #[serde(default)]
+    pub keep_last: usize,
+    /// Delete entries older than this from the repository; never the newest.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_age: Option<std::time::Duration>,
+}
+
+impl OffsiteConfig {
+    /// The repository at `url`, everything else from the environment, no retention: what the
+    /// local commands use.
+    pub fn from_url(url: &str) -> OffsiteConfig {
+        OffsiteConfig {
+            url: url.to_string(),
+            endpoint: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key_file: None,
+            allow_http: None,
+            keep_last: 0,
+            max_age: None,
+        }
+    }
 }
 
 impl OffsiteConfig {
@@ -92,14 +119,7 @@ mod tests {
     use super::*;
 
     fn section(url: &str) -> OffsiteConfig {
-        OffsiteConfig {
-            url: url.into(),
-            endpoint: None,
-            region: None,
-            access_key_id: None,
-            secret_access_key_file: None,
-            allow_http: None,
-        }
+        OffsiteConfig::from_url(url)
     }
 
     #[test]

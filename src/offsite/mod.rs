@@ -20,6 +20,7 @@
 pub mod background;
 pub mod config;
 pub mod download;
+pub mod prune;
 pub mod store;
 pub mod upload;
 

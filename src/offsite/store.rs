@@ -1,4 +1,5 @@
-//! The S3 requests the repository needs — put (optionally only if absent), get, exists, list —
+//! The S3 requests the repository needs — put (optionally only if absent), get, exists, delete,
+//! list —
 //! signed with AWS Signature V4 by `rusty-s3` (presigned URLs, valid for a minute) and sent with
 //! `ureq`. Blocking: callers run them on a blocking thread.
 
@@ -147,6 +148,23 @@ impl Store {
             200 => Ok(true),
             404 => Ok(false),
             status => Err(refused("HEAD", key, status, response)),
+        }
+    }
+
+    /// Deletes the object at `key` (nothing there is no error: S3 answers 204 either way).
+    pub fn delete(&self, key: &str) -> Result<(), String> {
+        let url = self
+            .bucket
+            .delete_object(Some(&self.credentials), key)
+            .sign(SIGNED_FOR);
+        let response = self
+            .agent
+            .delete(url.as_str())
+            .call()
+            .map_err(|e| format!("DELETE {key}: {e}"))?;
+        match response.status().as_u16() {
+            200..=299 | 404 => Ok(()),
+            status => Err(refused("DELETE", key, status, response)),
         }
     }
 
