@@ -200,6 +200,37 @@ impl Drop for SidecarProcess {
     }
 }
 
+/// A test bed server's process (SeaweedFS, Dolt's remote server), killed and reaped when
+/// dropped or told to.
+#[derive(Default)]
+pub struct ServerChild(Option<std::process::Child>);
+
+impl ServerChild {
+    pub fn set(&mut self, child: std::process::Child) {
+        self.kill();
+        self.0 = Some(child);
+    }
+
+    /// SIGKILL, then reap it; nothing if it is not running.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Its exit status, if it has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+}
+
+impl Drop for ServerChild {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// `POST url` without a body: the status code (0 if no answer) and the body.
 pub fn post(url: &str) -> (u16, String) {
     match ureq::post(url)

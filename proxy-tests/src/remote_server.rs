@@ -6,7 +6,7 @@
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,7 @@ pub fn binary() -> &'static Path {
 /// A running remote server, killed when dropped; its directory holds one repository per path
 /// (`http://127.0.0.1:PORT/NAME`).
 pub struct RemoteServer {
-    child: Option<Child>,
+    child: crate::process::ServerChild,
     dir: TempDir,
     /// The port it serves gRPC and HTTP on.
     pub port: u16,
@@ -44,7 +44,7 @@ impl RemoteServer {
 
     async fn spawn(dir: TempDir, port: u16, read_only: bool) -> RemoteServer {
         let mut server = RemoteServer {
-            child: None,
+            child: Default::default(),
             dir,
             port,
             read_only,
@@ -66,7 +66,8 @@ impl RemoteServer {
         if self.read_only {
             command.arg("-read-only");
         }
-        self.child = Some(command.spawn().expect("cannot start remotesrv"));
+        self.child
+            .set(command.spawn().expect("cannot start remotesrv"));
         self.wait_listening().await;
     }
 
@@ -77,7 +78,7 @@ impl RemoteServer {
             if TcpStream::connect(&addr).is_ok() {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+            if let Some(status) = self.child.exited() {
                 panic!("remotesrv exited at start: {status}");
             }
             assert!(
@@ -100,21 +101,12 @@ impl RemoteServer {
 
     /// Kills the server (the port stops answering; its repositories stay on disk).
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.child.kill();
     }
 
     /// Starts the server again on the same port and directory.
     pub async fn restart(&mut self) {
         self.kill();
         self.launch().await;
-    }
-}
-
-impl Drop for RemoteServer {
-    fn drop(&mut self) {
-        self.kill();
     }
 }

@@ -5,7 +5,7 @@
 //! any S3 client signs them.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,7 @@ pub const REGION: &str = "us-east-1";
 
 /// A running SeaweedFS, killed when dropped.
 pub struct SeaweedFs {
-    child: Option<Child>,
+    child: crate::process::ServerChild,
     dir: TempDir,
     /// The S3 endpoint, `http://127.0.0.1:PORT`.
     pub endpoint: String,
@@ -68,7 +68,7 @@ impl SeaweedFs {
             ports.push((flag, free_port()));
         }
         let mut store = SeaweedFs {
-            child: None,
+            child: Default::default(),
             dir,
             endpoint: format!("http://127.0.0.1:{s3}"),
             access_key: format!("sidecar{}", std::process::id()),
@@ -116,14 +116,15 @@ impl SeaweedFs {
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
-        self.child = Some(command.spawn().expect("cannot start SeaweedFS"));
+        self.child
+            .set(command.spawn().expect("cannot start SeaweedFS"));
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             let reply = self.request("HEAD", "", &[], None).await;
             if reply.status == 200 {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+            if let Some(status) = self.child.exited() {
                 panic!("SeaweedFS exited at start ({status}):\n{}", self.log());
             }
             assert!(
@@ -216,21 +217,12 @@ impl SeaweedFs {
 
     /// Kills the server (SIGKILL); its data stays in its directory.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.child.kill();
     }
 
     /// Starts it again on the same ports and data.
     pub async fn restart(&mut self) {
         self.kill();
         self.launch().await;
-    }
-}
-
-impl Drop for SeaweedFs {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
