@@ -15,7 +15,14 @@ use std::collections::BTreeMap;
 
 use super::journal;
 use super::manifest::{FileRecord, Manifest};
-use crate::control::CopySources;
+
+/// What a copy takes: the data directory, and files beside it that the server needs to come
+/// back identically, each with the path it gets inside the copy.
+#[derive(Debug, Clone)]
+pub struct CopySources {
+    pub data_dir: PathBuf,
+    pub extra: Vec<(PathBuf, PathBuf)>,
+}
 
 /// Files of the data directory that only describe a running server.
 const RUNTIME_FILES: &[&str] = &["data/.dolt/sql-server.info"];

@@ -47,13 +47,7 @@ pub enum ControlError {
     External,
 }
 
-/// What a copy takes: the data directory, and files beside it that the server needs to come
-/// back identically, each with the path it gets inside the copy.
-#[derive(Debug, Clone)]
-pub struct CopySources {
-    pub data_dir: PathBuf,
-    pub extra: Vec<(PathBuf, PathBuf)>,
-}
+pub use crate::catalog::copy_tree::CopySources;
 
 /// Server control and availability, shared by every session and window.
 pub struct Control {
