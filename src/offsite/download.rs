@@ -4,6 +4,7 @@
 //! Blocking; run on a blocking thread.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::Digest;
@@ -11,7 +12,7 @@ use sha2::Digest;
 use super::store::Store;
 use super::{entry_key, object_key};
 use crate::catalog::Entry;
-use crate::catalog::copy_tree::{hex, private_dir_all, write_private};
+use crate::catalog::copy_tree::{hex, private_dir_all, private_file, write_private};
 use crate::catalog::journal;
 use crate::catalog::manifest::Manifest;
 
@@ -79,9 +80,8 @@ pub fn fetch(
                 std::fs::hard_link(first, &path).map_err(|e| format!("{}: {e}", path.display()))?;
                 continue;
             }
-            let raw = fetch_object(store, &sha)?;
-            write_private(&path, &raw).map_err(|e| format!("{}: {e}", path.display()))?;
-            progress(raw.len() as u64);
+            let len = fetch_object(store, &sha, &path)?;
+            progress(len);
             fetched.insert(sha, path);
         }
     }
@@ -94,19 +94,55 @@ pub fn fetch(
     })
 }
 
-/// The uncompressed bytes of object `sha256`, checked.
-fn fetch_object(store: &Store, sha256: &str) -> Result<Vec<u8>, String> {
+/// Object `sha256` decompressed into `path` as it arrives, checked; returns its length. A
+/// damaged object leaves no file behind.
+fn fetch_object(store: &Store, sha256: &str, path: &Path) -> Result<u64, String> {
     let key = object_key(&store.prefix, sha256);
-    let packed = store
-        .get(&key)?
-        .ok_or_else(|| format!("{key} is missing from {}", store.url))?;
-    let raw = zstd::stream::decode_all(&packed[..])
+    let file = private_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let result = (|| {
+        let mut decoder = zstd::stream::write::Decoder::new(Hashing {
+            inner: &file,
+            hasher: sha2::Sha256::default(),
+            len: 0,
+        })
         .map_err(|e| format!("{key}: cannot decompress: {e}"))?;
-    let found = hex(&sha2::Sha256::digest(&raw));
-    if found != sha256 {
-        return Err(format!(
-            "{key} is damaged: its bytes hash to {found}, not {sha256}"
-        ));
+        if !store.get_into(&key, &mut decoder)? {
+            return Err(format!("{key} is missing from {}", store.url));
+        }
+        decoder
+            .flush()
+            .map_err(|e| format!("{key}: cannot decompress: {e}"))?;
+        let out = decoder.into_inner();
+        let found = hex(&out.hasher.finalize());
+        if found != sha256 {
+            return Err(format!(
+                "{key} is damaged: its bytes hash to {found}, not {sha256}"
+            ));
+        }
+        Ok(out.len)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(path);
     }
-    Ok(raw)
+    result
+}
+
+/// A writer that hashes and counts what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: sha2::Sha256,
+    len: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }

@@ -109,6 +109,45 @@ impl Store {
         }
     }
 
+    /// Writes the contents of `file` (from its start) at `key`, streamed.
+    pub fn put_file(&self, key: &str, file: &std::fs::File) -> Result<(), String> {
+        let url = self
+            .bucket
+            .put_object(Some(&self.credentials), key)
+            .sign(SIGNED_FOR);
+        let response = self
+            .agent
+            .put(url.as_str())
+            .send(file)
+            .map_err(|e| format!("PUT {key}: {e}"))?;
+        match response.status().as_u16() {
+            200..=299 => Ok(()),
+            status => Err(refused("PUT", key, status, response)),
+        }
+    }
+
+    /// Streams the object at `key` into `to`; false if there is none.
+    pub fn get_into(&self, key: &str, to: &mut dyn std::io::Write) -> Result<bool, String> {
+        let url = self
+            .bucket
+            .get_object(Some(&self.credentials), key)
+            .sign(SIGNED_FOR);
+        let mut response = self
+            .agent
+            .get(url.as_str())
+            .call()
+            .map_err(|e| format!("GET {key}: {e}"))?;
+        match response.status().as_u16() {
+            200 => {
+                std::io::copy(&mut response.body_mut().as_reader(), to)
+                    .map_err(|e| format!("GET {key}: {e}"))?;
+                Ok(true)
+            }
+            404 => Ok(false),
+            status => Err(refused("GET", key, status, response)),
+        }
+    }
+
     /// The object at `key`, or `None` if there is none.
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
         let url = self

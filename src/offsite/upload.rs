@@ -76,13 +76,11 @@ pub fn upload(
             let path = places
                 .get(sha)
                 .ok_or_else(|| format!("entry {}: no file holds {sha}", entry.id))?;
-            let raw = read_checked(path, sha)?;
-            let packed = zstd::bulk::compress(&raw, LEVEL)
-                .map_err(|e| format!("compressing {}: {e}", path.display()))?;
-            store.put(&key, &packed, false)?;
+            let packed = Packed::of(path, sha)?;
+            store.put_file(&key, &packed.file)?;
             record.sent += 1;
-            record.bytes_sent_raw += raw.len() as u64;
-            record.bytes_sent += packed.len() as u64;
+            record.bytes_sent_raw += packed.raw_len;
+            record.bytes_sent += packed.len;
         }
         progress(*size);
     }
@@ -120,20 +118,81 @@ fn places_by_sha(
     Ok(places)
 }
 
-/// The bytes of `path`, which must hash to `sha256`: what goes off-site is what the entry's
-/// manifest says, never a file changed since.
-fn read_checked(path: &std::path::Path, sha256: &str) -> Result<Vec<u8>, String> {
-    use sha2::Digest;
-    let mut bytes = Vec::new();
-    File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let found = crate::catalog::copy_tree::hex(&sha2::Sha256::digest(&bytes));
-    if found != sha256 {
-        return Err(format!(
-            "{} changed since it was copied (SHA-256 {found}, the manifest says {sha256}): not uploaded",
-            path.display()
-        ));
+/// A file compressed into a temporary file (removed when dropped), streamed: memory stays small
+/// whatever the file's size.
+struct Packed {
+    file: File,
+    path: std::path::PathBuf,
+    raw_len: u64,
+    len: u64,
+}
+
+impl Packed {
+    /// Compresses `path`, which must hash to `sha256`: what goes off-site is what the entry's
+    /// manifest says, never a file changed since.
+    fn of(path: &std::path::Path, sha256: &str) -> Result<Packed, String> {
+        use std::io::{Seek, Write};
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = std::env::temp_dir().join(format!("dgs-upload-{}-{n}.zst", std::process::id()));
+        let failed = |e: std::io::Error| format!("compressing {}: {e}", path.display());
+        let mut packed = Packed {
+            file: {
+                use std::os::unix::fs::OpenOptionsExt;
+                File::options()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&tmp)
+                    .map_err(failed)?
+            },
+            path: tmp,
+            raw_len: 0,
+            len: 0,
+        };
+        let mut source = Hashing {
+            inner: File::open(path).map_err(|e| format!("{}: {e}", path.display()))?,
+            hasher: sha2::Sha256::default(),
+            len: 0,
+        };
+        let mut encoder = zstd::stream::Encoder::new(&packed.file, LEVEL).map_err(failed)?;
+        std::io::copy(&mut source, &mut encoder).map_err(failed)?;
+        encoder.finish().map_err(failed)?.flush().map_err(failed)?;
+        use sha2::Digest;
+        let found = crate::catalog::copy_tree::hex(&source.hasher.finalize());
+        if found != sha256 {
+            return Err(format!(
+                "{} changed since it was copied (SHA-256 {found}, the manifest says {sha256}): not uploaded",
+                path.display()
+            ));
+        }
+        packed.raw_len = source.len;
+        packed.len = packed.file.metadata().map_err(failed)?.len();
+        packed.file.rewind().map_err(failed)?;
+        Ok(packed)
     }
-    Ok(bytes)
+}
+
+impl Drop for Packed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A reader that hashes and counts what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+    len: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
 }
