@@ -105,7 +105,7 @@ pub async fn upload_pending(
     loop {
         let pending = not_uploaded(catalog);
         metrics.offsite_pending_entries.set(pending.len() as i64);
-        let Some(entry) = pending.into_iter().next() else {
+        if pending.is_empty() {
             if uploaded_any && (offsite.keep_last > 0 || offsite.max_age.is_some()) {
                 match prune_repository(offsite).await {
                     Ok(pruned) if !pruned.entries.is_empty() => info!(
@@ -117,53 +117,61 @@ pub async fn upload_pending(
                     Err(error) => warn!(%error, "off-site retention failed"),
                 }
             }
-            if uploads.failing().is_none() {
-                match probe(offsite).await {
-                    Ok(()) => {}
-                    Err(error) => {
-                        warn!(%error, "the off-site repository cannot be used");
-                        uploads.set_failing(Some(error));
-                    }
-                }
+            if !uploaded_any
+                && uploads.failing().is_none()
+                && let Err(error) = probe(offsite).await
+            {
+                warn!(%error, "the off-site repository cannot be used");
+                uploads.set_failing(Some(error));
             }
             return;
-        };
-        let started = Instant::now();
-        match upload_one(offsite, &entry).await {
-            Ok(record) => {
-                delay = retry.initial;
-                uploaded_any = true;
-                uploads.set_failing(None);
-                metrics.offsite_uploaded_bytes.inc_by(record.bytes_sent);
-                metrics
-                    .offsite_deduplicated_bytes
-                    .inc_by(record.bytes_deduplicated);
-                metrics
-                    .last_offsite_success_timestamp_seconds
-                    .set(record.at_unix);
-                info!(
-                    entry = %entry.id,
-                    repository = %record.url,
-                    objects = record.objects,
-                    sent = record.sent,
-                    bytes_sent = record.bytes_sent,
-                    bytes_deduplicated = record.bytes_deduplicated,
-                    ms = started.elapsed().as_millis() as u64,
-                    "copy entry uploaded off-site"
-                );
-            }
-            Err(error) => {
-                warn!(entry = %entry.id, %error, retry_in = ?delay, "off-site upload failed");
-                uploads.set_failing(Some(error));
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(delay) => {}
+        }
+        // One round over every pending entry, oldest first: an entry that fails (a file changed
+        // since its copy, say) does not hold back the ones after it.
+        let mut progressed = false;
+        for entry in pending {
+            let started = Instant::now();
+            match upload_one(offsite, &entry).await {
+                Ok(record) => {
+                    progressed = true;
+                    uploaded_any = true;
+                    uploads.set_failing(None);
+                    metrics.offsite_uploaded_bytes.inc_by(record.bytes_sent);
+                    metrics
+                        .offsite_deduplicated_bytes
+                        .inc_by(record.bytes_deduplicated);
+                    metrics
+                        .last_offsite_success_timestamp_seconds
+                        .set(record.at_unix);
+                    info!(
+                        entry = %entry.id,
+                        repository = %record.url,
+                        objects = record.objects,
+                        sent = record.sent,
+                        bytes_sent = record.bytes_sent,
+                        bytes_deduplicated = record.bytes_deduplicated,
+                        ms = started.elapsed().as_millis() as u64,
+                        "copy entry uploaded off-site"
+                    );
                 }
-                delay = (delay * 2).min(retry.max);
+                Err(error) => {
+                    warn!(entry = %entry.id, %error, "off-site upload failed");
+                    uploads.set_failing(Some(error));
+                }
+            }
+            if stop.is_cancelled() {
+                return;
             }
         }
-        if stop.is_cancelled() {
-            return;
+        if progressed {
+            delay = retry.initial;
+        } else {
+            // Nothing went up this round: wait before the next.
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(retry.max);
         }
     }
 }
