@@ -76,14 +76,14 @@ impl Uploads {
     }
 }
 
-/// Entries of `catalog` without an upload record, oldest first.
-pub fn not_uploaded(catalog: &Path) -> Vec<Entry> {
+/// Entries of `catalog` not yet complete in the repository at `url`, oldest first.
+pub fn not_uploaded(catalog: &Path, url: &str) -> Vec<Entry> {
     Catalog {
         dir: catalog.to_path_buf(),
     }
     .entries()
     .into_iter()
-    .filter(|e| upload::recorded(e).is_none())
+    .filter(|e| !upload::uploaded_to(e, url))
     .collect()
 }
 
@@ -103,7 +103,7 @@ pub async fn upload_pending(
     let mut delay = retry.initial;
     let mut uploaded_any = false;
     loop {
-        let pending = not_uploaded(catalog);
+        let pending = not_uploaded(catalog, &offsite.url);
         metrics.offsite_pending_entries.set(pending.len() as i64);
         if pending.is_empty() {
             if uploaded_any && (offsite.keep_last > 0 || offsite.max_age.is_some()) {

@@ -41,6 +41,12 @@ pub fn recorded(entry: &Entry) -> Option<UploadRecord> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// Whether the entry is complete in the repository at `url` (an entry uploaded to another
+/// repository, before the configuration changed, is not).
+pub fn uploaded_to(entry: &Entry, url: &str) -> bool {
+    recorded(entry).is_some_and(|r| r.url == url)
+}
+
 /// Keeps `record` beside the entry (written to a temporary name, then renamed).
 pub fn record(entry: &Entry, record: &UploadRecord) -> std::io::Result<()> {
     let tmp = entry.dir.join(format!(".{RECORD}.tmp"));

@@ -313,10 +313,13 @@ async fn stop_copy_start(
     let committed = tokio::task::spawn_blocking(move || {
         pending.commit(&to_commit)?;
         let catalog = Catalog::open(&catalog_dir)?;
-        // With an off-site repository, an entry stays until it is uploaded.
-        let offsite = cfg.offsite.is_some();
-        let not_uploaded =
-            |e: &crate::catalog::Entry| offsite && crate::offsite::upload::recorded(e).is_none();
+        // With an off-site repository, an entry stays until it is uploaded there.
+        let repository = cfg.offsite.as_ref().map(|o| o.url.clone());
+        let not_uploaded = |e: &crate::catalog::Entry| {
+            repository
+                .as_deref()
+                .is_some_and(|url| !crate::offsite::upload::uploaded_to(e, url))
+        };
         Ok::<_, std::io::Error>(catalog.retain(
             cfg.keep_last,
             cfg.max_age,
