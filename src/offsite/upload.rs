@@ -202,3 +202,46 @@ impl<R: Read> Read for Hashing<R> {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::manifest::Manifest;
+
+    #[test]
+    fn an_entry_counts_as_uploaded_only_to_the_repository_its_record_names() {
+        let dir = std::env::temp_dir().join(format!("dgs-offsite-record-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let entry = Entry {
+            id: "e".into(),
+            dir: dir.clone(),
+            manifest: Manifest {
+                id: "e".into(),
+                window_id: 1,
+                created_unix: 1.0,
+                doltgres_version: "1.2.0".into(),
+                databases: vec![],
+                files: vec![],
+                bytes_copied: 0,
+                bytes_linked: 0,
+                timings: Default::default(),
+            },
+        };
+        assert!(!uploaded_to(&entry, "s3://a/p"));
+        let uploaded = UploadRecord {
+            url: "s3://a/p".into(),
+            at_unix: 2.0,
+            objects: 3,
+            sent: 1,
+            bytes_sent_raw: 10,
+            bytes_sent: 5,
+            bytes_deduplicated: 20,
+        };
+        record(&entry, &uploaded).unwrap();
+        assert_eq!(recorded(&entry), Some(uploaded));
+        assert!(uploaded_to(&entry, "s3://a/p"));
+        assert!(!uploaded_to(&entry, "s3://b/p"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
