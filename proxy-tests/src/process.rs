@@ -200,6 +200,27 @@ impl Drop for SidecarProcess {
     }
 }
 
+/// A connection as the managed servers' user to `postgres` through a sidecar at `addr`,
+/// retried until it serves (up to 60 s): a process just started, or restarted.
+pub async fn connect_when_serving(addr: &str) -> tokio_postgres::Client {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(host)
+        .port(port.parse().unwrap())
+        .user(crate::managed::USER)
+        .password(crate::managed::PASSWORD)
+        .dbname("postgres");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match crate::server_connect(&config).await {
+            Ok(client) => return client,
+            Err(e) if Instant::now() > deadline => panic!("sidecar never served: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
 /// A test bed server's process (SeaweedFS, Dolt's remote server), killed and reaped when
 /// dropped or told to.
 #[derive(Default)]

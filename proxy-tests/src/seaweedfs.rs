@@ -215,6 +215,18 @@ impl SeaweedFs {
         Reply { status, body }
     }
 
+    /// The keys under `prefix` in [`BUCKET`], in S3's (lexical) order.
+    pub async fn keys(&self, prefix: &str) -> Vec<String> {
+        let query = format!("?list-type=2&prefix={}", prefix.replace('/', "%2F"));
+        let list = self.request("GET", &query, &[], None).await;
+        assert_eq!(list.status, 200, "{}", list.text());
+        list.text()
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>").map(|(k, _)| k.to_string()))
+            .collect()
+    }
+
     /// Kills the server (SIGKILL); its data stays in its directory.
     pub fn kill(&mut self) {
         self.child.kill();

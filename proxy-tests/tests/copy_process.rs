@@ -11,31 +11,13 @@ use doltgres_sidecar::catalog::Catalog;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use proxy_tests::install;
-use proxy_tests::managed::{PASSWORD, USER};
+use proxy_tests::managed::PASSWORD;
 use proxy_tests::process::SidecarProcess;
+use proxy_tests::process::connect_when_serving as connect;
 use tokio_postgres::SimpleQueryMessage;
 
 fn start(config: &Path) -> SidecarProcess {
     SidecarProcess::start(&["--config".as_ref(), config.as_os_str()])
-}
-
-async fn connect(addr: &str) -> tokio_postgres::Client {
-    let (host, port) = addr.rsplit_once(':').unwrap();
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(host)
-        .port(port.parse().unwrap())
-        .user(USER)
-        .password(PASSWORD)
-        .dbname("postgres");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match proxy_tests::server_connect(&config).await {
-            Ok(client) => return client,
-            Err(e) if Instant::now() > deadline => panic!("sidecar never served: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
 }
 
 async fn count(client: &tokio_postgres::Client) -> String {

@@ -333,24 +333,6 @@ async fn a_wrong_key_is_said_at_start_in_readyz_and_the_entries_stay_local() {
     m.proxy.stop().await;
 }
 
-/// The keys under `prefix` in the store's bucket.
-async fn keys(store: &SeaweedFs, prefix: &str) -> Vec<String> {
-    let list = store
-        .request(
-            "GET",
-            &format!("?list-type=2&prefix={}", prefix.replace('/', "%2F")),
-            &[],
-            None,
-        )
-        .await;
-    assert_eq!(list.status, 200, "{}", list.text());
-    list.text()
-        .split("<Key>")
-        .skip(1)
-        .filter_map(|rest| rest.split_once("</Key>").map(|(k, _)| k.to_string()))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_repository_keeps_its_last_entries_and_only_the_objects_they_name() {
     let store = SeaweedFs::start().await;
@@ -376,11 +358,11 @@ async fn the_repository_keeps_its_last_entries_and_only_the_objects_they_name() 
         .map(|id| format!("{PREFIX}/entries/{id}.json"))
         .collect();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while keys(&store, &format!("{PREFIX}/entries/")).await != expected {
+    while store.keys(&format!("{PREFIX}/entries/")).await != expected {
         assert!(
             Instant::now() < deadline,
             "the repository kept {:?}",
-            keys(&store, &format!("{PREFIX}/entries/")).await
+            store.keys(&format!("{PREFIX}/entries/")).await
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -404,7 +386,7 @@ async fn the_repository_keeps_its_last_entries_and_only_the_objects_they_name() 
         !only_first.is_empty(),
         "the first entry had no object of its own"
     );
-    assert_eq!(keys(&store, &format!("{PREFIX}/objects/")).await, named);
+    assert_eq!(store.keys(&format!("{PREFIX}/objects/")).await, named);
     // The older of the two still restores whole.
     let target = m.dir.path().join("restored");
     let (ok, out, err) = restore(

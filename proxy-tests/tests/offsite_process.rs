@@ -9,50 +9,14 @@ use std::time::{Duration, Instant};
 use doltgres_sidecar::catalog::Catalog;
 use doltgres_sidecar::offsite::upload;
 use proxy_tests::install;
-use proxy_tests::managed::{PASSWORD, USER};
+use proxy_tests::managed::PASSWORD;
 use proxy_tests::process::SidecarProcess;
+use proxy_tests::process::connect_when_serving as connect;
 use proxy_tests::seaweedfs::{BUCKET, SeaweedFs};
 use proxy_tests::toxiproxy::Toxiproxy;
 use serde_json::json;
 
 const PREFIX: &str = "killed";
-
-async fn connect(addr: &str) -> tokio_postgres::Client {
-    let (host, port) = addr.rsplit_once(':').unwrap();
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(host)
-        .port(port.parse().unwrap())
-        .user(USER)
-        .password(PASSWORD)
-        .dbname("postgres");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match proxy_tests::server_connect(&config).await {
-            Ok(client) => return client,
-            Err(e) if Instant::now() > deadline => panic!("sidecar never served: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-}
-
-/// The keys under `prefix` in the bucket.
-async fn keys(store: &SeaweedFs, prefix: &str) -> Vec<String> {
-    let list = store
-        .request(
-            "GET",
-            &format!("?list-type=2&prefix={}", prefix.replace('/', "%2F")),
-            &[],
-            None,
-        )
-        .await;
-    assert_eq!(list.status, 200, "{}", list.text());
-    list.text()
-        .split("<Key>")
-        .skip(1)
-        .filter_map(|rest| rest.split_once("</Key>").map(|(k, _)| k.to_string()))
-        .collect()
-}
 
 fn config(dir: &Path, store: &SeaweedFs, endpoint: &str) -> std::path::PathBuf {
     let secret = dir.join("s3-secret");
@@ -102,7 +66,7 @@ async fn kill_9_mid_upload_lists_nothing_and_the_restart_resumes_it() {
 
     // Uploading: traffic flows.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while keys(&store, &format!("{PREFIX}/objects/")).await.is_empty() {
+    while store.keys(&format!("{PREFIX}/objects/")).await.is_empty() {
         assert!(Instant::now() < deadline, "nothing reached the store");
         tokio::time::timeout(
             Duration::from_secs(5),
@@ -114,9 +78,9 @@ async fn kill_9_mid_upload_lists_nothing_and_the_restart_resumes_it() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     sidecar.kill_9();
-    let sent_before = keys(&store, &format!("{PREFIX}/objects/")).await.len();
+    let sent_before = store.keys(&format!("{PREFIX}/objects/")).await.len();
     assert!(
-        keys(&store, &format!("{PREFIX}/entries/")).await.is_empty(),
+        store.keys(&format!("{PREFIX}/entries/")).await.is_empty(),
         "an entry is listed although its upload was cut off"
     );
     drop(client);
@@ -148,7 +112,7 @@ async fn kill_9_mid_upload_lists_nothing_and_the_restart_resumes_it() {
         record.objects
     );
     assert_eq!(
-        keys(&store, &format!("{PREFIX}/entries/")).await,
+        store.keys(&format!("{PREFIX}/entries/")).await,
         [format!("{PREFIX}/entries/{}.json", entry.id)]
     );
 }

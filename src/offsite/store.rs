@@ -148,28 +148,10 @@ impl Store {
         }
     }
 
-    /// The object at `key`, or `None` if there is none.
+    /// The object at `key`, or `None` if there is none (for small objects: manifests).
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
-        let url = self
-            .bucket
-            .get_object(Some(&self.credentials), key)
-            .sign(SIGNED_FOR);
-        let mut response = self
-            .agent
-            .get(url.as_str())
-            .call()
-            .map_err(|e| format!("GET {key}: {e}"))?;
-        match response.status().as_u16() {
-            200 => response
-                .body_mut()
-                .with_config()
-                .limit(u64::MAX)
-                .read_to_vec()
-                .map(Some)
-                .map_err(|e| format!("GET {key}: {e}")),
-            404 => Ok(None),
-            status => Err(refused("GET", key, status, response)),
-        }
+        let mut bytes = Vec::new();
+        Ok(self.get_into(key, &mut bytes)?.then_some(bytes))
     }
 
     /// Whether an object is at `key`.
