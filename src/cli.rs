@@ -107,6 +107,16 @@ pub enum Command {
     ///
     /// The catalog and the Doltgres binary are found as for `restore`.
     Verify(VerifyArgs),
+    /// Make an age key pair for an encrypted off-site repository: the identity file goes to
+    /// --out (or stdout), the public key (for backup.copy.offsite.recipients) to stderr.
+    ///
+    /// Keep the identity off the server: the sidecar needs only the public key to write
+    /// backups; `restore` and `verify` need the identity to read them.
+    Keygen {
+        /// Write the identity to this new file (mode 0600) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Print a shell completion script (e.g. `doltgres-sidecar completions bash
     /// >/etc/bash_completion.d/doltgres-sidecar`).
     Completions {
@@ -173,11 +183,30 @@ pub struct RestoreArgs {
     /// Succeed without doing anything if the target is not empty (for init containers).
     #[arg(long)]
     pub if_empty: bool,
+    /// Succeed without doing anything if there is nothing to restore yet: `latest` of an empty
+    /// catalog or repository (an init container's first start).
+    #[arg(long)]
+    pub missing_ok: bool,
     /// From a URL: the database name to restore as [default: the URL's last path segment].
     #[arg(long)]
     pub database: Option<String>,
     #[command(flatten)]
+    pub offsite: OffsiteArgs,
+    #[command(flatten)]
     pub local: LocalArgs,
+}
+
+/// How local commands read an encrypted off-site repository.
+#[derive(Debug, Args)]
+pub struct OffsiteArgs {
+    /// From an encrypted off-site repository: the age identity file that decrypts it
+    /// (AGE-SECRET-KEY-1… lines, as `doltgres-sidecar keygen` writes).
+    #[arg(
+        long,
+        env = "DOLTGRES_SIDECAR_BACKUP_COPY_OFFSITE_IDENTITY_FILE",
+        value_name = "FILE"
+    )]
+    pub identity: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -187,6 +216,8 @@ pub struct VerifyArgs {
     /// push remote URL.
     #[arg(value_name = "ID|latest|URL")]
     pub target: String,
+    #[command(flatten)]
+    pub offsite: OffsiteArgs,
     #[command(flatten)]
     pub local: LocalArgs,
 }

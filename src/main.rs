@@ -59,6 +59,26 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
             std::io::stdout().write_all(&script)?;
             Ok(())
         }
+        Command::Keygen { out } => {
+            let (identity, recipient) = doltgres_sidecar::offsite::seal::keygen();
+            match out {
+                Some(path) => {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let mut file = std::fs::File::options()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&path)
+                        .with_context(|| format!("cannot create {}", path.display()))?;
+                    file.write_all(identity.as_bytes())?;
+                    file.sync_all()?;
+                    eprintln!("identity written to {}", path.display());
+                }
+                None => std::io::stdout().write_all(identity.as_bytes())?,
+            }
+            eprintln!("public key: {recipient}");
+            Ok(())
+        }
         Command::Man { dir: None } => {
             std::io::stdout().write_all(&manual::manual()?)?;
             Ok(())

@@ -25,6 +25,7 @@ pub mod fault_server;
 pub mod install;
 pub mod ledger;
 pub mod managed;
+pub mod offsite;
 pub mod pgbench;
 mod ports;
 pub mod process;

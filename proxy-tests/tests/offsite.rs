@@ -19,9 +19,8 @@ use std::time::{Duration, Instant};
 
 use doltgres_sidecar::catalog::Catalog;
 use doltgres_sidecar::offsite::config::OffsiteConfig;
-use doltgres_sidecar::offsite::upload::{self, UploadRecord};
-use proxy_tests::install;
 use proxy_tests::managed::{ManagedProxy, local_command_with};
+use proxy_tests::offsite::{aws_env, copy, local, uploaded};
 use proxy_tests::seaweedfs::{BUCKET, SeaweedFs};
 
 const PREFIX: &str = "server-a";
@@ -63,53 +62,12 @@ async fn managed_with(
             allow_http: Some(true),
             keep_last: repository_keep_last,
             max_age: None,
+            ..OffsiteConfig::from_url("")
         });
         c.backup.retry_initial = Duration::from_millis(200);
         c.backup.retry_max = Duration::from_secs(1);
     })
     .await
-}
-
-/// Waits until entry `id` of the catalog has its upload record.
-async fn uploaded(m: &ManagedProxy, id: &str, within: Duration) -> UploadRecord {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(record) = m
-            .catalog()
-            .entry(id)
-            .ok()
-            .and_then(|e| upload::recorded(&e))
-        {
-            return record;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "entry {id} was not uploaded within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn copy(m: &ManagedProxy) -> String {
-    let (code, record) = m.backup("copy").await;
-    assert_eq!(code, 200, "{record}");
-    record["cut"]["entry"].as_str().unwrap().to_string()
-}
-
-/// The AWS variables that find `store`.
-fn aws_env(store: &SeaweedFs) -> [(&'static str, &str); 4] {
-    [
-        ("AWS_ENDPOINT_URL", store.endpoint.as_str()),
-        ("AWS_ACCESS_KEY_ID", store.access_key.as_str()),
-        ("AWS_SECRET_ACCESS_KEY", store.secret_key.as_str()),
-        ("AWS_ALLOW_HTTP", "true"),
-    ]
-}
-
-/// A local command with the pinned Doltgres and only the AWS variables to find the repository.
-fn local(store: &SeaweedFs, args: &[&str]) -> (bool, String, String) {
-    let doltgres = install::doltgres_binary().to_str().unwrap();
-    local_command_with(&[args, &["--doltgres", doltgres]].concat(), &aws_env(store))
 }
 
 /// `restore --from URL --to target`.

@@ -41,6 +41,7 @@ fn offsite(store: &SeaweedFs, secrets: &std::path::Path) -> OffsiteConfig {
         allow_http: Some(true),
         keep_last: 0,
         max_age: None,
+        ..OffsiteConfig::from_url("")
     }
 }
 

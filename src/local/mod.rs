@@ -110,6 +110,11 @@ pub async fn restore(args: &RestoreArgs) -> Result<String, LocalError> {
             )));
         }
     }
+    if args.missing_ok
+        && let Some(nothing) = nothing_to_restore(&local, &args.from).await?
+    {
+        return Ok(nothing);
+    }
     // Held until the end: a sidecar cannot start on the target meanwhile.
     let _lock = match target.is_dir() {
         true => Some(DirLock::take(&target, "restore").map_err(|e| failed(e.to_string()))?),
@@ -123,7 +128,7 @@ pub async fn restore(args: &RestoreArgs) -> Result<String, LocalError> {
     })?;
     let restored = if args.from.starts_with("s3://") {
         let into = staging.dir().to_path_buf();
-        restore_offsite(&args.from, &into).await?
+        restore_offsite(&args.from, args.offsite.identity.as_deref(), &into).await?
     } else if is_url(&args.from) {
         let database = args.database.clone().unwrap_or_else(|| {
             args.from
@@ -179,20 +184,77 @@ pub async fn restore(args: &RestoreArgs) -> Result<String, LocalError> {
 }
 
 /// Downloads entry `s3://bucket/prefix/ENTRY` (or `…/latest`) of an off-site repository into
-/// `dir` (removed when the returned guard is dropped), each object checked against its
-/// SHA-256. Endpoint and credentials come from the AWS environment variables.
-async fn download_offsite(from: &str, dir: PathBuf) -> Result<(Entry, Downloaded), LocalError> {
+/// `dir` (removed when the returned guard is dropped), each object decrypted (with `identity`,
+/// if the repository is encrypted) and checked against its SHA-256, with a progress bar on a
+/// terminal. Endpoint and credentials come from the AWS environment variables.
+async fn download_offsite(
+    from: &str,
+    identity: Option<&Path>,
+    dir: PathBuf,
+) -> Result<(Entry, Downloaded), LocalError> {
     let (repository, id) = crate::offsite::split_entry(from).map_err(failed)?;
     let settings = offsite_settings(&repository)?;
+    let identities = identity
+        .map(crate::offsite::seal::Identities::from_file)
+        .transpose()
+        .map_err(failed)?;
     let download = Downloaded(dir.clone());
-    let entry = tokio::task::spawn_blocking(move || {
-        let store = crate::offsite::store::Store::open(&settings)?;
-        crate::offsite::download::fetch(&store, &id, &dir, &mut |_| {})
+    let cannot = |e: String| failed(format!("cannot download {from}: {e}"));
+    let store = crate::offsite::store::Store::open(&settings).map_err(cannot)?;
+    let (finding, wanted) = (store.clone(), id.clone());
+    let listed =
+        tokio::task::spawn_blocking(move || crate::offsite::download::find(&finding, &wanted))
+            .await
+            .map_err(|e| failed(e.to_string()))?
+            .map_err(cannot)?;
+    let total = listed.objects().iter().map(|(_, size)| size).sum();
+    let fetched = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let slot = fetched.clone();
+    run_with_progress("downloading", total, move |tick| {
+        let entry =
+            crate::offsite::download::fetch(&store, &listed, identities.as_ref(), &dir, tick)?;
+        *slot.lock().unwrap() = Some(entry);
+        Ok(())
     })
     .await
-    .map_err(|e| failed(e.to_string()))?
-    .map_err(|e| failed(format!("cannot download {from}: {e}")))?;
+    .map_err(cannot)?;
+    let entry = fetched
+        .lock()
+        .unwrap()
+        .take()
+        .ok_or_else(|| cannot("no entry".into()))?;
     Ok((entry, download))
+}
+
+/// With `--missing-ok`: whether `from` names the newest backup of a catalog or repository that
+/// has none yet, and what to say then.
+async fn nothing_to_restore(local: &Places, from: &str) -> Result<Option<String>, LocalError> {
+    if let Some(repository) = from
+        .strip_suffix("/latest")
+        .filter(|r| r.starts_with("s3://"))
+    {
+        let settings = offsite_settings(repository)?;
+        let ids = tokio::task::spawn_blocking(move || {
+            let store = crate::offsite::store::Store::open(&settings)?;
+            crate::offsite::download::list(&store)
+        })
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(|e| failed(format!("cannot list {repository}: {e}")))?;
+        return Ok(ids
+            .is_empty()
+            .then(|| format!("{repository} has no entries yet: nothing to restore")));
+    }
+    if from == "latest"
+        && let Some(dir) = &local.catalog
+        && (Catalog { dir: dir.clone() }).latest().is_none()
+    {
+        return Ok(Some(format!(
+            "the catalog {} has no copy yet: nothing to restore",
+            place::absolute(dir).display()
+        )));
+    }
+    Ok(None)
 }
 
 /// `backups list --repo s3://bucket/prefix`: the repository's complete entries, oldest first,
@@ -208,22 +270,20 @@ pub async fn list_repository(url: &str) -> Result<String, LocalError> {
         }
         let mut text = format!("{} entries in {url}, oldest first:\n", ids.len());
         for id in ids {
-            let key = crate::offsite::entry_key(&store.prefix, &id);
-            let manifest: Option<crate::catalog::manifest::Manifest> = store
-                .get(&key)?
-                .and_then(|b| serde_json::from_slice(&b).ok());
-            match manifest {
-                Some(m) => {
-                    let databases: Vec<&str> =
-                        m.databases.iter().map(|d| d.name.as_str()).collect();
-                    text.push_str(&format!(
-                        "{id}  {} files  {} bytes  databases {}\n",
-                        m.files.len(),
-                        m.bytes(),
-                        databases.join(",")
-                    ));
+            match crate::offsite::download::find(&store, &id) {
+                Ok(listed) => {
+                    let (files, bytes) = listed.size();
+                    let about = match listed.manifest(None) {
+                        Ok(m) => {
+                            let names: Vec<&str> =
+                                m.databases.iter().map(|d| d.name.as_str()).collect();
+                            format!("databases {}", names.join(","))
+                        }
+                        Err(_) => "encrypted".to_string(),
+                    };
+                    text.push_str(&format!("{id}  {files} files  {bytes} bytes  {about}\n"));
                 }
-                None => text.push_str(&format!("{id}  (manifest unreadable)\n")),
+                Err(e) => text.push_str(&format!("{id}  (unreadable: {e})\n")),
             }
         }
         Ok(text)
@@ -242,9 +302,13 @@ fn offsite_settings(repository: &str) -> Result<crate::offsite::store::Settings,
 
 /// Restores an off-site entry into `into`: downloaded beside it, then written out as a local
 /// entry is, and the download removed.
-async fn restore_offsite(from: &str, into: &Path) -> Result<String, LocalError> {
+async fn restore_offsite(
+    from: &str,
+    identity: Option<&Path>,
+    into: &Path,
+) -> Result<String, LocalError> {
     let (entry, _download) =
-        download_offsite(from, into.with_extension("offsite-download")).await?;
+        download_offsite(from, identity, into.with_extension("offsite-download")).await?;
     let (from_entry, to) = (entry.clone(), into.to_path_buf());
     run_with_progress("restoring", entry.manifest.bytes(), move |tick| {
         crate::catalog::materialize(&from_entry, &to, tick)
@@ -266,7 +330,11 @@ async fn restore_offsite(from: &str, into: &Path) -> Result<String, LocalError> 
 
 /// Verifies an off-site entry: downloaded to a temporary directory (every object checked), then
 /// verified on a scratch Doltgres as a local entry is.
-async fn verify_offsite(scratch: &verify::ScratchConfig, from: &str) -> Result<String, LocalError> {
+async fn verify_offsite(
+    scratch: &verify::ScratchConfig,
+    from: &str,
+    identity: Option<&Path>,
+) -> Result<String, LocalError> {
     let dir = std::env::temp_dir().join(format!(
         "dgs-offsite-{}-{}",
         std::process::id(),
@@ -275,7 +343,7 @@ async fn verify_offsite(scratch: &verify::ScratchConfig, from: &str) -> Result<S
             .map(|d| d.as_nanos())
             .unwrap_or(0)
     ));
-    let (entry, _download) = download_offsite(from, dir).await?;
+    let (entry, _download) = download_offsite(from, identity, dir).await?;
     let mut bar = progress_bar("verifying", entry.manifest.bytes());
     let result = verify::verify_entry(scratch, &entry, &mut |n| bar.tick(n)).await;
     bar.finish();
@@ -314,7 +382,12 @@ fn refuse_if_in_use(dir: &Path) -> Result<(), LocalError> {
 pub async fn verify(args: &VerifyArgs) -> Result<String, LocalError> {
     let local = places(&args.local)?;
     if args.target.starts_with("s3://") {
-        return verify_offsite(&local.scratch, &args.target).await;
+        return verify_offsite(
+            &local.scratch,
+            &args.target,
+            args.offsite.identity.as_deref(),
+        )
+        .await;
     }
     if is_url(&args.target) {
         return verify::verify_url(&local.scratch, &args.target)

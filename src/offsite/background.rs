@@ -179,10 +179,11 @@ pub async fn upload_pending(
 /// Uploads one entry and records it beside the entry.
 async fn upload_one(offsite: &OffsiteConfig, entry: &Entry) -> Result<UploadRecord, String> {
     let settings = offsite.resolve()?;
+    let recipients = offsite.recipients()?;
     let entry = entry.clone();
     tokio::task::spawn_blocking(move || {
         let store = Store::open(&settings)?;
-        let record = upload::upload(&store, &entry, &mut |_| {})?;
+        let record = upload::upload(&store, &entry, recipients.as_ref(), &mut |_| {})?;
         upload::record(&entry, &record)
             .map_err(|e| format!("{}: recording the upload: {e}", entry.dir.display()))?;
         Ok(record)

@@ -41,6 +41,29 @@ pub struct OffsiteConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub max_age: Option<std::time::Duration>,
+    /// Encrypt objects and manifests to these `age` public keys (`age1…`): the sidecar then
+    /// cannot read back what it wrote; `restore` and `verify` take the identity.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
+    /// A file of `age` recipients, one per line (`#` comments), added to `recipients`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipients_file: Option<PathBuf>,
+    /// The identity that decrypts an encrypted repository, for the sidecar's own verifications
+    /// of uploaded entries (`verify_after`, `verify_interval`). Without one, an encrypted
+    /// repository is written but never read back by the sidecar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_file: Option<PathBuf>,
+    /// After each upload, download the entry again and verify it on a scratch Doltgres.
+    #[serde(default)]
+    pub verify_after: bool,
+    /// Every interval, download a random entry of the repository (not the newest, when there
+    /// are others) and verify it: objects that rotted in the bucket are found.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub verify_interval: Option<std::time::Duration>,
 }
 
 impl OffsiteConfig {
@@ -56,7 +79,37 @@ impl OffsiteConfig {
             allow_http: None,
             keep_last: 0,
             max_age: None,
+            recipients: Vec::new(),
+            recipients_file: None,
+            identity_file: None,
+            verify_after: false,
+            verify_interval: None,
         }
+    }
+
+    /// The recipients objects are encrypted to; None for a repository in the clear.
+    pub fn recipients(&self) -> Result<Option<super::seal::Recipients>, String> {
+        super::seal::Recipients::parse(&self.recipients, self.recipients_file.as_deref())
+    }
+
+    /// Whether the sidecar can read back what it uploads: in the clear, or with an identity.
+    pub fn readable(&self) -> bool {
+        (self.recipients.is_empty() && self.recipients_file.is_none())
+            || self.identity_file.is_some()
+    }
+
+    /// Checks what can be checked without the network: the URL, the recipients, the identity
+    /// file, and that verifications of an encrypted repository have the identity.
+    pub fn check(&self) -> Result<(), String> {
+        super::parse_url(&self.url)?;
+        self.recipients()?;
+        if let Some(file) = &self.identity_file {
+            super::seal::Identities::from_file(file).map_err(|e| format!("offsite: {e}"))?;
+        }
+        if (self.verify_after || self.verify_interval.is_some()) && !self.readable() {
+            return Err("offsite: verify_after and verify_interval of an encrypted repository need identity_file (the identity that decrypts it)".into());
+        }
+        Ok(())
     }
 }
 

@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 
 use sha2::Digest;
 
+use super::listed::Listed;
+use super::seal::Identities;
 use super::store::Store;
 use super::{entry_key, object_key};
 use crate::catalog::Entry;
 use crate::catalog::copy_tree::{hex, private_dir_all, private_file, write_private};
 use crate::catalog::journal;
-use crate::catalog::manifest::Manifest;
 
 /// The ids of the entries listed in the repository, oldest first (ids sort by time).
 pub fn list(store: &Store) -> Result<Vec<String>, String> {
@@ -32,14 +33,8 @@ pub fn list(store: &Store) -> Result<Vec<String>, String> {
     Ok(ids)
 }
 
-/// Entry `id` (or the newest, for `latest`) rebuilt in `dir` (which must be empty or absent).
-/// `progress` gets the uncompressed bytes of each object fetched.
-pub fn fetch(
-    store: &Store,
-    id: &str,
-    dir: &Path,
-    progress: &mut dyn FnMut(u64),
-) -> Result<Entry, String> {
+/// Entry `id` (or the newest, for `latest`) as the repository lists it.
+pub fn find(store: &Store, id: &str) -> Result<Listed, String> {
     let id = match id {
         "latest" => list(store)?
             .pop()
@@ -49,14 +44,31 @@ pub fn fetch(
     let bytes = store
         .get(&entry_key(&store.prefix, &id))?
         .ok_or_else(|| format!("no entry {id:?} in {}", store.url))?;
-    let manifest: Manifest = serde_json::from_slice(&bytes)
+    let listed = Listed::parse(&bytes)
         .map_err(|e| format!("entry {id} in {}: unreadable manifest: {e}", store.url))?;
-    if manifest.id != id {
+    if listed.id() != id {
         return Err(format!(
             "entry {id} in {}: its manifest names {}",
-            store.url, manifest.id
+            store.url,
+            listed.id()
         ));
     }
+    Ok(listed)
+}
+
+/// The entry `listed` (from [`find`]) rebuilt in `dir` (which must be empty or absent),
+/// decrypted with `identities` if the repository is encrypted. `progress` gets the uncompressed
+/// bytes of each object fetched.
+pub fn fetch(
+    store: &Store,
+    listed: &Listed,
+    identities: Option<&Identities>,
+    dir: &Path,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Entry, String> {
+    let manifest = listed.manifest(identities)?;
+    let id = manifest.id.clone();
+    let sealed = listed.encrypted().then_some(identities).flatten();
     private_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     // An object fetched once serves every place that holds the same bytes.
     let mut fetched: HashMap<String, PathBuf> = HashMap::new();
@@ -80,12 +92,13 @@ pub fn fetch(
                 std::fs::hard_link(first, &path).map_err(|e| format!("{}: {e}", path.display()))?;
                 continue;
             }
-            let len = fetch_object(store, &sha, &path)?;
+            let len = fetch_object(store, &sha, sealed, &path)?;
             progress(len);
             fetched.insert(sha, path);
         }
     }
-    write_private(&dir.join("manifest.json"), &bytes)
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| e.to_string())?;
+    write_private(&dir.join("manifest.json"), &json)
         .map_err(|e| format!("{}: {e}", dir.display()))?;
     Ok(Entry {
         id,
@@ -94,10 +107,15 @@ pub fn fetch(
     })
 }
 
-/// Object `sha256` decompressed into `path` as it arrives, checked; returns its length. A
-/// damaged object leaves no file behind.
-fn fetch_object(store: &Store, sha256: &str, path: &Path) -> Result<u64, String> {
-    let key = object_key(&store.prefix, sha256);
+/// Object `sha256` decrypted (with `sealed`'s keys) and decompressed into `path` as it
+/// arrives, checked; returns its length. A damaged object leaves no file behind.
+fn fetch_object(
+    store: &Store,
+    sha256: &str,
+    sealed: Option<&Identities>,
+    path: &Path,
+) -> Result<u64, String> {
+    let key = object_key(&store.prefix, sha256, sealed.is_some());
     let file = private_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let result = (|| {
         let mut decoder = zstd::stream::write::Decoder::new(Hashing {
@@ -106,7 +124,14 @@ fn fetch_object(store: &Store, sha256: &str, path: &Path) -> Result<u64, String>
             len: 0,
         })
         .map_err(|e| format!("{key}: cannot decompress: {e}"))?;
-        if !store.get_into(&key, &mut decoder)? {
+        let found = store.get_with(&key, &mut |body| match sealed {
+            None => std::io::copy(body, &mut decoder).map(|_| ()),
+            Some(identities) => {
+                let mut plain = identities.open(body).map_err(std::io::Error::other)?;
+                std::io::copy(&mut plain, &mut decoder).map(|_| ())
+            }
+        });
+        if !found.map_err(|e| format!("{e}: {key} is damaged or not ours"))? {
             return Err(format!("{key} is missing from {}", store.url));
         }
         decoder

@@ -8,8 +8,11 @@
 //!   holds). Dolt's table files are immutable and the catalog keeps the journal in 1 MiB segments,
 //!   so an object is uploaded once and every later entry that holds the same bytes refers to it:
 //!   an entry costs what changed since the entries before it.
-//! - `entries/<id>.json`: the entry's manifest, written last and only if absent
-//!   (`If-None-Match: *`), after every object it names is in the repository. An entry listed in
+//! - `objects/<sha256>.zst.age` instead when the repository is encrypted ([`seal`]): compressed,
+//!   then encrypted to the configured `age` recipients.
+//! - `entries/<id>.json`: the entry's manifest ([`listed`]; sealed in an encrypted repository),
+//!   written last and only if absent (`If-None-Match: *`), after every object it names is in
+//!   the repository. An entry listed in
 //!   `entries/` is complete; an upload cut off at any point leaves none listed, and the next
 //!   attempt skips the objects already there.
 //!
@@ -20,15 +23,21 @@
 pub mod background;
 pub mod config;
 pub mod download;
+pub mod listed;
 pub mod prune;
+pub mod seal;
 pub mod store;
 pub mod upload;
 
 use crate::catalog::manifest::Manifest;
 
-/// The key of the object holding the bytes whose SHA-256 is `sha256`.
-pub fn object_key(prefix: &str, sha256: &str) -> String {
-    format!("{prefix}objects/{sha256}.zst")
+/// The key of the object holding the bytes whose SHA-256 is `sha256`: compressed, and
+/// encrypted if `sealed` (an encrypted repository's objects have their own names).
+pub fn object_key(prefix: &str, sha256: &str, sealed: bool) -> String {
+    match sealed {
+        false => format!("{prefix}objects/{sha256}.zst"),
+        true => format!("{prefix}objects/{sha256}.zst.age"),
+    }
 }
 
 /// The key of entry `id`'s manifest.
@@ -107,7 +116,8 @@ mod tests {
             ("s3://b/p".into(), "latest".into())
         );
         assert!(split_entry("s3://b").is_err());
-        assert_eq!(object_key("p/", "ab"), "p/objects/ab.zst");
+        assert_eq!(object_key("p/", "ab", false), "p/objects/ab.zst");
+        assert_eq!(object_key("p/", "ab", true), "p/objects/ab.zst.age");
         assert_eq!(entry_key("", "x"), "entries/x.json");
     }
 }

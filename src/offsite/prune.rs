@@ -8,9 +8,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use super::entry_key;
+use super::listed::Listed;
 use super::store::Store;
-use super::{entry_key, objects_of};
-use crate::catalog::manifest::Manifest;
 
 /// What a prune deleted.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -38,7 +38,7 @@ pub fn prune(
         let too_old = max_age.is_some_and(|age| {
             manifest
                 .as_ref()
-                .is_some_and(|m| now_unix - m.created_unix > age.as_secs_f64())
+                .is_some_and(|m| now_unix - m.created_unix() > age.as_secs_f64())
         });
         match (from_newest > 0 && (too_many || too_old), manifest) {
             (true, _) => doomed.push(id),
@@ -60,8 +60,7 @@ pub fn prune(
     }
     let named: HashSet<String> = kept
         .iter()
-        .flat_map(objects_of)
-        .map(|(sha, _)| super::object_key(&store.prefix, &sha))
+        .flat_map(|listed| listed.object_keys(&store.prefix))
         .collect();
     for key in store.list(&format!("{}objects/", store.prefix))? {
         if !named.contains(&key) {
@@ -72,8 +71,8 @@ pub fn prune(
     Ok(pruned)
 }
 
-fn read_manifest(store: &Store, id: &str) -> Result<Option<Manifest>, String> {
+fn read_manifest(store: &Store, id: &str) -> Result<Option<Listed>, String> {
     Ok(store
         .get(&entry_key(&store.prefix, id))?
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+        .and_then(|bytes| Listed::parse(&bytes).ok()))
 }

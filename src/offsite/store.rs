@@ -128,6 +128,15 @@ impl Store {
 
     /// Streams the object at `key` into `to`; false if there is none.
     pub fn get_into(&self, key: &str, to: &mut dyn std::io::Write) -> Result<bool, String> {
+        self.get_with(key, &mut |body| std::io::copy(body, to).map(|_| ()))
+    }
+
+    /// Gives `read` the body of the object at `key` as it arrives; false if there is none.
+    pub fn get_with(
+        &self,
+        key: &str,
+        read: &mut dyn FnMut(&mut dyn std::io::Read) -> std::io::Result<()>,
+    ) -> Result<bool, String> {
         let url = self
             .bucket
             .get_object(Some(&self.credentials), key)
@@ -139,7 +148,7 @@ impl Store {
             .map_err(|e| format!("GET {key}: {e}"))?;
         match response.status().as_u16() {
             200 => {
-                std::io::copy(&mut response.body_mut().as_reader(), to)
+                read(&mut response.body_mut().as_reader())
                     .map_err(|e| format!("GET {key}: {e}"))?;
                 Ok(true)
             }

@@ -2,10 +2,12 @@
 //! then its manifest, only if absent. Blocking; run on a blocking thread.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 
 use serde::{Deserialize, Serialize};
 
+use super::listed::Listed;
+use super::seal::{Recipients, Sealing};
 use super::store::{Put, Store};
 use super::{entry_key, object_key, objects_of};
 use crate::catalog::Entry;
@@ -55,11 +57,13 @@ pub fn record(entry: &Entry, record: &UploadRecord) -> std::io::Result<()> {
     std::fs::rename(tmp, entry.dir.join(RECORD))
 }
 
-/// Uploads `entry` to `store`: afterwards the entry is listed in the repository, whole.
-/// `progress` gets the uncompressed bytes of each object dealt with.
+/// Uploads `entry` to `store`, encrypted to `recipients` if there are any: afterwards the entry
+/// is listed in the repository, whole. `progress` gets the uncompressed bytes of each object
+/// dealt with.
 pub fn upload(
     store: &Store,
     entry: &Entry,
+    recipients: Option<&Recipients>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<UploadRecord, String> {
     let manifest_key = entry_key(&store.prefix, &entry.id);
@@ -75,14 +79,14 @@ pub fn upload(
     };
     let places = places_by_sha(entry)?;
     for (sha, size) in &objects {
-        let key = object_key(&store.prefix, sha);
+        let key = object_key(&store.prefix, sha, recipients.is_some());
         if store.exists(&key)? {
             record.bytes_deduplicated += size;
         } else {
             let path = places
                 .get(sha)
                 .ok_or_else(|| format!("entry {}: no file holds {sha}", entry.id))?;
-            let packed = Packed::of(path, sha)?;
+            let packed = Packed::of(path, sha, recipients)?;
             store.put_file(&key, &packed.file)?;
             record.sent += 1;
             record.bytes_sent_raw += packed.raw_len;
@@ -90,8 +94,8 @@ pub fn upload(
         }
         progress(*size);
     }
-    let manifest = serde_json::to_vec_pretty(&entry.manifest).map_err(|e| e.to_string())?;
-    match store.put(&manifest_key, &manifest, true)? {
+    let listed = Listed::of(&entry.manifest, recipients)?;
+    match store.put(&manifest_key, &listed.to_json(), true)? {
         Put::Written | Put::AlreadyThere => {}
     }
     record.at_unix = std::time::SystemTime::now()
@@ -124,7 +128,7 @@ fn places_by_sha(
     Ok(places)
 }
 
-/// A file compressed into a temporary file (removed when dropped), streamed: memory stays small
+/// A file compressed (and encrypted, with recipients) into a temporary file (removed when dropped), streamed: memory stays small
 /// whatever the file's size.
 struct Packed {
     file: File,
@@ -134,10 +138,14 @@ struct Packed {
 }
 
 impl Packed {
-    /// Compresses `path`, which must hash to `sha256`: what goes off-site is what the entry's
-    /// manifest says, never a file changed since.
-    fn of(path: &std::path::Path, sha256: &str) -> Result<Packed, String> {
-        use std::io::{Seek, Write};
+    /// Compresses `path`, which must hash to `sha256`, and encrypts it to `recipients`: what
+    /// goes off-site is what the entry's manifest says, never a file changed since.
+    fn of(
+        path: &std::path::Path,
+        sha256: &str,
+        recipients: Option<&Recipients>,
+    ) -> Result<Packed, String> {
+        use std::io::Seek;
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = std::env::temp_dir().join(format!("dgs-upload-{}-{n}.zst", std::process::id()));
@@ -162,9 +170,17 @@ impl Packed {
             hasher: sha2::Sha256::default(),
             len: 0,
         };
-        let mut encoder = zstd::stream::Encoder::new(&packed.file, LEVEL).map_err(failed)?;
+        let sink = match recipients {
+            Some(recipients) => Sink::Sealed(recipients.seal(&packed.file).map_err(failed)?),
+            None => Sink::Plain(&packed.file),
+        };
+        let mut encoder = zstd::stream::Encoder::new(sink, LEVEL).map_err(failed)?;
         std::io::copy(&mut source, &mut encoder).map_err(failed)?;
-        encoder.finish().map_err(failed)?.flush().map_err(failed)?;
+        let mut file = match encoder.finish().map_err(failed)? {
+            Sink::Sealed(sealing) => sealing.finish().map_err(failed)?,
+            Sink::Plain(file) => file,
+        };
+        file.flush().map_err(failed)?;
         use sha2::Digest;
         let found = crate::catalog::copy_tree::hex(&source.hasher.finalize());
         if found != sha256 {
@@ -183,6 +199,28 @@ impl Packed {
 impl Drop for Packed {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Where compressed bytes go: the temporary file, or an encryption into it.
+enum Sink<'a> {
+    Plain(&'a File),
+    Sealed(Sealing<&'a File>),
+}
+
+impl Write for Sink<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::Plain(file) => file.write(buf),
+            Sink::Sealed(sealing) => sealing.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Plain(file) => file.flush(),
+            Sink::Sealed(sealing) => sealing.flush(),
+        }
     }
 }
 

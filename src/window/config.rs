@@ -290,6 +290,9 @@ impl BackupConfig {
         {
             return Err("snapshot.command is empty".into());
         }
+        if let Some(offsite) = self.copy.as_ref().and_then(|c| c.offsite.as_ref()) {
+            offsite.check()?;
+        }
         if (self.every_write_commits > 0 || self.interval.is_some())
             && self.triggered_actions().is_empty()
         {
