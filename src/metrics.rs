@@ -89,6 +89,9 @@ pub struct Metrics {
     pub last_verify_success_timestamp_seconds: Gauge<f64, AtomicU64>,
     /// Copy entries not yet complete in the off-site repository.
     pub offsite_pending_entries: Gauge,
+    pub offsite_pending_bytes: Gauge,
+    pub offsite_verify: Family<ResultLabel, Counter>,
+    pub last_offsite_verify_success_timestamp_seconds: Gauge<f64, AtomicU64>,
     pub last_offsite_success_timestamp_seconds: Gauge<f64, AtomicU64>,
     /// Bytes sent to the off-site repository (compressed).
     pub offsite_uploaded_bytes: Counter,
@@ -132,6 +135,9 @@ impl Metrics {
             verify: Family::default(),
             last_verify_success_timestamp_seconds: Gauge::default(),
             offsite_pending_entries: Gauge::default(),
+            offsite_pending_bytes: Gauge::default(),
+            offsite_verify: Family::default(),
+            last_offsite_verify_success_timestamp_seconds: Gauge::default(),
             last_offsite_success_timestamp_seconds: Gauge::default(),
             offsite_uploaded_bytes: Counter::default(),
             offsite_deduplicated_bytes: Counter::default(),
@@ -203,6 +209,21 @@ impl Metrics {
             "offsite_pending_entries",
             "Copy entries not yet complete in the off-site repository",
             m.offsite_pending_entries.clone(),
+        );
+        registry.register(
+            "offsite_pending_bytes",
+            "Bytes of the copy entries not yet complete in the off-site repository",
+            m.offsite_pending_bytes.clone(),
+        );
+        registry.register(
+            "offsite_verify",
+            "Verifications of entries downloaded from the off-site repository, by result",
+            m.offsite_verify.clone(),
+        );
+        registry.register(
+            "last_offsite_verify_success_timestamp_seconds",
+            "Unix time of the last successful verification of an off-site entry",
+            m.last_offsite_verify_success_timestamp_seconds.clone(),
         );
         registry.register(
             "last_offsite_success_timestamp_seconds",

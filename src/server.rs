@@ -42,6 +42,10 @@ pub async fn run(
         .scrub_regularly(&shared, shutdown.child_token());
     // Entries a previous run left not uploaded.
     crate::window::actions::upload_offsite(&shared);
+    tokio::spawn(crate::verify::offsite::verify_regularly(
+        shared.clone(),
+        shutdown.child_token(),
+    ));
     info!(listen = %listener.local_addr()?, upstream = %shared.upstream.addr, "proxy accepting clients");
     let handed_over = loop {
         let accepted = tokio::select! {

@@ -2,7 +2,7 @@
 """The off-site repository end to end, next to rclone: upload, restore, recovery, dedup.
 
     python3 benches/offsite/run.py            # 10 MB, 100 MB, 1 GB databases
-    python3 benches/offsite/run.py --quick    # 10 MB only, shorter load: a smoke run of ~3 minutes
+    python3 benches/offsite/run.py --quick    # 10 MB only, shorter load: a smoke run of ~1 minute after the builds
 
 One SeaweedFS (`weed mini`, from scripts/ensure-seaweedfs.sh) on free loopback ports serves a
 bucket. Every S3 client reaches it through a byte-counting TCP relay in this process (one relay
@@ -31,7 +31,7 @@ For each database size (MB on disk after `dolt_gc()`), in a fresh temp dir:
    copies --dedup-every seconds apart under it, waits for every upload, and compares the entries'
    raw bytes (the sum of their manifests' file sizes) with what was sent.
 
-Writes <out>/offsite.md and <out>/offsite.json (--quick: benches/results/quick/). Needs python3
+Writes <out>/offsite.md and <out>/offsite.json (--quick: benches/results/offsite-quick/). Needs python3
 (standard library), psql and pgbench on PATH (scripts/ensure-postgres.sh), cargo (unless
 --sidecar-bin), Go for the first builds of Doltgres, SeaweedFS and rclone (cached in
 ~/.cache/doltgres-sidecar). Every process it starts is stopped and every temp dir removed on exit
@@ -103,7 +103,7 @@ INSERT INTO h (id, wid, payload) VALUES (:hid, :id, md5(random()::text));
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="10 MB only, 5 dedup copies 2 s apart, results in results/quick/")
+    p.add_argument("--quick", action="store_true", help="10 MB only, 5 dedup copies 2 s apart, results in results/offsite-quick/")
     p.add_argument("--sizes", type=cb.csv_numbers, help="database sizes, MB on disk (default 10,100,1000)")
     p.add_argument("--change-mb", type=float, default=1.0, help="MB of new rows before the second copy (default 1)")
     p.add_argument("--dedup-copies", type=int, help="copies under load in the dedup phase (default 10; --quick 5)")
@@ -113,8 +113,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, help="rounds of restore / rclone copy back, alternating (default 3; --quick 1)")
     p.add_argument("--build-budget", type=float, default=900, help="seconds one database's load may take (default 900)")
     p.add_argument("--verify-after", action="store_true", help="backup.copy.verify_after = true (a scratch Doltgres beside each upload)")
-    p.add_argument("--out", type=Path, help="where offsite.md/.json go (default benches/results, --quick benches/results/quick)")
+    p.add_argument("--out", type=Path, help="where offsite.md/.json go (default benches/results, --quick benches/results/offsite-quick)")
     p.add_argument("--sidecar-bin", type=Path, help="use this sidecar binary instead of cargo build --release")
+    p.add_argument("--sidecar-commit", help="the commit a --sidecar-bin was built from, for the report")
     p.add_argument("--rclone-bin", type=Path, help="use this rclone instead of scripts/ensure-rclone.sh")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dirs (server files, entries, logs)")
     args = p.parse_args(argv)
@@ -127,7 +128,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.repeat is None:
         args.repeat = 1 if args.quick else 3
     if args.out is None:
-        args.out = REPO / "benches" / "results" / ("quick" if args.quick else "")
+        args.out = REPO / "benches" / "results" / ("offsite-quick" if args.quick else "")
     if not args.sizes or any(s <= 0 for s in args.sizes) or args.dedup_copies < 0 or args.change_mb <= 0 or args.repeat < 1:
         p.error("--sizes must be positive, --change-mb > 0, --dedup-copies >= 0, --repeat >= 1")
     return args
@@ -150,7 +151,13 @@ def first_line(argv: list[str], env: dict | None = None) -> str:
         return f"unknown ({e})"
 
 
-def versions(sidecar: Path, doltgres: Path, weed: Path, rclone: Path) -> dict[str, str]:
+def versions_head() -> str:
+    env = dict(os.environ, GIT_OPTIONAL_LOCKS="0")
+    return first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], env=env)
+
+
+def versions(sidecar: Path, doltgres: Path, weed: Path, rclone: Path, given: str | None) -> dict[str, str]:
+    """The tools' versions. `given`: what --sidecar-commit says a --sidecar-bin was built from."""
     # Read-only git, without the optional index refresh (someone else may be using the work tree).
     env = dict(os.environ, GIT_OPTIONAL_LOCKS="0")
     commit = first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], env=env)
@@ -160,8 +167,9 @@ def versions(sidecar: Path, doltgres: Path, weed: Path, rclone: Path) -> dict[st
         text=True,
         env=env,
     ).stdout.strip()
+    here = commit + ("+dirty" if dirty else "")
     return {
-        "sidecar_commit": commit + ("+dirty" if dirty else ""),
+        "sidecar_commit": given or here,
         "sidecar_built": time.strftime("%Y-%m-%d %H:%M", time.localtime(sidecar.stat().st_mtime)),
         "doltgres": first_line([str(doltgres), "--version"]),
         "seaweedfs": first_line([str(weed), "version"]),
@@ -1163,7 +1171,8 @@ def main(argv: list[str]) -> int:
             "rclone": args.rclone_bin or script_path("ensure-rclone.sh"),
         }
         tools["sidecar"] = cb.sidecar_binary(args, tmp)
-        meta["versions"] = versions(tools["sidecar"], tools["doltgres"], tools["weed"], tools["rclone"])
+        given = args.sidecar_commit or (f"unknown: --sidecar-bin (work tree {versions_head()})" if args.sidecar_bin else None)
+        meta["versions"] = versions(tools["sidecar"], tools["doltgres"], tools["weed"], tools["rclone"], given)
         log("versions: " + ", ".join(f"{k} {val}" for k, val in meta["versions"].items()))
         store_root = tmp / "seaweedfs"
         store_root.mkdir()

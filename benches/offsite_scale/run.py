@@ -961,6 +961,7 @@ def write_report(out: Path, report: dict) -> None:
         f"each object is {OBJECT_MIN}–{OBJECT_MAX - 1} random bytes in a zstd frame, named by their SHA-256. `databases`, `timings` "
         f"and `doltgres_version` are copied from a real manifest (one copy of a fresh managed Doltgres: {report['template_files']} files, "
         f"{report['template_bytes']:,} bytes pretty-printed); manifests are pretty-printed as the sidecar writes them.",
+        "- Off-site encryption (`recipients`) not configured: manifests and objects are plaintext, as in an unencrypted repository.",
         "- Requests are counted by a relay (`run.py`, standard-library Python) between the sidecar and SeaweedFS that forwards "
         "every request unchanged and records it.",
         "",
@@ -999,7 +1000,9 @@ def write_report(out: Path, report: dict) -> None:
         "(the same task, nothing between). The relay's requests are split at the manifest PUT, the upload's last request. "
         "*Sidecar peak RSS*: VmHWM of the sidecar after run 3 (the whole process: proxy, managed Doltgres supervision, upload, retention).",
         f"- The upload's objects are the real entry's: its {report['template_files']} files hold "
-        f"{(rows[0].get('offsite_relay') or {}).get('upload_objects', '–')} distinct objects (two empty files share one).",
+        f"{(rows[0].get('offsite_relay') or {}).get('upload_objects', '–')} distinct objects (two empty files share one). Run 1 sent all "
+        f"of them; in runs 2 and 3 those identical to an earlier run's (config files, the empty file) were found by HEAD and not sent, "
+        "hence 8 HEAD + 5 PUT object + 1 PUT manifest.",
         "",
     ]
     catch = [r for r in rows if r.get("catch_up")]
@@ -1037,7 +1040,7 @@ def write_report(out: Path, report: dict) -> None:
         )
     lines += ["", report["at_scale_md"], ""]
     if report.get("notes"):
-        lines += ["## Notes", ""] + [f"- {n}" for n in report["notes"]] + [""]
+        lines += ["## What looks slow or wrong at scale", ""] + [f"- {n}" for n in report["notes"]] + [""]
     (out / "offsite-scale.md").write_text("\n".join(lines))
 
 
@@ -1081,10 +1084,10 @@ def at_scale(rows: list[dict]) -> tuple[str, dict]:
         keys = servers * (objects + kept)
         ret_requests = -(-(kept + 1) // 1000) + (kept + 1) + 1 + -(-objects // 1000) + NEW_PER_ENTRY
         list_requests = -(-kept // 1000) + kept
-        ret_here = f"{ret_per_entry_s * (kept + 1):.1f} s" if ret_per_entry_s else "–"
+        ret_here = fmt_ms(ret_per_entry_s * (kept + 1) * 1000) if ret_per_entry_s else "–"
         out.append(
             f"| {kept:,} | {objects:,} | {keys / 1e6:.2f} M | {ret_requests:,} | {ret_here} | {ret_requests * remote_ms / 1000:.1f} s | "
-            f"{list_requests:,} | {list_per_entry_s * kept:.1f} s | {list_requests * remote_ms / 1000:.1f} s | "
+            f"{list_requests:,} | {fmt_ms(list_per_entry_s * kept * 1000)} | {list_requests * remote_ms / 1000:.1f} s | "
             f"{servers * (kept + 1) / 3600:.0f} |"
         )
     out += [
@@ -1100,14 +1103,71 @@ def at_scale(rows: list[dict]) -> tuple[str, dict]:
         "With `max_age` alone, every pass still reads every manifest it keeps.",
         "- **What to set**: `keep_last` bounds K, and with it every per-upload cost: a retention pass is ~K + 10 requests. Hourly "
         "copies with `keep_last = 168` (a week): ~175 requests a pass, well under a second here and a few seconds against a remote "
-        "S3; bucket-wide ~47 manifest GETs/s for 1,000 servers, ~1 M keys. `keep_last = 720` (30 days) is ~4× that. Past a few "
-        "thousand entries a pass takes minutes against a remote S3, after every upload, on a blocking thread, and holds the upload "
-        "turn (`Uploads::turn`) meanwhile, so the next entry's upload waits for it.",
+        "S3; bucket-wide ~47 manifest GETs/s for 1,000 servers, ~1 M keys. `keep_last = 720` (30 days) is ~4× that. At 10,000 "
+        f"entries a pass is ~{10069 * remote_ms / 60000:.1f} min at {remote_ms:.0f} ms a request, after every upload, holding the upload "
+        "turn (`Uploads::turn`), so the next entry's upload waits for it. Pick `keep_last` from how far back a restore must reach "
+        "(with `max_age` for a time bound), and keep it in the hundreds to low thousands.",
         "- **Bucket-wide**: 1,000 prefixes × K entries × (1 + ~5) keys. S3 scales request rates per prefix (AWS documents ≥ 5,500 "
         "GET/s and 3,500 PUT/DELETE/s per partitioned prefix; not measured here), so per-server prefixes spread the load; the "
         "manifest GETs of retention dominate the request bill (GET-class requests), ~24 × (K + 1) per server per day with hourly copies.",
     ]
     return "\n".join(out), data
+
+
+def findings(rows: list[dict]) -> list[str]:
+    """What looks slow or wrong at scale, each with the measured figure it rests on."""
+    big = max(rows, key=lambda r: r["n"])
+    small = min(rows, key=lambda r: r["n"])
+    nd = big.get("offsite_no_delete") or {}
+    direct = big.get("offsite_direct") or {}
+    out = []
+    if nd:
+        req = nd["retention_requests"]
+        out.append(
+            f"**A retention pass that deletes nothing still GETs every manifest**: with {big['n']:,} entries and `keep_last` above "
+            f"that, the pass after the upload made {req['requests']:,} requests ({req['by_kind'].get('GET entries/', 0):,} manifest GETs) "
+            f"over {fmt_ms(nd.get('retention_relay_span_ms'))} (via the relay) to delete nothing. `src/offsite/prune.rs`, `prune`: "
+            "the loop reads every manifest (`read_manifest`) before `if doomed.is_empty()`; with `keep_last` alone (no `max_age`) the "
+            "doomed ids are known from the listing, so a pass with `ids.len() <= keep_last` could stop after the LIST. It also GETs the "
+            "manifests of the entries it is about to delete, which only `max_age` needs."
+        )
+    out.append(
+        "**Every pass re-reads every kept manifest, sequentially, after every upload**, although a manifest never changes once "
+        "written (`If-None-Match: *` in `src/offsite/upload.rs`): "
+        f"{fmt_ms(direct.get('retention_ms'))} for {big['n']:,} entries here (≈ {(direct.get('retention_ms') or 0) / 1000 / (direct.get('present_before', big['n']) + 1) * 1000:.1f} ms "
+        "an entry on loopback), minutes against a remote store. Caching manifests by id (locally, or in memory across passes), "
+        "or a few GETs in flight, would take the per-pass cost to the LIST pages plus the new entry."
+    )
+    out.append(
+        "**The pass holds the upload turn**: `upload_pending` (`src/offsite/background.rs`) takes `uploads.turn` for the upload "
+        "and the prune that follows, so an entry copied meanwhile waits for the whole pass before its upload starts."
+    )
+    catch = [r for r in rows if r.get("catch_up")]
+    if catch:
+        c = max(catch, key=lambda r: r["n"])
+        cu = c["catch_up"]
+        deletes = sum(v for k, v in cu["retention_requests"]["by_kind"].items() if k.startswith("DELETE"))
+        out.append(
+            f"**Deletes are one request per key**: turning `keep_last = {CATCH_UP_KEEP}` on over {cu['present_before']:,} entries took "
+            f"{fmt_ms(cu.get('retention_ms'))} here and {deletes:,} DELETE requests (`store.delete` in the loops of `prune`). S3's "
+            "`DeleteObjects` takes up to 1,000 keys a request: ~6 requests instead. At 20 ms a request this catch-up is ~"
+            f"{deletes * 0.02 / 60:.0f} min remote, holding the upload turn."
+        )
+    out.append(
+        f"**Memory grows with N**: the sidecar's peak RSS after a pass was {mib((small.get('offsite_direct') or {}).get('sidecar_peak_rss_kib'))} "
+        f"at N = {small['n']:,} and {mib(direct.get('sidecar_peak_rss_kib'))} at N = {big['n']:,}; `prune` keeps every kept manifest "
+        "parsed (`kept`, one `Listed` each) plus a set of every named object key until the pass ends. `backups list --repo` peaked at "
+        f"{mib(small['list']['peak_rss_kib_max'])} → {mib(big['list']['peak_rss_kib_max'])} (N = {small['n']:,} → {big['n']:,}; "
+        "not investigated further: it keeps only the output text and the id list)."
+    )
+    out.append(
+        "**One unreadable manifest stops all retention** (from reading the code, not exercised here): in `prune`, a kept entry whose "
+        "manifest GET returns nothing or does not parse returns `Err(\"… unreadable manifest; nothing pruned\")`; the pass is logged as "
+        "\"off-site retention failed\" after each upload and the prefix grows without bound from then on. The more entries a prefix "
+        "holds, the more manifests each pass depends on. `read_manifest` also treats a 404 (an entry deleted between the LIST and the "
+        "GET) as unreadable."
+    )
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1122,6 +1182,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--sidecar-bin", type=Path, help="use this sidecar binary instead of cargo build --release")
     p.add_argument("--no-retention", action="store_true", help="skip the managed-sidecar upload/retention runs")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (SeaweedFS data, logs)")
+    p.add_argument("--report-only", type=Path, metavar="JSON", help="rewrite the report from an earlier offsite-scale.json; run nothing")
     args = p.parse_args(argv)
     if args.quick:
         args.sizes = [100]
@@ -1130,6 +1191,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    if args.report_only is not None:
+        report = json.loads(args.report_only.read_text())
+        report["at_scale_md"], report["at_scale"] = at_scale(report["results"])
+        report["notes"] = findings(report["results"])
+        write_report(args.out, report)
+        log(f"rewrote {args.out / 'offsite-scale.md'} from {args.report_only}")
+        return 0
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     tmp = Path(tempfile.mkdtemp(prefix="dgs-offsite-scale-"))
@@ -1173,7 +1241,7 @@ def main(argv: list[str]) -> int:
             "results": results,
             "at_scale": at_scale_data,
             "at_scale_md": at_scale_md,
-            "notes": [],
+            "notes": findings(results),
         }
         write_report(args.out, report)
         log(f"wrote {args.out / 'offsite-scale.md'} and offsite-scale.json")

@@ -27,7 +27,7 @@ pub mod ledger;
 pub mod managed;
 pub mod offsite;
 pub mod pgbench;
-mod ports;
+pub mod ports;
 pub mod process;
 mod proxy;
 pub mod raw;

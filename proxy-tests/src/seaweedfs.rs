@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::free_port;
 use crate::install::run_script;
+use crate::ports::stable_port;
 
 /// The `weed` binary at the pinned version, built on first use.
 pub fn binary() -> &'static Path {
@@ -52,7 +52,8 @@ impl SeaweedFs {
     /// Starts SeaweedFS and waits until its S3 gateway answers a signed request for [`BUCKET`].
     pub async fn start() -> SeaweedFs {
         let dir = tempfile::tempdir().unwrap();
-        let s3 = free_port();
+        // Below the ephemeral range: a restart binds the same ports again.
+        let s3 = stable_port();
         let mut ports = vec![("s3.port", s3)];
         for flag in [
             "master.port",
@@ -65,7 +66,7 @@ impl SeaweedFs {
             "admin.port",
             "admin.port.grpc",
         ] {
-            ports.push((flag, free_port()));
+            ports.push((flag, stable_port()));
         }
         let mut store = SeaweedFs {
             child: Default::default(),

@@ -237,7 +237,28 @@ impl Config {
     }
 
     /// Reads a parsed TOML table; missing keys keep their defaults.
-    pub fn deserialize_table(table: toml::Table) -> Result<Config, toml::de::Error> {
+    ///
+    /// In managed mode a `[backup.copy]` without `catalog` (say, only its `offsite` section, or
+    /// `DOLTGRES_SIDECAR_BACKUP_COPY_OFFSITE_URL` alone) completes managed mode's default copies:
+    /// the default catalog (settled by [`Config::settle_default_backups`]), ten kept, verified,
+    /// unless the section says otherwise.
+    pub fn deserialize_table(mut table: toml::Table) -> Result<Config, toml::de::Error> {
+        let managed = table
+            .get("server")
+            .and_then(|s| s.get("control"))
+            .and_then(|c| c.as_str())
+            == Some("managed");
+        if managed
+            && let Some(copy) = table
+                .get_mut("backup")
+                .and_then(|b| b.get_mut("copy"))
+                .and_then(|c| c.as_table_mut())
+            && !copy.contains_key("catalog")
+        {
+            copy.insert("catalog".into(), "".into());
+            copy.entry("keep_last").or_insert(10.into());
+            copy.entry("verify_after").or_insert(true.into());
+        }
         Config::deserialize(table)
     }
 
@@ -278,17 +299,33 @@ impl Config {
     /// Managed mode's backups when no action is configured: copies into
     /// [`Config::default_catalog`], verified, the last ten kept, after 1,000 write commits or at
     /// most 5 minutes after the first write not yet backed up, and on shutdown.
+    /// A `[backup.copy]` left without a catalog (see [`Config::deserialize_table`]) gets the
+    /// default catalog and, when no other action is configured, the default triggers.
     pub fn settle_default_backups(&mut self) {
-        if self.server.control != ControlMode::Managed
-            || Action::ALL
-                .into_iter()
-                .any(|action| self.backup.has(action))
-        {
+        if self.server.control != ControlMode::Managed {
             return;
         }
-        let catalog = self.default_catalog();
+        let beside = self
+            .server
+            .dir
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("backups");
+        let implicit = match &mut self.backup.copy {
+            Some(copy) if copy.catalog.as_os_str().is_empty() => {
+                copy.catalog = beside.clone();
+                true
+            }
+            _ => false,
+        };
+        let others = [Action::Push, Action::Sync, Action::Snapshot]
+            .into_iter()
+            .any(|action| self.backup.has(action));
+        if others || (self.backup.copy.is_some() && !implicit) {
+            return;
+        }
         let backup = &mut self.backup;
-        backup.copy = Some(CopyConfig::new(catalog));
+        backup.copy.get_or_insert_with(|| CopyConfig::new(beside));
         if backup.every_write_commits == 0 && backup.interval.is_none() {
             backup.every_write_commits = 1000;
             backup.interval = Some(Duration::from_secs(300));
@@ -553,6 +590,35 @@ mod tests {
         c.settle_managed().unwrap();
         assert_eq!(c.auth_mode(), AuthMode::Passthrough);
         assert_eq!(Config::default().auth_mode(), AuthMode::Passthrough);
+    }
+
+    #[test]
+    fn in_managed_mode_an_offsite_section_alone_completes_the_default_copies() {
+        let table: toml::Table = toml::from_str(
+            "[server]\ncontrol = \"managed\"\ndir = \"/srv/d/doltgres\"\n\
+             [backup.copy.offsite]\nurl = \"s3://b/p\"",
+        )
+        .unwrap();
+        let mut c = Config::deserialize_table(table).unwrap();
+        c.settle_default_backups();
+        let copy = c.backup.copy.as_ref().unwrap();
+        assert_eq!(copy.catalog, Path::new("/srv/d/backups"));
+        assert_eq!((copy.keep_last, copy.verify_after), (10, true));
+        assert_eq!(copy.offsite.as_ref().unwrap().url, "s3://b/p");
+        assert_eq!(c.backup.every_write_commits, 1000);
+        // The section's own settings win over the defaults.
+        let table: toml::Table = toml::from_str(
+            "[server]\ncontrol = \"managed\"\n[backup.copy]\nkeep_last = 3\n\
+             [backup.copy.offsite]\nurl = \"s3://b/p\"",
+        )
+        .unwrap();
+        let mut c = Config::deserialize_table(table).unwrap();
+        c.settle_default_backups();
+        assert_eq!(c.backup.copy.as_ref().unwrap().keep_last, 3);
+        // Outside managed mode the catalog is still required.
+        let table: toml::Table =
+            toml::from_str("[backup.copy.offsite]\nurl = \"s3://b/p\"").unwrap();
+        assert!(Config::deserialize_table(table).is_err());
     }
 
     #[test]

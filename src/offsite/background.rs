@@ -59,6 +59,12 @@ impl Uploads {
         *self.failing.lock().unwrap() = why;
     }
 
+    /// Waits for the upload (or prune) under way to end and holds off the next until the guard
+    /// is dropped: what is read from the repository meanwhile is not pruned under the reader.
+    pub async fn hold(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.turn.lock().await
+    }
+
     /// Uploads running or waiting.
     pub fn pending(&self) -> usize {
         self.tasks.len()
@@ -90,21 +96,24 @@ pub fn not_uploaded(catalog: &Path, url: &str) -> Vec<Entry> {
 /// Uploads every entry of `catalog` not yet off-site, retrying until each is there or `stop`
 /// is cancelled. One runs at a time. With nothing to upload it still lists the repository once,
 /// so that a wrong endpoint or key is said at start (in the log and in `/readyz`), not at the
-/// first copy.
+/// first copy. Returns the ids of the entries it uploaded, oldest first.
 pub async fn upload_pending(
     uploads: &Uploads,
     metrics: &Metrics,
     catalog: &Path,
     offsite: &OffsiteConfig,
     retry: Retry,
-) {
+) -> Vec<String> {
     let _turn = uploads.turn.lock().await;
     let stop = uploads.stop_token();
     let mut delay = retry.initial;
-    let mut uploaded_any = false;
+    let mut uploaded = Vec::new();
     loop {
         let pending = not_uploaded(catalog, &offsite.url);
         metrics.offsite_pending_entries.set(pending.len() as i64);
+        let bytes: u64 = pending.iter().map(|e| e.manifest.bytes()).sum();
+        metrics.offsite_pending_bytes.set(bytes as i64);
+        let uploaded_any = !uploaded.is_empty();
         if pending.is_empty() {
             if uploaded_any && (offsite.keep_last > 0 || offsite.max_age.is_some()) {
                 match prune_repository(offsite).await {
@@ -124,7 +133,7 @@ pub async fn upload_pending(
                 warn!(%error, "the off-site repository cannot be used");
                 uploads.set_failing(Some(error));
             }
-            return;
+            return uploaded;
         }
         // One round over every pending entry, oldest first: an entry that fails (a file changed
         // since its copy, say) does not hold back the ones after it.
@@ -134,7 +143,7 @@ pub async fn upload_pending(
             match upload_one(offsite, &entry).await {
                 Ok(record) => {
                     progressed = true;
-                    uploaded_any = true;
+                    uploaded.push(entry.id.clone());
                     uploads.set_failing(None);
                     metrics.offsite_uploaded_bytes.inc_by(record.bytes_sent);
                     metrics
@@ -160,7 +169,7 @@ pub async fn upload_pending(
                 }
             }
             if stop.is_cancelled() {
-                return;
+                return uploaded;
             }
         }
         if progressed {
@@ -168,7 +177,7 @@ pub async fn upload_pending(
         } else {
             // Nothing went up this round: wait before the next.
             tokio::select! {
-                _ = stop.cancelled() => return,
+                _ = stop.cancelled() => return uploaded,
                 _ = tokio::time::sleep(delay) => {}
             }
             delay = (delay * 2).min(retry.max);

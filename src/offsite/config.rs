@@ -205,6 +205,28 @@ mod tests {
     }
 
     #[test]
+    fn verifying_an_encrypted_repository_needs_its_identity() {
+        let (_, recipient) = crate::offsite::seal::keygen();
+        let mut sealed = section("s3://b/p");
+        sealed.recipients = vec![recipient];
+        sealed.check().unwrap();
+        sealed.verify_after = true;
+        let e = sealed.check().unwrap_err();
+        assert!(e.contains("identity_file"), "{e}");
+        sealed.verify_after = false;
+        sealed.verify_interval = Some(std::time::Duration::from_secs(3600));
+        assert!(sealed.check().is_err());
+        sealed.identity_file = Some("/nonexistent/identity.txt".into());
+        let e = sealed.check().unwrap_err();
+        assert!(e.contains("/nonexistent/identity.txt"), "{e}");
+        let mut plain = section("s3://b/p");
+        plain.verify_after = true;
+        plain.check().unwrap();
+        plain.recipients = vec!["age1bad".into()];
+        assert!(plain.check().is_err());
+    }
+
+    #[test]
     fn missing_credentials_and_bad_urls_are_named() {
         let none = |_: &str| None;
         let e = section("s3://b").resolve_with(&none).unwrap_err();

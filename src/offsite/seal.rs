@@ -170,7 +170,7 @@ mod tests {
         let other = dir.join("other.txt");
         std::fs::write(&other, &other_text).unwrap();
 
-        let recipients = Recipients::parse(&[recipient.clone()], None)
+        let recipients = Recipients::parse(std::slice::from_ref(&recipient), None)
             .unwrap()
             .unwrap();
         let sealed = recipients.seal_bytes(b"rows and rows").unwrap();

@@ -8,6 +8,7 @@
 //! start the entries never verified.
 
 pub mod background;
+pub mod offsite;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};

@@ -402,7 +402,7 @@ pub fn upload_offsite(shared: &Arc<Shared>) {
     };
     let (shared, catalog) = (shared.clone(), copy.catalog.clone());
     shared.clone().uploads.spawn(async move {
-        crate::offsite::background::upload_pending(
+        let uploaded = crate::offsite::background::upload_pending(
             &shared.uploads,
             &shared.metrics,
             &catalog,
@@ -410,6 +410,12 @@ pub fn upload_offsite(shared: &Arc<Shared>) {
             retry,
         )
         .await;
+        // verify_after: the newest entry uploaded, as it is in the repository.
+        if let (true, Some(id)) = (offsite.verify_after, uploaded.last())
+            && !shared.uploads.stop_token().is_cancelled()
+        {
+            crate::verify::offsite::verify_and_count(&shared, &offsite, id).await;
+        }
     });
 }
 
