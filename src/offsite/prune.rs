@@ -5,7 +5,8 @@
 //! object an upload has just found in place cannot be deleted before its manifest names it.
 //! Blocking; run on a blocking thread.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::entry_key;
@@ -21,6 +22,10 @@ pub struct Pruned {
 
 /// Deletes entries past `keep_last` (0: no limit) or older than `max_age` (created before
 /// `now_unix - max_age`), never the newest, and the objects only they named.
+///
+/// With `keep_last` alone and no more entries than it, the listing decides and no manifest is
+/// read. Otherwise every entry's manifest is needed (its time, the objects it names); manifests
+/// never change once written, so each is fetched once per process and remembered.
 pub fn prune(
     store: &Store,
     keep_last: usize,
@@ -29,39 +34,38 @@ pub fn prune(
 ) -> Result<Pruned, String> {
     let ids = super::download::list(store)?;
     let count = ids.len();
+    let mut pruned = Pruned::default();
+    if max_age.is_none() && (keep_last == 0 || count <= keep_last) {
+        return Ok(pruned);
+    }
     let mut doomed = Vec::new();
     let mut kept = Vec::new();
     for (index, id) in ids.into_iter().enumerate() {
-        let manifest = read_manifest(store, &id)?;
         let from_newest = count - 1 - index;
         let too_many = keep_last > 0 && from_newest >= keep_last;
-        let too_old = max_age.is_some_and(|age| {
-            manifest
-                .as_ref()
-                .is_some_and(|m| now_unix - m.created_unix() > age.as_secs_f64())
-        });
-        match (from_newest > 0 && (too_many || too_old), manifest) {
-            (true, _) => doomed.push(id),
-            (false, Some(manifest)) => kept.push(manifest),
-            // A manifest that cannot be read cannot say which objects it needs: nothing is
-            // deleted until it is dealt with.
-            (false, None) => {
-                return Err(format!("entry {id}: unreadable manifest; nothing pruned"));
-            }
+        if from_newest > 0 && too_many {
+            doomed.push(id);
+            continue;
+        }
+        // A manifest that cannot be read cannot say which objects it needs: nothing is
+        // deleted until it is dealt with.
+        let known = remembered(store, &id)?
+            .ok_or_else(|| format!("entry {id}: unreadable manifest; nothing pruned"))?;
+        let too_old = max_age.is_some_and(|age| now_unix - known.created_unix > age.as_secs_f64());
+        match from_newest > 0 && too_old {
+            true => doomed.push(id),
+            false => kept.push(known),
         }
     }
-    let mut pruned = Pruned::default();
     if doomed.is_empty() {
         return Ok(pruned);
     }
     for id in &doomed {
         store.delete(&entry_key(&store.prefix, id))?;
+        forget(store, id);
         pruned.entries.push(id.clone());
     }
-    let named: HashSet<String> = kept
-        .iter()
-        .flat_map(|listed| listed.object_keys(&store.prefix))
-        .collect();
+    let named: HashSet<&String> = kept.iter().flat_map(|k| k.object_keys.iter()).collect();
     for key in store.list(&format!("{}objects/", store.prefix))? {
         if !named.contains(&key) {
             store.delete(&key)?;
@@ -71,8 +75,43 @@ pub fn prune(
     Ok(pruned)
 }
 
-fn read_manifest(store: &Store, id: &str) -> Result<Option<Listed>, String> {
-    Ok(store
+/// What retention needs of an entry: its time and the keys of the objects it names.
+#[derive(Debug)]
+struct Known {
+    created_unix: f64,
+    object_keys: Vec<String>,
+}
+
+/// Entries read by this process, by repository URL and id.
+static KNOWN: std::sync::Mutex<Option<HashMap<(String, String), Arc<Known>>>> =
+    std::sync::Mutex::new(None);
+
+/// Entry `id` as remembered, else read (None if its manifest cannot be read).
+fn remembered(store: &Store, id: &str) -> Result<Option<Arc<Known>>, String> {
+    let slot = (store.url.clone(), id.to_string());
+    if let Some(known) = KNOWN.lock().unwrap().get_or_insert_default().get(&slot) {
+        return Ok(Some(known.clone()));
+    }
+    let Some(listed) = store
         .get(&entry_key(&store.prefix, id))?
-        .and_then(|bytes| Listed::parse(&bytes).ok()))
+        .and_then(|bytes| Listed::parse(&bytes).ok())
+    else {
+        return Ok(None);
+    };
+    let known = Arc::new(Known {
+        created_unix: listed.created_unix(),
+        object_keys: listed.object_keys(&store.prefix).collect(),
+    });
+    KNOWN
+        .lock()
+        .unwrap()
+        .get_or_insert_default()
+        .insert(slot, known.clone());
+    Ok(Some(known))
+}
+
+fn forget(store: &Store, id: &str) {
+    if let Some(known) = KNOWN.lock().unwrap().as_mut() {
+        known.remove(&(store.url.clone(), id.to_string()));
+    }
 }
