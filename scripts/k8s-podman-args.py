@@ -7,7 +7,8 @@ settings on this machine. Prints the arguments NUL-separated.
 
 DIR holds the manifests. VOLUME=HOSTDIR binds a pod volume (a volumeClaimTemplate or a ConfigMap,
 whose files the caller has written into HOSTDIR) at the container's mountPath; emptyDir volumes
-become tmpfs mounts. --secret gives the Secret's values; --env overrides a literal environment
+become tmpfs mounts. --secret gives the Secret's values (an optional key not given is left out),
+ConfigMap references read the manifests' ConfigMap; --env overrides any environment
 value (the listen addresses, so parallel tests get free ports). Host networking stands in for the
 pod's network.
 """
@@ -54,12 +55,23 @@ def main():
         args += ["--security-opt", "no-new-privileges"]
     for cap in sc.get("capabilities", {}).get("drop", []):
         args += ["--cap-drop", cap]
+    config_maps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
     for e in c.get("env", []):
-        if "value" in e:
-            value = env_over.get(e["name"], e["value"])
-        else:
+        if e["name"] in env_over:
+            value = env_over[e["name"]]
+        elif "value" in e:
+            value = e["value"]
+        elif "secretKeyRef" in e["valueFrom"]:
             ref = e["valueFrom"]["secretKeyRef"]
+            if ref["key"] not in secrets and ref.get("optional"):
+                continue
             value = secrets[ref["key"]]
+        else:
+            ref = e["valueFrom"]["configMapKeyRef"]
+            data = config_maps[ref["name"]]
+            if ref["key"] not in data and ref.get("optional"):
+                continue
+            value = data[ref["key"]]
         args += ["-e", f"{e['name']}={value}"]
     for m in c.get("volumeMounts", []):
         vol = m["name"]

@@ -12,9 +12,11 @@
 #               and exits 0
 #   kubernetes  the manifests validate against the Kubernetes schemas (offline), and the exact
 #               commands of the StatefulSet's containers run: the restore init container brings a
-#               lost data volume back from the newest copy
+#               lost data volume back from the newest copy, and with both volumes lost, from the
+#               off-site repository (a SeaweedFS bucket on the host)
 #   compose     docker/compose.yaml with docker-compose against podman's API service: up, psql,
-#               backup, down, the data volume lost, up again, restored
+#               backup, down, the data volume lost, up again, restored; both volumes lost, up
+#               again, restored from the bucket
 #   operations  alert rules pass promtool check and unit tests; the dashboard names only metrics
 #               the running sidecar exports
 #
@@ -272,6 +274,32 @@ expect_eq "copy entries after the stop (the final backup)" "$(entries)" 2
 grep -q 'shutdown: final backup window' <<<"$(podman logs "$run_id-managed" 2>&1)" || fail "no shutdown window in the log"
 ok "podman stop: SIGTERM through tini runs the final backup and exits 0"
 
+# --- the off-site bucket: SeaweedFS on the host (what the compose and StatefulSet variants use) ---
+weed=$(bash scripts/ensure-seaweedfs.sh) || fail "SeaweedFS cannot be built (scripts/ensure-seaweedfs.sh)"
+s3_port=$(free_port)
+s3_key="images$$"
+s3_secret="secret-$RANDOM$RANDOM$RANDOM"
+mkdir -p "$work/weed"
+weed_args=(mini "-dir=$work/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 "-s3.port=$s3_port" -bucket=backups
+  -admin.port.legacy=0 -s3.port.iceberg=0 -s3.port.lance=0 -webdav=false -admin.ui=false -master.telemetry=false
+  "-filer.localSocket=$work/weed/filer.sock" "-s3.localSocket=$work/weed/s3.sock")
+for flag in master.port master.port.grpc volume.port volume.port.grpc filer.port filer.port.grpc s3.port.grpc admin.port admin.port.grpc; do
+  weed_args+=("-$flag=$(free_port)")
+done
+AWS_ACCESS_KEY_ID=$s3_key AWS_SECRET_ACCESS_KEY=$s3_secret "$weed" "${weed_args[@]}" >"$work/weed.log" 2>&1 &
+weed_pid=$!
+cleanups+=("kill $weed_pid")
+bucket() { # METHOD PATH: a signed request to the bucket, prints the body
+  curl -fsS --max-time 30 -X "$1" --aws-sigv4 "aws:amz:us-east-1:s3" --user "$s3_key:$s3_secret" \
+    "http://127.0.0.1:$s3_port/backups$2"
+}
+wait_for 90 "SeaweedFS's bucket" bucket HEAD ""
+entries_in() { # PREFIX: complete entries in the bucket under PREFIX
+  bucket GET "?list-type=2&prefix=$1%2Fentries%2F" | grep -o '<Key>[^<]*</Key>' | wc -l
+}
+offsite_env=(DOLTGRES_SIDECAR_OFFSITE_URL=s3://backups/compose AWS_ENDPOINT_URL="http://127.0.0.1:$s3_port"
+  AWS_ACCESS_KEY_ID="$s3_key" AWS_SECRET_ACCESS_KEY="$s3_secret" AWS_ALLOW_HTTP=true)
+
 # --- kubernetes: the manifests validate, and their containers' exact commands run ---------------
 validator=$(bash scripts/ensure-kubernetes-validate.sh) || fail "kubernetes-validate cannot be installed"
 "$validator" --strict --quiet docker/kubernetes/*.yaml || fail "the Kubernetes manifests do not validate"
@@ -291,6 +319,9 @@ k8s_run() { # NAME CONTAINER [detach]: runs the StatefulSet's container CONTAINE
   mapfile -d '' args < <("$kpy" scripts/k8s-podman-args.py docker/kubernetes "$2" "$managed_image" \
     "data=$k/data" "backups=$k/backups" "config=$k/config" \
     --secret "doltgres-password=$password" --secret "admin-token=$token" \
+    --secret "aws-access-key-id=$s3_key" --secret "aws-secret-access-key=$s3_secret" \
+    --env "DOLTGRES_SIDECAR_BACKUP_COPY_OFFSITE_URL=s3://backups/k8s" --env "AWS_ENDPOINT_URL=http://127.0.0.1:$s3_port" \
+    --env "AWS_ALLOW_HTTP=true" \
     --env "DOLTGRES_SIDECAR_LISTEN=127.0.0.1:$k_port" --env "DOLTGRES_SIDECAR_ADMIN_LISTEN=127.0.0.1:$k_admin") \
     || fail "cannot read container $2 from the StatefulSet"
   containers+=("$1")
@@ -322,6 +353,15 @@ wait_for 120 "restored StatefulSet container /readyz" http_ok "http://127.0.0.1:
 expect_eq "rows after the restore" "$(psql_at "$k_port" "SELECT string_agg(id::text, ',' ORDER BY id) FROM orders")" "1,2,3"
 podman stop -t 120 "$run_id-k8s-2" >/dev/null
 ok "StatefulSet: with the data volume lost, the restore init container brings back every row from the newest copy"
+[ "$(entries_in k8s)" -ge 2 ] || fail "the StatefulSet's copies are not in the bucket ($(entries_in k8s) entries)"
+rm -rf "$k/data/server" "$k/backups/catalog"
+k8s_run "$run_id-k8s-init-4" restore
+grep -q 'restored off-site entry' "$work/$run_id-k8s-init-4.out" || fail "restore from the bucket: $(cat "$work/$run_id-k8s-init-4.out")"
+k8s_run "$run_id-k8s-3" doltgres detach
+wait_for 120 "StatefulSet container /readyz after the restore from the bucket" http_ok "http://127.0.0.1:$k_admin/readyz"
+expect_eq "rows after the restore from the bucket" "$(psql_at "$k_port" "SELECT string_agg(id::text, ',' ORDER BY id) FROM orders")" "1,2,3"
+podman stop -t 120 "$run_id-k8s-3" >/dev/null
+ok "StatefulSet: with both volumes lost, the restore init container brings back every row from the bucket"
 
 # --- compose: docker-compose against podman's Docker API ---------------------------------------
 sock="$work/podman.sock"
@@ -334,7 +374,7 @@ project="dgsimg$$"
 c_port=$(free_port)
 c_admin=$(free_port)
 compose() {
-  DOLTGRES_SIDECAR_IMAGE=$managed_image DOLTGRES_PASSWORD=$password DOLTGRES_SIDECAR_ADMIN_TOKEN=$token \
+  env "${offsite_env[@]}" DOLTGRES_SIDECAR_IMAGE=$managed_image DOLTGRES_PASSWORD=$password DOLTGRES_SIDECAR_ADMIN_TOKEN=$token \
     DOLTGRES_SIDECAR_BIND=127.0.0.1 DOLTGRES_SIDECAR_PORT=$c_port DOLTGRES_SIDECAR_ADMIN_PORT=$c_admin \
     docker-compose --ansi never -p "$project" -f docker/compose.yaml "$@"
 }
@@ -357,8 +397,17 @@ wait_for 120 "compose /readyz after the restore" http_ok "http://127.0.0.1:$c_ad
 restore_log=$(compose logs restore 2>&1)
 grep -q 'restored copy' <<<"$restore_log" || fail "the restore service did not restore: $(tail -n 5 <<<"$restore_log")"
 expect_eq "rows after compose restored the lost volume" "$(psql_at "$c_port" "SELECT string_agg(id::text, ',' ORDER BY id) FROM visits")" "1,2,3"
-compose down -v >/dev/null 2>&1 || fail "docker-compose down -v"
 ok "compose: the data volume lost, up again restores every row from the newest copy"
+compose down >/dev/null 2>&1 || fail "docker-compose down (before losing both volumes)"
+[ "$(entries_in compose)" -ge 2 ] || fail "the compose copies are not in the bucket ($(entries_in compose) entries)"
+podman volume rm "${project}_data" "${project}_backups" >/dev/null || fail "cannot remove the compose volumes"
+compose up -d --no-build >"$work/compose-up3.log" 2>&1 || { cat "$work/compose-up3.log" >&2; fail "docker-compose up (both volumes lost)"; }
+wait_for 120 "compose /readyz after the restore from the bucket" http_ok "http://127.0.0.1:$c_admin/readyz"
+restore_log=$(compose logs restore 2>&1)
+grep -q 'restored off-site entry' <<<"$restore_log" || fail "the restore service did not restore from the bucket: $(tail -n 5 <<<"$restore_log")"
+expect_eq "rows after compose restored both lost volumes from the bucket" "$(psql_at "$c_port" "SELECT string_agg(id::text, ',' ORDER BY id) FROM visits")" "1,2,3"
+compose down -v >/dev/null 2>&1 || fail "docker-compose down -v"
+ok "compose: both volumes lost, up again restores every row from the bucket"
 
 # --- operations: alert rules and the dashboard ---------------------------------------------------
 wait "$promtool_pid" || { cat "$work/promtool.log" >&2; fail "promtool cannot be built"; }
