@@ -240,6 +240,12 @@ impl Metrics {
             "Bytes an upload found already in the off-site repository, uncompressed",
             m.offsite_deduplicated_bytes.clone(),
         );
+        // Exported from the start, so that a rule on the failures sees a 0 before the first.
+        for result in ["ok", "failed"] {
+            let _ = m.offsite_verify.get_or_create(&ResultLabel {
+                result: result.into(),
+            });
+        }
         Metrics { registry, ..m }
     }
 
