@@ -62,6 +62,8 @@ async fn managed_with(
             allow_http: Some(true),
             keep_last: repository_keep_last,
             max_age: None,
+            // Unnamed objects go at once (the test's own uploads are the only writer).
+            prune_grace: Duration::ZERO,
             ..OffsiteConfig::from_url("")
         });
         c.backup.retry_initial = Duration::from_millis(200);

@@ -215,14 +215,14 @@ async fn probe(offsite: &OffsiteConfig) -> Result<(), String> {
 /// Applies the section's `keep_last` and `max_age` to the repository.
 async fn prune_repository(offsite: &OffsiteConfig) -> Result<super::prune::Pruned, String> {
     let settings = offsite.resolve()?;
-    let (keep_last, max_age) = (offsite.keep_last, offsite.max_age);
+    let (keep_last, max_age, grace) = (offsite.keep_last, offsite.max_age, offsite.prune_grace);
     tokio::task::spawn_blocking(move || {
         let store = Store::open(&settings)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
-        super::prune::prune(&store, keep_last, max_age, now)
+        super::prune::prune(&store, keep_last, max_age, grace, now)
     })
     .await
     .map_err(|e| format!("prune task failed: {e}"))?

@@ -41,6 +41,10 @@ pub struct OffsiteConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub max_age: Option<std::time::Duration>,
+    /// Retention deletes an object no entry names only once it was written longer ago than
+    /// this: an upload running meanwhile elsewhere on the prefix may be about to name it.
+    #[serde(default = "default_prune_grace", with = "humantime_serde")]
+    pub prune_grace: std::time::Duration,
     /// Encrypt objects and manifests to these `age` public keys (`age1…`): the sidecar then
     /// cannot read back what it wrote; `restore` and `verify` take the identity.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -66,6 +70,10 @@ pub struct OffsiteConfig {
     pub verify_interval: Option<std::time::Duration>,
 }
 
+fn default_prune_grace() -> std::time::Duration {
+    std::time::Duration::from_secs(15 * 60)
+}
+
 impl OffsiteConfig {
     /// The repository at `url`, everything else from the environment, no retention: what the
     /// local commands use.
@@ -79,6 +87,7 @@ impl OffsiteConfig {
             allow_http: None,
             keep_last: 0,
             max_age: None,
+            prune_grace: default_prune_grace(),
             recipients: Vec::new(),
             recipients_file: None,
             identity_file: None,

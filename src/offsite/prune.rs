@@ -21,7 +21,10 @@ pub struct Pruned {
 }
 
 /// Deletes entries past `keep_last` (0: no limit) or older than `max_age` (created before
-/// `now_unix - max_age`), never the newest, and the objects only they named.
+/// `now_unix - max_age`), never the newest, and the objects no remaining entry names that were
+/// written more than `grace` ago: an upload running elsewhere meanwhile (another process on the
+/// same prefix, a sidecar handing over during an upgrade) may be about to name a fresh one, and
+/// re-checks the older ones it found in place after writing its manifest ([`super::upload`]).
 ///
 /// With `keep_last` alone and no more entries than it, the listing decides and no manifest is
 /// read. Otherwise every entry's manifest is needed (its time, the objects it names); manifests
@@ -30,6 +33,7 @@ pub fn prune(
     store: &Store,
     keep_last: usize,
     max_age: Option<Duration>,
+    grace: Duration,
     now_unix: f64,
 ) -> Result<Pruned, String> {
     let ids = super::download::list(store)?;
@@ -60,18 +64,26 @@ pub fn prune(
     if doomed.is_empty() {
         return Ok(pruned);
     }
+    let manifests: Vec<String> = doomed
+        .iter()
+        .map(|id| entry_key(&store.prefix, id))
+        .collect();
+    store.delete_many(&manifests)?;
     for id in &doomed {
-        store.delete(&entry_key(&store.prefix, id))?;
         forget(store, id);
-        pruned.entries.push(id.clone());
     }
+    pruned.entries = doomed;
     let named: HashSet<&String> = kept.iter().flat_map(|k| k.object_keys.iter()).collect();
-    for key in store.list(&format!("{}objects/", store.prefix))? {
-        if !named.contains(&key) {
-            store.delete(&key)?;
-            pruned.objects += 1;
-        }
-    }
+    let written_before = now_unix - grace.as_secs_f64();
+    let unnamed: Vec<String> = store
+        .list_objects(&format!("{}objects/", store.prefix))?
+        .into_iter()
+        .filter(|o| !named.contains(&o.key))
+        .filter(|o| o.last_modified_unix.is_none_or(|t| t <= written_before))
+        .map(|o| o.key)
+        .collect();
+    store.delete_many(&unnamed)?;
+    pruned.objects = unnamed.len();
     Ok(pruned)
 }
 

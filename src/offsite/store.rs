@@ -200,7 +200,16 @@ impl Store {
 
     /// Every key under `prefix` (relative to the bucket), in the store's (lexical) order.
     pub fn list(&self, prefix: &str) -> Result<Vec<String>, String> {
-        let mut keys = Vec::new();
+        Ok(self
+            .list_objects(prefix)?
+            .into_iter()
+            .map(|o| o.key)
+            .collect())
+    }
+
+    /// Every object under `prefix`, with the time it was last written.
+    pub fn list_objects(&self, prefix: &str) -> Result<Vec<Listing>, String> {
+        let mut objects = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
@@ -224,13 +233,74 @@ impl Store {
                 .map_err(|e| format!("list {prefix}: {e}"))?;
             let page = ListObjectsV2::parse_response(&text)
                 .map_err(|e| format!("list {prefix}: unreadable answer: {e}"))?;
-            keys.extend(page.contents.into_iter().map(|c| c.key));
+            objects.extend(page.contents.into_iter().map(|c| Listing {
+                last_modified_unix: c.last_modified.as_deref().and_then(unix_time),
+                key: c.key,
+            }));
             match page.next_continuation_token {
                 Some(next) => token = Some(next),
-                None => return Ok(keys),
+                None => return Ok(objects),
             }
         }
     }
+
+    /// Deletes `keys`, up to 1,000 a request (S3's `DeleteObjects`).
+    pub fn delete_many(&self, keys: &[String]) -> Result<(), String> {
+        use rusty_s3::actions::{DeleteObjectsResponse, ObjectIdentifier};
+        for chunk in keys.chunks(1000) {
+            let objects: Vec<ObjectIdentifier> = chunk
+                .iter()
+                .map(|k| ObjectIdentifier::new(k.clone()))
+                .collect();
+            let mut action = self
+                .bucket
+                .delete_objects(Some(&self.credentials), objects.iter());
+            action.set_quiet(true);
+            let url = action.sign(SIGNED_FOR);
+            let (body, md5) = action.body_with_md5();
+            let what = format!("delete {} objects from {}", chunk.len(), self.url);
+            let mut response = self
+                .agent
+                .post(url.as_str())
+                .header("Content-MD5", &md5)
+                .send(body.as_bytes())
+                .map_err(|e| format!("{what}: {e}"))?;
+            let status = response.status().as_u16();
+            if status != 200 {
+                return Err(refused("DeleteObjects", &chunk[0], status, response));
+            }
+            let text = response
+                .body_mut()
+                .read_to_string()
+                .map_err(|e| format!("{what}: {e}"))?;
+            let answer = DeleteObjectsResponse::parse(&text)
+                .map_err(|e| format!("{what}: unreadable answer: {e}"))?;
+            if let Some(error) = answer.errors.first() {
+                return Err(format!(
+                    "{what}: {} refused: {} {}",
+                    error.key, error.code, error.message
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An object as a listing shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listing {
+    pub key: String,
+    /// When it was last written (seconds since the Unix epoch), if the store said.
+    pub last_modified_unix: Option<f64>,
+}
+
+/// `2026-12-06T09:22:54.000Z` as seconds since the Unix epoch.
+fn unix_time(text: &str) -> Option<f64> {
+    humantime::parse_rfc3339_weak(text)
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs_f64())
 }
 
 /// An error answer as one line: the method, the key, the status and S3's `<Code>`.
@@ -247,4 +317,17 @@ fn refused(
         .map(|(code, _)| format!(" {code}"))
         .unwrap_or_default();
     format!("{method} {key}: HTTP {status}{code}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn listing_times_read_as_unix_seconds() {
+        assert_eq!(super::unix_time("1970-01-01T00:01:00.000Z"), Some(60.0));
+        assert_eq!(
+            super::unix_time("2026-12-06T09:22:54Z"),
+            Some(1_796_548_974.0)
+        );
+        assert_eq!(super::unix_time("yesterday"), None);
+    }
 }

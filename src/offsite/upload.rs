@@ -15,6 +15,9 @@ use crate::catalog::journal;
 
 /// zstd's level for objects: its default, fast enough to keep up with a disk.
 const LEVEL: i32 = 3;
+/// An upload longer than this checks every object again after its manifest, not only those it
+/// found in place: well under any sensible `prune_grace`.
+const RECHECK_ALL_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What an upload did; kept beside the entry as `offsite.json` once it succeeded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +35,10 @@ pub struct UploadRecord {
     pub bytes_sent: u64,
     /// Uncompressed bytes of the objects already there.
     pub bytes_deduplicated: u64,
+    /// Objects found missing again after the manifest was written (deleted meanwhile by a
+    /// retention running elsewhere on the prefix) and sent again.
+    #[serde(default)]
+    pub repaired: usize,
 }
 
 /// The file beside an entry that says it is in the repository.
@@ -76,18 +83,28 @@ pub fn upload(
         bytes_sent_raw: 0,
         bytes_sent: 0,
         bytes_deduplicated: 0,
+        repaired: 0,
     };
     let places = places_by_sha(entry)?;
+    let started = std::time::Instant::now();
+    let send = |sha: &str, key: &str| -> Result<Packed, String> {
+        let path = places
+            .get(sha)
+            .ok_or_else(|| format!("entry {}: no file holds {sha}", entry.id))?;
+        let packed = Packed::of(path, sha, recipients)?;
+        store.put_file(key, &packed.file)?;
+        Ok(packed)
+    };
+    // Objects found in place: a retention elsewhere on the prefix may delete one before the
+    // manifest names it, so they are looked at again once it does.
+    let mut found = Vec::new();
     for (sha, size) in &objects {
         let key = object_key(&store.prefix, sha, recipients.is_some());
         if store.exists(&key)? {
             record.bytes_deduplicated += size;
+            found.push((sha.as_str(), key));
         } else {
-            let path = places
-                .get(sha)
-                .ok_or_else(|| format!("entry {}: no file holds {sha}", entry.id))?;
-            let packed = Packed::of(path, sha, recipients)?;
-            store.put_file(&key, &packed.file)?;
+            let packed = send(sha, &key)?;
             record.sent += 1;
             record.bytes_sent_raw += packed.raw_len;
             record.bytes_sent += packed.len;
@@ -97,6 +114,26 @@ pub fn upload(
     let listed = Listed::of(&entry.manifest, recipients)?;
     match store.put(&manifest_key, &listed.to_json(), true)? {
         Put::Written | Put::AlreadyThere => {}
+    }
+    // A long upload: the objects it sent first may have aged past a retention's grace too.
+    let recheck: Vec<(&str, String)> = match started.elapsed() > RECHECK_ALL_AFTER {
+        true => objects
+            .iter()
+            .map(|(sha, _)| {
+                (
+                    sha.as_str(),
+                    object_key(&store.prefix, sha, recipients.is_some()),
+                )
+            })
+            .collect(),
+        false => found,
+    };
+    for (sha, key) in recheck {
+        if !store.exists(&key)? {
+            tracing::warn!(entry = %entry.id, object = %key, "an object was deleted while the entry was uploaded: sent again");
+            send(sha, &key)?;
+            record.repaired += 1;
+        }
     }
     record.at_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -275,6 +312,7 @@ mod tests {
             bytes_sent_raw: 10,
             bytes_sent: 5,
             bytes_deduplicated: 20,
+            repaired: 0,
         };
         record(&entry, &uploaded).unwrap();
         assert_eq!(recorded(&entry), Some(uploaded));

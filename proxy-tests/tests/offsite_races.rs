@@ -1,0 +1,169 @@
+//! An upload and a retention running at once on one prefix (two processes, as during an
+//! upgrade hand-over), against a real object store (SeaweedFS):
+//! - an object an upload found in place and that is deleted before the upload's manifest names
+//!   it is found missing after the manifest is written, and sent again: the entry downloads
+//!   whole, every object checked;
+//! - retention leaves an object no entry names while it is younger than `prune_grace` (an
+//!   upload elsewhere may be about to name it), and the next pass that drops an entry deletes
+//!   it once the grace is over; manifests and objects go in batches (`DeleteObjects`).
+
+use std::time::Duration;
+
+use doltgres_sidecar::catalog::Entry;
+use doltgres_sidecar::offsite::config::OffsiteConfig;
+use doltgres_sidecar::offsite::store::Store;
+use doltgres_sidecar::offsite::{download, object_key, objects_of, prune, upload};
+use proxy_tests::managed::ManagedProxy;
+use proxy_tests::offsite::copy;
+use proxy_tests::seaweedfs::{BUCKET, SeaweedFs};
+
+const PREFIX: &str = "raced";
+
+fn store_of(s3: &SeaweedFs) -> Store {
+    let mut section = OffsiteConfig::from_url(&format!("s3://{BUCKET}/{PREFIX}"));
+    section.endpoint = Some(s3.endpoint.clone());
+    section.access_key_id = Some(s3.access_key.clone());
+    section.allow_http = Some(true);
+    let secret = s3.secret_key.clone();
+    let settings = section
+        .resolve_with(&|name| (name == "AWS_SECRET_ACCESS_KEY").then(|| secret.clone()))
+        .unwrap();
+    Store::open(&settings).unwrap()
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_deleted_under_an_upload_is_sent_again_and_fresh_objects_outlive_retention() {
+    let s3 = SeaweedFs::start().await;
+    let m = ManagedProxy::start(|_, _| {}).await;
+    let client = m.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int primary key, v text);
+             INSERT INTO t SELECT generate_series(1, 20000), 'first';",
+        )
+        .await
+        .unwrap();
+    let first = m.catalog().entry(&copy(&m).await).unwrap();
+    client
+        .batch_execute("UPDATE t SET v = 'second' WHERE id <= 10")
+        .await
+        .unwrap();
+    let second = m.catalog().entry(&copy(&m).await).unwrap();
+    let store = store_of(&s3);
+
+    let (s, e) = (store.clone(), first.clone());
+    let record = tokio::task::spawn_blocking(move || upload::upload(&s, &e, None, &mut |_| {}))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.repaired, 0);
+
+    // The second upload: right after it found a shared object in place, "another process"
+    // deletes it.
+    let shared: Vec<String> = objects_of(&first.manifest)
+        .into_iter()
+        .map(|(sha, _)| sha)
+        .collect();
+    let order = objects_of(&second.manifest);
+    let (victim_index, victim) = order
+        .iter()
+        .enumerate()
+        .find(|(_, (sha, _))| shared.contains(sha))
+        .map(|(i, (sha, _))| (i, object_key(&store.prefix, sha, false)))
+        .expect("the entries share no object");
+    let (s, e, key) = (store.clone(), second.clone(), victim.clone());
+    let record = tokio::task::spawn_blocking(move || {
+        let mut calls = 0;
+        upload::upload(&s, &e, None, &mut |_| {
+            if calls == victim_index {
+                s.delete(&key).unwrap();
+            }
+            calls += 1;
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(record.repaired, 1, "{record:?}");
+    assert!(record.bytes_deduplicated > 0);
+    assert!(
+        fetches(&store, &second).await,
+        "the second entry is not whole"
+    );
+
+    // Retention with a grace of an hour: the first entry's manifest goes, its own objects
+    // (written seconds ago) stay; with no grace they go, and the second entry stays whole.
+    let objects_before = store.list(&format!("{PREFIX}/objects/")).unwrap().len();
+    let s = store.clone();
+    let pruned = tokio::task::spawn_blocking(move || {
+        prune::prune(&s, 1, None, Duration::from_secs(3600), now())
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(pruned.entries, [first.id.clone()]);
+    assert_eq!(pruned.objects, 0);
+    assert_eq!(
+        store.list(&format!("{PREFIX}/objects/")).unwrap().len(),
+        objects_before
+    );
+    let own: Vec<String> = objects_of(&first.manifest)
+        .into_iter()
+        .filter(|(sha, _)| !order.iter().any(|(s, _)| s == sha))
+        .map(|(sha, _)| object_key(&store.prefix, &sha, false))
+        .collect();
+    assert!(!own.is_empty(), "the first entry had no object of its own");
+    // The next pass that drops an entry (a third upload) takes them, the grace being over.
+    client
+        .batch_execute("UPDATE t SET v = 'third' WHERE id <= 10")
+        .await
+        .unwrap();
+    let third = m.catalog().entry(&copy(&m).await).unwrap();
+    let (s, e) = (store.clone(), third.clone());
+    tokio::task::spawn_blocking(move || upload::upload(&s, &e, None, &mut |_| {}))
+        .await
+        .unwrap()
+        .unwrap();
+    let s = store.clone();
+    let pruned =
+        tokio::task::spawn_blocking(move || prune::prune(&s, 1, None, Duration::ZERO, now()))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(pruned.entries, [second.id.clone()]);
+    let left = store.list(&format!("{PREFIX}/objects/")).unwrap();
+    assert!(own.iter().all(|k| !left.contains(k)), "{left:?}");
+    let named: Vec<String> = objects_of(&third.manifest)
+        .into_iter()
+        .map(|(sha, _)| object_key(&store.prefix, &sha, false))
+        .collect();
+    assert!(
+        left.iter().all(|k| named.contains(k)),
+        "objects no entry names are left: {left:?}"
+    );
+    assert!(
+        fetches(&store, &third).await,
+        "retention broke the newest entry"
+    );
+}
+
+/// Whether `entry` downloads whole from the repository (every object checked).
+async fn fetches(store: &Store, entry: &Entry) -> bool {
+    let (s, id) = (store.clone(), entry.id.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let into = dir.path().join("e");
+    tokio::task::spawn_blocking(move || {
+        let listed = download::find(&s, &id)?;
+        download::fetch(&s, &listed, None, &into, &mut |_| {})
+    })
+    .await
+    .unwrap()
+    .is_ok()
+}
