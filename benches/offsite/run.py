@@ -7,7 +7,8 @@
 One SeaweedFS (`weed mini`, from scripts/ensure-seaweedfs.sh) on free loopback ports serves a
 bucket. Every S3 client reaches it through a byte-counting TCP relay in this process (one relay
 per client: the sidecar's uploads, the sidecar's restores, rclone), so the bytes each tool sent
-and received are counted the same way, on the wire, HTTP headers and all.
+and received are counted the same way, on the wire, HTTP headers and all. One 4 MB write warms
+the bucket up first (SeaweedFS allocates its volumes at the first write).
 
 For each database size (MB on disk after `dolt_gc()`), in a fresh temp dir:
 
@@ -21,7 +22,7 @@ For each database size (MB on disk after `dolt_gc()`), in a fresh temp dir:
    takes a second copy and waits for its upload; then rclone copies the second entry's directory
    in full to a new prefix, and once more onto the first one's prefix (rclone's own incremental
    case: it skips files whose size and modification time match).
-3. Restore: `doltgres-sidecar restore --from s3://BUCKET/sidecar/SIZE/latest --to DIR` against
+3. Restore, --repeat rounds (3), the two tools back to back in each: `doltgres-sidecar restore --from s3://BUCKET/sidecar/SIZE/latest --to DIR` against
    `rclone copy :s3:BUCKET/rclone/SIZE/second DIR` (and, to compare like with like, that copy
    turned into a server directory by `restore --catalog`). Recovery time: from the start of the
    sidecar's restore to the first answered query (`SELECT count(*) FROM t`, checked against the
@@ -29,7 +30,9 @@ For each database size (MB on disk after `dolt_gc()`), in a fresh temp dir:
 4. Dedup: creates two small tables and runs a pgbench script of small write transactions
    (an UPDATE of a random row, an INSERT of a new one) through the sidecar, takes --dedup-copies
    copies --dedup-every seconds apart under it, waits for every upload, and compares the entries'
-   raw bytes (the sum of their manifests' file sizes) with what was sent.
+   raw bytes (the sum of their manifests' file sizes) with what was sent; then rclone copies the
+   same entries' directories one after another onto one prefix (its incremental use) for the
+   bytes that costs.
 
 Writes <out>/offsite.md and <out>/offsite.json (--quick: benches/results/offsite-quick/). Needs python3
 (standard library), psql and pgbench on PATH (scripts/ensure-postgres.sh), cargo (unless
@@ -420,7 +423,6 @@ class OffsiteSidecar(cb.Bench):
             "--listen", f"127.0.0.1:{self.port}", "--admin-listen", f"127.0.0.1:{self.admin_port}",
         ]  # fmt: skip
         env = dict(env, DOLTGRES_PASSWORD=PASSWORD, RUST_LOG=os.environ.get("RUST_LOG", "info"))
-        self.started = time.monotonic()
         self.proc = Proc(f"sidecar {root.name}", argv, root / "sidecar.log", env=env)
         self.doltgres_port = None
 
@@ -707,7 +709,8 @@ def restore_phase(root: Path, sidecar: Path, doltgres: Path, relays: dict, rclon
     return out
 
 
-def dedup_phase(root: Path, side: OffsiteSidecar, relay: Relay, args: argparse.Namespace) -> dict:
+def dedup_phase(root: Path, side: OffsiteSidecar, relay: Relay, args: argparse.Namespace, rclone: Rclone,
+                rclone_prefix: str) -> dict:  # fmt: skip
     out: dict = {"copies": [], "load": {}}
     side.psql("CREATE TABLE w (id bigint PRIMARY KEY, n bigint, payload text)")
     side.psql(f"INSERT INTO w SELECT g.i, 0, md5(random()::text) FROM generate_series(1, {LOAD_ROWS}) AS g(i)")
@@ -717,7 +720,7 @@ def dedup_phase(root: Path, side: OffsiteSidecar, relay: Relay, args: argparse.N
     warmup = 3.0
     duration = int(warmup + args.dedup_copies * args.dedup_every + 3)
     argv = [
-        "pgbench", "-n", "-M", "simple", "-c", str(args.load_clients), "-j", str(min(2, args.load_clients)),
+        "pgbench", "-n", "--failures-detailed", "-M", "simple", "-c", str(args.load_clients), "-j", str(min(2, args.load_clients)),
         "-T", str(duration), "-f", str(script), "-h", "127.0.0.1", "-p", str(side.port), "-U", USER, DATABASE,
     ]  # fmt: skip
     if args.load_rate > 0:
@@ -758,6 +761,8 @@ def dedup_phase(root: Path, side: OffsiteSidecar, relay: Relay, args: argparse.N
         "duration_s": duration,
         "transactions": _pgbench_number(load_text, r"number of transactions actually processed: (\d+)"),
         "failed": _pgbench_number(load_text, r"number of failed transactions: (\d+)"),
+        "serialization_failures": _pgbench_number(load_text, r"number of serialization failures: (\d+)"),
+        "deadlock_failures": _pgbench_number(load_text, r"number of deadlock failures: (\d+)"),
         "tps": _pgbench_number(load_text, r"tps = ([\d.]+)", float),
         "errors": [line for line in load_text.splitlines() if "error" in line.lower() or "abort" in line.lower()][:5],
     }
@@ -774,6 +779,26 @@ def dedup_phase(root: Path, side: OffsiteSidecar, relay: Relay, args: argparse.N
         )
     wire = Relay.delta(before, relay.snapshot())
     out["uploads_done_after_copies_s"] = time.monotonic() - copies_done
+    # rclone's incremental use on the same series, after the load: each entry's directory copied
+    # in turn onto the prefix that holds the first two entries (files whose size and
+    # modification time match are skipped; unchanged table files and journal segments are hard
+    # links in the catalog, so they match). The prefix ends up a mirror of the last entry plus
+    # every file of the ones before, not a set of entries to choose from.
+    series = []
+    for e in entries:
+        rc = rclone.copy(str(side.entry_dir(e["entry"])), rclone_prefix)
+        series.append({k: rc[k] for k in ("wall_s", "cpu_s", "wire_up", "rclone_bytes", "rclone_transfers")})
+        e["rclone_onto_prefix"] = series[-1]
+    out["rclone_series"] = {
+        "prefix": rclone_prefix,
+        "wire_up": sum(r["wire_up"] for r in series),
+        "wall_s": sum(r["wall_s"] for r in series),
+        "bytes": sum(r["rclone_bytes"] or 0 for r in series),
+    }
+    log(
+        f"  rclone, the same entries one after another onto {rclone_prefix}: "
+        f"{out['rclone_series']['wire_up'] / MB:.2f} MB up in {out['rclone_series']['wall_s']:.1f} s"
+    )
     out["copies"] = entries
     out["journal_growth_bytes"] = side.journal_bytes() - journal_start
     raw_total = sum(e["entry_raw_bytes"] for e in entries)
@@ -873,7 +898,7 @@ def run_size(size_mb: float, args: argparse.Namespace, tmp: Path, tools: dict, r
         )  # fmt: skip
         # 3. Dedup under a write load.
         if args.dedup_copies > 0:
-            result["dedup"] = dedup_phase(root, side, relays["sidecar"], args)
+            result["dedup"] = dedup_phase(root, side, relays["sidecar"], args, rclone, f":s3:{BUCKET}/rclone/{label}/first")
         result["listing"] = list_repository(tools["sidecar"], relays["restore"], repo_url, root)
         result["warnings"] = side.warnings()[-20:]
     finally:
@@ -905,7 +930,10 @@ def fmt_s(s) -> str:
 def ratio(a, b, digits=2) -> str:
     if a is None or b is None or b == 0:
         return "–"
-    return f"{a / b:.{digits}f}×"
+    r = a / b
+    if 0 < r < 0.1:
+        return f"{r:.2g}×"
+    return f"{r:.{digits}f}×"
 
 
 def size_label(size_mb) -> str:
@@ -997,7 +1025,9 @@ def write_markdown(path: Path, data: dict) -> None:
         "*Sidecar s* = the upload's own time (`ms=` of \"copy entry uploaded off-site\"); *after window s* = from "
         "the copy command's return to the upload's end (`offsite.json`'s `at_unix`). *rclone s* = the wall time "
         "of `rclone copy`. *CPU s* = utime + stime: the sidecar process's from the copy command's return to the "
-        "upload's end, rclone's whole run. MB are 10⁶ bytes; *wire* = bytes client→store through the relay."
+        "upload's end, rclone's whole run. MB are 10⁶ bytes; *wire* = bytes client→store through the relay. "
+        "Each upload is measured once (an entry is first in a repository only once); the rows of one size ran "
+        "minutes apart at most."
     )
     L.append("")
     L.append(
@@ -1082,25 +1112,34 @@ def write_markdown(path: Path, data: dict) -> None:
         "Copies taken a few seconds apart while pgbench runs small write transactions through the sidecar (an "
         "`UPDATE` of a random row of a 10,000-row table and an `INSERT`). *Raw* = the sum over the entries of "
         "their manifests' file sizes (what a full copy of each entry would move); *sent raw* / *sent* = the "
-        "uncompressed / zstd bytes of the objects the uploads sent (`offsite.json`); *wire* as above."
+        "uncompressed / zstd bytes of the objects the uploads sent (`offsite.json`); *wire* as above. *rclone onto "
+        "one prefix* = after the load, `rclone copy` of each of the same entries' directories in turn onto the prefix "
+        "that holds the first two entries (rclone skips files whose size and modification time match; the catalog "
+        "hard-links unchanged table files and journal segments, so they match): rclone's incremental use, which "
+        "keeps a mirror of the newest entry (plus every file of the earlier ones), not entries to choose from."
     )
     L.append("")
     L.append(
-        "| size | entries | raw MB | sent raw MB | sent MB | wire MB | **raw/wire** | raw/sent raw | journal growth MB | "
-        "load tps | failed txns | uploads done after last copy s |"
+        "| size | entries | raw MB | sent raw MB | sent MB | wire MB | **raw/wire** | raw/sent raw | rclone onto one prefix, wire MB | "
+        "rclone/sidecar wire | journal growth MB | load tps | failed txns | uploads done after last copy s |"
     )
-    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for s in sizes:
         d = s.get("dedup")
         if not d:
             continue
         t, ld = d["totals"], d["load"]
         tps = f"{ld['tps']:.0f}" if ld["tps"] is not None else "–"
+        rs_wire = (d.get("rclone_series") or {}).get("wire_up")
+        failed = ld["failed"] if ld["failed"] is not None else "–"
+        if ld.get("serialization_failures"):
+            failed = f"{failed} ({ld['serialization_failures']} serialization)"
         L.append(
             f"| {size_label(s['size_mb'])} | {t['entries']} | {fmt_mb(t['raw_bytes'])} | {fmt_mb(t['sent_raw_bytes'])} | "
             f"{fmt_mb(t['sent_bytes'])} | {fmt_mb(t['wire_up'])} | **{ratio(t['raw_bytes'], t['wire_up'], 1)}** | "
-            f"{ratio(t['raw_bytes'], t['sent_raw_bytes'], 1)} | {fmt_mb(d['journal_growth_bytes'])} | "
-            f"{tps} | {ld['failed'] if ld['failed'] is not None else '–'} | "
+            f"{ratio(t['raw_bytes'], t['sent_raw_bytes'], 1)} | {fmt_mb(rs_wire)} | {ratio(rs_wire, t['wire_up'], 1)} | "
+            f"{fmt_mb(d['journal_growth_bytes'])} | "
+            f"{tps} | {failed} | "
             f"{fmt_s(d['uploads_done_after_copies_s'])} |"
         )
     L.append("")
@@ -1110,14 +1149,17 @@ def write_markdown(path: Path, data: dict) -> None:
             continue
         L.append(f"<details><summary>{size_label(s['size_mb'])}: each entry</summary>")
         L.append("")
-        L.append("| entry | stall ms | raw MB | copied MB | journal MB | objects sent/total | sent raw MB | sent MB | upload ms |")
-        L.append("|---|---|---|---|---|---|---|---|---|")
+        L.append(
+            "| entry | stall ms | raw MB | copied MB | journal MB | objects sent/total | sent raw MB | sent MB | upload ms | "
+            "rclone onto prefix MB (wire) |"
+        )
+        L.append("|---|---|---|---|---|---|---|---|---|---|")
         for e in d["copies"]:
             off = e["offsite"]
             L.append(
                 f"| {e['entry']} | {e['stall_ms']} | {fmt_mb(e['entry_raw_bytes'])} | {fmt_mb(e['bytes_copied'])} | "
                 f"{fmt_mb(e['journal_bytes'])} | {off.get('sent')}/{off.get('objects')} | {fmt_mb(off.get('bytes_sent_raw'))} | "
-                f"{fmt_mb(off.get('bytes_sent'))} | {e['upload_ms_logged']} |"
+                f"{fmt_mb(off.get('bytes_sent'))} | {e['upload_ms_logged']} | {fmt_mb((e.get('rclone_onto_prefix') or {}).get('wire_up'))} |"
             )
         L.append("")
         L.append("</details>")

@@ -94,9 +94,11 @@ struct Known {
     object_keys: Vec<String>,
 }
 
-/// Entries read by this process, by repository URL and id.
-static KNOWN: std::sync::Mutex<Option<HashMap<(String, String), Arc<Known>>>> =
-    std::sync::Mutex::new(None);
+/// Entries by repository URL and id.
+type KnownEntries = HashMap<(String, String), Arc<Known>>;
+
+/// Entries read by this process.
+static KNOWN: std::sync::Mutex<Option<KnownEntries>> = std::sync::Mutex::new(None);
 
 /// Entry `id` as remembered, else read (None if its manifest cannot be read).
 fn remembered(store: &Store, id: &str) -> Result<Option<Arc<Known>>, String> {
