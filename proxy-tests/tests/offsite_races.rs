@@ -167,3 +167,67 @@ async fn fetches(store: &Store, entry: &Entry) -> bool {
     .unwrap()
     .is_ok()
 }
+
+/// Objects larger than a part go up in parts (S3's multipart upload) and come back in ranges,
+/// byte for byte: one larger than three parts, and one exactly two parts long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_objects_go_up_in_parts_and_come_back_in_ranges() {
+    let s3 = SeaweedFs::start().await;
+    let mut section = OffsiteConfig::from_url(&format!("s3://{BUCKET}/{PREFIX}"));
+    section.endpoint = Some(s3.endpoint.clone());
+    section.access_key_id = Some(s3.access_key.clone());
+    section.allow_http = Some(true);
+    section.part_size = 5 << 20;
+    let secret = s3.secret_key.clone();
+    let settings = section
+        .resolve_with(&|name| (name == "AWS_SECRET_ACCESS_KEY").then(|| secret.clone()))
+        .unwrap();
+    let store = Store::open(&settings).unwrap();
+    for len in [(17 << 20) + 12_345, 10 << 20, 100] {
+        let bytes: Vec<u8> = (0..len as u64)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut &file, &bytes).unwrap();
+        std::io::Seek::rewind(&mut &file).unwrap();
+        let key = format!("{PREFIX}/big-{len}");
+        let (s, k) = (store.clone(), key.clone());
+        tokio::task::spawn_blocking(move || s.put_file(&k, &file))
+            .await
+            .unwrap()
+            .unwrap();
+        let (s, k) = (store.clone(), key.clone());
+        let back = tokio::task::spawn_blocking(move || s.get(&k))
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(
+            back == bytes,
+            "{len} bytes came back as {} different ones",
+            back.len()
+        );
+        // A multipart object's ETag ends in `-PARTS`.
+        let head = s3
+            .request("HEAD", &key, &[], None)
+            .await
+            .text()
+            .to_lowercase();
+        let etag = head
+            .lines()
+            .find_map(|l| l.strip_prefix("etag: "))
+            .unwrap_or_default()
+            .trim()
+            .trim_matches('"')
+            .to_string();
+        let parts = etag.rsplit_once('-').map(|(_, n)| n.to_string());
+        let expected = match len {
+            100 => None,
+            len => Some((len as u64).div_ceil(5 << 20).to_string()),
+        };
+        assert_eq!(parts, expected, "{len} bytes: ETag {etag:?}");
+    }
+    // No upload left unfinished in the bucket.
+    let uploads = s3.request("GET", "?uploads", &[], None).await.text();
+    assert!(!uploads.contains("<Upload>"), "{uploads}");
+}

@@ -41,6 +41,10 @@ pub struct OffsiteConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub max_age: Option<std::time::Duration>,
+    /// Objects larger than this many bytes are sent in parts of this size (S3's multipart
+    /// upload) and read back in ranges of it; at least 5 MiB, S3's smallest part.
+    #[serde(default = "default_part_size")]
+    pub part_size: u64,
     /// Retention deletes an object no entry names only once it was written longer ago than
     /// this: an upload running meanwhile elsewhere on the prefix may be about to name it.
     #[serde(default = "default_prune_grace", with = "humantime_serde")]
@@ -70,6 +74,10 @@ pub struct OffsiteConfig {
     pub verify_interval: Option<std::time::Duration>,
 }
 
+fn default_part_size() -> u64 {
+    16 << 20
+}
+
 fn default_prune_grace() -> std::time::Duration {
     std::time::Duration::from_secs(15 * 60)
 }
@@ -88,6 +96,7 @@ impl OffsiteConfig {
             keep_last: 0,
             max_age: None,
             prune_grace: default_prune_grace(),
+            part_size: default_part_size(),
             recipients: Vec::new(),
             recipients_file: None,
             identity_file: None,
@@ -112,6 +121,13 @@ impl OffsiteConfig {
     pub fn check(&self) -> Result<(), String> {
         super::parse_url(&self.url)?;
         self.recipients()?;
+        if self.part_size < super::parts::MIN_PART_SIZE {
+            return Err(format!(
+                "offsite: part_size {} is under S3's smallest part ({} bytes)",
+                self.part_size,
+                super::parts::MIN_PART_SIZE
+            ));
+        }
         if let Some(file) = &self.identity_file {
             super::seal::Identities::from_file(file).map_err(|e| format!("offsite: {e}"))?;
         }
@@ -172,6 +188,7 @@ impl OffsiteConfig {
             access_key_id,
             secret_access_key,
             allow_http,
+            part_size: self.part_size,
         })
     }
 }

@@ -24,6 +24,7 @@ pub mod background;
 pub mod config;
 pub mod download;
 pub mod listed;
+pub mod parts;
 pub mod prune;
 pub mod seal;
 pub mod store;

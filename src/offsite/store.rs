@@ -9,18 +9,22 @@ use rusty_s3::actions::ListObjectsV2;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 
 /// How long a signed request stays valid.
-const SIGNED_FOR: Duration = Duration::from_secs(60);
-/// The longest one request may take, connect to last byte.
+pub(super) const SIGNED_FOR: Duration = Duration::from_secs(60);
+/// The longest one request may take, connect to last byte. Large objects are sent and read in
+/// parts ([`super::parts`]), so this bounds one part, not a whole object.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A bucket and prefix with the credentials to reach them.
 #[derive(Clone)]
 pub struct Store {
-    bucket: Bucket,
-    credentials: Credentials,
+    pub(super) bucket: Bucket,
+    pub(super) credentials: Credentials,
     /// Empty, or ending in `/`.
     pub prefix: String,
-    agent: ureq::Agent,
+    pub(super) agent: ureq::Agent,
+    /// Objects larger than this go up in parts of this size, and come down in ranges of it:
+    /// every request stays small enough for its deadline.
+    pub(super) part_size: u64,
     /// `s3://bucket/prefix`, for messages.
     pub url: String,
 }
@@ -51,6 +55,8 @@ pub struct Settings {
     pub secret_access_key: String,
     /// Whether an `http://` endpoint is accepted.
     pub allow_http: bool,
+    /// The size of the parts large objects are sent and read in.
+    pub part_size: u64,
 }
 
 impl Store {
@@ -87,6 +93,7 @@ impl Store {
             prefix,
             agent,
             url: settings.url.clone(),
+            part_size: settings.part_size.max(super::parts::MIN_PART_SIZE),
         })
     }
 
@@ -109,8 +116,16 @@ impl Store {
         }
     }
 
-    /// Writes the contents of `file` (from its start) at `key`, streamed.
+    /// Writes the contents of `file` (from its start) at `key`, streamed; in parts when it is
+    /// larger than a part.
     pub fn put_file(&self, key: &str, file: &std::fs::File) -> Result<(), String> {
+        let len = file
+            .metadata()
+            .map_err(|e| format!("PUT {key}: {e}"))?
+            .len();
+        if len > self.part_size {
+            return self.put_parts(key, file, len);
+        }
         let url = self
             .bucket
             .put_object(Some(&self.credentials), key)
@@ -131,30 +146,18 @@ impl Store {
         self.get_with(key, &mut |body| std::io::copy(body, to).map(|_| ()))
     }
 
-    /// Gives `read` the body of the object at `key` as it arrives; false if there is none.
+    /// Gives `read` the body of the object at `key` as it arrives, read a part at a time (one
+    /// request each); false if there is none.
     pub fn get_with(
         &self,
         key: &str,
         read: &mut dyn FnMut(&mut dyn std::io::Read) -> std::io::Result<()>,
     ) -> Result<bool, String> {
-        let url = self
-            .bucket
-            .get_object(Some(&self.credentials), key)
-            .sign(SIGNED_FOR);
-        let mut response = self
-            .agent
-            .get(url.as_str())
-            .call()
-            .map_err(|e| format!("GET {key}: {e}"))?;
-        match response.status().as_u16() {
-            200 => {
-                read(&mut response.body_mut().as_reader())
-                    .map_err(|e| format!("GET {key}: {e}"))?;
-                Ok(true)
-            }
-            404 => Ok(false),
-            status => Err(refused("GET", key, status, response)),
-        }
+        let Some(mut body) = self.open_ranges(key)? else {
+            return Ok(false);
+        };
+        read(&mut body).map_err(|e| format!("GET {key}: {e}"))?;
+        Ok(true)
     }
 
     /// The object at `key`, or `None` if there is none (for small objects: manifests).
@@ -304,7 +307,7 @@ fn unix_time(text: &str) -> Option<f64> {
 }
 
 /// An error answer as one line: the method, the key, the status and S3's `<Code>`.
-fn refused(
+pub(super) fn refused(
     method: &str,
     key: &str,
     status: u16,
