@@ -108,7 +108,7 @@ async fn an_object_deleted_under_an_upload_is_sent_again_and_fresh_objects_outli
     .await
     .unwrap()
     .unwrap();
-    assert_eq!(pruned.entries, [first.id.clone()]);
+    assert_eq!(pruned.entries, std::slice::from_ref(&first.id));
     assert_eq!(pruned.objects, 0);
     assert_eq!(
         store.list(&format!("{PREFIX}/objects/")).unwrap().len(),
@@ -137,7 +137,7 @@ async fn an_object_deleted_under_an_upload_is_sent_again_and_fresh_objects_outli
             .await
             .unwrap()
             .unwrap();
-    assert_eq!(pruned.entries, [second.id.clone()]);
+    assert_eq!(pruned.entries, std::slice::from_ref(&second.id));
     let left = store.list(&format!("{PREFIX}/objects/")).unwrap();
     assert!(own.iter().all(|k| !left.contains(k)), "{left:?}");
     let named: Vec<String> = objects_of(&third.manifest)

@@ -13,6 +13,9 @@ use super::store::{SIGNED_FOR, Store, refused};
 pub const MIN_PART_SIZE: u64 = 5 << 20;
 /// S3's most parts in one upload.
 const MAX_PARTS: u64 = 10_000;
+/// Parts sent, or ranges read ahead, at once: a transfer of one large object uses several
+/// connections, as S3 clients do; memory holds at most this many parts per transfer.
+pub const IN_FLIGHT: usize = 4;
 
 impl Store {
     /// Sends `file` (`len` bytes, from its start) to `key` in parts. An upload that fails is
@@ -55,6 +58,8 @@ impl Store {
         result
     }
 
+    /// Sends the parts, [`IN_FLIGHT`] at a time (each read from the file at its offset), and
+    /// completes the upload.
     fn send_parts(
         &self,
         key: &str,
@@ -62,41 +67,41 @@ impl Store {
         file: &std::fs::File,
         part_size: u64,
     ) -> Result<(), String> {
-        let mut etags = Vec::new();
-        let mut buffer = Vec::with_capacity(part_size as usize);
-        let mut reader = file;
-        for number in 1u16.. {
-            buffer.clear();
-            (&mut reader)
-                .take(part_size)
-                .read_to_end(&mut buffer)
-                .map_err(|e| format!("part {number} of {key}: {e}"))?;
-            if buffer.is_empty() && number > 1 {
-                break;
+        let len = file
+            .metadata()
+            .map_err(|e| format!("PUT {key}: {e}"))?
+            .len();
+        let count = len.div_ceil(part_size).max(1) as usize;
+        let etags: Vec<std::sync::Mutex<Option<String>>> =
+            (0..count).map(|_| std::sync::Mutex::new(None)).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+        std::thread::scope(|scope| {
+            for _ in 0..IN_FLIGHT.min(count) {
+                scope.spawn(|| {
+                    loop {
+                        let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if index >= count || failed.lock().unwrap().is_some() {
+                            return;
+                        }
+                        match self.send_part(key, upload_id, file, index, part_size, len) {
+                            Ok(etag) => *etags[index].lock().unwrap() = Some(etag),
+                            Err(e) => {
+                                failed.lock().unwrap().get_or_insert(e);
+                                return;
+                            }
+                        }
+                    }
+                });
             }
-            let url = self
-                .bucket
-                .upload_part(Some(&self.credentials), key, number, upload_id)
-                .sign(SIGNED_FOR);
-            let response = self
-                .agent
-                .put(url.as_str())
-                .send(&buffer[..])
-                .map_err(|e| format!("part {number} of {key}: {e}"))?;
-            let status = response.status().as_u16();
-            if status != 200 {
-                return Err(refused("UploadPart", key, status, response));
-            }
-            let etag = response
-                .headers()
-                .get("etag")
-                .and_then(|v| v.to_str().ok())
-                .ok_or_else(|| format!("part {number} of {key}: no ETag in the answer"))?;
-            etags.push(etag.to_string());
-            if (buffer.len() as u64) < part_size {
-                break;
-            }
+        });
+        if let Some(e) = failed.into_inner().unwrap() {
+            return Err(e);
         }
+        let etags: Vec<String> = etags
+            .into_iter()
+            .map(|e| e.into_inner().unwrap().unwrap_or_default())
+            .collect();
         let action = self.bucket.complete_multipart_upload(
             Some(&self.credentials),
             key,
@@ -123,8 +128,45 @@ impl Store {
         Ok(())
     }
 
-    /// A reader of the object at `key`, fetching one range of `part_size` bytes per request;
-    /// None if there is no such object.
+    /// Part `index` (from 0) of `file`: read at its offset, sent; its ETag.
+    fn send_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        file: &std::fs::File,
+        index: usize,
+        part_size: u64,
+        len: u64,
+    ) -> Result<String, String> {
+        use std::os::unix::fs::FileExt;
+        let number = index as u16 + 1;
+        let offset = index as u64 * part_size;
+        let mut buffer = vec![0; part_size.min(len - offset) as usize];
+        file.read_exact_at(&mut buffer, offset)
+            .map_err(|e| format!("part {number} of {key}: {e}"))?;
+        let url = self
+            .bucket
+            .upload_part(Some(&self.credentials), key, number, upload_id)
+            .sign(SIGNED_FOR);
+        let response = self
+            .agent
+            .put(url.as_str())
+            .send(&buffer[..])
+            .map_err(|e| format!("part {number} of {key}: {e}"))?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(refused("UploadPart", key, status, response));
+        }
+        response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or_else(|| format!("part {number} of {key}: no ETag in the answer"))
+    }
+
+    /// A reader of the object at `key`, fetching one range of `part_size` bytes per request,
+    /// up to [`IN_FLIGHT`] ranges ahead of the reader; None if there is no such object.
     pub(super) fn open_ranges(&self, key: &str) -> Result<Option<Ranges<'_>>, String> {
         let mut ranges = Ranges {
             store: self,
@@ -132,6 +174,8 @@ impl Store {
             next: 0,
             total: None,
             body: None,
+            ahead: std::collections::VecDeque::new(),
+            current: std::io::Cursor::new(Vec::new()),
         };
         match ranges.fetch() {
             Ok(()) => Ok(Some(ranges)),
@@ -141,7 +185,9 @@ impl Store {
     }
 }
 
-/// An object read one range at a time.
+type Range = std::thread::JoinHandle<std::io::Result<Vec<u8>>>;
+
+/// An object read one range at a time: the first streamed, the next ones fetched ahead.
 pub struct Ranges<'a> {
     store: &'a Store,
     key: String,
@@ -149,24 +195,20 @@ pub struct Ranges<'a> {
     next: u64,
     /// The object's length, once an answer said.
     total: Option<u64>,
+    /// The streamed answer being read.
     body: Option<Box<dyn Read + Send + Sync + 'static>>,
+    /// Ranges being fetched, in order.
+    ahead: std::collections::VecDeque<Range>,
+    /// The fetched range being read.
+    current: std::io::Cursor<Vec<u8>>,
 }
 
 impl Ranges<'_> {
-    /// Asks for the next range.
+    /// Asks for the next range, streamed.
     fn fetch(&mut self) -> std::io::Result<()> {
         let store = self.store;
         let last = self.next + store.part_size - 1;
-        let url = store
-            .bucket
-            .get_object(Some(&store.credentials), &self.key)
-            .sign(SIGNED_FOR);
-        let response = store
-            .agent
-            .get(url.as_str())
-            .header("Range", &format!("bytes={}-{last}", self.next))
-            .call()
-            .map_err(|e| std::io::Error::other(format!("GET {}: {e}", self.key)))?;
+        let response = get_range(store, &self.key, self.next, last)?;
         let length = |r: &ureq::http::Response<ureq::Body>, name: &str| -> Option<u64> {
             r.headers()
                 .get(name)?
@@ -211,23 +253,89 @@ impl Ranges<'_> {
             }
         }
         self.body = Some(Box::new(response.into_body().into_reader()));
+        self.read_ahead();
         Ok(())
     }
+
+    /// Starts fetching the ranges after those asked for, up to [`IN_FLIGHT`] ahead.
+    fn read_ahead(&mut self) {
+        let Some(total) = self.total else {
+            return;
+        };
+        while self.ahead.len() < IN_FLIGHT && self.next < total {
+            let (first, last) = (self.next, (self.next + self.store.part_size).min(total) - 1);
+            let (store, key) = (self.store.clone(), self.key.clone());
+            self.ahead.push_back(std::thread::spawn(move || {
+                let response = get_range(&store, &key, first, last)?;
+                let status = response.status().as_u16();
+                if status != 206 {
+                    return Err(std::io::Error::other(refused(
+                        "GET", &key, status, response,
+                    )));
+                }
+                let mut bytes = Vec::with_capacity((last - first + 1) as usize);
+                response.into_body().into_reader().read_to_end(&mut bytes)?;
+                if bytes.len() as u64 != last - first + 1 {
+                    return Err(std::io::Error::other(format!(
+                        "GET {key}: bytes {first}-{last} came back {} long",
+                        bytes.len()
+                    )));
+                }
+                Ok(bytes)
+            }));
+            self.next = last + 1;
+        }
+    }
+}
+
+/// `GET` of bytes `first..=last` of `key`.
+fn get_range(
+    store: &Store,
+    key: &str,
+    first: u64,
+    last: u64,
+) -> std::io::Result<ureq::http::Response<ureq::Body>> {
+    let url = store
+        .bucket
+        .get_object(Some(&store.credentials), key)
+        .sign(SIGNED_FOR);
+    store
+        .agent
+        .get(url.as_str())
+        .header("Range", &format!("bytes={first}-{last}"))
+        .call()
+        .map_err(|e| std::io::Error::other(format!("GET {key}: {e}")))
 }
 
 impl Read for Ranges<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
         loop {
             if let Some(body) = &mut self.body {
                 let n = body.read(buf)?;
-                if n > 0 || buf.is_empty() {
+                if n > 0 {
                     return Ok(n);
                 }
                 self.body = None;
             }
+            let n = self.current.read(buf)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            if let Some(range) = self.ahead.pop_front() {
+                let bytes = range
+                    .join()
+                    .map_err(|_| std::io::Error::other("a range fetch panicked"))??;
+                self.current = std::io::Cursor::new(bytes);
+                self.read_ahead();
+                continue;
+            }
             if self.total.is_some_and(|total| self.next >= total) {
                 return Ok(0);
             }
+            // A length no answer said: the next range, streamed, until the store says 416.
             self.fetch()?;
         }
     }

@@ -51,10 +51,10 @@ pub fn prune(
             doomed.push(id);
             continue;
         }
-        // A manifest that cannot be read cannot say which objects it needs: nothing is
-        // deleted until it is dealt with.
-        let known = remembered(store, &id)?
-            .ok_or_else(|| format!("entry {id}: unreadable manifest; nothing pruned"))?;
+        // Gone since the listing (another process's retention): nothing to keep or delete.
+        let Some(known) = remembered(store, &id)? else {
+            continue;
+        };
         let too_old = max_age.is_some_and(|age| now_unix - known.created_unix > age.as_secs_f64());
         match from_newest > 0 && too_old {
             true => doomed.push(id),
@@ -100,18 +100,18 @@ type KnownEntries = HashMap<(String, String), Arc<Known>>;
 /// Entries read by this process.
 static KNOWN: std::sync::Mutex<Option<KnownEntries>> = std::sync::Mutex::new(None);
 
-/// Entry `id` as remembered, else read (None if its manifest cannot be read).
+/// Entry `id` as remembered, else read; None if it is gone. A manifest that cannot be read
+/// cannot say which objects it needs: nothing is deleted until it is dealt with.
 fn remembered(store: &Store, id: &str) -> Result<Option<Arc<Known>>, String> {
     let slot = (store.url.clone(), id.to_string());
     if let Some(known) = KNOWN.lock().unwrap().get_or_insert_default().get(&slot) {
         return Ok(Some(known.clone()));
     }
-    let Some(listed) = store
-        .get(&entry_key(&store.prefix, id))?
-        .and_then(|bytes| Listed::parse(&bytes).ok())
-    else {
+    let Some(bytes) = store.get(&entry_key(&store.prefix, id))? else {
         return Ok(None);
     };
+    let listed = Listed::parse(&bytes)
+        .map_err(|e| format!("entry {id}: unreadable manifest ({e}); nothing pruned"))?;
     let known = Arc::new(Known {
         created_unix: listed.created_unix(),
         object_keys: listed.object_keys(&store.prefix).collect(),
