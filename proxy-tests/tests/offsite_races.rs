@@ -7,6 +7,7 @@
 //!   upload elsewhere may be about to name it), and the next pass that drops an entry deletes
 //!   it once the grace is over; manifests and objects go in batches (`DeleteObjects`).
 
+use std::io::Write;
 use std::time::Duration;
 
 use doltgres_sidecar::catalog::Entry;
@@ -228,6 +229,40 @@ async fn large_objects_go_up_in_parts_and_come_back_in_ranges() {
         assert_eq!(parts, expected, "{len} bytes: ETag {etag:?}");
     }
     // No upload left unfinished in the bucket.
+    let uploads = s3.request("GET", "?uploads", &[], None).await.text();
+    assert!(!uploads.contains("<Upload>"), "{uploads}");
+}
+
+/// A streamed object whose producer fails at the end (the file no longer matching its
+/// checksum) leaves nothing: no object, and no multipart upload behind, small or large.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_whose_source_fails_at_the_end_leaves_nothing() {
+    let s3 = SeaweedFs::start().await;
+    let mut section = OffsiteConfig::from_url(&format!("s3://{BUCKET}/{PREFIX}"));
+    section.endpoint = Some(s3.endpoint.clone());
+    section.access_key_id = Some(s3.access_key.clone());
+    section.allow_http = Some(true);
+    section.part_size = 5 << 20;
+    let secret = s3.secret_key.clone();
+    let settings = section
+        .resolve_with(&|name| (name == "AWS_SECRET_ACCESS_KEY").then(|| secret.clone()))
+        .unwrap();
+    let store = Store::open(&settings).unwrap();
+    for len in [100usize, 12 << 20] {
+        let key = format!("{PREFIX}/failing-{len}");
+        let (s, k) = (store.clone(), key.clone());
+        let result = tokio::task::spawn_blocking(move || {
+            s.put_streamed(&k, len as u64, &mut |to| {
+                to.write_all(&vec![7u8; len]).map_err(|e| e.to_string())?;
+                Err("changed since it was copied".into())
+            })
+        })
+        .await
+        .unwrap();
+        assert_eq!(result.unwrap_err(), "changed since it was copied");
+        let head = s3.request("HEAD", &key, &[], None).await;
+        assert_eq!(head.status, 404, "{len} bytes: an object was left");
+    }
     let uploads = s3.request("GET", "?uploads", &[], None).await.text();
     assert!(!uploads.contains("<Upload>"), "{uploads}");
 }

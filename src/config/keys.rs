@@ -166,7 +166,7 @@ pub static KEYS: &[Key] = &[
     k("backup.copy.offsite.allow_http", "backup-copy-offsite-allow-http", Switch, "BOOL", "Off-site: accept a plain http:// endpoint [default: AWS_ALLOW_HTTP, else false]"),
     k("backup.copy.offsite.keep_last", "backup-copy-offsite-keep-last", Number, "N", "Off-site: keep at most this many entries in the repository, never the newest (0: no limit) [default: 0]"),
     k("backup.copy.offsite.max_age", "backup-copy-offsite-max-age", Text, "DURATION", "Off-site: delete entries older than this from the repository, never the newest"),
-    k("backup.copy.offsite.part_size", "backup-copy-offsite-part-size", Number, "BYTES", "Off-site: larger objects go up in parts of this size and come down in ranges of it [default: 16777216]"),
+    k("backup.copy.offsite.part_size", "backup-copy-offsite-part-size", Number, "BYTES", "Off-site: larger objects go up in parts of this size and come down in ranges of it [default: 8388608]"),
     k("backup.copy.offsite.prune_grace", "backup-copy-offsite-prune-grace", Text, "DURATION", "Off-site: retention deletes an unnamed object only once it is older than this [default: 15m]"),
     k("backup.copy.offsite.recipients", "backup-copy-offsite-recipients", List, "LIST", "Off-site: encrypt objects and manifests to these age public keys (age1...); the sidecar cannot read them back"),
     k("backup.copy.offsite.recipients_file", "backup-copy-offsite-recipients-file", Text, "FILE", "Off-site: a file of age recipients, one per line, added to recipients"),

@@ -75,7 +75,7 @@ pub struct OffsiteConfig {
 }
 
 fn default_part_size() -> u64 {
-    16 << 20
+    8 << 20
 }
 
 fn default_prune_grace() -> std::time::Duration {

@@ -2,7 +2,7 @@
 //! object's size: uploads over `part_size` use S3's multipart upload (a single PUT is also
 //! limited to 5 GiB), and reads ask for one range of `part_size` bytes per request. Blocking.
 
-use std::io::Read;
+use std::io::{Read, Write};
 
 use rusty_s3::S3Action;
 use rusty_s3::actions::CreateMultipartUpload;
@@ -18,20 +18,94 @@ const MAX_PARTS: u64 = 10_000;
 pub const IN_FLIGHT: usize = 4;
 
 impl Store {
-    /// Sends `file` (`len` bytes, from its start) to `key` in parts. An upload that fails is
-    /// aborted, so its parts do not linger in the bucket.
-    pub(super) fn put_parts(
+    /// Writes at `key` what `produce` writes, streamed: up to a part, one PUT once `produce` has
+    /// succeeded; beyond, a multipart upload whose parts go out [`IN_FLIGHT`] at a time while
+    /// `produce` still writes, completed only once it has succeeded (else aborted: nothing is
+    /// left at `key`, and no part lingers). `size_hint` (an upper bound of the length, if
+    /// known) keeps the parts within S3's 10,000. Returns the bytes written.
+    pub fn put_streamed(
         &self,
         key: &str,
-        file: &std::fs::File,
-        len: u64,
-    ) -> Result<(), String> {
-        let part_size = self.part_size.max(len.div_ceil(MAX_PARTS));
-        let url = self
+        size_hint: u64,
+        produce: &mut dyn FnMut(&mut dyn Write) -> Result<(), String>,
+    ) -> Result<u64, String> {
+        let part_size = self.part_size.max(size_hint.div_ceil(MAX_PARTS));
+        let upload = Upload {
+            store: self,
+            key,
+            id: std::sync::OnceLock::new(),
+            etags: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+            failed: std::sync::Mutex::new(None),
+        };
+        // A part is handed over only to a free sender: memory holds at most IN_FLIGHT + 1 parts.
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<(u16, Vec<u8>)>(0);
+        let receiver = std::sync::Mutex::new(receiver);
+        let produced = std::thread::scope(|scope| {
+            for _ in 0..IN_FLIGHT {
+                scope.spawn(|| {
+                    loop {
+                        let next = receiver.lock().unwrap().recv();
+                        let Ok((number, bytes)) = next else {
+                            return;
+                        };
+                        if upload.failed.lock().unwrap().is_some() {
+                            continue;
+                        }
+                        match upload.send_part(number, &bytes) {
+                            Ok(etag) => {
+                                upload.etags.lock().unwrap().insert(number, etag);
+                            }
+                            Err(e) => {
+                                upload.failed.lock().unwrap().get_or_insert(e);
+                            }
+                        }
+                    }
+                });
+            }
+            let mut sink = PartSink {
+                upload: &upload,
+                part_size: part_size as usize,
+                buffer: Vec::new(),
+                sent: 0,
+                next: 1,
+                sender,
+            };
+            let result = produce(&mut sink).and_then(|()| sink.last_part());
+            (result, sink.sent + sink.buffer.len() as u64, sink.buffer)
+        });
+        let (result, written, buffer) = produced;
+        let result = result.and_then(|started| match started {
+            // Everything fitted in one part: a plain PUT.
+            false => self.put(key, &buffer, false).map(|_| ()),
+            true => upload.complete(),
+        });
+        if result.is_err() {
+            upload.abort();
+        }
+        result.map(|()| written)
+    }
+}
+
+/// A multipart upload, created when the first part is full.
+struct Upload<'a> {
+    store: &'a Store,
+    key: &'a str,
+    id: std::sync::OnceLock<String>,
+    etags: std::sync::Mutex<std::collections::BTreeMap<u16, String>>,
+    failed: std::sync::Mutex<Option<String>>,
+}
+
+impl Upload<'_> {
+    fn create(&self) -> Result<&str, String> {
+        if let Some(id) = self.id.get() {
+            return Ok(id);
+        }
+        let (store, key) = (self.store, self.key);
+        let url = store
             .bucket
-            .create_multipart_upload(Some(&self.credentials), key)
+            .create_multipart_upload(Some(&store.credentials), key)
             .sign(SIGNED_FOR);
-        let mut response = self
+        let mut response = store
             .agent
             .post(url.as_str())
             .send_empty()
@@ -46,70 +120,49 @@ impl Store {
             .map_err(|e| format!("multipart upload of {key}: {e}"))?;
         let created = CreateMultipartUpload::parse_response(&text)
             .map_err(|e| format!("multipart upload of {key}: unreadable answer: {e}"))?;
-        let upload_id = created.upload_id().to_string();
-        let result = self.send_parts(key, &upload_id, file, part_size);
-        if result.is_err() {
-            let url = self
-                .bucket
-                .abort_multipart_upload(Some(&self.credentials), key, &upload_id)
-                .sign(SIGNED_FOR);
-            let _ = self.agent.delete(url.as_str()).call();
-        }
-        result
+        Ok(self.id.get_or_init(|| created.upload_id().to_string()))
     }
 
-    /// Sends the parts, [`IN_FLIGHT`] at a time (each read from the file at its offset), and
-    /// completes the upload.
-    fn send_parts(
-        &self,
-        key: &str,
-        upload_id: &str,
-        file: &std::fs::File,
-        part_size: u64,
-    ) -> Result<(), String> {
-        let len = file
-            .metadata()
-            .map_err(|e| format!("PUT {key}: {e}"))?
-            .len();
-        let count = len.div_ceil(part_size).max(1) as usize;
-        let etags: Vec<std::sync::Mutex<Option<String>>> =
-            (0..count).map(|_| std::sync::Mutex::new(None)).collect();
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let failed: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
-        std::thread::scope(|scope| {
-            for _ in 0..IN_FLIGHT.min(count) {
-                scope.spawn(|| {
-                    loop {
-                        let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if index >= count || failed.lock().unwrap().is_some() {
-                            return;
-                        }
-                        match self.send_part(key, upload_id, file, index, part_size, len) {
-                            Ok(etag) => *etags[index].lock().unwrap() = Some(etag),
-                            Err(e) => {
-                                failed.lock().unwrap().get_or_insert(e);
-                                return;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        if let Some(e) = failed.into_inner().unwrap() {
+    /// Sends part `number`; its ETag.
+    fn send_part(&self, number: u16, bytes: &[u8]) -> Result<String, String> {
+        let (store, key) = (self.store, self.key);
+        let id = self.id.get().ok_or("no multipart upload")?;
+        let url = store
+            .bucket
+            .upload_part(Some(&store.credentials), key, number, id)
+            .sign(SIGNED_FOR);
+        let response = store
+            .agent
+            .put(url.as_str())
+            .send(bytes)
+            .map_err(|e| format!("part {number} of {key}: {e}"))?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(refused("UploadPart", key, status, response));
+        }
+        response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or_else(|| format!("part {number} of {key}: no ETag in the answer"))
+    }
+
+    fn complete(&self) -> Result<(), String> {
+        if let Some(e) = self.failed.lock().unwrap().take() {
             return Err(e);
         }
-        let etags: Vec<String> = etags
-            .into_iter()
-            .map(|e| e.into_inner().unwrap().unwrap_or_default())
-            .collect();
-        let action = self.bucket.complete_multipart_upload(
-            Some(&self.credentials),
+        let (store, key) = (self.store, self.key);
+        let id = self.id.get().ok_or("no multipart upload")?;
+        let etags = self.etags.lock().unwrap();
+        let action = store.bucket.complete_multipart_upload(
+            Some(&store.credentials),
             key,
-            upload_id,
-            etags.iter().map(String::as_str),
+            id,
+            etags.values().map(String::as_str),
         );
         let url = action.sign(SIGNED_FOR);
-        let mut response = self
+        let mut response = store
             .agent
             .post(url.as_str())
             .send(action.body())
@@ -128,43 +181,74 @@ impl Store {
         Ok(())
     }
 
-    /// Part `index` (from 0) of `file`: read at its offset, sent; its ETag.
-    fn send_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        file: &std::fs::File,
-        index: usize,
-        part_size: u64,
-        len: u64,
-    ) -> Result<String, String> {
-        use std::os::unix::fs::FileExt;
-        let number = index as u16 + 1;
-        let offset = index as u64 * part_size;
-        let mut buffer = vec![0; part_size.min(len - offset) as usize];
-        file.read_exact_at(&mut buffer, offset)
-            .map_err(|e| format!("part {number} of {key}: {e}"))?;
-        let url = self
-            .bucket
-            .upload_part(Some(&self.credentials), key, number, upload_id)
-            .sign(SIGNED_FOR);
-        let response = self
-            .agent
-            .put(url.as_str())
-            .send(&buffer[..])
-            .map_err(|e| format!("part {number} of {key}: {e}"))?;
-        let status = response.status().as_u16();
-        if status != 200 {
-            return Err(refused("UploadPart", key, status, response));
+    /// Drops a started upload's parts (best effort).
+    fn abort(&self) {
+        if let Some(id) = self.id.get() {
+            let store = self.store;
+            let url = store
+                .bucket
+                .abort_multipart_upload(Some(&store.credentials), self.key, id)
+                .sign(SIGNED_FOR);
+            let _ = store.agent.delete(url.as_str()).call();
         }
-        response
-            .headers()
-            .get("etag")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .ok_or_else(|| format!("part {number} of {key}: no ETag in the answer"))
+    }
+}
+
+/// Collects what is written into parts and hands each full one to the senders.
+struct PartSink<'a, 'b> {
+    upload: &'b Upload<'a>,
+    part_size: usize,
+    buffer: Vec<u8>,
+    /// Bytes handed to the senders.
+    sent: u64,
+    next: u16,
+    sender: std::sync::mpsc::SyncSender<(u16, Vec<u8>)>,
+}
+
+impl PartSink<'_, '_> {
+    fn dispatch(&mut self) -> Result<(), String> {
+        if let Some(e) = self.upload.failed.lock().unwrap().clone() {
+            return Err(e);
+        }
+        self.upload.create()?;
+        let part = std::mem::take(&mut self.buffer);
+        self.sent += part.len() as u64;
+        self.sender
+            .send((self.next, part))
+            .map_err(|_| "the part senders stopped".to_string())?;
+        self.next += 1;
+        Ok(())
     }
 
+    /// Hands over the last part if an upload was started; whether one was.
+    fn last_part(&mut self) -> Result<bool, String> {
+        if self.upload.id.get().is_none() {
+            return Ok(false);
+        }
+        if !self.buffer.is_empty() {
+            self.dispatch()?;
+        }
+        Ok(true)
+    }
+}
+
+impl Write for PartSink<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let room = self.part_size - self.buffer.len();
+        let n = buf.len().min(room);
+        self.buffer.extend_from_slice(&buf[..n]);
+        if self.buffer.len() == self.part_size {
+            self.dispatch().map_err(std::io::Error::other)?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Store {
     /// A reader of the object at `key`, fetching one range of `part_size` bytes per request,
     /// up to [`IN_FLIGHT`] ranges ahead of the reader; None if there is no such object.
     pub(super) fn open_ranges(&self, key: &str) -> Result<Option<Ranges<'_>>, String> {

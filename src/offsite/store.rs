@@ -123,22 +123,13 @@ impl Store {
             .metadata()
             .map_err(|e| format!("PUT {key}: {e}"))?
             .len();
-        if len > self.part_size {
-            return self.put_parts(key, file, len);
-        }
-        let url = self
-            .bucket
-            .put_object(Some(&self.credentials), key)
-            .sign(SIGNED_FOR);
-        let response = self
-            .agent
-            .put(url.as_str())
-            .send(file)
-            .map_err(|e| format!("PUT {key}: {e}"))?;
-        match response.status().as_u16() {
-            200..=299 => Ok(()),
-            status => Err(refused("PUT", key, status, response)),
-        }
+        let mut reader = file;
+        self.put_streamed(key, len, &mut |to| {
+            std::io::copy(&mut reader, to)
+                .map(|_| ())
+                .map_err(|e| format!("PUT {key}: {e}"))
+        })
+        .map(|_| ())
     }
 
     /// Streams the object at `key` into `to`; false if there is none.

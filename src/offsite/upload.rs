@@ -1,5 +1,6 @@
-//! Replicating one copy entry: every object it refers to that the repository lacks, compressed,
-//! then its manifest, only if absent. Blocking; run on a blocking thread.
+//! Replicating one copy entry: every object it refers to that the repository lacks, hashed,
+//! compressed (and encrypted) and sent as each file is read, then its manifest, only if absent.
+//! Blocking; run on a blocking thread.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -87,13 +88,11 @@ pub fn upload(
     };
     let places = places_by_sha(entry)?;
     let started = std::time::Instant::now();
-    let send = |sha: &str, key: &str| -> Result<Packed, String> {
+    let send = |sha: &str, key: &str| -> Result<Sent, String> {
         let path = places
             .get(sha)
             .ok_or_else(|| format!("entry {}: no file holds {sha}", entry.id))?;
-        let packed = Packed::of(path, sha, recipients)?;
-        store.put_file(key, &packed.file)?;
-        Ok(packed)
+        send_object(store, key, path, sha, recipients)
     };
     // Objects found in place: a retention elsewhere on the prefix may delete one before the
     // manifest names it, so they are looked at again once it does.
@@ -165,84 +164,65 @@ fn places_by_sha(
     Ok(places)
 }
 
-/// A file compressed (and encrypted, with recipients) into a temporary file (removed when dropped), streamed: memory stays small
-/// whatever the file's size.
-struct Packed {
-    file: File,
-    path: std::path::PathBuf,
+/// What sending one object took.
+struct Sent {
+    /// The file's bytes.
     raw_len: u64,
+    /// The object's: compressed, and encrypted with recipients.
     len: u64,
 }
 
-impl Packed {
-    /// Compresses `path`, which must hash to `sha256`, and encrypts it to `recipients`: what
-    /// goes off-site is what the entry's manifest says, never a file changed since.
-    fn of(
-        path: &std::path::Path,
-        sha256: &str,
-        recipients: Option<&Recipients>,
-    ) -> Result<Packed, String> {
-        use std::io::Seek;
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = std::env::temp_dir().join(format!("dgs-upload-{}-{n}.zst", std::process::id()));
-        let failed = |e: std::io::Error| format!("compressing {}: {e}", path.display());
-        let mut packed = Packed {
-            file: {
-                use std::os::unix::fs::OpenOptionsExt;
-                File::options()
-                    .read(true)
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&tmp)
-                    .map_err(failed)?
-            },
-            path: tmp,
-            raw_len: 0,
-            len: 0,
-        };
-        let mut source = Hashing {
-            inner: File::open(path).map_err(|e| format!("{}: {e}", path.display()))?,
+/// Sends `path` as object `key`: read, hashed, compressed, encrypted to `recipients`, and sent
+/// as it goes (in parts, several at once, for a large one), with no copy on disk. The file must
+/// hash to `sha256`, or nothing is left at `key`: what goes off-site is what the entry's
+/// manifest says, never a file changed since.
+fn send_object(
+    store: &Store,
+    key: &str,
+    path: &std::path::Path,
+    sha256: &str,
+    recipients: Option<&Recipients>,
+) -> Result<Sent, String> {
+    let failed = |e: std::io::Error| format!("compressing {}: {e}", path.display());
+    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let size = file.metadata().map_err(failed)?.len();
+    let mut raw_len = 0;
+    // zstd's worst case adds a little; the hint only bounds the number of parts.
+    let hint = size + size / 64 + (1 << 20);
+    let mut source = Some(file);
+    let len = store.put_streamed(key, hint, &mut |to| {
+        let mut reader = Hashing {
+            inner: source.take().ok_or("the file was read already")?,
             hasher: sha2::Sha256::default(),
             len: 0,
         };
         let sink = match recipients {
-            Some(recipients) => Sink::Sealed(recipients.seal(&packed.file).map_err(failed)?),
-            None => Sink::Plain(&packed.file),
+            Some(recipients) => Sink::Sealed(recipients.seal(to).map_err(failed)?),
+            None => Sink::Plain(to),
         };
         let mut encoder = zstd::stream::Encoder::new(sink, LEVEL).map_err(failed)?;
-        std::io::copy(&mut source, &mut encoder).map_err(failed)?;
-        let mut file = match encoder.finish().map_err(failed)? {
-            Sink::Sealed(sealing) => sealing.finish().map_err(failed)?,
-            Sink::Plain(file) => file,
-        };
-        file.flush().map_err(failed)?;
+        std::io::copy(&mut reader, &mut encoder).map_err(failed)?;
+        if let Sink::Sealed(sealing) = encoder.finish().map_err(failed)? {
+            sealing.finish().map_err(failed)?;
+        }
         use sha2::Digest;
-        let found = crate::catalog::copy_tree::hex(&source.hasher.finalize());
+        let found = crate::catalog::copy_tree::hex(&reader.hasher.finalize());
         if found != sha256 {
             return Err(format!(
                 "{} changed since it was copied (SHA-256 {found}, the manifest says {sha256}): not uploaded",
                 path.display()
             ));
         }
-        packed.raw_len = source.len;
-        packed.len = packed.file.metadata().map_err(failed)?.len();
-        packed.file.rewind().map_err(failed)?;
-        Ok(packed)
-    }
+        raw_len = reader.len;
+        Ok(())
+    })?;
+    Ok(Sent { raw_len, len })
 }
 
-impl Drop for Packed {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// Where compressed bytes go: the temporary file, or an encryption into it.
+/// Where compressed bytes go: the object, or an encryption into it.
 enum Sink<'a> {
-    Plain(&'a File),
-    Sealed(Sealing<&'a File>),
+    Plain(&'a mut dyn Write),
+    Sealed(Sealing<&'a mut dyn Write>),
 }
 
 impl Write for Sink<'_> {
