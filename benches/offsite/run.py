@@ -87,6 +87,11 @@ REGION = "us-east-1"
 ACCESS_KEY = f"bench{os.getpid()}"
 SECRET_KEY = f"secret-{os.getpid():x}-offsite"
 
+# Disk a size may need at its peak, per MB of database: the store holds the sidecar's copy and
+# rclone's two full ones, the temp dir the server's files, the catalog, and during a restore its
+# download and its copy in place (~8x), with a margin.
+DISK_PER_MB = 10
+
 READY_TIMEOUT = 120
 UPLOAD_TIMEOUT = 3600
 TOOL_TIMEOUT = 3600
@@ -736,10 +741,12 @@ def dedup_phase(root: Path, side: OffsiteSidecar, relay: Relay, args: argparse.N
     for i in range(args.dedup_copies):
         t = time.monotonic()
         record = side.copy()
+        returned = time.time()
         cut = record.get("cut") or {}
         entries.append(
             {
                 "entry": cut["entry"],
+                "copy_returned_unix": returned,
                 "stall_ms": record.get("stall_ms"),
                 "bytes_copied": cut.get("bytes_copied"),
                 "bytes_linked": cut.get("bytes_linked"),
@@ -749,7 +756,6 @@ def dedup_phase(root: Path, side: OffsiteSidecar, relay: Relay, args: argparse.N
         rest = args.dedup_every - (time.monotonic() - t)
         if rest > 0 and i + 1 < args.dedup_copies:
             time.sleep(rest)
-    copies_done = time.monotonic()
     # The load runs to its -T; uploads go on meanwhile.
     try:
         load.popen.wait(timeout=duration + 120)
@@ -778,7 +784,8 @@ def dedup_phase(root: Path, side: OffsiteSidecar, relay: Relay, args: argparse.N
             upload_ms_logged=side.upload_log(e["entry"]).get("ms"),
         )
     wire = Relay.delta(before, relay.snapshot())
-    out["uploads_done_after_copies_s"] = time.monotonic() - copies_done
+    # From the last copy command's return to the end of the last upload (its `at_unix`).
+    out["last_upload_after_last_copy_s"] = max(e["offsite"].get("at_unix", 0) for e in entries) - entries[-1]["copy_returned_unix"]
     # rclone's incremental use on the same series, after the load: each entry's directory copied
     # in turn onto the prefix that holds the first two entries (files whose size and
     # modification time match are skipped; unchanged table files and journal segments are hard
@@ -859,6 +866,15 @@ def run_size(size_mb: float, args: argparse.Namespace, tmp: Path, tools: dict, r
             f"skipped: at the previous size's rate the build would take ~{target_rows * previous_rate / 60:.0f} min, "
             f"over twice the --build-budget of {args.build_budget / 60:.0f} min"
         )
+        log(f"{size_mb} MB: {note}")
+        result["skipped"] = note
+        return result
+    # Disk: the journal before gc (~1.9x the size), the store (the sidecar's copy and rclone's
+    # three), the catalog, and a restore's download and its copy in place, all in the temp dir.
+    need = int(DISK_PER_MB * size_mb * MB)
+    free = shutil.disk_usage(tmp).free
+    if free < need:
+        note = f"skipped: needs ~{need / 1e9:.1f} GB free in {tmp.parent}, {free / 1e9:.1f} GB free"
         log(f"{size_mb} MB: {note}")
         result["skipped"] = note
         return result
@@ -1119,11 +1135,12 @@ def write_markdown(path: Path, data: dict) -> None:
         "keeps a mirror of the newest entry (plus every file of the earlier ones), not entries to choose from."
     )
     L.append("")
+    lag = any("last_upload_after_last_copy_s" in (s.get("dedup") or {}) for s in sizes)
     L.append(
         "| size | entries | raw MB | sent raw MB | sent MB | wire MB | **raw/wire** | raw/sent raw | rclone onto one prefix, wire MB | "
-        "rclone/sidecar wire | journal growth MB | load tps | failed txns | uploads done after last copy s |"
+        "rclone/sidecar wire | journal growth MB | load tps | failed txns |" + (" last upload done after last copy s |" if lag else "")
     )
-    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if lag else ""))
     for s in sizes:
         d = s.get("dedup")
         if not d:
@@ -1139,8 +1156,7 @@ def write_markdown(path: Path, data: dict) -> None:
             f"{fmt_mb(t['sent_bytes'])} | {fmt_mb(t['wire_up'])} | **{ratio(t['raw_bytes'], t['wire_up'], 1)}** | "
             f"{ratio(t['raw_bytes'], t['sent_raw_bytes'], 1)} | {fmt_mb(rs_wire)} | {ratio(rs_wire, t['wire_up'], 1)} | "
             f"{fmt_mb(d['journal_growth_bytes'])} | "
-            f"{tps} | {failed} | "
-            f"{fmt_s(d['uploads_done_after_copies_s'])} |"
+            f"{tps} | {failed} |" + (f" {fmt_s(d.get('last_upload_after_last_copy_s'))} |" if lag else "")
         )
     L.append("")
     for s in sizes:

@@ -7,7 +7,6 @@
 //!   upload elsewhere may be about to name it), and the next pass that drops an entry deletes
 //!   it once the grace is over; manifests and objects go in batches (`DeleteObjects`).
 
-use std::io::Write;
 use std::time::Duration;
 
 use doltgres_sidecar::catalog::Entry;
