@@ -192,21 +192,8 @@ async fn download_offsite(
     identity: Option<&Path>,
     dir: PathBuf,
 ) -> Result<(Entry, Downloaded), LocalError> {
-    let (repository, id) = crate::offsite::split_entry(from).map_err(failed)?;
-    let settings = offsite_settings(&repository)?;
-    let identities = identity
-        .map(crate::offsite::seal::Identities::from_file)
-        .transpose()
-        .map_err(failed)?;
+    let (store, listed, identities) = find_offsite(from, identity).await?;
     let download = Downloaded(dir.clone());
-    let cannot = |e: String| failed(format!("cannot download {from}: {e}"));
-    let store = crate::offsite::store::Store::open(&settings).map_err(cannot)?;
-    let (finding, wanted) = (store.clone(), id.clone());
-    let listed =
-        tokio::task::spawn_blocking(move || crate::offsite::download::find(&finding, &wanted))
-            .await
-            .map_err(|e| failed(e.to_string()))?
-            .map_err(cannot)?;
     let total = listed.objects().iter().map(|(_, size)| size).sum();
     let fetched = std::sync::Arc::new(std::sync::Mutex::new(None));
     let slot = fetched.clone();
@@ -217,13 +204,42 @@ async fn download_offsite(
         Ok(())
     })
     .await
-    .map_err(cannot)?;
+    .map_err(|e| failed(format!("cannot download {from}: {e}")))?;
     let entry = fetched
         .lock()
         .unwrap()
         .take()
-        .ok_or_else(|| cannot("no entry".into()))?;
+        .ok_or_else(|| failed(format!("cannot download {from}")))?;
     Ok((entry, download))
+}
+
+/// The repository of `s3://bucket/prefix/ENTRY` (found with the AWS variables), the entry as it
+/// lists it, and the identity that decrypts it.
+async fn find_offsite(
+    from: &str,
+    identity: Option<&Path>,
+) -> Result<
+    (
+        crate::offsite::store::Store,
+        crate::offsite::listed::Listed,
+        Option<crate::offsite::seal::Identities>,
+    ),
+    LocalError,
+> {
+    let (repository, id) = crate::offsite::split_entry(from).map_err(failed)?;
+    let settings = offsite_settings(&repository)?;
+    let identities = identity
+        .map(crate::offsite::seal::Identities::from_file)
+        .transpose()
+        .map_err(failed)?;
+    let cannot = |e: String| failed(format!("cannot download {from}: {e}"));
+    let store = crate::offsite::store::Store::open(&settings).map_err(cannot)?;
+    let finding = store.clone();
+    let listed = tokio::task::spawn_blocking(move || crate::offsite::download::find(&finding, &id))
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(cannot)?;
+    Ok((store, listed, identities))
 }
 
 /// With `--missing-ok`: whether `from` names the newest backup of a catalog or repository that
@@ -300,31 +316,24 @@ fn offsite_settings(repository: &str) -> Result<crate::offsite::store::Settings,
         .map_err(failed)
 }
 
-/// Restores an off-site entry into `into`: downloaded beside it, then written out as a local
-/// entry is, and the download removed.
+/// Restores an off-site entry into `into` (the staging directory): each object written straight
+/// to its place in the server's files, checked as it arrives.
 async fn restore_offsite(
     from: &str,
     identity: Option<&Path>,
     into: &Path,
 ) -> Result<String, LocalError> {
-    let (entry, _download) =
-        download_offsite(from, identity, into.with_extension("offsite-download")).await?;
-    let (from_entry, to) = (entry.clone(), into.to_path_buf());
-    run_with_progress("restoring", entry.manifest.bytes(), move |tick| {
-        crate::catalog::materialize(&from_entry, &to, tick)
+    let (store, listed, identities) = find_offsite(from, identity).await?;
+    let (id, (files, bytes)) = (listed.id().to_string(), listed.size());
+    let to = into.to_path_buf();
+    run_with_progress("restoring", bytes, move |tick| {
+        crate::offsite::download::restore_files(&store, &listed, identities.as_ref(), &to, tick)
+            .map(|_| ())
     })
     .await
-    .map_err(|e| {
-        failed(format!(
-            "entry {} of {from} does not restore: {e}",
-            entry.id
-        ))
-    })?;
+    .map_err(|e| failed(format!("entry {id} of {from} does not restore: {e}")))?;
     Ok(format!(
-        "restored off-site entry {} ({} files, {} bytes, checksums checked)",
-        entry.id,
-        entry.manifest.files.len(),
-        entry.manifest.bytes()
+        "restored off-site entry {id} ({files} files, {bytes} bytes, checksums checked)"
     ))
 }
 
