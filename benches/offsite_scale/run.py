@@ -1011,7 +1011,7 @@ def write_report(out: Path, report: dict) -> None:
             "## Turning retention on late (measured)",
             "",
             "A fourth sidecar run on the same prefix, through the relay, with "
-            f"`keep_last = {CATCH_UP_KEEP}`: its first retention pass deletes almost everything, one DELETE request per key.",
+            f"`keep_last = {CATCH_UP_KEEP}`: its first retention pass deletes almost everything, manifests and objects in `DeleteObjects` batches of up to 1,000 keys (objects only once older than `prune_grace`).",
             "",
             "| N | entries before the upload | retention pass (via relay) | entries deleted | objects deleted | requests |",
             "|---|---|---|---|---|---|",
@@ -1040,7 +1040,7 @@ def write_report(out: Path, report: dict) -> None:
         )
     lines += ["", report["at_scale_md"], ""]
     if report.get("notes"):
-        lines += ["## What looks slow or wrong at scale", ""] + [f"- {n}" for n in report["notes"]] + [""]
+        lines += ["## What still grows with N", ""] + [f"- {n}" for n in report["notes"]] + [""]
     (out / "offsite-scale.md").write_text("\n".join(lines))
 
 
@@ -1072,8 +1072,11 @@ def at_scale(rows: list[dict]) -> tuple[str, dict]:
         "",
         "- upload of one entry: one HEAD per object of the entry + one PUT per object missing + one PUT of the manifest — "
         f"independent of K ({upload_requests} requests for the real entry at every N above).",
-        "- retention pass (after every upload, when `keep_last` or `max_age` is set): ⌈(K+1)/1000⌉ LIST of entries + (K+1) GET "
-        "of manifests (every one, sequentially) + deleted manifests + ⌈O/1000⌉ LIST of objects + deleted objects.",
+        "- retention pass (after every upload, when `keep_last` or `max_age` is set): ⌈(K+1)/1000⌉ LIST of entries; with "
+        "`keep_last` alone and no more entries than it, nothing else. Otherwise a GET of each manifest the process has not read "
+        "yet (all K+1 on its first pass, one, the new entry's, on later ones: manifests never change, so they are remembered) "
+        "+ one `DeleteObjects` per 1,000 manifests and per 1,000 objects deleted + ⌈O/1000⌉ LIST of objects. The table below "
+        "counts a process's first pass.",
         "- `backups list --repo`: ⌈K/1000⌉ LIST + K GET (every manifest, sequentially).",
         "",
         "| K entries kept per server | objects per server | keys in the bucket (1,000 servers) | retention pass: requests | retention here | retention, remote | `backups list`: requests | `backups list` here | `backups list`, remote | manifest GETs/s bucket-wide, hourly copies |",
@@ -1094,28 +1097,28 @@ def at_scale(rows: list[dict]) -> tuple[str, dict]:
         "",
         "What this means:",
         "",
-        "- **What grows with N**: every retention pass GETs every manifest of the prefix, one after the other "
-        "(`src/offsite/prune.rs`, `prune` → `read_manifest` in the loop over all ids), then lists every object key; `backups list "
-        "--repo` GETs every manifest (`src/local/mod.rs`, `list_repository`). Nothing else does: the upload is constant, and so is "
-        "`restore …/latest` apart from one listing of `entries/` (1 LIST page per 1,000 entries).",
+        "- **What grows with N**: a process's first retention pass GETs every manifest of the prefix, one after the other "
+        "(`src/offsite/prune.rs`, `prune` → `remembered`), later passes only the new ones; each pass that deletes lists every "
+        "object key; `backups list --repo` GETs every manifest (`src/local/mod.rs`, `list_repository`). Nothing else does: the "
+        "upload is constant, and so is `restore …/latest` apart from one listing of `entries/` (1 LIST page per 1,000 entries).",
         "- **Without `keep_last` / `max_age` in `[backup.copy.offsite]`** there is no retention pass, but the prefix grows by one entry "
         "and ~the changed objects per copy forever, and `backups list --repo` grows with it (hourly copies: 8,760 entries a year). "
-        "With `max_age` alone, every pass still reads every manifest it keeps.",
-        "- **What to set**: `keep_last` bounds K, and with it every per-upload cost: a retention pass is ~K + 10 requests. Hourly "
-        "copies with `keep_last = 168` (a week): ~175 requests a pass, well under a second here and a few seconds against a remote "
-        "S3; bucket-wide ~47 manifest GETs/s for 1,000 servers, ~1 M keys. `keep_last = 720` (30 days) is ~4× that. At 10,000 "
-        f"entries a pass is ~{10069 * remote_ms / 60000:.1f} min at {remote_ms:.0f} ms a request, after every upload, holding the upload "
-        "turn (`Uploads::turn`), so the next entry's upload waits for it. Pick `keep_last` from how far back a restore must reach "
+        "With `max_age`, the first pass of a process reads every manifest it keeps.",
+        "- **What to set**: `keep_last` bounds K, and with it the first pass after a start: ~K + 10 requests. Hourly "
+        "copies with `keep_last = 168` (a week): ~175 requests for that pass, well under a second here and a few seconds against a "
+        "remote S3; later passes a handful of requests; ~1 M keys for 1,000 servers. At 10,000 "
+        f"entries the first pass is ~{10069 * remote_ms / 60000:.1f} min at {remote_ms:.0f} ms a request, holding the upload "
+        "turn (`Uploads::turn`), so an entry copied meanwhile waits for it. Pick `keep_last` from how far back a restore must reach "
         "(with `max_age` for a time bound), and keep it in the hundreds to low thousands.",
         "- **Bucket-wide**: 1,000 prefixes × K entries × (1 + ~5) keys. S3 scales request rates per prefix (AWS documents ≥ 5,500 "
         "GET/s and 3,500 PUT/DELETE/s per partitioned prefix; not measured here), so per-server prefixes spread the load; the "
-        "manifest GETs of retention dominate the request bill (GET-class requests), ~24 × (K + 1) per server per day with hourly copies.",
+        "HEADs of uploads and the manifest GETs of each process's first retention pass dominate the request bill.",
     ]
     return "\n".join(out), data
 
 
 def findings(rows: list[dict]) -> list[str]:
-    """What looks slow or wrong at scale, each with the measured figure it rests on."""
+    """What still grows with N, each with the measured figure it rests on."""
     big = max(rows, key=lambda r: r["n"])
     small = min(rows, key=lambda r: r["n"])
     nd = big.get("offsite_no_delete") or {}
@@ -1124,48 +1127,42 @@ def findings(rows: list[dict]) -> list[str]:
     if nd:
         req = nd["retention_requests"]
         out.append(
-            f"**A retention pass that deletes nothing still GETs every manifest**: with {big['n']:,} entries and `keep_last` above "
-            f"that, the pass after the upload made {req['requests']:,} requests ({req['by_kind'].get('GET entries/', 0):,} manifest GETs) "
-            f"over {fmt_ms(nd.get('retention_relay_span_ms'))} (via the relay) to delete nothing. `src/offsite/prune.rs`, `prune`: "
-            "the loop reads every manifest (`read_manifest`) before `if doomed.is_empty()`; with `keep_last` alone (no `max_age`) the "
-            "doomed ids are known from the listing, so a pass with `ids.len() <= keep_last` could stop after the LIST. It also GETs the "
-            "manifests of the entries it is about to delete, which only `max_age` needs."
+            f"**A pass with nothing to delete reads no manifest**: with {big['n']:,} entries and `keep_last` above that, the pass "
+            f"after the upload made {req['requests']:,} requests ({req['by_kind'].get('GET entries/', 0):,} manifest GETs) over "
+            f"{fmt_ms(nd.get('retention_relay_span_ms'))} (via the relay)."
         )
     out.append(
-        "**Every pass re-reads every kept manifest, sequentially, after every upload**, although a manifest never changes once "
-        "written (`If-None-Match: *` in `src/offsite/upload.rs`): "
-        f"{fmt_ms(direct.get('retention_ms'))} for {big['n']:,} entries here (≈ {(direct.get('retention_ms') or 0) / 1000 / (direct.get('present_before', big['n']) + 1) * 1000:.1f} ms "
-        "an entry on loopback), minutes against a remote store. Caching manifests by id (locally, or in memory across passes), "
-        "or a few GETs in flight, would take the per-pass cost to the LIST pages plus the new entry."
+        "**A process's first pass that deletes reads every kept manifest, one at a time**: "
+        f"{fmt_ms(direct.get('retention_ms'))} for {big['n']:,} entries here (each run starts a fresh sidecar). Manifests never "
+        "change, so later passes of the same process read only the new ones (not measured here)."
     )
     out.append(
         "**The pass holds the upload turn**: `upload_pending` (`src/offsite/background.rs`) takes `uploads.turn` for the upload "
-        "and the prune that follows, so an entry copied meanwhile waits for the whole pass before its upload starts."
+        "and the prune that follows, so an entry copied meanwhile waits for the pass before its upload starts."
     )
     catch = [r for r in rows if r.get("catch_up")]
     if catch:
         c = max(catch, key=lambda r: r["n"])
         cu = c["catch_up"]
-        deletes = sum(v for k, v in cu["retention_requests"]["by_kind"].items() if k.startswith("DELETE"))
+        by_kind = cu["retention_requests"]["by_kind"]
+        batches = sum(v for k, v in by_kind.items() if k.startswith("POST"))
         out.append(
-            f"**Deletes are one request per key**: turning `keep_last = {CATCH_UP_KEEP}` on over {cu['present_before']:,} entries took "
-            f"{fmt_ms(cu.get('retention_ms'))} here and {deletes:,} DELETE requests (`store.delete` in the loops of `prune`). S3's "
-            "`DeleteObjects` takes up to 1,000 keys a request: ~6 requests instead. At 20 ms a request this catch-up is ~"
-            f"{deletes * 0.02 / 60:.0f} min remote, holding the upload turn."
+            f"**Deletes go in batches**: turning `keep_last = {CATCH_UP_KEEP}` on over {cu['present_before']:,} entries took "
+            f"{fmt_ms(cu.get('retention_ms'))} here with {batches:,} `DeleteObjects` requests. Objects no entry names are deleted "
+            "only once older than `prune_grace` (15 minutes): the synthetic entries' objects were minutes old, so they stay for a "
+            "later pass."
         )
     out.append(
         f"**Memory grows with N**: the sidecar's peak RSS after a pass was {mib((small.get('offsite_direct') or {}).get('sidecar_peak_rss_kib'))} "
-        f"at N = {small['n']:,} and {mib(direct.get('sidecar_peak_rss_kib'))} at N = {big['n']:,}; `prune` keeps every kept manifest "
-        "parsed (`kept`, one `Listed` each) plus a set of every named object key until the pass ends. `backups list --repo` peaked at "
+        f"at N = {small['n']:,} and {mib(direct.get('sidecar_peak_rss_kib'))} at N = {big['n']:,}: it remembers each entry's time "
+        "and object keys for later passes. `backups list --repo` peaked at "
         f"{mib(small['list']['peak_rss_kib_max'])} → {mib(big['list']['peak_rss_kib_max'])} (N = {small['n']:,} → {big['n']:,}; "
-        "not investigated further: it keeps only the output text and the id list)."
+        "not investigated further)."
     )
     out.append(
-        "**One unreadable manifest stops all retention** (from reading the code, not exercised here): in `prune`, a kept entry whose "
-        "manifest GET returns nothing or does not parse returns `Err(\"… unreadable manifest; nothing pruned\")`; the pass is logged as "
-        "\"off-site retention failed\" after each upload and the prefix grows without bound from then on. The more entries a prefix "
-        "holds, the more manifests each pass depends on. `read_manifest` also treats a 404 (an entry deleted between the LIST and the "
-        "GET) as unreadable."
+        "**One unparseable manifest stops retention** (from reading the code, not exercised here): a kept entry whose manifest does "
+        "not parse makes the pass fail (\"unreadable manifest; nothing pruned\"), logged after each upload, until it is dealt with; "
+        "an entry gone between the listing and its GET is skipped."
     )
     return out
 
