@@ -1121,16 +1121,24 @@ async fn run_soak(settings: Settings, leak: Option<u64>) -> Checks {
         max_seq,
         acked,
     );
-    checks.eq("pgb sum = pgbench writes", pgb_sum, pg_writes);
+    // pgbench's per-script counts can miss a write the server committed (one per client and
+    // run at most: in flight when the run's -T ended), while its total and the proxy's counts
+    // agree (checked below); the database is the truth the proxy's counts are held to.
+    let uncounted = PGBENCH_CLIENTS * t(&tally.pgbench_runs);
+    checks.add(
+        "pgbench writes <= pgb sum <= pgbench writes + clients x runs",
+        pg_writes <= pgb_sum && pgb_sum <= pg_writes + uncounted,
+        format!("{pgb_sum}, pgbench counted {pg_writes}, at most {uncounted} more"),
+    );
     checks.eq(
         "commits_total = clients' transactions",
         commits,
         transactions,
     );
     checks.eq(
-        "write_commits_total = appends + pgbench writes",
+        "write_commits_total = appends + pgb sum",
         write_commits,
-        acked + pg_writes,
+        acked + pgb_sum,
     );
     checks.eq(
         "rollbacks_total = write conflicts",
@@ -1272,7 +1280,7 @@ async fn run_soak(settings: Settings, leak: Option<u64>) -> Checks {
         ),
         ("sync", vec!["--from", &sync, "--database", "soak"], "soak"),
     ];
-    let expected = (acked, acked, pg_writes);
+    let expected = (acked, acked, pgb_sum);
     for (kind, args, database) in restores {
         let to = d.join(format!("restored-{kind}"));
         let found = match restore(&args, &to) {
