@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use doltgres_sidecar::offsite::config::OffsiteConfig;
 use doltgres_sidecar::offsite::upload::{self, UploadRecord};
 
 use crate::install;
@@ -49,4 +50,36 @@ pub fn aws_env(store: &SeaweedFs) -> [(&'static str, &str); 4] {
 pub fn local(store: &SeaweedFs, args: &[&str]) -> (bool, String, String) {
     let doltgres = install::doltgres_binary().to_str().unwrap();
     local_command_with(&[args, &["--doltgres", doltgres]].concat(), &aws_env(store))
+}
+
+/// What finds a store: its endpoint and key, to move into a proxy's configuration.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+impl Credentials {
+    pub fn of(store: &SeaweedFs) -> Credentials {
+        Credentials {
+            endpoint: store.endpoint.clone(),
+            access_key: store.access_key.clone(),
+            secret_key: store.secret_key.clone(),
+        }
+    }
+
+    /// `[backup.copy.offsite]` for `s3://BUCKET/prefix` on this store, the secret key in a file
+    /// written into `dir`.
+    pub fn section(&self, dir: &std::path::Path, prefix: &str) -> OffsiteConfig {
+        let secret_file = dir.join("s3-secret");
+        std::fs::write(&secret_file, &self.secret_key).unwrap();
+        OffsiteConfig {
+            endpoint: Some(self.endpoint.clone()),
+            access_key_id: Some(self.access_key.clone()),
+            secret_access_key_file: Some(secret_file),
+            allow_http: Some(true),
+            ..OffsiteConfig::from_url(&format!("s3://{}/{prefix}", crate::seaweedfs::BUCKET))
+        }
+    }
 }

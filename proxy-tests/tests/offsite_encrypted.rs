@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use doltgres_sidecar::offsite::config::OffsiteConfig;
 use proxy_tests::managed::{ManagedProxy, local_command, local_command_with};
-use proxy_tests::offsite::{aws_env, copy, local, uploaded};
+use proxy_tests::offsite::{Credentials, aws_env, copy, local, uploaded};
 use proxy_tests::seaweedfs::{BUCKET, SeaweedFs};
 
 const PREFIX: &str = "sealed";
@@ -43,23 +43,13 @@ async fn an_encrypted_repository_is_readable_only_with_the_identity() {
     let recipient = keygen(&identity);
     keygen(&other);
 
-    let (endpoint, key, secret) = (
-        store.endpoint.clone(),
-        store.access_key.clone(),
-        store.secret_key.clone(),
-    );
+    let credentials = Credentials::of(&store);
     let m = ManagedProxy::start(move |c, dir| {
-        let secret_file = dir.join("s3-secret");
-        std::fs::write(&secret_file, &secret).unwrap();
         let copy = c.backup.copy.as_mut().unwrap();
         copy.offsite = Some(OffsiteConfig {
-            endpoint: Some(endpoint),
-            access_key_id: Some(key),
-            secret_access_key_file: Some(secret_file),
-            allow_http: Some(true),
             recipients: vec![recipient],
             keep_last: 1,
-            ..OffsiteConfig::from_url(&format!("s3://{BUCKET}/{PREFIX}"))
+            ..credentials.section(dir, PREFIX)
         });
         c.backup.retry_initial = Duration::from_millis(200);
     })

@@ -19,11 +19,13 @@ use proxy_tests::seaweedfs::{BUCKET, SeaweedFs};
 
 const PREFIX: &str = "raced";
 
-fn store_of(s3: &SeaweedFs) -> Store {
+/// The repository on `s3`, with parts of `part_size` bytes.
+fn store_of(s3: &SeaweedFs, part_size: u64) -> Store {
     let mut section = OffsiteConfig::from_url(&format!("s3://{BUCKET}/{PREFIX}"));
     section.endpoint = Some(s3.endpoint.clone());
     section.access_key_id = Some(s3.access_key.clone());
     section.allow_http = Some(true);
+    section.part_size = part_size;
     let secret = s3.secret_key.clone();
     let settings = section
         .resolve_with(&|name| (name == "AWS_SECRET_ACCESS_KEY").then(|| secret.clone()))
@@ -56,7 +58,7 @@ async fn an_object_deleted_under_an_upload_is_sent_again_and_fresh_objects_outli
         .await
         .unwrap();
     let second = m.catalog().entry(&copy(&m).await).unwrap();
-    let store = store_of(&s3);
+    let store = store_of(&s3, OffsiteConfig::from_url("").part_size);
 
     let (s, e) = (store.clone(), first.clone());
     let record = tokio::task::spawn_blocking(move || upload::upload(&s, &e, None, &mut |_| {}))
@@ -173,16 +175,7 @@ async fn fetches(store: &Store, entry: &Entry) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_objects_go_up_in_parts_and_come_back_in_ranges() {
     let s3 = SeaweedFs::start().await;
-    let mut section = OffsiteConfig::from_url(&format!("s3://{BUCKET}/{PREFIX}"));
-    section.endpoint = Some(s3.endpoint.clone());
-    section.access_key_id = Some(s3.access_key.clone());
-    section.allow_http = Some(true);
-    section.part_size = 5 << 20;
-    let secret = s3.secret_key.clone();
-    let settings = section
-        .resolve_with(&|name| (name == "AWS_SECRET_ACCESS_KEY").then(|| secret.clone()))
-        .unwrap();
-    let store = Store::open(&settings).unwrap();
+    let store = store_of(&s3, 5 << 20);
     for len in [(17 << 20) + 12_345, 10 << 20, 100] {
         let bytes: Vec<u8> = (0..len as u64)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
@@ -237,16 +230,7 @@ async fn large_objects_go_up_in_parts_and_come_back_in_ranges() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_object_whose_source_fails_at_the_end_leaves_nothing() {
     let s3 = SeaweedFs::start().await;
-    let mut section = OffsiteConfig::from_url(&format!("s3://{BUCKET}/{PREFIX}"));
-    section.endpoint = Some(s3.endpoint.clone());
-    section.access_key_id = Some(s3.access_key.clone());
-    section.allow_http = Some(true);
-    section.part_size = 5 << 20;
-    let secret = s3.secret_key.clone();
-    let settings = section
-        .resolve_with(&|name| (name == "AWS_SECRET_ACCESS_KEY").then(|| secret.clone()))
-        .unwrap();
-    let store = Store::open(&settings).unwrap();
+    let store = store_of(&s3, 5 << 20);
     for len in [100usize, 12 << 20] {
         let key = format!("{PREFIX}/failing-{len}");
         let (s, k) = (store.clone(), key.clone());

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use doltgres_sidecar::offsite::config::OffsiteConfig;
 use proxy_tests::managed::{ManagedProxy, local_command};
-use proxy_tests::offsite::{copy, uploaded};
+use proxy_tests::offsite::{Credentials, copy, uploaded};
 use proxy_tests::process::metric_sum;
-use proxy_tests::seaweedfs::{BUCKET, SeaweedFs};
+use proxy_tests::seaweedfs::SeaweedFs;
 
 const PREFIX: &str = "checked";
 
@@ -51,25 +51,15 @@ async fn uploaded_entries_are_verified_and_rot_in_the_bucket_is_found() {
         .unwrap()
         .to_string();
 
-    let (endpoint, key, secret) = (
-        store.endpoint.clone(),
-        store.access_key.clone(),
-        store.secret_key.clone(),
-    );
+    let credentials = Credentials::of(&store);
     let m = ManagedProxy::start(move |c, dir| {
-        let secret_file = dir.join("s3-secret");
-        std::fs::write(&secret_file, &secret).unwrap();
         let copy = c.backup.copy.as_mut().unwrap();
         copy.offsite = Some(OffsiteConfig {
-            endpoint: Some(endpoint),
-            access_key_id: Some(key),
-            secret_access_key_file: Some(secret_file),
-            allow_http: Some(true),
             recipients: vec![recipient],
             identity_file: Some(identity),
             verify_after: true,
             verify_interval: Some(Duration::from_secs(2)),
-            ..OffsiteConfig::from_url(&format!("s3://{BUCKET}/{PREFIX}"))
+            ..credentials.section(dir, PREFIX)
         });
     })
     .await;
