@@ -267,6 +267,15 @@ impl Metrics {
             .inc();
     }
 
+    /// Restarts of the controlled server so far for `cause`.
+    pub fn server_restarts_by(&self, cause: &str) -> u64 {
+        self.server_restarts
+            .get_or_create(&CauseLabel {
+                cause: cause.to_string(),
+            })
+            .get()
+    }
+
     /// Adds what a session's tracker counted.
     pub fn add(&self, tally: Tally) {
         if tally.commits > 0 {

@@ -74,6 +74,32 @@ pub fn masked_toml(config: &Config) -> Result<String, toml::ser::Error> {
     toml::to_string(&value)
 }
 
+/// The configuration as dotted keys and their values (TOML's notation, strings bare), every
+/// secret masked as [`masked_toml`] masks it, in the order of the TOML document.
+pub fn masked_settings(config: &Config) -> Result<Vec<(String, String)>, toml::ser::Error> {
+    let mut value = toml::Value::try_from(config)?;
+    mask_value(false, &mut value);
+    let mut out = Vec::new();
+    flatten("", &value, &mut out);
+    Ok(out)
+}
+
+fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {
+    match value {
+        toml::Value::Table(table) => {
+            for (key, value) in table {
+                let path = match prefix {
+                    "" => key.clone(),
+                    _ => format!("{prefix}.{key}"),
+                };
+                flatten(&path, value, out);
+            }
+        }
+        toml::Value::String(text) => out.push((prefix.to_string(), text.clone())),
+        other => out.push((prefix.to_string(), other.to_string())),
+    }
+}
+
 /// Whether a key names a secret rather than, say, the file that holds one.
 fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();

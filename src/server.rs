@@ -24,6 +24,16 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let sessions = TaskTracker::new();
     let stop_sessions = CancellationToken::new();
+    // A signal and an operator's SHUTDOWN both end up here.
+    tokio::spawn({
+        let (ours, theirs) = (shutdown.clone(), shared.shutdown.clone());
+        async move {
+            tokio::select! {
+                _ = ours.cancelled() => theirs.cancel(),
+                _ = theirs.cancelled() => ours.cancel(),
+            }
+        }
+    });
     let mut next_id: u64 = 0;
     let mut errors = crate::accept::AcceptErrors::new("proxy");
     tokio::spawn(crate::window::trigger::run(

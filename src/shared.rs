@@ -12,7 +12,6 @@ use std::sync::{Arc, OnceLock};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
-use crate::auth::AuthMode;
 use crate::auth::store::{AuthSetupError, Verifiers};
 use crate::config::Config;
 use crate::control::Control;
@@ -61,6 +60,12 @@ pub struct Shared {
     pub(crate) reload_lock: tokio::sync::Mutex<()>,
     /// Hand-over of the listeners to a successor process (an upgrade).
     pub handover: crate::handover::Handover,
+    /// Cancelled when the sidecar shuts down gracefully (a signal, or an operator's `SHUTDOWN`):
+    /// [`crate::server::run`] and this token cancel each other.
+    pub shutdown: tokio_util::sync::CancellationToken,
+    /// What operators' requests started (windows, holds, verifications asked for), from the
+    /// admin API or the console; the admin API's stop waits for it.
+    pub work: crate::ops::work::Work,
 }
 
 /// Shared state that cannot be built.
@@ -78,8 +83,10 @@ impl Shared {
     /// Builds the shared state; fails if the TLS or auth files cannot be used.
     pub fn new(config: Config) -> Result<Arc<Shared>, SetupError> {
         let tls = ClientTls::for_config(&config)?;
-        let proxy_auth = config.auth_mode() == AuthMode::Proxy;
-        let auth = proxy_auth.then(|| Verifiers::load(&config)).transpose()?;
+        let auth = config
+            .needs_verifiers()
+            .then(|| Verifiers::load(&config))
+            .transpose()?;
         let upstream = Upstream::new(&config)?;
         let control = Control::new(
             &config.server,
@@ -102,6 +109,8 @@ impl Shared {
             logs: OnceLock::new(),
             reload_lock: tokio::sync::Mutex::new(()),
             handover: Default::default(),
+            shutdown: Default::default(),
+            work: Default::default(),
             config: ArcSwap::from_pointee(config),
         }))
     }

@@ -16,6 +16,7 @@ pub(crate) use windows::exercise_query;
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
 use axum::extract::State;
@@ -23,14 +24,13 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Router};
 
 use crate::shared::Shared;
-pub use serve::{BODY_TIMEOUT, HEADER_TIMEOUT, STOP_GRACE, Work, serve};
+pub use serve::{BODY_TIMEOUT, HEADER_TIMEOUT, STOP_GRACE, serve};
 
 /// `/healthz`, `/readyz`, `/metrics` and `/openapi.json` are open; the rest need the bearer token
-/// when `admin_token` is set. Windows and holds run in `work`'s tasks.
-pub fn router(shared: Arc<Shared>, work: Work) -> Router {
+/// when `admin_token` is set. Windows and holds run in `Shared::work`'s tasks.
+pub fn router(shared: Arc<Shared>) -> Router {
     let guarded = Router::new()
         .route("/status", get(status::status))
         .route("/quiesce", post(windows::quiesce))
@@ -52,7 +52,6 @@ pub fn router(shared: Arc<Shared>, work: Work) -> Router {
         .merge(guarded)
         .layer(middleware::from_fn(limit_request))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(Extension(work))
         .with_state(shared)
 }
 

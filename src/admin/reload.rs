@@ -4,23 +4,12 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use utoipa::ToSchema;
 
-use super::windows::{ApiError, error};
-use crate::reload::{self, ReloadError};
+use super::windows::{ApiError, refused};
+use crate::ops;
+use crate::ops::maintenance::Reloaded;
 use crate::shared::Shared;
-
-/// A reload that was applied.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Reloaded {
-    /// The keys whose values changed (`backup.interval`, `admin_token`; never a value), and
-    /// `tls_cert (file changed)` / `auth_file (file changed)` for files re-read under unchanged
-    /// keys. Empty when nothing changed.
-    pub changed: Vec<String>,
-}
 
 /// Reload the configuration: the file again, then flags and environment, secret files re-read.
 /// All or nothing: a file that does not parse or validate, a certificate that does not load, or a
@@ -34,16 +23,8 @@ pub struct Reloaded {
         (status = 409, description = "no configuration source to reload from (not started by `doltgres-sidecar run`)", body = ApiError),
     ))]
 pub async fn reload(State(shared): State<Arc<Shared>>) -> Response {
-    match reload::reload(&shared).await {
-        Ok(changed) => Json(Reloaded { changed }).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "reload failed: the running configuration is unchanged");
-            let status = match e {
-                ReloadError::NoSource => StatusCode::CONFLICT,
-                ReloadError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                ReloadError::Invalid(_) | ReloadError::Setup(_) => StatusCode::BAD_REQUEST,
-            };
-            error(status, e.to_string())
-        }
+    match ops::maintenance::reload(&shared).await {
+        Ok(reloaded) => Json(reloaded).into_response(),
+        Err(e) => refused(e),
     }
 }

@@ -16,7 +16,7 @@
 //!   connection is told to close — an idle one closes at once, one with a request under way after
 //!   its answer — and those still open after [`STOP_GRACE`] (at most `shutdown_timeout`) are
 //!   dropped. Work a request started that must not stop half-way (a window, a hold) runs in its
-//!   own task, which the stop waits for (see [`Work`]).
+//!   own task, which the stop waits for (see [`crate::ops::Work`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,39 +52,23 @@ const CAP_LOG_EVERY: Duration = Duration::from_secs(60);
 /// The service each connection runs: the router, request bodies under their deadline.
 type Service = TowerToHyperService<RequestBodyDeadline<axum::Router>>;
 
-/// Work a request started that runs to its end in its own task, whether or not its connection
-/// stays (a window, a hold); a stop waits for it.
-#[derive(Clone, Default)]
-pub struct Work(TaskTracker);
-
-impl Work {
-    /// Runs `work` in its own task and waits for its answer.
-    pub async fn run<T: Send + 'static>(
-        &self,
-        work: impl Future<Output = T> + Send + 'static,
-    ) -> Result<T, tokio::task::JoinError> {
-        self.0.spawn(work).await
+/// Waits for the work operators' requests started, for as long as a window still open may take
+/// to end (`action_timeout + drain_timeout`, as the final window waits).
+async fn finish_work(shared: &Shared) {
+    if shared.work.is_idle() {
+        return;
     }
-
-    /// Waits for the work requests started, for as long as a window still open may take to end
-    /// (`action_timeout + drain_timeout`, as the final window waits).
-    async fn finish(&self, shared: &Shared) {
-        self.0.close();
-        if self.0.is_empty() {
-            return;
-        }
-        let config = shared.config();
-        let within = config.backup.action_timeout + config.drain_timeout;
-        info!(
+    let config = shared.config();
+    let within = config.backup.action_timeout + config.drain_timeout;
+    info!(
+        ?within,
+        "admin API stopped: waiting for the window or hold it started"
+    );
+    if !shared.work.finish(within).await {
+        warn!(
             ?within,
-            "admin API stopped: waiting for the window or hold it started"
+            "a window or hold started through the admin API did not end: going on without it"
         );
-        if tokio::time::timeout(within, self.0.wait()).await.is_err() {
-            warn!(
-                ?within,
-                "a window or hold started through the admin API did not end: going on without it"
-            );
-        }
     }
 }
 
@@ -97,9 +81,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let cap = Budget::current(shared.config().max_client_connections).admin_connections;
     info!(admin = %listener.local_addr()?, max_connections = cap, "admin API listening");
-    let work = Work::default();
-    let service =
-        RequestBodyDeadline::new(super::router(shared.clone(), work.clone()), BODY_TIMEOUT);
+    let service = RequestBodyDeadline::new(super::router(shared.clone()), BODY_TIMEOUT);
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
@@ -169,7 +151,7 @@ pub async fn serve(
             "admin connections did not close: going on without them"
         );
     }
-    work.finish(&shared).await;
+    finish_work(&shared).await;
     Ok(())
 }
 

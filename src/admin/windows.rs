@@ -2,21 +2,18 @@
 //! `POST /backups[?action=push|sync|snapshot|copy]`, `GET /backups`. Each answer is a typed struct,
 //! so the OpenAPI document (`/openapi.json`) is generated from the same types.
 
-use std::sync::Arc;
-use std::time::Duration;
-
+use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
-use super::Work;
-use crate::catalog::{Catalog, Entry};
+use crate::ops::backups::Backups;
+use crate::ops::windows::{Held, Resumed};
+use crate::ops::{self, OpError, Refusal};
 use crate::shared::Shared;
-use crate::window::config::Action;
-use crate::window::{self, HoldError, Outcome, Trigger};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -31,67 +28,10 @@ pub struct QuiesceParams {
     timeout: Option<String>,
 }
 
-/// An operator hold that started.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Held {
-    pub window_id: u64,
-    pub ttl_seconds: f64,
-}
-
-/// An operator hold that ended.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Resumed {
-    pub resumed: u64,
-}
-
 /// Why a request was not done.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApiError {
     pub error: String,
-}
-
-/// Recent windows and the copy entries.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Backups {
-    /// Newest first.
-    pub windows: Vec<crate::window::WindowRecord>,
-    /// Newest first; empty without `[backup.copy]`.
-    pub copies: Vec<CopySummary>,
-}
-
-/// A copy entry, with its verification.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CopySummary {
-    pub id: String,
-    pub created_unix: f64,
-    pub window_id: u64,
-    pub databases: Vec<String>,
-    pub files: usize,
-    pub bytes: u64,
-    pub bytes_copied: u64,
-    /// `ok`, `failed`, or absent when not verified yet.
-    pub verify: Option<String>,
-    pub verify_detail: Option<String>,
-}
-
-/// A duration parameter (a whole number of 1 to 6 digits and a unit), capped at `max`; or the
-/// text of a 400 answer.
-fn bounded(text: Option<&str>, default: Duration, max: Duration) -> Result<Duration, String> {
-    let Some(text) = text else {
-        return Ok(default.min(max));
-    };
-    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-    let unit = &text[digits..];
-    let well_formed = (1..=6).contains(&digits)
-        && !text.starts_with('0')
-        && matches!(unit, "ms" | "s" | "m" | "h");
-    if !well_formed {
-        return Err(format!(
-            "{text:?}: use a whole number and a unit, e.g. 500ms, 30s, 5m or 1h"
-        ));
-    }
-    let value = humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e}"))?;
-    Ok(value.min(max))
 }
 
 /// The fuzz target's body (`fuzz/fuzz_targets/admin_query.rs`): a query string extracted as axum
@@ -100,6 +40,9 @@ fn bounded(text: Option<&str>, default: Duration, max: Duration) -> Result<Durat
 /// cap; an action is accepted exactly when it is one of the four names. Panics otherwise.
 #[cfg(any(test, feature = "test-support"))]
 pub fn exercise_query(query: &[u8]) {
+    use crate::ops::windows::bounded;
+    use crate::window::config::Action;
+    use std::time::Duration;
     let Ok(text) = std::str::from_utf8(query) else {
         return;
     };
@@ -141,6 +84,8 @@ fn documented_duration(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::windows::bounded;
+    use std::time::Duration;
 
     #[test]
     fn the_query_checks_hold_on_edge_inputs() {
@@ -185,11 +130,6 @@ mod tests {
     }
 }
 
-/// The answer while windows are held off (an upgrade hand-over).
-fn held_off(reason: &str) -> String {
-    format!("backup windows are held off: {reason}; try again when it ends")
-}
-
 /// Query parameters, read as axum's `Query` reads them; a query string that does not read as
 /// them (a parameter given twice, say) is answered `400` with the documented JSON error rather
 /// than axum's plain text.
@@ -229,40 +169,30 @@ pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response 
     ))]
 pub async fn quiesce(
     State(shared): State<Arc<Shared>>,
-    Extension(work): Extension<Work>,
     Params(p): Params<QuiesceParams>,
 ) -> Response {
-    if let Some(reason) = shared.windows.paused() {
-        return error(StatusCode::CONFLICT, held_off(&reason));
-    }
-    let max = shared.config().max_hold_ttl;
-    let ttl = match bounded(p.ttl.as_deref(), Duration::from_secs(30), max) {
-        Ok(d) => d,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
-    };
-    let timeout = match bounded(p.timeout.as_deref(), shared.config().drain_timeout, max) {
-        Ok(d) => d,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
-    };
-    // In its own task: a client that goes away during the drain does not leave the hold
-    // half-made.
-    let held = work.run(async move { window::hold(&shared, ttl, timeout).await });
+    let held = ops::windows::hold(
+        &shared,
+        &shared.work,
+        p.ttl.as_deref(),
+        p.timeout.as_deref(),
+    );
     match held.await {
-        Ok(Ok(id)) => Json(Held {
-            window_id: id,
-            ttl_seconds: ttl.as_secs_f64(),
-        })
-        .into_response(),
-        Ok(Err(HoldError::Busy)) => error(StatusCode::CONFLICT, "another window is open"),
-        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        Err(e) => failed(e),
+        Ok(held) => Json(held).into_response(),
+        Err(e) => refused(e),
     }
 }
 
-/// The answer when the task doing a request's work panicked.
-fn failed(e: tokio::task::JoinError) -> Response {
-    tracing::error!(error = %e, "admin request failed");
-    error(StatusCode::INTERNAL_SERVER_ERROR, "the request failed")
+/// The answer to a refused request: its status, and the reason as the documented JSON error.
+pub(super) fn refused(e: OpError) -> Response {
+    let status = match e.kind {
+        Refusal::Invalid => StatusCode::BAD_REQUEST,
+        Refusal::Conflict => StatusCode::CONFLICT,
+        Refusal::NeedsRestart => StatusCode::UNPROCESSABLE_ENTITY,
+        Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Refusal::Failed => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.message)
 }
 
 /// End the operator hold (or its drain).
@@ -273,9 +203,9 @@ fn failed(e: tokio::task::JoinError) -> Response {
         (status = 409, description = "no window is held", body = ApiError),
     ))]
 pub async fn resume(State(shared): State<Arc<Shared>>) -> Response {
-    match window::resume(&shared) {
-        Ok(id) => Json(Resumed { resumed: id }).into_response(),
-        Err(e) => error(StatusCode::CONFLICT, e.to_string()),
+    match ops::windows::resume(&shared) {
+        Ok(resumed) => Json(resumed).into_response(),
+        Err(e) => refused(e),
     }
 }
 
@@ -287,49 +217,6 @@ pub struct BackupParams {
     /// several, or none].
     #[param(required = false, value_type = String, pattern = "^(push|sync|snapshot|copy)$")]
     action: Option<String>,
-}
-
-/// The action `POST /backups` runs: the one asked for, else the one triggered windows run; or
-/// the status and text of the refusal.
-fn chosen_action(
-    asked: Option<&str>,
-    config: &crate::config::Config,
-) -> Result<Action, (StatusCode, String)> {
-    let backup = &config.backup;
-    let action = match asked {
-        Some(name) => Action::parse(name).ok_or_else(|| {
-            (
-                StatusCode::BAD_REQUEST,
-                format!("unknown action {name:?} (push, sync, snapshot, copy)"),
-            )
-        })?,
-        None => match backup.triggered_actions().as_slice() {
-            [one] => *one,
-            [] => {
-                return Err((
-                    StatusCode::CONFLICT,
-                    "no backup action is configured: set one of [backup.push], [backup.sync], \
-                     [backup.snapshot] or [backup.copy] (`doltgres-sidecar run --help` lists \
-                     their flags)"
-                        .to_string(),
-                ));
-            }
-            several => {
-                let names: Vec<&str> = several.iter().map(|a| a.as_str()).collect();
-                return Err((
-                    StatusCode::CONFLICT,
-                    format!(
-                        "several backup actions are configured ({}): name one with action=",
-                        names.join(", ")
-                    ),
-                ));
-            }
-        },
-    };
-    match backup.not_configured(action, config.server.control) {
-        Some(why) => Err((StatusCode::CONFLICT, why)),
-        None => Ok(action),
-    }
 }
 
 /// Run a backup window now and return its record.
@@ -344,34 +231,16 @@ fn chosen_action(
     ))]
 pub async fn run_backup(
     State(shared): State<Arc<Shared>>,
-    Extension(work): Extension<Work>,
     Params(p): Params<BackupParams>,
 ) -> Response {
-    let chosen = chosen_action(p.action.as_deref(), &shared.config());
-    if let Err((StatusCode::BAD_REQUEST, why)) = chosen {
-        return error(StatusCode::BAD_REQUEST, why);
-    }
-    if let Some(reason) = shared.windows.paused() {
-        return error(StatusCode::CONFLICT, held_off(&reason));
-    }
-    let action = match chosen {
-        Ok(action) => action,
-        Err((status, why)) => return error(status, why),
+    let record = match ops::windows::backup(&shared, &shared.work, p.action.as_deref()).await {
+        Ok(record) => record,
+        Err(e) => return refused(e),
     };
-    // An operator's request does not queue behind another window (an operator hold may last
-    // minutes); triggered windows do.
-    // In its own task: the window runs to its end even if the client goes away or the admin
-    // API stops (a stop waits for it).
-    let run = work.run(async move { window::try_run(&shared, action, Trigger::Operator).await });
-    let record = match run.await {
-        Ok(Some(record)) => record,
-        Ok(None) => return error(StatusCode::CONFLICT, "another window is open"),
-        Err(e) => return failed(e),
-    };
-    let status = match record.result {
-        Outcome::Ok => StatusCode::OK,
-        Outcome::Aborted => StatusCode::SERVICE_UNAVAILABLE,
-        Outcome::Failed => StatusCode::BAD_GATEWAY,
+    let status = match ops::windows::failure(&record) {
+        None => StatusCode::OK,
+        Some(Refusal::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
+        Some(_) => StatusCode::BAD_GATEWAY,
     };
     (status, Json(record)).into_response()
 }
@@ -381,38 +250,5 @@ pub async fn run_backup(
     responses(
         (status = 401, description = "missing or wrong bearer token", body = String, content_type = "text/plain"),(status = 200, description = "newest first", body = Backups)))]
 pub async fn list_backups(State(shared): State<Arc<Shared>>) -> Json<Backups> {
-    let copies = match &shared.config().backup.copy {
-        Some(copy) => {
-            let catalog = Catalog {
-                dir: copy.catalog.clone(),
-            };
-            let entries = tokio::task::spawn_blocking(move || catalog.entries())
-                .await
-                .unwrap_or_default();
-            entries.iter().rev().map(copy_summary).collect()
-        }
-        None => Vec::new(),
-    };
-    Json(Backups {
-        windows: shared.windows.history(),
-        copies,
-    })
-}
-
-fn copy_summary(entry: &Entry) -> CopySummary {
-    let m = &entry.manifest;
-    let verify = entry.verify_record();
-    CopySummary {
-        id: entry.id.clone(),
-        created_unix: m.created_unix,
-        window_id: m.window_id,
-        databases: m.databases.iter().map(|d| d.name.clone()).collect(),
-        files: m.files.len(),
-        bytes: m.bytes(),
-        bytes_copied: m.bytes_copied,
-        verify: verify
-            .as_ref()
-            .map(|v| if v.ok { "ok" } else { "failed" }.to_string()),
-        verify_detail: verify.map(|v| v.detail),
-    }
+    Json(ops::backups::backups(&shared).await)
 }

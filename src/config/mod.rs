@@ -122,6 +122,15 @@ pub struct Config {
     pub auth_passwords: Passwords,
     /// The same in a file (userlist format with plain passwords).
     pub auth_passwords_file: Option<PathBuf>,
+    /// The name of the console's virtual database: a client connecting to it on the proxy's
+    /// port is served by the sidecar itself (`SHOW STATS`, `BACKUP`, ...), never relayed.
+    pub console_database: String,
+    /// Users who may log in to the console and run every command, checked with SCRAM-SHA-256
+    /// against the same verifiers as `auth = "proxy"` (auth file or auth query), whatever `auth`
+    /// is. Empty: the console refuses every login.
+    pub admin_users: Vec<String>,
+    /// Users who may log in to the console and run its read-only commands (`SHOW ...`).
+    pub stats_users: Vec<String>,
     /// Backups: actions, credentials and triggers.
     pub backup: BackupConfig,
     /// Whether and how the sidecar controls the server.
@@ -170,6 +179,9 @@ impl Default for Config {
             auth_cache_ttl: Duration::from_secs(30),
             auth_passwords: Passwords::default(),
             auth_passwords_file: None,
+            console_database: "doltgres_sidecar".into(),
+            admin_users: Vec::new(),
+            stats_users: Vec::new(),
             backup: BackupConfig::default(),
             server: ServerConfig::default(),
             log_format: LogFormat::Text,
@@ -275,6 +287,13 @@ impl Config {
             (None, None) => Some(DEFAULT_AUTH_QUERY),
             (None, Some(_)) => None,
         }
+    }
+
+    /// Whether the verifier store is needed: `auth = "proxy"`, or console users to check.
+    pub fn needs_verifiers(&self) -> bool {
+        self.auth_mode() == AuthMode::Proxy
+            || !self.admin_users.is_empty()
+            || !self.stats_users.is_empty()
     }
 
     /// Settles what managed mode decides: the server's port (a free one when 0), the upstream

@@ -89,6 +89,9 @@ pub fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
         auth_cache_ttl,
         auth_passwords,
         auth_passwords_file,
+        console_database,
+        admin_users,
+        stats_users,
         backup,
         server,
     } = old;
@@ -135,6 +138,9 @@ pub fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
         auth_file,
         auth_query,
         auth_cache_ttl,
+        console_database,
+        admin_users,
+        stats_users,
     );
     if *auth_passwords != new.auth_passwords {
         changed.push("auth_passwords".into());

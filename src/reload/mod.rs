@@ -24,7 +24,6 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use crate::auth::AuthMode;
 use crate::auth::store::Verifiers;
 use crate::config::{Config, ConfigError};
 use crate::shared::Shared;
@@ -116,11 +115,13 @@ fn prepare(shared: &Shared) -> Result<Prepared, ReloadError> {
         None
     };
 
-    let proxy_auth = config.auth_mode() == AuthMode::Proxy;
+    let needed = config.needs_verifiers();
     let auth_files_changed = shared
         .auth()
         .is_some_and(|store| Verifiers::stamps_of(&config) != store.stamps);
-    let auth = if proxy_auth && (auth_keys_changed || auth_files_changed) {
+    // Console users added to a configuration that had no store need one now.
+    let missing = needed && shared.auth().is_none();
+    let auth = if needed && (auth_keys_changed || auth_files_changed || missing) {
         let store = Verifiers::load(&config).map_err(|e| ReloadError::Setup(e.to_string()))?;
         if !auth_keys_changed {
             changed.push("auth_file (file changed)".into());

@@ -365,30 +365,7 @@ pub async fn authenticate_and_connect<'a>(
         super::farewell(client, sqlstate::INVALID_AUTHORIZATION, message).await;
         return None;
     }
-    if store.needs_query(user) && !shared.control.is_available() {
-        // The auth query needs the server: wait for it as a connection does.
-        if !shared
-            .control
-            .wait_available(shared.config().hold_timeout)
-            .await
-        {
-            info!("connection refused: the server is still down for a backup");
-            let message = "the database server is restarting for a backup; try again shortly";
-            super::farewell(client, sqlstate::CANNOT_CONNECT_NOW, message).await;
-            return None;
-        }
-    }
-    let verifier = match store.lookup(user, &shared.upstream).await {
-        Ok(verifier) => verifier,
-        Err(reason) => {
-            warn!(%user, %reason, "cannot look up the user's verifier");
-            let message = format!("could not look up the password of user \"{user}\": {reason}");
-            super::farewell(client, sqlstate::CONNECTION_FAILURE, &message).await;
-            return None;
-        }
-    };
-    let verified = client_exchange(store, client, user, verifier.clone(), end_point).await?;
-    let verifier = verifier.expect("only a real verifier verifies");
+    let (verified, verifier) = check_password(shared, store, client, user, end_point).await?;
     let credentials = Credentials {
         user: user.to_string(),
         scram: Some(ScramCredentials {
@@ -439,6 +416,43 @@ pub async fn authenticate_and_connect<'a>(
         outcome,
         credentials,
     })
+}
+
+/// Runs SCRAM with the client against `user`'s verifier (from the auth file, the cache or the
+/// auth query, waiting for a server a window has down when the query needs it). `None` once the
+/// client has been refused (or left); else what the proof gave and the verifier it matched.
+pub(crate) async fn check_password(
+    shared: &Shared,
+    store: &Verifiers,
+    client: &mut MaybeTls,
+    user: &str,
+    end_point: Option<Vec<u8>>,
+) -> Option<(Verified, ScramVerifier)> {
+    if store.needs_query(user) && !shared.control.is_available() {
+        // The auth query needs the server: wait for it as a connection does.
+        if !shared
+            .control
+            .wait_available(shared.config().hold_timeout)
+            .await
+        {
+            info!("connection refused: the server is still down for a backup");
+            let message = "the database server is restarting for a backup; try again shortly";
+            super::farewell(client, sqlstate::CANNOT_CONNECT_NOW, message).await;
+            return None;
+        }
+    }
+    let verifier = match store.lookup(user, &shared.upstream).await {
+        Ok(verifier) => verifier,
+        Err(reason) => {
+            warn!(%user, %reason, "cannot look up the user's verifier");
+            let message = format!("could not look up the password of user \"{user}\": {reason}");
+            super::farewell(client, sqlstate::CONNECTION_FAILURE, &message).await;
+            return None;
+        }
+    };
+    let verified = client_exchange(store, client, user, verifier.clone(), end_point).await?;
+    let verifier = verifier.expect("only a real verifier verifies");
+    Some((verified, verifier))
 }
 
 /// SCRAM with the client against `verifier` (a mock one when `None`). `None` once the client has

@@ -99,9 +99,22 @@ pub async fn serve(
         );
         return farewell(&mut client, sqlstate::TOO_MANY_CONNECTIONS, &message).await;
     }
+    let info = session_info(id, peer, &startup);
+    if info.database == config.console_database {
+        let end_point = tls
+            .and_then(|tls| tls.end_point.clone())
+            .filter(|_| client.is_tls());
+        let visitor = crate::console::Visitor {
+            peer,
+            user: &info.user,
+            application_name: &info.application_name,
+            end_point,
+        };
+        return Box::pin(crate::console::serve(&shared, client, visitor, &stop)).await;
+    }
     #[cfg(debug_assertions)]
     debug_leak::per_session();
-    let info = Arc::new(session_info(id, peer, &startup));
+    let info = Arc::new(info);
     debug!(user = %info.user, database = %info.database, tls = client.is_tls(), "session starting");
     let registered = Registered::new(&shared.registry, info);
     shared.metrics.sessions.inc();

@@ -48,6 +48,21 @@ impl Verifications {
             .spawn(verify_and_record(shared.clone(), id, false));
     }
 
+    /// Verifies entry `id` now (after any verification under way), records the result as
+    /// `verify_after` does, and returns it; `None` when there is no such entry (or no catalog).
+    /// It runs as one of these tasks: it ends, and a shutdown waits for it, even if whoever asked
+    /// goes away.
+    pub async fn verify_requested(
+        &self,
+        shared: &Arc<Shared>,
+        id: String,
+    ) -> Option<Result<String, String>> {
+        let task = self
+            .tasks
+            .spawn(verify_and_record(shared.clone(), id, false));
+        task.await.ok().flatten()
+    }
+
     /// With `verify_after`, verifies in the background every entry of the catalog that was never
     /// verified, newest first; stops between entries once `stop` is cancelled or the listeners
     /// were handed to a successor (which does the same when it starts).
@@ -179,13 +194,16 @@ async fn sweep(shared: Arc<Shared>, catalog: Catalog, stop: CancellationToken) {
 }
 
 /// Verifies entry `id` (unless `unless_verified` and it has a record by its turn), records the
-/// result beside it and in the metrics. An entry gone meanwhile (retention) is skipped.
-async fn verify_and_record(shared: Arc<Shared>, id: String, unless_verified: bool) {
+/// result beside it and in the metrics, and returns it. An entry gone meanwhile (retention) is
+/// skipped (`None`).
+async fn verify_and_record(
+    shared: Arc<Shared>,
+    id: String,
+    unless_verified: bool,
+) -> Option<Result<String, String>> {
     let _turn = shared.verifications.turn.lock().await;
     let config = shared.config();
-    let Some(copy) = &config.backup.copy else {
-        return;
-    };
+    let copy = config.backup.copy.as_ref()?;
     let catalog = Catalog {
         dir: copy.catalog.clone(),
     };
@@ -193,18 +211,22 @@ async fn verify_and_record(shared: Arc<Shared>, id: String, unless_verified: boo
         Ok(entry) => entry,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             debug!(entry = %id, "not verified: the entry was removed");
-            return;
+            return None;
         }
-        Err(e) => return count(&shared, &id, Err(format!("entry {id}: {e}"))),
+        Err(e) => {
+            let result = Err(format!("entry {id}: {e}"));
+            count(&shared, &id, result.clone());
+            return Some(result);
+        }
     };
     if unless_verified && entry.verify_record().is_some() {
-        return;
+        return None;
     }
     info!(entry = %id, "verifying a copy");
     let result = verify_entry(&scratch_config(&shared), &entry, &mut |_| {}).await;
     if result.is_err() && !entry.dir.exists() {
         debug!(entry = %id, "not verified: the entry was removed while it was verified");
-        return;
+        return None;
     }
     let record = VerifyRecord {
         ok: result.is_ok(),
@@ -220,7 +242,8 @@ async fn verify_and_record(shared: Arc<Shared>, id: String, unless_verified: boo
         // No copy links from it again.
         shared.verifications.written.lock().unwrap().remove(&id);
     }
-    count(&shared, &id, result);
+    count(&shared, &id, result.clone());
+    Some(result)
 }
 
 /// Counts a verification's result in the metrics and logs it.

@@ -20,6 +20,18 @@ pub enum Trigger {
     Shutdown,
 }
 
+impl Trigger {
+    /// The name the JSON answers give it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Commits => "commits",
+            Trigger::Interval => "interval",
+            Trigger::Operator => "operator",
+            Trigger::Shutdown => "shutdown",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
