@@ -115,6 +115,13 @@ pub fn exercise_admin(data: &[u8]) {
     }
 }
 
+/// The console's command parser (`fuzz_targets/console.rs`): the input as a simple-protocol
+/// query. Nothing panics; every command that parses prints as text that parses back to it (see
+/// [`crate::console::command::exercise`]).
+pub fn exercise_console(data: &[u8]) {
+    crate::console::command::exercise(data);
+}
+
 /// The upgrade hand-over's framing (`fuzz_targets/handover.rs`): the input as a stream of frames
 /// from the other process. A frame may be refused (too long, not a message) but never panics, and
 /// a message that decodes encodes back to a frame that decodes to the same message.
@@ -501,6 +508,11 @@ mod tests {
     #[test]
     fn admin_corpus_replays_cleanly() {
         replay("admin", super::exercise_admin);
+    }
+
+    #[test]
+    fn console_corpus_replays_cleanly() {
+        replay("console", super::exercise_console);
     }
 
     #[test]

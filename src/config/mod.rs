@@ -453,23 +453,24 @@ impl Config {
                 "allow and require need tls_cert and tls_key",
             ));
         }
-        if self.auth_mode() == AuthMode::Proxy
+        if self.needs_verifiers()
             && self.effective_auth_query().is_some()
             && self.backup.password().is_empty()
         {
             return Err(invalid(
                 "auth",
                 if self.auth_file.is_none() {
-                    "auth = \"proxy\" has no source of verifiers: set auth_file, or the backup \
-                     user's password (backup.password, DOLTGRES_SIDECAR_BACKUP_PASSWORD or \
-                     DOLTGRES_PASSWORD) for the auth query"
+                    "auth = \"proxy\" (and the console's admin_users and stats_users) has no \
+                     source of verifiers: set auth_file, or the backup user's password \
+                     (backup.password, DOLTGRES_SIDECAR_BACKUP_PASSWORD or DOLTGRES_PASSWORD) \
+                     for the auth query"
                 } else {
                     "auth_query runs as the backup user: set its password (backup.password, \
                      DOLTGRES_SIDECAR_BACKUP_PASSWORD or DOLTGRES_PASSWORD)"
                 },
             ));
         }
-        if self.auth_mode() == AuthMode::Passthrough
+        if !self.needs_verifiers()
             && (self.auth_file.is_some()
                 || self.auth_query.is_some()
                 || self.auth_passwords_file.is_some()
@@ -477,7 +478,8 @@ impl Config {
         {
             return Err(invalid(
                 "auth",
-                "auth_file, auth_query and auth_passwords need auth = \"proxy\"",
+                "auth_file, auth_query and auth_passwords need auth = \"proxy\" (or console \
+                 users: admin_users, stats_users)",
             ));
         }
         if self.upstream_tls == UpstreamTlsMode::VerifyFull && self.upstream_tls_ca.is_none() {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use futures::{SinkExt, StreamExt};
 use pgwire::api::{ClientInfo, DefaultClient, NoopHandler, PgWireConnectionState};
-use pgwire::error::{ErrorInfo, PgWireError};
+use pgwire::error::ErrorInfo;
 use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
 use pgwire::messages::startup::{BackendKeyData, ParameterStatus, SecretKey};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
@@ -82,17 +82,13 @@ pub async fn serve(
             Some(Ok(message)) => message,
             Some(Err(e)) => {
                 info!(error = %e, "console session ended: unreadable message");
-                let e = fatal(
-                    sqlstate::PROTOCOL_VIOLATION,
-                    format!("invalid message: {e}"),
-                );
-                let _ = process_error(&mut socket, e, false).await;
+                let message = format!("invalid message: {e}");
+                goodbye(&mut socket, sqlstate::PROTOCOL_VIOLATION, message).await;
                 break;
             }
             None if stop.is_cancelled() || shared.shutdown.is_cancelled() => {
                 let message = "terminating connection: the proxy is shutting down";
-                let e = fatal(sqlstate::ADMIN_SHUTDOWN, message.into());
-                let _ = process_error(&mut socket, e, false).await;
+                goodbye(&mut socket, sqlstate::ADMIN_SHUTDOWN, message.into()).await;
                 break;
             }
             None => break,
@@ -118,12 +114,18 @@ pub async fn serve(
     debug!("console session ended");
 }
 
-fn fatal(code: &str, message: String) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "FATAL".into(),
-        code.into(),
-        message,
-    )))
+/// Ends the session with a FATAL ErrorResponse (no ReadyForQuery follows one), within
+/// [`crate::session::FAREWELL_TIMEOUT`].
+async fn goodbye<S>(
+    socket: &mut Framed<S, PgWireMessageServerCodec<Command>>,
+    code: &str,
+    message: String,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let info = ErrorInfo::new("FATAL".into(), code.into(), message);
+    let send = socket.send(PgWireBackendMessage::ErrorResponse(info.into()));
+    let _ = tokio::time::timeout(crate::session::FAREWELL_TIMEOUT, send).await;
 }
 
 /// Checks the user's password and role; `None` once the client has been refused (or left).

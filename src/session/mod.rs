@@ -39,7 +39,7 @@ use crate::tls::{ClientTls, ClientTlsMode, MaybeTls};
 use startup::{Opening, StartupFailure};
 
 /// How long the proxy spends telling a client why its session ends.
-const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Serves one client connection to its end.
 pub async fn serve(
