@@ -32,9 +32,11 @@
 //!   Doltgres' database locks); [`offsite`]: copy entries replicated to S3-compatible object
 //!   storage (content-addressed, compressed objects; the manifest written last), uploaded in
 //!   the background and read back by `restore`.
-//! - [`admin`]: the admin HTTP API (`/healthz`, `/readyz`, `/status`, `/metrics`, `/quiesce`,
-//!   `/resume`, `/backups`) and the bounds on its connections; [`client`]: the CLI's client of
-//!   that API.
+//! - [`ops`]: what an operator can ask (status, backups, holds, windows, reload, verify,
+//!   shutdown), whatever the transport; [`admin`]: the admin HTTP API (`/healthz`, `/readyz`,
+//!   `/status`, `/metrics`, `/quiesce`, `/resume`, `/backups`) over it, and the bounds on its
+//!   connections; [`console`]: the same over the PostgreSQL protocol on the proxy's port (the
+//!   `doltgres_sidecar` database, with `pgwire`); [`client`]: the CLI's client of the HTTP API.
 //! - [`handover`]: upgrades without dropping clients: the listening sockets passed to a
 //!   successor process, the counters carried over.
 //! - [`cli`]: the command line of the `doltgres-sidecar` binary; [`manual`]: its manual pages,
