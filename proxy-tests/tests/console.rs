@@ -395,6 +395,12 @@ async fn commands_match_the_admin_api_on_doltgres() {
         counters["write_commits"].as_u64().unwrap()
     );
 
+    let version = simple(&admin, "SHOW VERSION").await;
+    assert_eq!(
+        field(&version[0], "version"),
+        Some(format!("doltgres-sidecar {}", status["version"].as_str().unwrap()).as_str())
+    );
+
     // SHOW SESSIONS: the relay session, with the server pid /status gives.
     let sessions = simple(&admin, "SHOW SESSIONS").await;
     assert_eq!(sessions.len(), 1, "{sessions:?}");
