@@ -32,8 +32,8 @@ use tracing::{debug, info};
 
 use crate::auth::exchange::{auth_request, code};
 use crate::protocol::notice::sqlstate;
-use crate::session::farewell;
-use crate::session::login::check_password;
+use crate::session::farewell::{FAREWELL_TIMEOUT, farewell};
+use crate::session::password::check_password;
 use crate::shared::Shared;
 use crate::tls::MaybeTls;
 use answer::Role;
@@ -115,7 +115,7 @@ pub async fn serve(
 }
 
 /// Ends the session with a FATAL ErrorResponse (no ReadyForQuery follows one), within
-/// [`crate::session::FAREWELL_TIMEOUT`].
+/// [`FAREWELL_TIMEOUT`].
 async fn goodbye<S>(
     socket: &mut Framed<S, PgWireMessageServerCodec<Command>>,
     code: &str,
@@ -125,7 +125,7 @@ async fn goodbye<S>(
 {
     let info = ErrorInfo::new("FATAL".into(), code.into(), message);
     let send = socket.send(PgWireBackendMessage::ErrorResponse(info.into()));
-    let _ = tokio::time::timeout(crate::session::FAREWELL_TIMEOUT, send).await;
+    let _ = tokio::time::timeout(FAREWELL_TIMEOUT, send).await;
 }
 
 /// Checks the user's password and role; `None` once the client has been refused (or left).

@@ -11,30 +11,24 @@
 //!   post-authentication messages; it can run again on a new connection with the same
 //!   credentials (after a server restart).
 
-use std::time::Duration;
-
 use bytes::{BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
-use crate::auth::exchange::{self, ExchangeFailure, auth_request, code, read_message};
-use crate::auth::scram::{
-    self, ClientExchange, ClientKeys, Key, SCRAM_SHA_256, ScramError, ServerExchange, Verified,
-};
+use crate::auth::exchange::{auth_request, code, read_message};
+use crate::auth::scram::{self, ClientExchange, ClientKeys, Key, SCRAM_SHA_256, ScramError};
 use crate::auth::store::Verifiers;
-use crate::auth::verifier::ScramVerifier;
 use crate::control::Attached;
 use crate::protocol::backend;
-use crate::protocol::notice::{self, sqlstate};
+use crate::protocol::notice::sqlstate;
 use crate::protocol::tags;
 use crate::registry::{BackendKey, SessionInfo};
 use crate::shared::Shared;
 use crate::tls::MaybeTls;
 
-/// PostgreSQL's `authentication_timeout`: the client's exchange, and the login upstream, must
-/// finish within it; a client that takes longer is closed in silence, as PostgreSQL closes it.
-pub const AUTHENTICATION_TIMEOUT: Duration = Duration::from_secs(60);
+pub use super::password::AUTHENTICATION_TIMEOUT;
+use super::password::{check_password, password_failed};
 
 /// The largest message the server may send during login.
 const MAX_LOGIN_MESSAGE: u32 = 1 << 20;
@@ -416,87 +410,6 @@ pub async fn authenticate_and_connect<'a>(
         outcome,
         credentials,
     })
-}
-
-/// Runs SCRAM with the client against `user`'s verifier (from the auth file, the cache or the
-/// auth query, waiting for a server a window has down when the query needs it). `None` once the
-/// client has been refused (or left); else what the proof gave and the verifier it matched.
-pub(crate) async fn check_password(
-    shared: &Shared,
-    store: &Verifiers,
-    client: &mut MaybeTls,
-    user: &str,
-    end_point: Option<Vec<u8>>,
-) -> Option<(Verified, ScramVerifier)> {
-    if store.needs_query(user) && !shared.control.is_available() {
-        // The auth query needs the server: wait for it as a connection does.
-        if !shared
-            .control
-            .wait_available(shared.config().hold_timeout)
-            .await
-        {
-            info!("connection refused: the server is still down for a backup");
-            let message = "the database server is restarting for a backup; try again shortly";
-            super::farewell(client, sqlstate::CANNOT_CONNECT_NOW, message).await;
-            return None;
-        }
-    }
-    let verifier = match store.lookup(user, &shared.upstream).await {
-        Ok(verifier) => verifier,
-        Err(reason) => {
-            warn!(%user, %reason, "cannot look up the user's verifier");
-            let message = format!("could not look up the password of user \"{user}\": {reason}");
-            super::farewell(client, sqlstate::CONNECTION_FAILURE, &message).await;
-            return None;
-        }
-    };
-    let verified = client_exchange(store, client, user, verifier.clone(), end_point).await?;
-    let verifier = verifier.expect("only a real verifier verifies");
-    Some((verified, verifier))
-}
-
-/// SCRAM with the client against `verifier` (a mock one when `None`). `None` once the client has
-/// been refused (or left).
-async fn client_exchange(
-    store: &Verifiers,
-    client: &mut MaybeTls,
-    user: &str,
-    verifier: Option<ScramVerifier>,
-    end_point: Option<Vec<u8>>,
-) -> Option<Verified> {
-    let mut exchange = ServerExchange::new(verifier, store.mock(user), end_point);
-    let run = exchange::authenticate(client, &mut exchange);
-    let failure = match tokio::time::timeout(AUTHENTICATION_TIMEOUT, run).await {
-        Ok(Ok(verified)) => return Some(verified),
-        Ok(Err(failure)) => failure,
-        Err(_) => ExchangeFailure::Gone("authentication timeout".into()),
-    };
-    match failure {
-        ExchangeFailure::Gone(reason) => {
-            debug!(%reason, "client left during authentication");
-        }
-        ExchangeFailure::Rejected => {
-            info!(%user, "password authentication failed");
-            password_failed(client, user).await;
-        }
-        ExchangeFailure::Refused {
-            code,
-            message,
-            detail,
-        } => {
-            info!(%user, %message, "SCRAM exchange refused");
-            let reply = notice::fatal(code, &message, detail.as_deref());
-            let _ = tokio::time::timeout(super::FAREWELL_TIMEOUT, client.write_all(&reply)).await;
-        }
-    }
-    None
-}
-
-/// PostgreSQL's answer to a wrong password, an unknown user, or a user without a usable
-/// verifier alike.
-async fn password_failed(client: &mut MaybeTls, user: &str) {
-    let message = format!("password authentication failed for user \"{user}\"");
-    super::farewell(client, sqlstate::INVALID_PASSWORD, &message).await;
 }
 
 /// Tells the client why the login upstream failed, after its own exchange succeeded.

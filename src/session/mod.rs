@@ -8,11 +8,13 @@ pub mod cancel;
 pub mod converse;
 #[cfg(debug_assertions)]
 pub mod debug_leak;
+pub mod farewell;
 pub mod hold;
 pub mod inject;
 pub mod login;
 pub mod observe;
 pub mod on_wake;
+pub mod password;
 pub mod pump;
 pub mod readback;
 pub mod reattach;
@@ -21,9 +23,8 @@ pub mod startup;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -31,15 +32,14 @@ use tracing::{debug, info, warn};
 
 use crate::auth::AuthMode;
 use crate::config::Config;
-use crate::protocol::notice::{self, sqlstate};
+use crate::protocol::notice::sqlstate;
 use crate::protocol::startup::{Negotiation, StartupPacket, param, parse as parse_startup};
 use crate::registry::{Registered, SessionInfo};
 use crate::shared::Shared;
 use crate::tls::{ClientTls, ClientTlsMode, MaybeTls};
 use startup::{Opening, StartupFailure};
 
-/// How long the proxy spends telling a client why its session ends.
-pub(crate) const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
+pub use farewell::{FAREWELL_TIMEOUT, farewell, farewell_detailed};
 
 /// Serves one client connection to its end.
 pub async fn serve(
@@ -281,22 +281,6 @@ fn session_info(id: u64, peer: SocketAddr, startup: &[u8]) -> SessionInfo {
         .unwrap_or_default()
         .to_string();
     SessionInfo::new(id, peer, user, database, application_name)
-}
-
-/// Sends a FATAL ErrorResponse and gives up on the client.
-pub(crate) async fn farewell<W: AsyncWrite + Unpin>(client: &mut W, code: &str, message: &str) {
-    farewell_detailed(client, code, message, None).await
-}
-
-/// [`farewell`] with a DETAIL field when given.
-pub(crate) async fn farewell_detailed<W: AsyncWrite + Unpin>(
-    client: &mut W,
-    code: &str,
-    message: &str,
-    detail: Option<&str>,
-) {
-    let msg = notice::fatal(code, message, detail);
-    let _ = tokio::time::timeout(FAREWELL_TIMEOUT, client.write_all(&msg)).await;
 }
 
 /// Runs a closure when dropped.
