@@ -101,15 +101,11 @@ async fn require_token(
     }
 }
 
-/// Compares a presented token with the configured one in time that depends only on their
-/// lengths, so the answer's timing does not say how much of a guess was right.
+/// Compares a presented token with the configured one in constant time (`subtle`): the answer's
+/// timing does not say how much of a guess was right (only, as any compare, the token's length).
 pub(crate) fn token_matches(given: &str, token: &str) -> bool {
-    given.len() == token.len()
-        && given
-            .bytes()
-            .zip(token.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    use subtle::ConstantTimeEq;
+    given.as_bytes().ct_eq(token.as_bytes()).into()
 }
 
 /// The admin token (config file, `--admin-token` or `DOLTGRES_SIDECAR_ADMIN_TOKEN`, resolved
