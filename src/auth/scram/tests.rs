@@ -1,5 +1,9 @@
 use super::*;
+use crate::auth::verifier::ScramVerifier;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+use zeroize::Zeroizing;
 
 // RFC 7677, section 3: user "user", password "pencil".
 const RFC_CLIENT_FIRST: &str = "n,,n=user,r=rOprNGfwEbeRWgbNEkqO";
