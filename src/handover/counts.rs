@@ -8,13 +8,15 @@ use serde::{Deserialize, Serialize};
 use crate::metrics::{Direction, Metrics};
 
 /// A process's transaction and byte counters at one moment.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Counts {
     pub commits: u64,
     pub rollbacks: u64,
     pub write_commits: u64,
     pub write_commits_since_backup: i64,
+    /// Bytes relayed from clients to the server.
     pub bytes_upstream: u64,
+    /// Bytes relayed from the server to clients.
     pub bytes_downstream: u64,
 }
 

@@ -7,7 +7,7 @@ use std::time::UNIX_EPOCH;
 use serde::Serialize;
 
 use crate::control::locate::locate;
-use crate::metrics::Direction;
+use crate::handover::counts::Counts;
 use crate::shared::Shared;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -38,7 +38,8 @@ pub struct Status {
     /// and after a crash.
     pub server_restarts: Restarts,
     pub sessions: Vec<SessionStatus>,
-    pub counters: Counters,
+    /// Transactions and bytes relayed (carried across upgrades).
+    pub counters: Counts,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -55,18 +56,6 @@ pub struct SessionStatus {
     pub state: &'static str,
     pub started_unix: u64,
     pub age_seconds: f64,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Counters {
-    pub commits: u64,
-    pub rollbacks: u64,
-    pub write_commits: u64,
-    pub write_commits_since_backup: i64,
-    /// Bytes relayed from clients to the server.
-    pub bytes_upstream: u64,
-    /// Bytes relayed from the server to clients.
-    pub bytes_downstream: u64,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -127,13 +116,6 @@ pub fn status(shared: &Shared) -> Status {
             crash: m.server_restarts_by("crash"),
         },
         sessions,
-        counters: Counters {
-            commits: m.commits.get(),
-            rollbacks: m.rollbacks.get(),
-            write_commits: m.write_commits.get(),
-            write_commits_since_backup: m.write_commits_since_backup.get(),
-            bytes_upstream: m.bytes_counter(Direction::Upstream).get(),
-            bytes_downstream: m.bytes_counter(Direction::Downstream).get(),
-        },
+        counters: Counts::read(m),
     }
 }

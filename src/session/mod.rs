@@ -178,14 +178,7 @@ async fn connect_upstream<'a>(
     client: &mut MaybeTls,
 ) -> Option<(MaybeTls, crate::control::Attached<'a>)> {
     loop {
-        if !shared
-            .control
-            .wait_available(shared.config().hold_timeout)
-            .await
-        {
-            info!("connection refused: the server is still down for a backup");
-            let message = "the database server is restarting for a backup; try again shortly";
-            farewell(client, sqlstate::CANNOT_CONNECT_NOW, message).await;
+        if !password::server_up(shared, client).await {
             return None;
         }
         let server = match shared.upstream.connect_relay().await {

@@ -30,18 +30,10 @@ pub async fn check_password(
     user: &str,
     end_point: Option<Vec<u8>>,
 ) -> Option<(Verified, ScramVerifier)> {
-    if store.needs_query(user) && !shared.control.is_available() {
-        // The auth query needs the server: wait for it as a connection does.
-        if !shared
-            .control
-            .wait_available(shared.config().hold_timeout)
-            .await
-        {
-            info!("connection refused: the server is still down for a backup");
-            let message = "the database server is restarting for a backup; try again shortly";
-            farewell(client, sqlstate::CANNOT_CONNECT_NOW, message).await;
-            return None;
-        }
+    // The auth query needs the server: wait for it as a connection does.
+    if store.needs_query(user) && !shared.control.is_available() && !server_up(shared, client).await
+    {
+        return None;
     }
     let verifier = match store.lookup(user, &shared.upstream).await {
         Ok(verifier) => verifier,
@@ -55,6 +47,21 @@ pub async fn check_password(
     let verified = client_exchange(store, client, user, verifier.clone(), end_point).await?;
     let verifier = verifier.expect("only a real verifier verifies");
     Some((verified, verifier))
+}
+
+/// Waits up to `hold_timeout` for a server a window has down; false once the client has been
+/// told (`57P03`) that it still is.
+pub async fn server_up(shared: &Shared, client: &mut MaybeTls) -> bool {
+    let up = shared
+        .control
+        .wait_available(shared.config().hold_timeout)
+        .await;
+    if !up {
+        info!("connection refused: the server is still down for a backup");
+        let message = "the database server is restarting for a backup; try again shortly";
+        farewell(client, sqlstate::CANNOT_CONNECT_NOW, message).await;
+    }
+    up
 }
 
 /// SCRAM with the client against `verifier` (a mock one when `None`). `None` once the client has
