@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -61,6 +62,9 @@ pub struct SessionInfo {
     ending: OnceLock<EndReason>,
     /// When its upstream connection was made (a session waiting for the server has none).
     connected_at: OnceLock<tokio::time::Instant>,
+    /// While a window holds its next request: since when, in milliseconds since the Unix epoch
+    /// (0: not held).
+    held_since_ms: AtomicU64,
 }
 
 impl SessionInfo {
@@ -86,6 +90,24 @@ impl SessionInfo {
             terminate: CancellationToken::new(),
             ending: OnceLock::new(),
             connected_at: OnceLock::new(),
+            held_since_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Marks the session held at a closed gate from now (`true`) or no longer (`false`).
+    pub fn set_held(&self, held: bool) {
+        let now = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_millis().max(1) as u64);
+        self.held_since_ms
+            .store(if held { now } else { 0 }, Ordering::Relaxed);
+    }
+
+    /// Since when a window holds the session's next request, if one does.
+    pub fn held_since(&self) -> Option<SystemTime> {
+        match self.held_since_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(std::time::UNIX_EPOCH + Duration::from_millis(ms)),
         }
     }
 

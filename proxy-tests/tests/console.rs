@@ -353,7 +353,7 @@ async fn commands_match_the_admin_api_on_doltgres() {
     // A relay session with a write, and a user for the stats role.
     let mut relay_config = managed.config_at("postgres");
     relay_config.application_name("relay-app");
-    let relay = server_connect(&relay_config).await.unwrap();
+    let relay = std::sync::Arc::new(server_connect(&relay_config).await.unwrap());
     relay
         .batch_execute(
             "CREATE TABLE items (id int PRIMARY KEY, name text); \
@@ -512,10 +512,44 @@ async fn commands_match_the_admin_api_on_doltgres() {
         "a secret shown: {config:?}"
     );
 
-    // PAUSE holds every session as POST /quiesce does; RESUME ends it.
+    // PAUSE holds every session as POST /quiesce does; RESUME ends it. (A new relay session:
+    // the copy window ended the first, as passthrough sessions end at a server restart.)
+    let relay = std::sync::Arc::new(server_connect(&relay_config).await.unwrap());
     let held = admin.query_one("PAUSE 30s", &[]).await.unwrap();
     assert_eq!(held.get::<_, f64>("ttl_seconds"), 30.0);
     let hold_id = held.get::<_, i64>("window_id");
+    // The relay session's next request waits for the hold: SHOW SESSIONS says since when, as
+    // /status does.
+    let waiting = tokio::spawn({
+        let relay = relay.clone();
+        async move { relay.simple_query("SELECT 1").await.map(|_| ()) }
+    });
+    let mut held_since = None;
+    for _ in 0..500 {
+        let sessions = simple(&admin, "SHOW SESSIONS").await;
+        if let Some(since) = field(&sessions[0], "held_since") {
+            held_since = Some(since.to_string());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let held_since = held_since.expect("SHOW SESSIONS never showed the session held");
+    let status = proxy.status().await;
+    let since_unix = status["sessions"][0]["held_since_unix"].as_f64().unwrap();
+    let typed = admin.query_one("SHOW SESSIONS", &[]).await.unwrap();
+    let since: std::time::SystemTime = typed.get("held_since");
+    let since = since
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        (since - since_unix).abs() < 1e-3,
+        "{since} vs {since_unix} ({held_since})"
+    );
+    assert!(
+        !waiting.is_finished(),
+        "the held request ran during the hold"
+    );
     let e = admin.simple_query("PAUSE").await.unwrap_err();
     assert_eq!(
         refusal(&e),
@@ -528,6 +562,12 @@ async fn commands_match_the_admin_api_on_doltgres() {
         field(&resumed[0], "resumed"),
         Some(hold_id.to_string().as_str())
     );
+    waiting
+        .await
+        .unwrap()
+        .expect("the held request failed after RESUME");
+    let sessions = simple(&admin, "SHOW SESSIONS").await;
+    assert_eq!(field(&sessions[0], "held_since"), None);
 
     // RELOAD answers as POST /reload (this proxy was not started by `run`: nothing to reload).
     let e = admin.simple_query("RELOAD").await.unwrap_err();

@@ -158,6 +158,7 @@ async fn show_table(shared: &Arc<Shared>, show: Show) -> Result<Table, Refused> 
                     Value::or_null(s.backend_pid, Value::int),
                     Value::unix(s.started_unix as f64),
                     Value::Float(s.age_seconds),
+                    Value::or_null(s.held_since_unix, Value::unix),
                 ]
             })
             .collect(),

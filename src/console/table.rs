@@ -86,6 +86,7 @@ pub const SESSIONS: &[Column] = &[
     col("server_pid", Int),
     col("started", Time),
     col("age_seconds", Float),
+    col("held_since", Time),
 ];
 pub const STATS: &[Column] = &[
     col("sessions", Int),

@@ -56,6 +56,8 @@ pub struct SessionStatus {
     pub state: &'static str,
     pub started_unix: u64,
     pub age_seconds: f64,
+    /// While a window holds the session's next request: since when (Unix time, seconds).
+    pub held_since_unix: Option<f64>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -85,6 +87,10 @@ pub fn status(shared: &Shared) -> Status {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             age_seconds: s.started_at.elapsed().as_secs_f64(),
+            held_since_unix: s
+                .held_since()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_secs_f64()),
         })
         .collect();
     let m = &shared.metrics;

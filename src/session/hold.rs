@@ -40,7 +40,8 @@ pub async fn wait(shared: &Shared, info: &SessionInfo, inject: &Injector) -> Hol
     let deadline = started + config.hold_timeout;
     let mut noticed = false;
     shared.metrics.held_sessions.inc();
-    let _held = HeldGuard(shared);
+    info.set_held(true);
+    let _held = HeldGuard(shared, info);
     let outcome = loop {
         tokio::select! {
             _ = changes.changed() => {
@@ -65,13 +66,14 @@ pub async fn wait(shared: &Shared, info: &SessionInfo, inject: &Injector) -> Hol
     outcome
 }
 
-/// Counts the session out of `held_sessions` however its wait ends (the client may leave, which
-/// drops the wait).
-struct HeldGuard<'a>(&'a Shared);
+/// Counts the session out of `held_sessions`, and marks it no longer held, however its wait ends
+/// (the client may leave, which drops the wait).
+struct HeldGuard<'a>(&'a Shared, &'a SessionInfo);
 
 impl Drop for HeldGuard<'_> {
     fn drop(&mut self) {
         self.0.metrics.held_sessions.dec();
+        self.1.set_held(false);
     }
 }
 
