@@ -170,8 +170,18 @@ fn missing_prerequisites_are_named_before_anything_starts() {
         started.elapsed() < Duration::from_secs(20),
         "it checked first"
     );
+    // The version Cargo.toml's rust-version asks for.
+    let manifest =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml")).unwrap();
+    let needed = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .expect("Cargo.toml has a rust-version");
     assert!(
-        stderr.contains("Rust 1.88 or newer is needed (found rustc 1.80.0"),
+        stderr.contains(&format!(
+            "Rust {needed} or newer is needed (found rustc 1.80.0"
+        )),
         "{stderr}"
     );
     assert!(
