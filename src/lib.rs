@@ -22,7 +22,8 @@
 //! - [`gate`]: the quiesce gate that holds sessions at transaction boundaries;
 //!   [`window`]: backup windows (triggers, the push/sync/snapshot actions, their records).
 //! - [`control`]: server control (`external`, `managed` child process, operator `command`s),
-//!   and the server's availability that sessions wait on.
+//!   and the server's availability that sessions wait on; [`supervise`]: the crash supervisor of
+//!   a managed server; [`ports`]: a free loopback port for the servers the sidecar starts.
 //! - [`upstream`]: the server and every way of connecting to it (relay, cancel, SQL, probe);
 //!   [`tls`]: TLS towards clients and the upstream; [`halves`]: a connection split for the relay.
 //! - [`catalog`]: the catalog of stop-and-copy entries (atomic entries, manifests, retention);
@@ -73,6 +74,7 @@ pub mod manual;
 pub mod metrics;
 pub mod offsite;
 pub mod ops;
+pub mod ports;
 pub mod protocol;
 pub mod redact;
 pub mod registry;
@@ -86,6 +88,7 @@ pub mod server;
 pub mod session;
 pub mod shared;
 pub mod shutdown;
+pub mod supervise;
 pub mod tls;
 pub mod txn;
 pub mod upstream;

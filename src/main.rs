@@ -5,7 +5,7 @@ use clap::{CommandFactory, Parser};
 use tokio_util::sync::CancellationToken;
 
 use doltgres_sidecar::logging::{self, LogControl, LogFormat};
-use doltgres_sidecar::{admin, control, handover, local, manual, secrets};
+use doltgres_sidecar::{admin, handover, local, manual, secrets};
 use std::io::Write as _;
 use std::os::fd::AsFd;
 
@@ -277,7 +277,10 @@ async fn run(
                 .await
                 .context("starting the managed Doltgres")?,
         }
-        tokio::spawn(control::supervise(shared.clone(), shutdown.clone()));
+        tokio::spawn(doltgres_sidecar::supervise::supervise(
+            shared.clone(),
+            shutdown.clone(),
+        ));
     }
     if let (Some(taken), Some(pause)) = (predecessor, pause) {
         taken.offered.add_to(&shared.metrics);

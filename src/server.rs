@@ -44,12 +44,8 @@ pub async fn run(
         shared.clone(),
         shutdown.child_token(),
     ));
-    shared
-        .verifications
-        .verify_unverified(&shared, shutdown.child_token());
-    shared
-        .verifications
-        .scrub_regularly(&shared, shutdown.child_token());
+    crate::verify::background::verify_unverified(&shared, shutdown.child_token());
+    crate::verify::background::scrub_regularly(&shared, shutdown.child_token());
     // Entries a previous run left not uploaded.
     crate::window::actions::upload_offsite(&shared);
     tokio::spawn(crate::verify::offsite::verify_regularly(

@@ -14,16 +14,16 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::auth::store::{AuthSetupError, Verifiers};
 use crate::config::Config;
+use crate::config::ConfigSource;
 use crate::control::Control;
 use crate::gate::Gate;
 use crate::limits::{Limiter, Startups};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::reload::ConfigSource;
 use crate::tls::{ClientTls, TlsError};
 use crate::upstream::{Upstream, UpstreamError};
-use crate::verify::background::Verifications;
-use crate::window::Windows;
+use crate::verify::state::Verifications;
+use crate::window::state::Windows;
 
 /// State every session shares. Passed down in an `Arc`; there are no globals, so several proxies
 /// can run in one process (as the tests do).

@@ -12,41 +12,16 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
-use serde::{Deserialize, Serialize};
+
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::AuthMode;
 use crate::config::Config;
-use crate::reload::FileStamp;
+use crate::config::stamp::FileStamp;
 
-/// Whether clients may or must use TLS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ClientTlsMode {
-    /// SSLRequest is answered `N`.
-    #[default]
-    Disable,
-    /// TLS when the client asks for it; plain text otherwise.
-    Allow,
-    /// Plain-text sessions are refused (`28000`).
-    Require,
-}
-
-/// How the proxy connects to its upstream, with libpq's meanings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum UpstreamTlsMode {
-    #[default]
-    Disable,
-    /// TLS if the server offers it, without checking its certificate.
-    Prefer,
-    /// TLS or fail, without checking the certificate.
-    Require,
-    /// TLS, the certificate checked against the CA file and the host name.
-    VerifyFull,
-}
+pub use crate::config::tls_modes::{ClientTlsMode, UpstreamTlsMode};
 
 /// A TLS setup that cannot be used.
 #[derive(Debug, thiserror::Error)]

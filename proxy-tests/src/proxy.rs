@@ -51,7 +51,7 @@ impl TestProxy {
                 .start(&shared.upstream)
                 .await
                 .expect("the managed Doltgres did not start");
-            tokio::spawn(doltgres_sidecar::control::supervise(
+            tokio::spawn(doltgres_sidecar::supervise::supervise(
                 shared.clone(),
                 shutdown.clone(),
             ));

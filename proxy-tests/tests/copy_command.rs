@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use doltgres_sidecar::config::Config;
 use doltgres_sidecar::control::config::ControlMode;
-use doltgres_sidecar::control::managed::{ManagedServer, ManagedSpec, free_port};
+use doltgres_sidecar::control::managed::{ManagedServer, ManagedSpec};
+use doltgres_sidecar::ports::free_port;
 use doltgres_sidecar::window::config::CopyConfig;
 use proxy_tests::managed::{PASSWORD, USER};
 use proxy_tests::{TestProxy, install};

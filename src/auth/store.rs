@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 use super::userlist::{self, Secret};
 use super::verifier::ScramVerifier;
 use crate::config::Config;
-use crate::reload::FileStamp;
+use crate::config::stamp::FileStamp;
 use crate::upstream::{Login, Upstream, describe_sql_error};
 
 /// Authentication that cannot be set up.

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use super::journal;
 use super::manifest::{FileRecord, Manifest};
+pub use super::private::{hex, private_dir_all, private_file, write_private};
 
 /// What a copy takes: the data directory, and files beside it that the server needs to come
 /// back identically, each with the path it gets inside the copy.
@@ -205,32 +206,6 @@ fn link_from_previous(
     }))
 }
 
-/// Creates a directory and its missing parents with mode 0700: copies of a server's files
-/// (its users' verifiers among them) are for the sidecar's user alone.
-pub fn private_dir_all(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
-/// Writes `bytes` to a file of mode 0600 (a manifest, a verification record).
-pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    private_file(path)?.write_all(bytes)
-}
-
-/// Creates (or truncates) a file with mode 0600, for the same reason.
-pub fn private_file(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    File::options()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-}
-
 /// Copies one file, hashing it on the way, and fsyncs the copy (mode 0600).
 pub fn copy_file(from: &Path, to: &Path, rel: String) -> io::Result<FileRecord> {
     let mut input = File::open(from)?;
@@ -271,10 +246,6 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
         hasher.update(&buf[..n]);
     }
     Ok(hex(&hasher.finalize()))
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Fsyncs every directory under (and including) `dir`, so the new names are durable.

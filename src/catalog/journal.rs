@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::copy_tree::{hex, private_dir_all, private_file};
+use super::private::{hex, private_dir_all, private_file};
 
 /// The size of a journal segment.
 pub const SEGMENT: u64 = 1 << 20;

@@ -8,6 +8,7 @@ pub mod copy_tree;
 pub mod journal;
 pub mod manifest;
 mod materialize;
+pub mod private;
 
 pub use materialize::materialize;
 

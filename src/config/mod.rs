@@ -4,6 +4,8 @@
 
 pub mod flags;
 pub mod keys;
+pub mod stamp;
+pub mod tls_modes;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,8 +17,8 @@ use crate::auth::{AuthMode, DEFAULT_AUTH_QUERY, Passwords};
 use crate::control::config::{ControlMode, ServerConfig};
 use crate::gate::DrainPolicy;
 use crate::logging::LogFormat;
-use crate::tls::{ClientTlsMode, UpstreamTlsMode};
 use crate::window::config::{Action, BackupConfig, CopyConfig};
+pub use tls_modes::{ClientTlsMode, UpstreamTlsMode};
 
 /// Everything the proxy needs to run. Field docs say why each knob exists.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -142,6 +144,10 @@ pub struct Config {
     /// `RUST_LOG`, when set, wins at start.
     pub log_level: String,
 }
+
+/// Where a reload reads the configuration: given the running configuration (for what start
+/// settled), the new one, resolved and validated.
+pub type ConfigSource = Box<dyn Fn(&Config) -> Result<Config, ConfigError> + Send + Sync>;
 
 impl Default for Config {
     fn default() -> Self {
@@ -305,7 +311,7 @@ impl Config {
         }
         self.auth.get_or_insert(AuthMode::Proxy);
         if self.server.port == 0 {
-            self.server.port = crate::control::managed::free_port()?;
+            self.server.port = crate::ports::free_port()?;
         }
         self.upstream = format!("127.0.0.1:{}", self.server.port);
         if self.backup.password.is_none() && self.backup.user == self.server.user {

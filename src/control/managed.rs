@@ -458,13 +458,6 @@ async fn forward_lines(
     }
 }
 
-/// A free loopback port (bound and released; the server binds it right after).
-pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

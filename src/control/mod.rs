@@ -18,12 +18,11 @@ pub mod locate;
 pub mod managed;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
 
 use crate::upstream::{Login, Upstream};
 use config::{ControlMode, ServerConfig};
@@ -112,6 +111,11 @@ impl Control {
     }
 
     /// The managed server, in managed mode.
+    /// `[server]` as the control was built with.
+    pub fn server_config(&self) -> &ServerConfig {
+        &self.config
+    }
+
     pub fn managed(&self) -> Option<&ManagedServer> {
         self.managed.as_ref()
     }
@@ -293,54 +297,6 @@ impl Drop for Attached<'_> {
         self.links.send_modify(|l| {
             l.attached.remove(&self.id);
         });
-    }
-}
-
-/// Keeps a managed server running: when it exits without being asked to, marks it unavailable,
-/// waits (doubling from `restart_initial` up to `restart_max`), starts it again and waits until it
-/// accepts logins, counting each restart in `server_restarts_total{cause="crash"}`.
-pub async fn supervise(shared: Arc<crate::shared::Shared>, stop: CancellationToken) {
-    let control = &shared.control;
-    let Some(managed) = control.managed() else {
-        return;
-    };
-    loop {
-        let Some(mut exit) = managed.exit_watch() else {
-            // Stopped on purpose (a copy window, shutdown); look again shortly.
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
-            }
-        };
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = exit.wait_for(Option::is_some) => {}
-        }
-        if managed.exit_watch().is_none() || stop.is_cancelled() {
-            continue; // `stop()` took it: an intended stop.
-        }
-        control.set_available(false);
-        let mut backoff = control.config.restart_initial;
-        loop {
-            warn!(?backoff, "doltgres died: restarting it");
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(backoff) => {}
-            }
-            match control.start(&shared.upstream).await {
-                Ok(()) => {
-                    info!("doltgres restarted");
-                    shared.metrics.server_restarted("crash");
-                    control.set_available(true);
-                    break;
-                }
-                Err(e) => {
-                    warn!(error = %e, "restarting doltgres failed");
-                    let _ = managed.stop().await;
-                    backoff = (backoff * 2).min(control.config.restart_max);
-                }
-            }
-        }
     }
 }
 

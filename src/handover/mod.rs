@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::window::Pause;
+use crate::window::state::Pause;
 pub use predecessor::serve;
 pub use successor::{TakeOverError, TakenOver, take_over};
 

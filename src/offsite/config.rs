@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::store::Settings;
+use super::store::{MIN_PART_SIZE, Settings};
 
 /// `[backup.copy.offsite]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -121,11 +121,10 @@ impl OffsiteConfig {
     pub fn check(&self) -> Result<(), String> {
         super::parse_url(&self.url)?;
         self.recipients()?;
-        if self.part_size < super::parts::MIN_PART_SIZE {
+        if self.part_size < MIN_PART_SIZE {
             return Err(format!(
                 "offsite: part_size {} is under S3's smallest part ({} bytes)",
-                self.part_size,
-                super::parts::MIN_PART_SIZE
+                self.part_size, MIN_PART_SIZE
             ));
         }
         if let Some(file) = &self.identity_file {

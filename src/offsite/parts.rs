@@ -9,8 +9,7 @@ use rusty_s3::actions::CreateMultipartUpload;
 
 use super::store::{SIGNED_FOR, Store, refused};
 
-/// S3's smallest part (every part but the last).
-pub const MIN_PART_SIZE: u64 = 5 << 20;
+pub use super::store::MIN_PART_SIZE;
 /// S3's most parts in one upload.
 const MAX_PARTS: u64 = 10_000;
 /// Parts sent, or ranges read ahead, at once: a transfer of one large object uses several

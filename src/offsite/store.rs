@@ -14,6 +14,9 @@ pub(super) const SIGNED_FOR: Duration = Duration::from_secs(60);
 /// parts ([`super::parts`]), so this bounds one part, not a whole object.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// S3's smallest part (every part but the last).
+pub const MIN_PART_SIZE: u64 = 5 << 20;
+
 /// A bucket and prefix with the credentials to reach them.
 #[derive(Clone)]
 pub struct Store {
@@ -93,7 +96,7 @@ impl Store {
             prefix,
             agent,
             url: settings.url.clone(),
-            part_size: settings.part_size.max(super::parts::MIN_PART_SIZE),
+            part_size: settings.part_size.max(MIN_PART_SIZE),
         })
     }
 

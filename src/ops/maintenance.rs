@@ -73,9 +73,7 @@ pub async fn verify(shared: &Arc<Shared>, id: &str) -> Result<Verified, OpError>
         "latest" => OpError::new(Refusal::Conflict, "the catalog has no entry yet"),
         _ => OpError::new(Refusal::Invalid, format!("there is no entry {id:?}")),
     })?;
-    let result = shared
-        .verifications
-        .verify_requested(shared, id.clone())
+    let result = crate::verify::background::verify_requested(shared, id.clone())
         .await
         .ok_or_else(|| OpError::new(Refusal::Invalid, format!("there is no entry {id:?}")))?;
     let (verify, detail) = match result {

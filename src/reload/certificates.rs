@@ -1,41 +1,16 @@
 //! Client certificates re-read from disk when their files change (see the module docs of
 //! `reload`).
 
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::auth::AuthMode;
+use crate::config::stamp::FileStamp;
 use crate::shared::Shared;
 use crate::tls::ClientTls;
-
-/// A file's identity and state, following symlinks: when any part differs the file was
-/// rewritten, replaced, or a symlink on its path (a Kubernetes secret mount's `..data`) now
-/// points elsewhere.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileStamp {
-    modified: Option<SystemTime>,
-    len: u64,
-    inode: u64,
-    device: u64,
-}
-
-impl FileStamp {
-    /// The stamp of `path` now; `None` if it cannot be read (missing mid-update, say).
-    pub fn of(path: &Path) -> Option<FileStamp> {
-        let meta = std::fs::metadata(path).ok()?;
-        Some(FileStamp {
-            modified: meta.modified().ok(),
-            len: meta.len(),
-            inode: meta.ino(),
-            device: meta.dev(),
-        })
-    }
-}
 
 /// Checks `tls_cert`/`tls_key` every `tls_reload_interval` until `shutdown`; see the module docs.
 pub async fn watch_certificates(shared: Arc<Shared>, shutdown: CancellationToken) {

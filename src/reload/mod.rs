@@ -25,16 +25,14 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use crate::auth::store::Verifiers;
+pub use crate::config::ConfigSource;
+pub use crate::config::stamp::FileStamp;
 use crate::config::{Config, ConfigError};
 use crate::shared::Shared;
 use crate::tls::{ClientTls, ClientTlsMode};
-pub use certificates::{FileStamp, poll_certificates, watch_certificates};
+pub use certificates::{poll_certificates, watch_certificates};
 use keys::{AUTH_KEYS, TLS_KEYS};
 pub use keys::{RESTART_ONLY, changed_keys, needs_restart};
-
-/// Where a reload reads the configuration: given the running configuration (for what start
-/// settled), the new one, resolved and validated.
-pub type ConfigSource = Box<dyn Fn(&Config) -> Result<Config, ConfigError> + Send + Sync>;
 
 /// A reload that changed nothing.
 #[derive(Debug, thiserror::Error)]

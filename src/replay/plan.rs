@@ -3,6 +3,7 @@
 
 use bytes::{BufMut, BytesMut};
 
+use super::readback::put_message;
 use super::sql;
 use super::state::{Key, Replayable};
 use crate::protocol::tags;
@@ -61,16 +62,6 @@ pub fn checkout_again(call: &str) -> Option<String> {
     Some(format!(
         "SELECT dolt_checkout('{quoted}') FROM dolt_branches WHERE name = '{quoted}'"
     ))
-}
-
-/// Appends one message: its tag, its length and what `body` writes.
-pub(super) fn put_message(out: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
-    out.put_u8(tag);
-    let at = out.len();
-    out.put_u32(0);
-    body(out);
-    let len = (out.len() - at) as u32;
-    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
 }
 
 #[cfg(test)]

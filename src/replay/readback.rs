@@ -59,7 +59,7 @@ pub enum Value {
 /// The read as a simple Query message (one request).
 pub fn request(names: &[String]) -> BytesMut {
     let mut out = BytesMut::new();
-    super::plan::put_message(&mut out, tags::QUERY, |m| {
+    put_message(&mut out, tags::QUERY, |m| {
         m.put_slice(query(names).as_bytes());
         m.put_u8(0);
     });
@@ -156,6 +156,16 @@ fn literal(text: &str) -> String {
     } else {
         format!("'{quoted}'")
     }
+}
+
+/// Appends one message: its tag, its length and what `body` writes.
+pub(super) fn put_message(out: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
+    out.put_u8(tag);
+    let at = out.len();
+    out.put_u32(0);
+    body(out);
+    let len = (out.len() - at) as u32;
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
 }
 
 #[cfg(test)]

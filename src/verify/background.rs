@@ -7,91 +7,57 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+
 use tracing::{debug, info, warn};
 
 use super::{scratch_config, verify_entry};
 use crate::catalog::{Catalog, VerifyRecord};
 use crate::shared::Shared;
 
-/// The verifications running or waiting their turn. One per proxy, in `Shared`.
-#[derive(Debug, Default)]
-pub struct Verifications {
-    tasks: TaskTracker,
-    /// Held by the verification under way.
-    turn: tokio::sync::Mutex<()>,
-    /// Entries this process wrote (their checksums computed while it copied them): new copies
-    /// may link from them before a verification has run, until a check of their files fails.
-    written: std::sync::Mutex<std::collections::HashSet<String>>,
+/// With `backup.copy.scrub_interval`, checks the files of the entry new copies link from
+/// against their checksums every interval, until `stop`.
+pub fn scrub_regularly(shared: &Arc<Shared>, stop: CancellationToken) {
+    shared
+        .verifications
+        .tasks
+        .spawn(scrub_loop(shared.clone(), stop));
 }
 
-impl Verifications {
-    /// Entry `id` was written by this process.
-    pub fn mark_written(&self, id: &str) {
-        self.written.lock().unwrap().insert(id.to_string());
-    }
+/// Verifies the new entry `id` in the background, after any verification under way.
+pub fn verify_new(shared: &Arc<Shared>, id: String) {
+    shared
+        .verifications
+        .tasks
+        .spawn(verify_and_record(shared.clone(), id, false));
+}
 
-    /// Whether entry `id` was written by this process and no check of it has failed since.
-    pub fn written(&self, id: &str) -> bool {
-        self.written.lock().unwrap().contains(id)
-    }
+/// Verifies entry `id` now (after any verification under way), records the result as
+/// `verify_after` does, and returns it; `None` when there is no such entry (or no catalog).
+/// It runs as one of these tasks: it ends, and a shutdown waits for it, even if whoever asked
+/// goes away.
+pub async fn verify_requested(shared: &Arc<Shared>, id: String) -> Option<Result<String, String>> {
+    let task = shared
+        .verifications
+        .tasks
+        .spawn(verify_and_record(shared.clone(), id, false));
+    task.await.ok().flatten()
+}
 
-    /// With `backup.copy.scrub_interval`, checks the files of the entry new copies link from
-    /// against their checksums every interval, until `stop`.
-    pub fn scrub_regularly(&self, shared: &Arc<Shared>, stop: CancellationToken) {
-        self.tasks.spawn(scrub_loop(shared.clone(), stop));
-    }
-
-    /// Verifies the new entry `id` in the background, after any verification under way.
-    pub fn verify_new(&self, shared: &Arc<Shared>, id: String) {
-        self.tasks
-            .spawn(verify_and_record(shared.clone(), id, false));
-    }
-
-    /// Verifies entry `id` now (after any verification under way), records the result as
-    /// `verify_after` does, and returns it; `None` when there is no such entry (or no catalog).
-    /// It runs as one of these tasks: it ends, and a shutdown waits for it, even if whoever asked
-    /// goes away.
-    pub async fn verify_requested(
-        &self,
-        shared: &Arc<Shared>,
-        id: String,
-    ) -> Option<Result<String, String>> {
-        let task = self
-            .tasks
-            .spawn(verify_and_record(shared.clone(), id, false));
-        task.await.ok().flatten()
-    }
-
-    /// With `verify_after`, verifies in the background every entry of the catalog that was never
-    /// verified, newest first; stops between entries once `stop` is cancelled or the listeners
-    /// were handed to a successor (which does the same when it starts).
-    pub fn verify_unverified(&self, shared: &Arc<Shared>, stop: CancellationToken) {
-        let config = shared.config();
-        let Some(copy) = config.backup.copy.as_ref().filter(|c| c.verify_after) else {
-            return;
-        };
-        let catalog = Catalog {
-            dir: copy.catalog.clone(),
-        };
-        self.tasks.spawn(sweep(shared.clone(), catalog, stop));
-    }
-
-    /// Verifications running or waiting.
-    pub fn pending(&self) -> usize {
-        self.tasks.len()
-    }
-
-    /// Waits up to `within` for every verification started so far to end; false if some still
-    /// run then.
-    pub async fn wait(&self, within: Duration) -> bool {
-        self.tasks.close();
-        let done = tokio::time::timeout(within, self.tasks.wait())
-            .await
-            .is_ok();
-        self.tasks.reopen();
-        done
-    }
+/// With `verify_after`, verifies in the background every entry of the catalog that was never
+/// verified, newest first; stops between entries once `stop` is cancelled or the listeners
+/// were handed to a successor (which does the same when it starts).
+pub fn verify_unverified(shared: &Arc<Shared>, stop: CancellationToken) {
+    let config = shared.config();
+    let Some(copy) = config.backup.copy.as_ref().filter(|c| c.verify_after) else {
+        return;
+    };
+    let catalog = Catalog {
+        dir: copy.catalog.clone(),
+    };
+    shared
+        .verifications
+        .tasks
+        .spawn(sweep(shared.clone(), catalog, stop));
 }
 
 async fn scrub_loop(shared: Arc<Shared>, stop: CancellationToken) {

@@ -9,6 +9,7 @@
 
 pub mod background;
 pub mod offsite;
+pub mod state;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -17,7 +18,8 @@ use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use crate::catalog::copy_tree;
 use crate::catalog::{Entry, Manifest};
-use crate::control::managed::{ManagedServer, ManagedSpec, free_port};
+use crate::control::managed::{ManagedServer, ManagedSpec};
+use crate::ports::free_port;
 use crate::shared::Shared;
 
 /// The Doltgres binary and the superuser the scratch server runs with. The copy's `auth.db` holds

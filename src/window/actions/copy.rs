@@ -105,7 +105,7 @@ pub async fn run(
         steps.record("journal_copied_whole", database, Instant::now());
     }
     if cfg.verify_after {
-        shared.verifications.verify_new(shared, manifest.id.clone());
+        crate::verify::background::verify_new(shared, manifest.id.clone());
     }
     upload_offsite(shared);
     Ok(json!({
