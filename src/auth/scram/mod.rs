@@ -6,7 +6,7 @@
 //! so exchanges are reproducible in tests.
 //!
 //! The two sides:
-//! - [`ServerExchange`]: the proxy authenticating a client against a [`ScramVerifier`]. A client
+//! - [`ServerExchange`]: the proxy authenticating a client against a [`ScramVerifier`](crate::auth::verifier::ScramVerifier). A client
 //!   whose proof matches yields its ClientKey (`ClientProof XOR HMAC(StoredKey, AuthMessage)`,
 //!   checked by `H(ClientKey) == StoredKey` in constant time: that comparison is the password
 //!   check).
