@@ -18,7 +18,7 @@ use crate::metrics::{ActionLabel, Metrics, WindowLabels};
 pub const HISTORY: usize = 200;
 
 /// The windows' own state: one at a time, the operator's hold, the history. One per proxy, in
-/// `Shared`; [`run`], [`hold`] and [`resume`] orchestrate with the rest of it.
+/// `Shared`; [`run`](super::run), [`hold`](super::hold) and [`resume`](super::resume) orchestrate with the rest of it.
 #[derive(Debug, Default)]
 pub struct Windows {
     /// Held for the whole of a window: one at a time.
