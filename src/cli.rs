@@ -6,10 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::flags::Overrides;
-use crate::config::{Config, ConfigError};
-use crate::control::config::ControlMode;
+use crate::config::{Config, ConfigError, resolve};
 use crate::logging::LogFormat;
-use crate::secrets;
 
 /// The version `--version` shows: the package's, and the commit it was built from
 /// (`0.1.0 (commit 1a2b3c4d5e6f, 2026-11-26)`; see build.rs).
@@ -276,81 +274,20 @@ pub struct RunArgs {
 }
 
 impl ConfigArgs {
-    /// The log format and filter directives `run` starts its log with, before the whole
-    /// configuration is resolved (resolving logs its own warnings): the flags, else the config
-    /// file's keys, else the defaults. A file or a value that does not load counts as absent
-    /// here; resolving reports it.
+    /// The log format and filter directives `run` starts its log with (see
+    /// [`resolve::log_settings`]).
     pub fn log_settings(&self) -> (LogFormat, String) {
-        let file = self
-            .config
-            .as_deref()
-            .and_then(|path| Config::load_file(path).ok())
-            .map(|(_, table)| table)
-            .unwrap_or_default();
-        let config = self
-            .settings
-            .over(&file)
-            .or_else(|_| Config::deserialize_table(file))
-            .unwrap_or_default();
-        (config.log_format, config.log_level)
+        resolve::log_settings(self.config.as_deref(), &self.settings)
     }
 
     /// The effective configuration: defaults, then the file, then flags/environment.
     pub fn resolve(&self) -> Result<Config, ConfigError> {
-        self.resolve_settled(None)
+        resolve::resolve(self.config.as_deref(), &self.settings, None)
     }
 
-    /// The configuration again, for a reload while `running` runs: resolved as at start (the
-    /// file and secret files read again), but keeping what start settled that a new resolution
-    /// would settle differently: a managed server's port chosen for `port = 0`.
+    /// The configuration again, for a reload while `running` runs (see [`resolve::resolve`]).
     pub fn resolve_again(&self, running: &Config) -> Result<Config, ConfigError> {
-        self.resolve_settled(Some(running))
-    }
-
-    fn resolve_settled(&self, running: Option<&Config>) -> Result<Config, ConfigError> {
-        let file = match &self.config {
-            Some(path) => {
-                let (config, table) = Config::load_file(path)?;
-                if secrets::exposed_in_file(&config, path) {
-                    tracing::warn!(
-                        file = %path.display(),
-                        "the config file holds a secret and other users can read it: \
-                         chmod 600 it, or use admin_token_file / password_file"
-                    );
-                }
-                table
-            }
-            None => toml::Table::new(),
-        };
-        let mut config = self.settings.over(&file)?;
-        secrets::read_secret_files(&mut config)?;
-        if config.backup.password.is_none() {
-            config.backup.password = std::env::var("DOLTGRES_PASSWORD").ok();
-        }
-        if config.server.password.is_none() && config.server.control == ControlMode::Managed {
-            config.server.password =
-                Some(std::env::var("DOLTGRES_PASSWORD").unwrap_or_else(|_| {
-                    tracing::warn!(
-                        "the managed Doltgres gets Doltgres' default password for {:?}: set \
-                     server.password or DOLTGRES_PASSWORD",
-                        config.server.user
-                    );
-                    "password".into()
-                }));
-        }
-        if let Some(running) = running
-            && config.server.control == ControlMode::Managed
-            && running.server.control == ControlMode::Managed
-            && config.server.port == 0
-        {
-            config.server.port = running.server.port;
-        }
-        config.settle_managed().map_err(|e| ConfigError::Invalid {
-            name: "server.port",
-            reason: format!("no free loopback port: {e}"),
-        })?;
-        config.validate()?;
-        Ok(config)
+        resolve::resolve(self.config.as_deref(), &self.settings, Some(running))
     }
 }
 

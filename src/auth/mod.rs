@@ -9,12 +9,14 @@
 //! Pure parts, unit-tested and total over any input: [`scram`] (messages and key arithmetic of
 //! both sides), [`verifier`] (the `pg_authid` form), [`userlist`] (auth files), [`channel`]
 //! (tls-server-end-point channel binding). IO: [`store`] (where verifiers come from, with a TTL
-//! cache), [`exchange`] (the exchange with a client), and `session::login` (the login upstream).
+//! cache), [`exchange`] (the exchange with a client), [`upstream_login`] (the login upstream as the
+//! client's user), and `session::login` (a session's whole login).
 
 pub mod channel;
 pub mod exchange;
 pub mod scram;
 pub mod store;
+pub mod upstream_login;
 pub mod userlist;
 pub mod verifier;
 

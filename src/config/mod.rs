@@ -4,6 +4,7 @@
 
 pub mod flags;
 pub mod keys;
+pub mod resolve;
 pub mod stamp;
 pub mod tls_modes;
 

@@ -18,7 +18,7 @@ use crate::shared::Shared;
 use crate::tls::MaybeTls;
 
 use super::converse::{ConverseError, converse};
-use super::login::{Credentials, LoginError, upstream_login};
+use crate::auth::upstream_login::{Credentials, LoginError, upstream_login};
 
 /// A login on a new upstream connection, done.
 pub struct LoggedIn {

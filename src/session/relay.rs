@@ -19,13 +19,13 @@ use crate::txn::Phase;
 use std::sync::Mutex;
 
 use super::inject::Injector;
-use super::login::Credentials;
 use super::observe::{ClientSide, ServerSide};
 use super::on_wake::OnWake;
 use super::pump::{Pump, PumpError};
 use super::readback;
 use super::reattach::{CredentialLogin, Failure, Relogin, reattach};
 use super::{FAREWELL_TIMEOUT, farewell, farewell_detailed};
+use crate::auth::upstream_login::Credentials;
 
 /// How the relay ended.
 enum Ending {
