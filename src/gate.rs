@@ -25,23 +25,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::registry::{EndReason, Registry, SessionInfo};
 
-/// What to do with sessions still inside a transaction at the drain deadline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DrainPolicy {
-    /// Give up this window and resume traffic; the caller retries later.
-    #[default]
-    Abort,
-    /// End those sessions with 57P01 and proceed.
-    Terminate,
-}
+pub use crate::config::modes::DrainPolicy;
 
 /// Why a quiesce did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

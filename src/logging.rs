@@ -2,21 +2,11 @@
 //! filter that can be replaced while the proxy runs ([`LogControl::set_level`]). Whatever the
 //! filter says, the libraries whose debug output carries secrets log at info at most.
 
-use serde::{Deserialize, Serialize};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Registry, reload};
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// One line of text per event (colored on a terminal).
-    #[default]
-    Text,
-    /// One JSON object per line, with the current span and the list of spans it is in.
-    Json,
-}
+pub use crate::config::modes::LogFormat;
 
 /// Libraries whose debug and trace output carries secrets: ureq logs request headers (the admin
 /// token), tokio-postgres logs query parameters. Whatever the filter says, they log at info at

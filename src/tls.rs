@@ -21,7 +21,7 @@ use crate::auth::AuthMode;
 use crate::config::Config;
 use crate::config::stamp::FileStamp;
 
-pub use crate::config::tls_modes::{ClientTlsMode, UpstreamTlsMode};
+pub use crate::config::modes::{ClientTlsMode, UpstreamTlsMode};
 
 /// A TLS setup that cannot be used.
 #[derive(Debug, thiserror::Error)]

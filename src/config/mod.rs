@@ -4,9 +4,9 @@
 
 pub mod flags;
 pub mod keys;
+pub mod modes;
 pub mod resolve;
 pub mod stamp;
-pub mod tls_modes;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,10 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthMode, DEFAULT_AUTH_QUERY, Passwords};
 use crate::control::config::{ControlMode, ServerConfig};
-use crate::gate::DrainPolicy;
-use crate::logging::LogFormat;
 use crate::window::config::{Action, BackupConfig, CopyConfig};
-pub use tls_modes::{ClientTlsMode, UpstreamTlsMode};
+pub use modes::{ClientTlsMode, DrainPolicy, LogFormat, UpstreamTlsMode};
 
 /// Everything the proxy needs to run. Field docs say why each knob exists.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
+use super::LogFormat;
 use super::flags::Overrides;
 use super::{Config, ConfigError};
 use crate::control::config::ControlMode;
-use crate::logging::LogFormat;
 use crate::secrets;
 
 /// The log format and filter directives `run` starts its log with, before the whole
