@@ -14,6 +14,7 @@ use crate::ops::backups::Backups;
 use crate::ops::windows::{Held, Resumed};
 use crate::ops::{self, OpError, Refusal};
 use crate::shared::Shared;
+use crate::window::config::Action;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -41,7 +42,6 @@ pub struct ApiError {
 #[cfg(any(test, feature = "test-support"))]
 pub fn exercise_query(query: &[u8]) {
     use crate::ops::windows::bounded;
-    use crate::window::config::Action;
     use std::time::Duration;
     let Ok(text) = std::str::from_utf8(query) else {
         return;
@@ -61,11 +61,29 @@ pub fn exercise_query(query: &[u8]) {
             }
         }
     }
-    if let Ok(Query(p)) = Query::<BackupParams>::try_from_uri(&uri)
-        && let Some(name) = p.action.as_deref()
-    {
-        let documented = ["push", "sync", "snapshot", "copy"].contains(&name);
-        assert_eq!(Action::parse(name).is_some(), documented, "{name:?}");
+    // An action is read exactly when the value is one of the four names.
+    let given = uri.query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "action")
+            .map(|(_, v)| v.into_owned())
+    });
+    let read = Query::<BackupParams>::try_from_uri(&uri).map(|Query(p)| p.action);
+    if let (Some(name), Ok(action)) = (&given, &read) {
+        let documented = ["push", "sync", "snapshot", "copy"].contains(&name.as_str());
+        assert_eq!(action.map(Action::as_str), Some(name.as_str()), "{name:?}");
+        assert!(documented, "{name:?}");
+    }
+    if let (Some(name), Err(_)) = (&given, &read) {
+        let repeated = uri.query().is_some_and(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .filter(|(k, _)| k == "action")
+                .count()
+                > 1
+        });
+        assert!(
+            repeated || Action::parse(name).is_none(),
+            "{name:?} refused"
+        );
     }
 }
 
@@ -215,8 +233,8 @@ pub struct BackupParams {
     /// `push`, `sync`, `snapshot` or `copy` [default: the action triggered windows run, when
     /// there is one (`backup_actions` in `GET /status`); `409` naming them when there are
     /// several, or none].
-    #[param(required = false, value_type = String, pattern = "^(push|sync|snapshot|copy)$")]
-    action: Option<String>,
+    #[param(required = false, inline)]
+    action: Option<Action>,
 }
 
 /// Run a backup window now and return its record.
@@ -233,7 +251,7 @@ pub async fn run_backup(
     State(shared): State<Arc<Shared>>,
     Params(p): Params<BackupParams>,
 ) -> Response {
-    let record = match ops::windows::backup(&shared, &shared.work, p.action.as_deref()).await {
+    let record = match ops::windows::backup(&shared, &shared.work, p.action).await {
         Ok(record) => record,
         Err(e) => return refused(e),
     };

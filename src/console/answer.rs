@@ -78,7 +78,7 @@ pub async fn run(shared: &Arc<Shared>, role: Role, command: &Command) -> Result<
     let rows = match command {
         Command::Show(show) => return show_table(shared, *show).await,
         Command::Backup(action) => {
-            let record = ops::windows::backup(shared, work, action.map(|a| a.as_str())).await?;
+            let record = ops::windows::backup(shared, work, *action).await?;
             if let Some(kind) = ops::windows::failure(&record) {
                 let outcome = record.result.as_str();
                 let mut refused = Refused::from(OpError::new(

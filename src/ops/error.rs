@@ -11,7 +11,7 @@ pub struct OpError {
 /// What kind of refusal an [`OpError`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// The request itself is wrong (an unknown action, a malformed duration).
+    /// The request itself is wrong (a malformed duration, an unknown entry).
     Invalid,
     /// Not now, or not with this configuration: another window is open, windows are held off,
     /// the action is not configured, nothing is held.

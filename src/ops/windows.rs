@@ -98,15 +98,10 @@ pub fn resume(shared: &Shared) -> Result<Resumed, OpError> {
 }
 
 /// The action a window on request runs: the one asked for, else the one triggered windows run.
-pub fn chosen_action(asked: Option<&str>, config: &Config) -> Result<Action, OpError> {
+pub fn chosen_action(asked: Option<Action>, config: &Config) -> Result<Action, OpError> {
     let backup = &config.backup;
     let action = match asked {
-        Some(name) => Action::parse(name).ok_or_else(|| {
-            OpError::new(
-                Refusal::Invalid,
-                format!("unknown action {name:?} (push, sync, snapshot, copy)"),
-            )
-        })?,
+        Some(action) => action,
         None => match backup.triggered_actions().as_slice() {
             [one] => *one,
             [] => {
@@ -141,18 +136,12 @@ pub fn chosen_action(asked: Option<&str>, config: &Config) -> Result<Action, OpE
 pub async fn backup(
     shared: &Arc<Shared>,
     work: &Work,
-    action: Option<&str>,
+    action: Option<Action>,
 ) -> Result<WindowRecord, OpError> {
-    let chosen = chosen_action(action, &shared.config());
-    if let Err(e) = &chosen
-        && e.kind == Refusal::Invalid
-    {
-        return Err(e.clone());
-    }
     if let Some(reason) = shared.windows.paused() {
         return Err(held_off(&reason));
     }
-    let action = chosen?;
+    let action = chosen_action(action, &shared.config())?;
     // In its own task: the window runs to its end even if whoever asked goes away (a stop waits
     // for it).
     let shared = shared.clone();

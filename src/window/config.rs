@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::control::config::ControlMode;
 
 /// What a window does while traffic holds still.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// `dolt_push(remote, branch)` per database and branch.
