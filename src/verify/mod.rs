@@ -39,34 +39,46 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    /// Starts Doltgres on `dir` (its `data/`, `work/`, `root/` layout), waiting for a login.
+    /// Starts Doltgres on `dir` (its `data/`, `work/`, `root/` layout), waiting for a login. The
+    /// port is found free and released before Doltgres binds it, so another process may take it
+    /// in between: a start that fails with the port in use is tried again on a new port, twice.
     pub async fn start(
         config: &ScratchConfig,
         dir: &Path,
         remove_dir: bool,
     ) -> Result<Scratch, String> {
-        let port = free_port().map_err(|e| format!("no free port: {e}"))?;
-        let server = ManagedServer::new(ManagedSpec {
-            binary: config.binary.clone(),
-            dir: dir.to_path_buf(),
-            port,
-            user: config.user.clone(),
-            password: config.password.clone(),
-            telemetry: false,
-            log_level: "warning".into(),
-            stop_timeout: Duration::from_secs(30),
-            lock_dir: false,
-        });
-        let scratch = Scratch { server, remove_dir };
-        let started = match scratch.server.start().await {
-            Ok(()) => scratch.wait_login(config.ready_timeout).await,
-            Err(e) => Err(e.to_string()),
-        };
-        match started {
-            Ok(()) => Ok(scratch),
-            Err(e) => {
-                scratch.finish().await;
-                Err(e)
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+            let server = ManagedServer::new(ManagedSpec {
+                binary: config.binary.clone(),
+                dir: dir.to_path_buf(),
+                port,
+                user: config.user.clone(),
+                password: config.password.clone(),
+                telemetry: false,
+                log_level: "warning".into(),
+                stop_timeout: Duration::from_secs(30),
+                lock_dir: false,
+            });
+            let mut scratch = Scratch { server, remove_dir };
+            let started = match scratch.server.start().await {
+                Ok(()) => scratch.wait_login(config.ready_timeout).await,
+                Err(e) => Err(e.to_string()),
+            };
+            match started {
+                Ok(()) => return Ok(scratch),
+                Err(e) if attempts < 3 && e.contains("already in use") => {
+                    tracing::debug!(port, "the scratch server's port was taken: another port");
+                    let _ = scratch.server.stop().await;
+                    // The directory serves the next attempt.
+                    scratch.remove_dir = false;
+                }
+                Err(e) => {
+                    scratch.finish().await;
+                    return Err(e);
+                }
             }
         }
     }
