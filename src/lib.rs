@@ -18,7 +18,7 @@
 //!   verifiers, auth files, channel binding, and where verifiers come from.
 //! - [`txn`]: exact transaction accounting per session (pure state machine).
 //! - [`registry`]: the open sessions (status, cancel routing by the keys clients were given);
-//!   [`metrics`]: Prometheus metrics.
+//!   [`metrics`]: Prometheus metrics; [`heap`]: the bytes the process keeps allocated.
 //! - [`gate`]: the quiesce gate that holds sessions at transaction boundaries;
 //!   [`window`]: backup windows (triggers, the push/sync/snapshot actions, their records).
 //! - [`control`]: server control (`external`, `managed` child process, operator `command`s),
@@ -66,6 +66,7 @@ pub mod errors;
 pub mod fuzzing;
 pub mod gate;
 pub mod halves;
+pub mod heap;
 pub mod handover;
 pub mod limits;
 pub mod local;

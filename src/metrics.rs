@@ -97,6 +97,8 @@ pub struct Metrics {
     pub offsite_uploaded_bytes: Counter,
     /// Bytes of objects an upload found already in the repository (uncompressed).
     pub offsite_deduplicated_bytes: Counter,
+    /// Bytes allocated and not yet freed ([`crate::heap::in_use`]), set at each render.
+    heap_bytes: Gauge,
 }
 
 fn duration_buckets() -> impl Iterator<Item = f64> {
@@ -141,6 +143,7 @@ impl Metrics {
             last_offsite_success_timestamp_seconds: Gauge::default(),
             offsite_uploaded_bytes: Counter::default(),
             offsite_deduplicated_bytes: Counter::default(),
+            heap_bytes: Gauge::default(),
         };
         registry.register("sessions", "Client sessions open now", m.sessions.clone());
         registry.register(
@@ -240,6 +243,13 @@ impl Metrics {
             "Bytes an upload found already in the off-site repository, uncompressed",
             m.offsite_deduplicated_bytes.clone(),
         );
+        if crate::heap::in_use().is_some() {
+            registry.register(
+                "heap_bytes",
+                "Bytes the process has allocated and not yet freed (glibc's count)",
+                m.heap_bytes.clone(),
+            );
+        }
         // Exported from the start, so that a rule on the failures sees a 0 before the first.
         for result in ["ok", "failed"] {
             let _ = m.offsite_verify.get_or_create(&ResultLabel {
@@ -302,6 +312,9 @@ impl Metrics {
 
     /// Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        if let Some(bytes) = crate::heap::in_use() {
+            self.heap_bytes.set(bytes as i64);
+        }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
@@ -340,5 +353,14 @@ mod tests {
             text.contains("# TYPE doltgres_sidecar_window_stall_seconds histogram"),
             "{text}"
         );
+        // The heap in use is read when rendering: a process running this test has some.
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        {
+            let heap = text
+                .lines()
+                .find_map(|l| l.strip_prefix("doltgres_sidecar_heap_bytes "))
+                .unwrap_or_else(|| panic!("no heap_bytes in\n{text}"));
+            assert!(heap.parse::<u64>().unwrap() > 0, "{heap}");
+        }
     }
 }

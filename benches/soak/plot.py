@@ -18,6 +18,19 @@ MB = 1_000_000
 ACTIONS = ("push", "sync", "snapshot", "copy")
 
 
+
+def heap_row(proc, bounds):
+    """The table row of the heap in use (reports written before it was sampled have none)."""
+    heap = proc.get("heap_bytes")
+    if not heap:
+        return []
+    return [
+        f"| heap in use (MB) | {heap['start'] / MB:.1f} | {heap['end'] / MB:.1f} | {heap['min'] / MB:.1f} | "
+        f"{heap['max'] / MB:.1f} | {heap['after_warmup_start'] / MB:.1f} | "
+        f"{proc['heap_slope_bytes_per_min'] / 1024:+.0f} KB/min | growth after warm-up "
+        f"{proc['heap_growth_after_warmup_bytes'] / 1024:.0f} KB <= {bounds['heap_growth_bytes'] / 1024:.0f} KB |"
+    ]
+
 def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
     """Least-squares line (intercept, slope per second)."""
     n = len(points)
@@ -269,8 +282,9 @@ def markdown(data: dict, png: str | None, plot_error: str | None) -> str:
             f"growth after warm-up {proc['rss_growth_after_warmup_bytes'] / 1024:.0f} KB "
             f"<= {bounds['rss_growth_bytes'] / 1024:.0f} KB |"
             if "rss_growth_bytes" in bounds
-            else f"{bounds['rss_bytes_per_min'] / 1024:.0f} KB/min |"
+            else "reported |"
         ),
+    ] + heap_row(proc, bounds) + [
         f"| open fds | {fds['start']} | {fds['end']} | {fds['min']} | {fds['max']} | {fds['after_warmup_start']} | "
         f"{proc['fd_slope_per_min']:+.2f}/min | {bounds['fds_per_min']:g}/min |",
         f"| threads | {threads['start']} | {threads['end']} | {threads['min']} | {threads['max']} | "
