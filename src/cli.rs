@@ -387,7 +387,7 @@ mod tests {
             panic!("not run")
         };
         let config = args.resolve().unwrap();
-        assert_eq!(config.auth_mode(), crate::auth::AuthMode::Proxy);
+        assert_eq!(config.auth_mode(), crate::config::auth::AuthMode::Proxy);
         assert_eq!(
             config.auth_file.as_deref(),
             Some(std::path::Path::new("/etc/sidecar/userlist.txt"))

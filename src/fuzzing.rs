@@ -117,9 +117,9 @@ pub fn exercise_admin(data: &[u8]) {
 
 /// The console's command parser (`fuzz_targets/console.rs`): the input as a simple-protocol
 /// query. Nothing panics; every command that parses prints as text that parses back to it (see
-/// [`crate::console::command::exercise`]).
+/// [`crate::session::console::command::exercise`]).
 pub fn exercise_console(data: &[u8]) {
-    crate::console::command::exercise(data);
+    crate::session::console::command::exercise(data);
 }
 
 /// The upgrade hand-over's framing (`fuzz_targets/handover.rs`): the input as a stream of frames

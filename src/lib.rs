@@ -1,50 +1,60 @@
 //! doltgres-sidecar: a PostgreSQL-wire proxy that runs beside a Doltgres server.
 //!
 //! # Layout
-//! Read in this order:
-//! - [`protocol`]: the wire protocol, pure (no IO): framing with a maximum length, startup
-//!   packets, the few backend messages the proxy peeks at, and the errors it originates.
-//! - [`config`]: settings, their defaults and validation; [`reload`]: live reload (SIGHUP,
-//!   `POST /reload`) and certificate rotation from disk.
-//! - [`server`]: the accept loop; [`shutdown`]: graceful shutdown (sessions end at their
-//!   boundary, then the final backup and its verification); [`shared::Shared`] is the state
-//!   sessions share (no globals). [`accept`]: what the accept loops do when `accept` fails;
-//!   [`descriptors`]: how the open-file limit is shared out (sessions, admin connections, a
-//!   reserve).
-//! - [`session`]: one client and its upstream connection: the startup phase
-//!   ([`session::startup`]), with `auth = "proxy"` the login ([`session::login`]), and one
-//!   [`session::pump::Pump`] per direction.
-//! - [`auth`]: the proxy's own authentication: SCRAM-SHA-256 messages and key arithmetic (pure),
-//!   verifiers, auth files, channel binding, and where verifiers come from.
-//! - [`txn`]: exact transaction accounting per session (pure state machine).
+//! Read in this order, bottom to top: each group imports only from the groups before it (one
+//! exception: `config` takes the off-site section's type from [`offsite`], which itself needs
+//! only `catalog` and `metrics`), and no modules import one another in a cycle
+//! (`proxy-tests/tests/import_cycles.rs` fails on one).
+//!
+//! **Pure types and parsers**:
+//! - [`protocol`]: the wire protocol: framing with a maximum length, startup packets, the few
+//!   backend messages the proxy peeks at, and the errors it originates.
+//! - [`txn`]: exact transaction accounting per session; [`replay`]: the session-state tracker
+//!   and the replay on a new server connection.
+//! - [`config`]: every setting's type, defaults and validation (`[server]`, `[backup]`, the
+//!   choices, secret files and masking, the log filter); [`redact`]: passwords out of any text;
+//!   [`ports`]: a free loopback port (managed mode's, and the servers the sidecar starts).
+//!
+//! **Resources**:
+//! - [`tls`]: TLS towards clients and the upstream; [`halves`]: a connection split for the relay;
+//!   [`upstream`]: the server and every way of connecting to it (relay, cancel, SQL, probe).
 //! - [`registry`]: the open sessions (status, cancel routing by the keys clients were given);
 //!   [`metrics`]: Prometheus metrics; [`heap`]: the bytes the process keeps allocated.
-//! - [`gate`]: the quiesce gate that holds sessions at transaction boundaries;
-//!   [`window`]: backup windows (triggers, the push/sync/snapshot actions, their records).
+//! - [`auth`]: the proxy's own authentication: SCRAM-SHA-256 messages and key arithmetic,
+//!   verifiers, auth files, channel binding (pure), and the exchanges over a connection.
+//! - [`gate`]: the quiesce gate that holds sessions at transaction boundaries; [`limits`]:
+//!   connection limits; [`descriptors`]: how the open-file limit is shared out.
 //! - [`control`]: server control (`external`, `managed` child process, operator `command`s),
-//!   and the server's availability that sessions wait on; [`supervise`]: the crash supervisor of
-//!   a managed server; [`ports`]: a free loopback port for the servers the sidecar starts.
-//! - [`upstream`]: the server and every way of connecting to it (relay, cancel, SQL, probe);
-//!   [`tls`]: TLS towards clients and the upstream; [`halves`]: a connection split for the relay.
+//!   and the server's availability that sessions wait on; [`dirlock`]: who uses a server
+//!   directory.
 //! - [`catalog`]: the catalog of stop-and-copy entries (atomic entries, manifests, retention);
-//!   [`verify`]: checking backups on a scratch Doltgres, and `verify_after`'s verifications in
-//!   the background; [`restore`]: building a restored directory beside its target and putting
-//!   it in place at once; [`dirlock`]: who uses a server directory (the sidecar's lock,
-//!   Doltgres' database locks); [`offsite`]: copy entries replicated to S3-compatible object
-//!   storage (content-addressed, compressed objects; the manifest written last), uploaded in
-//!   the background and read back by `restore`.
+//!   [`offsite`]: copy entries replicated to S3-compatible object storage; [`restore`]: building a
+//!   restored directory beside its target and putting it in place at once.
+//! - [`verifier_store`]: where verifiers come from (auth file, auth query).
+//!
+//! **State** held by `Shared`, apart from the tasks that drive it: [`state`] (the windows and
+//! their records, the verifications, the operators' work, the hand-over).
+//!
+//! **[`shared::Shared`]**: what sessions, windows and admin requests share (no globals).
+//!
+//! **Orchestration**:
+//! - [`server`]: the accept loop; [`accept`]: what it does when `accept` fails; [`shutdown`]:
+//!   graceful shutdown (sessions end at their boundary, then the final backup and its
+//!   verification).
+//! - [`session`]: one client and its upstream connection: the startup phase
+//!   ([`session::startup`]), with `auth = "proxy"` the login ([`session::login`]), one
+//!   [`session::pump::Pump`] per direction; or the admin console ([`session::console`], the
+//!   `doltgres_sidecar` database, with `pgwire`).
+//! - [`window`]: backup windows (triggers, the push/sync/snapshot/copy actions); [`supervise`]:
+//!   the crash supervisor of a managed server; [`verify`]: checking backups on a scratch
+//!   Doltgres, and `verify_after`'s verifications in the background.
+//! - [`reload`]: live reload (SIGHUP, `POST /reload`) and certificate rotation from disk;
+//!   [`handover`]: upgrades without dropping clients.
 //! - [`ops`]: what an operator can ask (status, backups, holds, windows, reload, verify,
-//!   shutdown), whatever the transport; [`admin`]: the admin HTTP API (`/healthz`, `/readyz`,
-//!   `/status`, `/metrics`, `/quiesce`, `/resume`, `/backups`) over it, and the bounds on its
-//!   connections; [`console`]: the same over the PostgreSQL protocol on the proxy's port (the
-//!   `doltgres_sidecar` database, with `pgwire`); [`client`]: the CLI's client of the HTTP API.
-//! - [`handover`]: upgrades without dropping clients: the listening sockets passed to a
-//!   successor process, the counters carried over.
-//! - [`cli`]: the command line of the `doltgres-sidecar` binary; [`manual`]: its manual pages,
-//!   generated from the same definitions; [`errors`]: how it says what went wrong;
-//!   [`logging`]: its log (text or JSON) and the filter that can be replaced while it runs.
-//! - [`local`]: the local commands (`restore`, `verify`), which find the catalog and the Doltgres
-//!   binary the running sidecar uses.
+//!   shutdown), whatever the transport; [`admin`]: the admin HTTP API over it.
+//! - [`cli`]: the command line of the `doltgres-sidecar` binary; [`manual`]: its manual pages;
+//!   [`errors`]: how it says what went wrong; [`logging`]: its log; [`client`]: the CLI's client
+//!   of the HTTP API; [`local`]: the local commands (`restore`, `verify`).
 //!
 //! `docs/design.md` describes the architecture, the semantics and the interface contract.
 //!
@@ -57,7 +67,6 @@ pub mod catalog;
 pub mod cli;
 pub mod client;
 pub mod config;
-pub mod console;
 pub mod control;
 pub mod descriptors;
 pub mod dirlock;
@@ -66,8 +75,8 @@ pub mod errors;
 pub mod fuzzing;
 pub mod gate;
 pub mod halves;
-pub mod heap;
 pub mod handover;
+pub mod heap;
 pub mod limits;
 pub mod local;
 pub mod logging;
@@ -84,14 +93,15 @@ pub mod replay;
 pub mod restore;
 #[cfg(any(test, feature = "test-support"))]
 pub mod sample;
-pub mod secrets;
 pub mod server;
 pub mod session;
 pub mod shared;
 pub mod shutdown;
+pub mod state;
 pub mod supervise;
 pub mod tls;
 pub mod txn;
 pub mod upstream;
+pub mod verifier_store;
 pub mod verify;
 pub mod window;

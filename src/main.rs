@@ -4,8 +4,9 @@ use anyhow::Context;
 use clap::{CommandFactory, Parser};
 use tokio_util::sync::CancellationToken;
 
+use doltgres_sidecar::config::secrets;
 use doltgres_sidecar::logging::{self, LogControl, LogFormat};
-use doltgres_sidecar::{admin, handover, local, manual, secrets};
+use doltgres_sidecar::{admin, handover, local, manual};
 use std::io::Write as _;
 use std::os::fd::AsFd;
 
@@ -323,7 +324,7 @@ async fn run(
         None => drop(listener_fds),
     }
     server::run(listener, shared.clone(), shutdown).await?;
-    shared.handover.finish(&shared.metrics).await;
+    handover::finish(&shared.handover, &shared.metrics).await;
     // The admin API stopped with the accept loop: its connections are closed within a second;
     // a window an operator started through it runs to its end first, before the server stops.
     let admin = admin.await;

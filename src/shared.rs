@@ -12,7 +12,6 @@ use std::sync::{Arc, OnceLock};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
-use crate::auth::store::{AuthSetupError, Verifiers};
 use crate::config::Config;
 use crate::config::ConfigSource;
 use crate::control::Control;
@@ -20,10 +19,11 @@ use crate::gate::Gate;
 use crate::limits::{Limiter, Startups};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::state::verifications::Verifications;
+use crate::state::windows::Windows;
 use crate::tls::{ClientTls, TlsError};
 use crate::upstream::{Upstream, UpstreamError};
-use crate::verify::state::Verifications;
-use crate::window::state::Windows;
+use crate::verifier_store::{AuthSetupError, Verifiers};
 
 /// State every session shares. Passed down in an `Arc`; there are no globals, so several proxies
 /// can run in one process (as the tests do).
@@ -59,13 +59,13 @@ pub struct Shared {
     /// swaps.
     pub(crate) reload_lock: tokio::sync::Mutex<()>,
     /// Hand-over of the listeners to a successor process (an upgrade).
-    pub handover: crate::handover::Handover,
+    pub handover: crate::state::handover::Handover,
     /// Cancelled when the sidecar shuts down gracefully (a signal, or an operator's `SHUTDOWN`):
     /// [`crate::server::run`] and this token cancel each other.
     pub shutdown: tokio_util::sync::CancellationToken,
     /// What operators' requests started (windows, holds, verifications asked for), from the
     /// admin API or the console; the admin API's stop waits for it.
-    pub work: crate::ops::work::Work,
+    pub work: crate::state::work::Work,
 }
 
 /// Shared state that cannot be built.

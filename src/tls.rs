@@ -17,8 +17,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::auth::AuthMode;
 use crate::config::Config;
+use crate::config::auth::AuthMode;
 use crate::config::stamp::FileStamp;
 
 pub use crate::config::modes::{ClientTlsMode, UpstreamTlsMode};

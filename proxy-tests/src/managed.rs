@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use doltgres_sidecar::catalog::{Catalog, Entry};
 use doltgres_sidecar::config::Config;
-use doltgres_sidecar::control::config::ControlMode;
+use doltgres_sidecar::config::backup::CopyConfig;
+use doltgres_sidecar::config::server::ControlMode;
 use doltgres_sidecar::verify::{self, Scratch, ScratchConfig};
-use doltgres_sidecar::window::config::CopyConfig;
 use tempfile::TempDir;
 
 use crate::TestProxy;

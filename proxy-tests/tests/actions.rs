@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use doltgres_sidecar::window::config::{SnapshotConfig, SyncConfig};
+use doltgres_sidecar::config::backup::{SnapshotConfig, SyncConfig};
 use proxy_tests::{TestProxy, TestServer};
 
 async fn windows(proxy: &TestProxy) -> Vec<serde_json::Value> {

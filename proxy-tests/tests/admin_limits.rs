@@ -47,7 +47,7 @@ async fn holds_are_bounded_and_oversized_requests_refused() {
     let server = TestServer::postgres().await;
     let proxy = TestProxy::start_with(&server.addr(), |c| {
         c.admin_token = Some("s3cret".into());
-        c.backup.snapshot = Some(doltgres_sidecar::window::config::SnapshotConfig {
+        c.backup.snapshot = Some(doltgres_sidecar::config::backup::SnapshotConfig {
             command: vec!["true".into()],
             timeout: std::time::Duration::from_secs(10),
         });
@@ -175,7 +175,7 @@ async fn schemathesis_finds_no_server_error_or_schema_violation() {
     let proxy = TestProxy::start_with(&server.addr(), |c| {
         c.admin_token = Some("s3cret".into());
         c.max_hold_ttl = std::time::Duration::from_secs(2);
-        c.backup.snapshot = Some(doltgres_sidecar::window::config::SnapshotConfig {
+        c.backup.snapshot = Some(doltgres_sidecar::config::backup::SnapshotConfig {
             command: vec!["true".into()],
             timeout: std::time::Duration::from_secs(10),
         });

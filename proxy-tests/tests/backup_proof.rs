@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use doltgres_sidecar::window::config::{PushConfig, SyncConfig};
+use doltgres_sidecar::config::backup::{PushConfig, SyncConfig};
 use proxy_tests::{TestProxy, TestServer};
 
 const CLIENTS: u64 = 4;

@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use doltgres_sidecar::window::config::SyncConfig;
+use doltgres_sidecar::config::backup::SyncConfig;
 use proxy_tests::{TestProxy, TestServer};
 
 /// A tmpfs of `size` mounted on a fresh temp dir, unmounted when dropped.

@@ -6,9 +6,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use doltgres_sidecar::config::Config;
+use doltgres_sidecar::config::backup::SyncConfig;
+use doltgres_sidecar::config::secrets::MASK;
 use doltgres_sidecar::logging::LogFormat;
-use doltgres_sidecar::secrets::MASK;
-use doltgres_sidecar::window::config::SyncConfig;
 use proxy_tests::process::SidecarProcess;
 use proxy_tests::{TestProxy, TestServer, install};
 

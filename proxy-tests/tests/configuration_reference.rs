@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use doltgres_sidecar::config::Config;
-use doltgres_sidecar::control::config::ControlMode;
+use doltgres_sidecar::config::server::ControlMode;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -122,7 +122,7 @@ fn the_example_config_loads_as_run_loads_it() {
     let example = repo().join("examples/sidecar.toml");
     let mut config = Config::from_file(&example)
         .unwrap_or_else(|e| panic!("examples/sidecar.toml does not load: {e}"));
-    doltgres_sidecar::secrets::read_secret_files(&mut config).unwrap();
+    doltgres_sidecar::config::secrets::read_secret_files(&mut config).unwrap();
     config
         .server
         .password

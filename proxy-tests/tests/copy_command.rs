@@ -7,10 +7,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use doltgres_sidecar::config::Config;
-use doltgres_sidecar::control::config::ControlMode;
+use doltgres_sidecar::config::backup::CopyConfig;
+use doltgres_sidecar::config::server::ControlMode;
 use doltgres_sidecar::control::managed::{ManagedServer, ManagedSpec};
 use doltgres_sidecar::ports::free_port;
-use doltgres_sidecar::window::config::CopyConfig;
 use proxy_tests::managed::{PASSWORD, USER};
 use proxy_tests::{TestProxy, install};
 

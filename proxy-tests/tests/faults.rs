@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use doltgres_sidecar::window::config::SnapshotConfig;
+use doltgres_sidecar::config::backup::SnapshotConfig;
 use proxy_tests::ledger::{self, Append};
 use proxy_tests::managed::ManagedProxy;
 use proxy_tests::{TestProxy, TestServer};

@@ -1,7 +1,8 @@
 //! The import graph of `src/`, so that its shape does not get worse: a file's edges are the
 //! `crate::…` and `super::…` paths it names outside comments and its unit tests, each resolved to
 //! the file that defines the module; a parent naming its own children (`mod x;`, `x::f`) is not an
-//! edge. There is no cycle between files, and a new one fails this test, so that the layers stay
+//! edge. There is no cycle between files, nor between top-level modules (a module's edges are
+//! its files' edges to other modules), and a new one fails this test, so that the layers stay
 //! layers: pure types and parsers at the bottom, `Shared` and orchestration at the top.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -175,6 +176,51 @@ fn graph(files: &BTreeMap<String, String>) -> BTreeMap<String, BTreeSet<String>>
         .collect()
 }
 
+/// The top-level module a file belongs to (`a/b/c.rs` is in `a`); `None` for the crate roots.
+fn top_module(file: &str) -> Option<String> {
+    module_of(file).into_iter().next()
+}
+
+/// The graph between top-level modules: an edge wherever a file of one names a file of another.
+fn module_graph(files: &BTreeMap<String, String>) -> BTreeMap<String, BTreeSet<String>> {
+    let mut modules: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (file, targets) in graph(files) {
+        let Some(from) = top_module(&file) else {
+            continue;
+        };
+        let edges = modules.entry(from.clone()).or_default();
+        edges.extend(
+            targets
+                .iter()
+                .filter_map(|t| top_module(t))
+                .filter(|to| *to != from),
+        );
+    }
+    for to in modules.values().flatten().cloned().collect::<Vec<_>>() {
+        modules.entry(to).or_default();
+    }
+    modules
+}
+
+#[test]
+fn no_cycle_between_top_level_modules() {
+    let mut files = BTreeMap::new();
+    read(&src(), &mut files);
+    let modules = module_graph(&files);
+    assert!(modules.len() > 30, "{:?}", modules.keys());
+    let found = cycles(&modules);
+    assert!(
+        found.is_empty(),
+        "top-level modules of src/ import one another in a cycle (move the state a module's \
+         tasks share below them, or the tasks above): {found:#?}\nedges: {:#?}",
+        found
+            .iter()
+            .flatten()
+            .map(|m| (m, &modules[m]))
+            .collect::<Vec<_>>()
+    );
+}
+
 #[test]
 fn the_cycles_between_source_files_are_the_known_ones() {
     let mut files = BTreeMap::new();
@@ -227,4 +273,28 @@ fn a_new_cycle_is_found() {
         graph(&files)["b/inner.rs"],
         BTreeSet::from(["a.rs".to_string()])
     );
+}
+
+/// The module check catches a cycle that no two files make: `a/x.rs` names `b`, and `b/y.rs`
+/// names `a/z.rs`.
+#[test]
+fn a_cycle_between_modules_is_found_where_files_have_none() {
+    let mut files = BTreeMap::new();
+    for (name, text) in [
+        ("lib.rs", "pub mod a;\npub mod b;\n"),
+        ("a/mod.rs", "pub mod x;\npub mod z;\n"),
+        ("a/x.rs", "use crate::b::State;\n"),
+        ("a/z.rs", "pub struct Z;\n"),
+        ("b/mod.rs", "pub mod y;\npub struct State;\n"),
+        ("b/y.rs", "use crate::a::z::Z;\n"),
+    ] {
+        files.insert(name.to_string(), text.to_string());
+    }
+    assert!(cycles(&graph(&files)).is_empty());
+    assert_eq!(
+        cycles(&module_graph(&files)),
+        BTreeSet::from([vec!["a".to_string(), "b".to_string()]])
+    );
+    files.insert("b/y.rs".into(), "pub fn f() {}\n".into());
+    assert!(cycles(&module_graph(&files)).is_empty());
 }

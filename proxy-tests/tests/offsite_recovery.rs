@@ -10,8 +10,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use doltgres_sidecar::config::backup::Action;
 use doltgres_sidecar::offsite::config::OffsiteConfig;
-use doltgres_sidecar::window::config::Action;
 use proxy_tests::install;
 use proxy_tests::ledger::{self, Append};
 use proxy_tests::managed::{ManagedProxy, local_command_with};

@@ -247,7 +247,7 @@ async fn every_window_has_its_own_id_whatever_its_outcome() {
     let server = TestServer::postgres().await;
     let proxy = TestProxy::start_with(&server.addr(), |c| {
         c.drain_timeout = Duration::from_millis(200);
-        c.backup.snapshot = Some(doltgres_sidecar::window::config::SnapshotConfig {
+        c.backup.snapshot = Some(doltgres_sidecar::config::backup::SnapshotConfig {
             command: vec!["true".into()],
             timeout: Duration::from_secs(10),
         });

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use doltgres_sidecar::window::config::{PushConfig, SyncConfig};
+use doltgres_sidecar::config::backup::{PushConfig, SyncConfig};
 use proxy_tests::install;
 use proxy_tests::managed::{ManagedProxy, local_command};
 use proxy_tests::remote_server::RemoteServer;

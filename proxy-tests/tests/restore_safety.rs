@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use doltgres_sidecar::window::config::SyncConfig;
+use doltgres_sidecar::config::backup::SyncConfig;
 use proxy_tests::managed::ManagedProxy;
 use proxy_tests::managed::local_command as cli;
 use proxy_tests::{TestServer, install};

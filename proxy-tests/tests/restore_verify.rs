@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use doltgres_sidecar::window::config::{PushConfig, SyncConfig};
+use doltgres_sidecar::config::backup::{PushConfig, SyncConfig};
 use proxy_tests::install;
 use proxy_tests::managed::ManagedProxy;
 use proxy_tests::managed::local_command as cli;

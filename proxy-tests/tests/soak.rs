@@ -1010,8 +1010,12 @@ async fn run_soak(settings: Settings, leak: Option<u64>) -> Checks {
         _ => 0.0,
     };
     let rss_growth = rss_slope * warm_span / 60.0;
-    let heap_slope =
-        slope_per_minute(&warm.iter().map(|s| (s.t, s.heap as f64)).collect::<Vec<_>>());
+    let heap_slope = slope_per_minute(
+        &warm
+            .iter()
+            .map(|s| (s.t, s.heap as f64))
+            .collect::<Vec<_>>(),
+    );
     let heap_growth = heap_slope * warm_span / 60.0;
     let warm_commits = match (warm.first(), warm.last()) {
         (Some(a), Some(b)) => b.commits.saturating_sub(a.commits),

@@ -236,7 +236,7 @@ async fn backup_actions_use_the_upstream_tls_settings() {
             c.upstream_tls_ca = Some(ca);
             c.upstream_tls_server_name = Some("localhost".into());
             c.backup.password = Some(password);
-            c.backup.sync = Some(doltgres_sidecar::window::config::SyncConfig {
+            c.backup.sync = Some(doltgres_sidecar::config::backup::SyncConfig {
                 name: "bk".into(),
                 url: Some(url),
             });

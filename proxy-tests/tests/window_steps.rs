@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use doltgres_sidecar::window::config::{PushConfig, SyncConfig};
+use doltgres_sidecar::config::backup::{PushConfig, SyncConfig};
 use proxy_tests::{TestProxy, TestServer};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;

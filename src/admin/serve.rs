@@ -16,7 +16,7 @@
 //!   connection is told to close — an idle one closes at once, one with a request under way after
 //!   its answer — and those still open after [`STOP_GRACE`] (at most `shutdown_timeout`) are
 //!   dropped. Work a request started that must not stop half-way (a window, a hold) runs in its
-//!   own task, which the stop waits for (see [`crate::ops::Work`]).
+//!   own task, which the stop waits for (see [`crate::state::work::Work`]).
 
 use std::sync::Arc;
 use std::time::Duration;

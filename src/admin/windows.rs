@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::config::backup::Action;
 use crate::ops::backups::Backups;
 use crate::ops::windows::{Held, Resumed};
 use crate::ops::{self, OpError, Refusal};
 use crate::shared::Shared;
-use crate::window::config::Action;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

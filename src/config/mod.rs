@@ -2,10 +2,15 @@
 //! variables on top ([`flags`]; every key of the file has both, listed in [`keys`]). `validate`
 //! rejects combinations that cannot work before any socket is opened.
 
+pub mod auth;
+pub mod backup;
 pub mod flags;
 pub mod keys;
+pub mod log_filter;
 pub mod modes;
 pub mod resolve;
+pub mod secrets;
+pub mod server;
 pub mod stamp;
 
 use std::net::SocketAddr;
@@ -14,9 +19,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{AuthMode, DEFAULT_AUTH_QUERY, Passwords};
-use crate::control::config::{ControlMode, ServerConfig};
-use crate::window::config::{Action, BackupConfig, CopyConfig};
+use crate::config::backup::{Action, BackupConfig, CopyConfig};
+use crate::config::server::{ControlMode, ServerConfig};
+use auth::{AuthMode, DEFAULT_AUTH_QUERY, Passwords};
 pub use modes::{ClientTlsMode, DrainPolicy, LogFormat, UpstreamTlsMode};
 
 /// Everything the proxy needs to run. Field docs say why each knob exists.
@@ -490,7 +495,7 @@ impl Config {
         if self.upstream_tls == UpstreamTlsMode::VerifyFull && self.upstream_tls_ca.is_none() {
             return Err(invalid("upstream_tls", "verify-full needs upstream_tls_ca"));
         }
-        crate::logging::filter(&self.log_level).map_err(|reason| invalid("log_level", reason))?;
+        log_filter::filter(&self.log_level).map_err(|reason| invalid("log_level", reason))?;
         for (name, value) in [
             ("startup_timeout", self.startup_timeout),
             ("connect_timeout", self.connect_timeout),

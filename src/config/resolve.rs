@@ -7,8 +7,8 @@ use std::path::Path;
 use super::LogFormat;
 use super::flags::Overrides;
 use super::{Config, ConfigError};
-use crate::control::config::ControlMode;
-use crate::secrets;
+use crate::config::secrets;
+use crate::config::server::ControlMode;
 
 /// The log format and filter directives `run` starts its log with, before the whole
 /// configuration is resolved (resolving logs its own warnings): the flags, else the config

@@ -13,7 +13,6 @@
 //! not attached, so a window passes it by: it connects to the restarted server.
 
 pub mod command;
-pub mod config;
 pub mod locate;
 pub mod managed;
 
@@ -24,8 +23,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::server::{ControlMode, ServerConfig};
 use crate::upstream::{Login, Upstream};
-use config::{ControlMode, ServerConfig};
 use managed::{ManagedServer, ManagedSpec};
 
 /// How often a starting server is tried for a login.

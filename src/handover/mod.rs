@@ -24,14 +24,11 @@ pub mod wire;
 use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
-use tokio::net::{UnixListener, UnixStream};
-use tokio_util::sync::CancellationToken;
+use tokio::net::UnixListener;
 
 use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::window::state::Pause;
+pub use predecessor::finish;
 pub use predecessor::serve;
 pub use successor::{TakeOverError, TakenOver, take_over};
 
@@ -186,48 +183,6 @@ impl Drop for Remover {
     fn drop(&mut self) {
         if std::fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.inode) {
             let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
-/// One proxy's side of a hand-over to a successor (in `Shared`).
-#[derive(Debug, Default)]
-pub struct Handover {
-    /// Cancelled once a successor accepts on this process's listeners.
-    handed_over: CancellationToken,
-    /// The successor's connection and pid, for the final counters.
-    successor: Mutex<Option<(UnixStream, u32)>>,
-    /// Windows held off until this process exits: the successor runs them.
-    pause: Mutex<Option<Pause>>,
-}
-
-impl Handover {
-    /// Whether a successor took over the listeners.
-    pub fn is_handed_over(&self) -> bool {
-        self.handed_over.is_cancelled()
-    }
-
-    /// Resolves once a successor took over the listeners.
-    pub async fn handed_over(&self) {
-        self.handed_over.cancelled().await
-    }
-
-    fn complete(&self, stream: UnixStream, pid: u32, pause: Pause) {
-        *self.pause.lock().unwrap() = Some(pause);
-        *self.successor.lock().unwrap() = Some((stream, pid));
-        self.handed_over.cancel();
-    }
-
-    /// After the last session ended: tells the successor this process's final counters. The
-    /// windows stay held off until the process exits.
-    pub async fn finish(&self, metrics: &Metrics) {
-        let Some((mut stream, pid)) = self.successor.lock().unwrap().take() else {
-            return;
-        };
-        let counts = counts::Counts::read(metrics);
-        match wire::send(&mut stream, &message::Message::Final { counts }).await {
-            Ok(()) => tracing::info!(successor = pid, "final counters sent to the successor"),
-            Err(e) => tracing::warn!(successor = pid, error = %e, "cannot send the final counters"),
         }
     }
 }

@@ -184,3 +184,19 @@ async fn offer(
         })),
     }
 }
+
+/// After the last session ended: tells the successor this process's final counters. The
+/// windows stay held off until the process exits.
+pub async fn finish(
+    handover: &crate::state::handover::Handover,
+    metrics: &crate::metrics::Metrics,
+) {
+    let Some((mut stream, pid)) = handover.take_successor() else {
+        return;
+    };
+    let counts = super::counts::Counts::read(metrics);
+    match super::wire::send(&mut stream, &super::message::Message::Final { counts }).await {
+        Ok(()) => tracing::info!(successor = pid, "final counters sent to the successor"),
+        Err(e) => tracing::warn!(successor = pid, error = %e, "cannot send the final counters"),
+    }
+}

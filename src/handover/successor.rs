@@ -13,7 +13,7 @@ use super::counts::Counts;
 use super::message::Message;
 use super::wire::{self, WireError};
 use crate::config::Config;
-use crate::control::config::ControlMode;
+use crate::config::server::ControlMode;
 use crate::shared::Shared;
 use crate::window::Pause;
 

@@ -409,7 +409,7 @@ pub async fn verify(args: &VerifyArgs) -> Result<String, LocalError> {
     bar.finish();
     let record = crate::catalog::VerifyRecord {
         ok: result.is_ok(),
-        at_unix: crate::window::record::unix(std::time::SystemTime::now()),
+        at_unix: crate::state::record::unix(std::time::SystemTime::now()),
         detail: match &result {
             Ok(s) | Err(s) => s.clone(),
         },

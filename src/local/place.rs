@@ -52,7 +52,7 @@ pub fn find(args: &LocalArgs) -> Result<Places, ConfigError> {
         Some(path) => variables.over(&Config::load_file(path)?.1)?,
         None => variables.over(&toml::Table::new())?,
     };
-    crate::secrets::read_secret_files(&mut config)?;
+    crate::config::secrets::read_secret_files(&mut config)?;
     config.settle_default_backups();
     let asked = match (&args.config, &args.catalog, &args.doltgres) {
         (Some(_), _, _) | (None, Some(_), Some(_)) => None,

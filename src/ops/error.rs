@@ -32,3 +32,11 @@ impl OpError {
         }
     }
 }
+
+/// An operator's work whose task panicked (`crate::state::work::Work::run`).
+impl From<tokio::task::JoinError> for OpError {
+    fn from(e: tokio::task::JoinError) -> OpError {
+        tracing::error!(error = %e, "an operator's request failed");
+        OpError::new(Refusal::Failed, "the request failed")
+    }
+}

@@ -1,5 +1,5 @@
 //! What an operator can ask of a running sidecar, whatever the transport: the admin HTTP API
-//! ([`crate::admin`]) and the console on the PostgreSQL port ([`crate::console`]) both call
+//! ([`crate::admin`]) and the console on the PostgreSQL port ([`crate::session::console`]) both call
 //! these functions and only translate their answers (JSON and HTTP statuses; rows and
 //! SQLSTATEs).
 //!
@@ -15,7 +15,5 @@ pub mod error;
 pub mod maintenance;
 pub mod status;
 pub mod windows;
-pub mod work;
 
 pub use error::{OpError, Refusal};
-pub use work::Work;

@@ -7,10 +7,11 @@ use std::time::Duration;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{OpError, Refusal, Work};
+use super::{OpError, Refusal};
 use crate::config::Config;
+use crate::config::backup::Action;
 use crate::shared::Shared;
-use crate::window::config::Action;
+use crate::state::work::Work;
 use crate::window::{self, HoldError, Outcome, Trigger, WindowRecord};
 
 /// An operator hold that started.

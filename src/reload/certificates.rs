@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::auth::AuthMode;
+use crate::config::auth::AuthMode;
 use crate::config::stamp::FileStamp;
 use crate::shared::Shared;
 use crate::tls::ClientTls;

@@ -3,8 +3,8 @@
 use std::fmt::Debug;
 
 use crate::config::Config;
-use crate::control::config::ServerConfig;
-use crate::window::config::BackupConfig;
+use crate::config::backup::BackupConfig;
+use crate::config::server::ServerConfig;
 
 /// Keys only a restart (or an upgrade) can change: the sockets, the upstream and how it is
 /// reached, the runtime's threads, who checks passwords (open sessions log in again the way they

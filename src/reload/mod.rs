@@ -24,12 +24,12 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use crate::auth::store::Verifiers;
 pub use crate::config::ConfigSource;
 pub use crate::config::stamp::FileStamp;
 use crate::config::{Config, ConfigError};
 use crate::shared::Shared;
 use crate::tls::{ClientTls, ClientTlsMode};
+use crate::verifier_store::Verifiers;
 pub use certificates::{poll_certificates, watch_certificates};
 use keys::{AUTH_KEYS, TLS_KEYS};
 pub use keys::{RESTART_ONLY, changed_keys, needs_restart};

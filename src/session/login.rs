@@ -16,7 +16,6 @@ use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
 use crate::auth::exchange::{auth_request, code};
-use crate::auth::store::Verifiers;
 use crate::auth::upstream_login::{
     Credentials, LoginError, LoginOutcome, ScramCredentials, upstream_login,
 };
@@ -25,6 +24,7 @@ use crate::protocol::notice::sqlstate;
 use crate::registry::SessionInfo;
 use crate::shared::Shared;
 use crate::tls::MaybeTls;
+use crate::verifier_store::Verifiers;
 
 pub use super::password::AUTHENTICATION_TIMEOUT;
 use super::password::{check_password, password_failed};

@@ -5,6 +5,7 @@
 
 pub mod buffers;
 pub mod cancel;
+pub mod console;
 pub mod converse;
 #[cfg(debug_assertions)]
 pub mod debug_leak;
@@ -30,8 +31,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::auth::AuthMode;
 use crate::config::Config;
+use crate::config::auth::AuthMode;
 use crate::protocol::notice::sqlstate;
 use crate::protocol::startup::{Negotiation, StartupPacket, param, parse as parse_startup};
 use crate::registry::{Registered, SessionInfo};
@@ -104,13 +105,16 @@ pub async fn serve(
         let end_point = tls
             .and_then(|tls| tls.end_point.clone())
             .filter(|_| client.is_tls());
-        let visitor = crate::console::Visitor {
+        let visitor = crate::session::console::Visitor {
             peer,
             user: &info.user,
             application_name: &info.application_name,
             end_point,
         };
-        return Box::pin(crate::console::serve(&shared, client, visitor, &stop)).await;
+        return Box::pin(crate::session::console::serve(
+            &shared, client, visitor, &stop,
+        ))
+        .await;
     }
     #[cfg(debug_assertions)]
     debug_leak::per_session();

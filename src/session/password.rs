@@ -10,11 +10,11 @@ use tracing::{debug, info, warn};
 use super::farewell::{FAREWELL_TIMEOUT, farewell};
 use crate::auth::exchange::{self, ExchangeFailure};
 use crate::auth::scram::{ServerExchange, Verified};
-use crate::auth::store::Verifiers;
 use crate::auth::verifier::ScramVerifier;
 use crate::protocol::notice::{self, sqlstate};
 use crate::shared::Shared;
 use crate::tls::MaybeTls;
+use crate::verifier_store::Verifiers;
 
 /// PostgreSQL's `authentication_timeout`: the client's exchange, and the login upstream, must
 /// finish within it; a client that takes longer is closed in silence, as PostgreSQL closes it.

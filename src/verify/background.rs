@@ -121,7 +121,7 @@ pub async fn scrub(shared: &Arc<Shared>) {
                 .remove(&entry.id);
             let record = VerifyRecord {
                 ok: false,
-                at_unix: crate::window::record::unix(SystemTime::now()),
+                at_unix: crate::state::record::unix(SystemTime::now()),
                 detail: format!("scrub: {detail}"),
             };
             if let Err(e) = entry.record_verify(&record) {
@@ -196,7 +196,7 @@ async fn verify_and_record(
     }
     let record = VerifyRecord {
         ok: result.is_ok(),
-        at_unix: crate::window::record::unix(SystemTime::now()),
+        at_unix: crate::state::record::unix(SystemTime::now()),
         detail: match &result {
             Ok(s) | Err(s) => s.clone(),
         },
@@ -223,7 +223,7 @@ fn count(shared: &Shared, id: &str, result: Result<String, String>) {
             shared
                 .metrics
                 .last_verify_success_timestamp_seconds
-                .set(crate::window::record::unix(SystemTime::now()));
+                .set(crate::state::record::unix(SystemTime::now()));
             info!(entry = %id, %detail, "copy verified");
         }
         Err(detail) => warn!(entry = %id, %detail, "copy failed verification"),

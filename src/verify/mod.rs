@@ -9,7 +9,6 @@
 
 pub mod background;
 pub mod offsite;
-pub mod state;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};

@@ -71,7 +71,7 @@ pub async fn verify_and_count(shared: &Arc<Shared>, offsite: &OffsiteConfig, id:
             shared
                 .metrics
                 .last_offsite_verify_success_timestamp_seconds
-                .set(crate::window::record::unix(SystemTime::now()));
+                .set(crate::state::record::unix(SystemTime::now()));
             info!(entry = %id, %detail, "off-site entry verified");
         }
         Err(detail) => warn!(entry = %id, %detail, "off-site entry failed verification"),

@@ -9,10 +9,7 @@
 //! at `POST /resume` or when its ttl runs out, whichever comes first.
 
 pub mod actions;
-pub mod config;
 pub mod due;
-pub mod record;
-pub mod state;
 pub mod trigger;
 
 use std::sync::Arc;
@@ -22,14 +19,14 @@ use tokio::sync::OwnedMutexGuard;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::auth::AuthMode;
+use crate::config::auth::AuthMode;
+use crate::config::backup::Action;
 use crate::gate::QuiesceError;
 use crate::shared::Shared;
-use config::Action;
-use record::Steps;
-pub use record::{Outcome, Phase, Step, Trigger, WindowRecord};
-use state::Held;
-pub use state::{HISTORY, Pause, Windows};
+use crate::state::record::{self, Steps};
+pub use crate::state::record::{Outcome, Phase, Step, Trigger, WindowRecord};
+use crate::state::windows::Held;
+pub use crate::state::windows::{HISTORY, Pause, Windows};
 
 /// How long after connecting a session's first request still gets through a window that stops
 /// the server (and the window waits for it): a client that connects to run one transaction is

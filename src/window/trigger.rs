@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::due::Unbacked;
-use super::record::{Outcome, Trigger};
 use crate::shared::Shared;
+use crate::state::record::{Outcome, Trigger};
 
 /// How often the trigger conditions are checked.
 const TICK: Duration = Duration::from_millis(100);

@@ -26,9 +26,9 @@ use crate::catalog::copy_tree::{self, Previous};
 use crate::catalog::journal;
 use crate::catalog::manifest::{DatabaseState, FileRecord, Manifest, Timings};
 use crate::catalog::{Catalog, Entry, Pending, entry_id};
+use crate::config::backup::CopyConfig;
 use crate::shared::Shared;
-use crate::window::config::CopyConfig;
-use crate::window::record::Steps;
+use crate::state::record::Steps;
 
 /// How many times a stopped server is started before the window gives up on it (a managed one
 /// is then left to the supervisor's restarts).
@@ -300,7 +300,7 @@ async fn stop_copy_start(
     let manifest = Manifest {
         id: id.clone(),
         window_id,
-        created_unix: crate::window::record::unix(SystemTime::now()),
+        created_unix: crate::state::record::unix(SystemTime::now()),
         doltgres_version: version,
         databases,
         bytes_copied,

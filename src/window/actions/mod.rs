@@ -18,9 +18,9 @@ use serde_json::Value;
 
 pub use push::Transfer;
 
-use super::config::Action;
-use super::record::Steps;
+use crate::config::backup::Action;
 use crate::shared::Shared;
+use crate::state::record::Steps;
 
 /// An action that failed.
 #[derive(Debug, thiserror::Error)]

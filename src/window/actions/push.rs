@@ -12,9 +12,9 @@ use tokio_postgres::Client;
 
 use super::ActionError;
 use super::sql::{column, connect, literal};
+use crate::config::backup::PushConfig;
 use crate::shared::Shared;
-use crate::window::config::PushConfig;
-use crate::window::record::Steps;
+use crate::state::record::Steps;
 
 /// A push ready for its window: one logged-in connection per database, remote in place.
 pub struct Prepared {

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 
 use super::ActionError;
+use crate::config::backup::SnapshotConfig;
 use crate::shared::Shared;
-use crate::window::config::SnapshotConfig;
 
 pub async fn run(
     shared: &Shared,

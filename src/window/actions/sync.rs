@@ -23,9 +23,9 @@ use tokio_postgres::Client;
 
 use super::ActionError;
 use super::sql::{column, connect, literal, row};
+use crate::config::backup::SyncConfig;
 use crate::shared::Shared;
-use crate::window::config::SyncConfig;
-use crate::window::record::Steps;
+use crate::state::record::Steps;
 
 /// At most this many pre-sync rounds per database.
 const PRESYNC_ROUNDS: usize = 3;

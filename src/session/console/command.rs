@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use crate::window::config::Action;
+use crate::config::backup::Action;
 
 /// What `SHOW` shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,12 +8,12 @@ use tokio_util::task::TaskTracker;
 /// The verifications running or waiting their turn. One per proxy, in `Shared`.
 #[derive(Debug, Default)]
 pub struct Verifications {
-    pub(super) tasks: TaskTracker,
+    pub(crate) tasks: TaskTracker,
     /// Held by the verification under way.
-    pub(super) turn: tokio::sync::Mutex<()>,
+    pub(crate) turn: tokio::sync::Mutex<()>,
     /// Entries this process wrote (their checksums computed while it copied them): new copies
     /// may link from them before a verification has run, until a check of their files fails.
-    pub(super) written: std::sync::Mutex<std::collections::HashSet<String>>,
+    pub(crate) written: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Verifications {

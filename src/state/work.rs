@@ -1,9 +1,8 @@
-//! [`Work`]: the tasks an operator's requests started, which a stop waits for. A leaf, so that
-//! [`crate::shared::Shared`] can hold it.
+//! [`Work`]: the tasks an operator's requests started, which a stop waits for; held in
+//! `Shared`. What starts them is `crate::ops`.
 
+use tokio::task::JoinError;
 use tokio_util::task::TaskTracker;
-
-use super::error::{OpError, Refusal};
 
 /// Work an operator's request started that runs to its end in its own task, whether or not the
 /// connection that asked stays (a window, a hold); a stop waits for it.
@@ -11,16 +10,12 @@ use super::error::{OpError, Refusal};
 pub struct Work(TaskTracker);
 
 impl Work {
-    /// Runs `work` in its own task and waits for its answer; a task that panicked is a
-    /// [`Refusal::Failed`].
+    /// Runs `work` in its own task and waits for its answer; the error is the task's panic.
     pub async fn run<T: Send + 'static>(
         &self,
         work: impl Future<Output = T> + Send + 'static,
-    ) -> Result<T, OpError> {
-        self.0.spawn(work).await.map_err(|e| {
-            tracing::error!(error = %e, "an operator's request failed");
-            OpError::new(Refusal::Failed, "the request failed")
-        })
+    ) -> Result<T, JoinError> {
+        self.0.spawn(work).await
     }
 
     /// Stops taking work, and waits up to `within` for the work started; false if some still

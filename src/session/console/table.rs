@@ -169,7 +169,7 @@ pub fn columns(command: &Command) -> &'static [Column] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::console::command::parse;
+    use crate::session::console::command::parse;
 
     #[test]
     fn every_command_has_distinct_column_names() {

@@ -12,8 +12,8 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 use zeroize::Zeroizing;
 
-use super::userlist::{self, Secret};
-use super::verifier::ScramVerifier;
+use crate::auth::userlist::{self, Secret};
+use crate::auth::verifier::ScramVerifier;
 use crate::config::Config;
 use crate::config::stamp::FileStamp;
 use crate::upstream::{Login, Upstream, describe_sql_error};
@@ -246,7 +246,7 @@ fn read_userlist(name: &'static str, path: &Path) -> Result<Vec<(String, Secret)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::AuthMode;
+    use crate::config::auth::AuthMode;
 
     fn temp_file(name: &str, content: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("dgs-auth-{}", std::process::id()));

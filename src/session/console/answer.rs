@@ -89,7 +89,7 @@ pub async fn run(shared: &Arc<Shared>, role: Role, command: &Command) -> Result<
                         record.error.as_deref().unwrap_or("no detail")
                     ),
                 ));
-                refused.detail = Some(crate::window::record::describe(&record.steps));
+                refused.detail = Some(crate::state::record::describe(&record.steps));
                 return Err(refused);
             }
             vec![window_row(&record)]
@@ -195,7 +195,7 @@ async fn show_table(shared: &Arc<Shared>, show: Show) -> Result<Table, Refused> 
                 ]
             })
             .collect(),
-        Show::Config => crate::secrets::masked_settings(&shared.config())
+        Show::Config => crate::config::secrets::masked_settings(&shared.config())
             .map_err(|e| Refused::new(SYSTEM_ERROR, format!("cannot show the configuration: {e}")))?
             .into_iter()
             .map(|(key, value)| vec![Value::Text(key), Value::Text(value)])
@@ -232,6 +232,6 @@ fn window_row(record: &WindowRecord) -> Vec<Value> {
         Value::int(record.stall_ms),
         Value::int(record.duration_ms),
         Value::or_null(record.error.clone(), Value::Text),
-        Value::Text(crate::window::record::describe(&record.steps)),
+        Value::Text(crate::state::record::describe(&record.steps)),
     ]
 }

@@ -22,9 +22,9 @@ pub const HISTORY: usize = 200;
 #[derive(Debug, Default)]
 pub struct Windows {
     /// Held for the whole of a window: one at a time.
-    pub(super) slot: Arc<tokio::sync::Mutex<()>>,
+    pub(crate) slot: Arc<tokio::sync::Mutex<()>>,
     history: Mutex<VecDeque<WindowRecord>>,
-    pub(super) held: Mutex<Option<Held>>,
+    pub(crate) held: Mutex<Option<Held>>,
     /// Why windows are held off, while a [`Pause`] lives.
     paused: Arc<Mutex<Option<String>>>,
     /// How many windows succeeded, and when the last one took its cut: what the interval
@@ -70,7 +70,7 @@ impl Windows {
         *self.cuts.lock().unwrap()
     }
 
-    pub(super) fn note_cut(&self, at: tokio::time::Instant) {
+    pub(crate) fn note_cut(&self, at: tokio::time::Instant) {
         let mut cuts = self.cuts.lock().unwrap();
         let number = cuts.map_or(0, |(n, _)| n) + 1;
         *cuts = Some((number, at));
@@ -79,19 +79,19 @@ impl Windows {
 
 /// An operator-held window.
 #[derive(Debug)]
-pub(super) struct Held {
-    pub(super) id: u64,
-    pub(super) started: Instant,
-    pub(super) started_unix: SystemTime,
+pub(crate) struct Held {
+    pub(crate) id: u64,
+    pub(crate) started: Instant,
+    pub(crate) started_unix: SystemTime,
     /// Cancels the drain while it is still under way, or ends the hold (ttl task).
-    pub(super) cancel: CancellationToken,
-    pub(super) guard: Option<GateGuard>,
-    pub(super) _slot: OwnedMutexGuard<()>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) guard: Option<GateGuard>,
+    pub(crate) _slot: OwnedMutexGuard<()>,
 }
 
 impl Windows {
     /// Counts a finished window in the metrics and keeps its record.
-    pub(super) fn remember(&self, m: &Metrics, record: WindowRecord) -> WindowRecord {
+    pub(crate) fn remember(&self, m: &Metrics, record: WindowRecord) -> WindowRecord {
         m.windows
             .get_or_create(&WindowLabels {
                 action: record.action.clone(),
