@@ -221,7 +221,9 @@ async fn run(
             .context("cannot take over from the running sidecar")?;
         if let Some(server) = &taken.server {
             // The adopted server keeps the port it runs on.
-            config.server.port = server.port;
+            if let Some(managed) = config.server.control.managed_mut() {
+                managed.port = server.port;
+            }
             config.upstream = format!("127.0.0.1:{}", server.port);
         }
         (listener, admin, Some(taken))

@@ -14,7 +14,9 @@ use crate::shared::Shared;
 /// accepts logins, counting each restart in `server_restarts_total{cause="crash"}`.
 pub async fn supervise(shared: Arc<Shared>, stop: CancellationToken) {
     let control = &shared.control;
-    let Some(managed) = control.managed() else {
+    let (Some(managed), Some(settings)) =
+        (control.managed(), control.server_config().control.managed())
+    else {
         return;
     };
     loop {
@@ -33,7 +35,7 @@ pub async fn supervise(shared: Arc<Shared>, stop: CancellationToken) {
             continue; // `stop()` took it: an intended stop.
         }
         control.set_available(false);
-        let mut backoff = control.server_config().restart_initial;
+        let mut backoff = settings.restart_initial;
         loop {
             warn!(?backoff, "doltgres died: restarting it");
             tokio::select! {
@@ -50,7 +52,7 @@ pub async fn supervise(shared: Arc<Shared>, stop: CancellationToken) {
                 Err(e) => {
                     warn!(error = %e, "restarting doltgres failed");
                     let _ = managed.stop().await;
-                    backoff = (backoff * 2).min(control.server_config().restart_max);
+                    backoff = (backoff * 2).min(settings.restart_max);
                 }
             }
         }

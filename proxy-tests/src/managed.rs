@@ -7,7 +7,7 @@ use std::time::Duration;
 use doltgres_sidecar::catalog::{Catalog, Entry};
 use doltgres_sidecar::config::Config;
 use doltgres_sidecar::config::backup::CopyConfig;
-use doltgres_sidecar::config::server::ControlMode;
+use doltgres_sidecar::config::server::{Managed, ServerControl};
 use doltgres_sidecar::verify::{self, Scratch, ScratchConfig};
 use tempfile::TempDir;
 
@@ -74,11 +74,13 @@ impl ManagedProxy {
             admin_listen: "127.0.0.1:0".into(),
             ..Config::default()
         };
-        config.server.control = ControlMode::Managed;
+        config.server.control = ServerControl::Managed(Managed {
+            dir: dir.path().join("doltgres"),
+            restart_initial: Duration::from_millis(200),
+            ..Managed::default()
+        });
         config.server.binary = install::doltgres_binary().to_path_buf();
-        config.server.dir = dir.path().join("doltgres");
         config.server.password = Some(PASSWORD.into());
-        config.server.restart_initial = Duration::from_millis(200);
         let mut copy = CopyConfig::new(dir.path().join("backups"));
         copy.verify_after = false;
         config.backup.copy = Some(copy);

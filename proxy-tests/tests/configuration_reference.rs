@@ -56,10 +56,26 @@ fn debug_paths(config: &Config) -> BTreeSet<String> {
     paths
 }
 
-/// A config with every optional section present, so `Debug` shows their keys.
-fn every_section() -> Config {
+/// The key paths of configurations with every optional section present and each control mode,
+/// so that `Debug` shows every key: each mode's settings live in its variant.
+fn every_key() -> BTreeSet<String> {
+    ["managed", "command"]
+        .iter()
+        .flat_map(|mode| debug_paths(&every_section(mode)))
+        .collect()
+}
+
+/// A config with every optional section present and control `mode`.
+fn every_section(mode: &str) -> Config {
+    let server = match mode {
+        "command" => {
+            "[server]\ncontrol = \"command\"\nstop = [\"s\"]\nstart = [\"t\"]\ndata_dir = \"/d\"\n"
+        }
+        _ => "[server]\ncontrol = \"managed\"\n",
+    };
     Config::from_toml(
-        r#"
+        &(server.to_string()
+            + r#"
         [backup.push]
         remote = "r"
         [backup.sync]
@@ -70,7 +86,7 @@ fn every_section() -> Config {
         catalog = "c"
         [backup.copy.offsite]
         url = "s3://b/p"
-        "#,
+        "#),
     )
     .expect("every section parses")
 }
@@ -131,14 +147,14 @@ fn the_example_config_loads_as_run_loads_it() {
     config
         .validate()
         .unwrap_or_else(|e| panic!("examples/sidecar.toml is not valid: {e}"));
-    assert_eq!(config.server.control, ControlMode::Managed);
+    assert_eq!(config.server.control.mode(), ControlMode::Managed);
     assert!(config.backup.copy.as_ref().is_some_and(|c| c.verify_after));
     assert_eq!(config.backup.every_write_commits, 1000);
 }
 
 #[test]
 fn every_key_is_documented_and_in_the_example() {
-    let paths = debug_paths(&every_section());
+    let paths = every_key();
     for expected in [
         "listen",
         "backup.copy.keep_last",
@@ -226,7 +242,7 @@ fn every_flag_and_variable_is_documented() {
 #[test]
 fn every_key_has_its_flag_and_variable_in_the_reference_and_in_help() {
     use doltgres_sidecar::config::keys::KEYS;
-    let paths = debug_paths(&every_section());
+    let paths = every_key();
     let listed: BTreeSet<String> = KEYS.iter().map(|k| k.path.to_string()).collect();
     assert_eq!(
         paths, listed,

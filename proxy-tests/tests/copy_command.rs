@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use doltgres_sidecar::config::Config;
 use doltgres_sidecar::config::backup::CopyConfig;
-use doltgres_sidecar::config::server::ControlMode;
+use doltgres_sidecar::config::server::{Commands, ServerControl};
 use doltgres_sidecar::control::managed::{ManagedServer, ManagedSpec};
 use doltgres_sidecar::ports::free_port;
 use proxy_tests::managed::{PASSWORD, USER};
@@ -70,14 +70,15 @@ async fn operator_commands_stop_and_start_the_server_around_a_copy() {
         upstream: format!("127.0.0.1:{port}"),
         ..Config::default()
     };
-    config.server.control = ControlMode::Command;
-    config.server.start = vec![start.display().to_string()];
-    config.server.stop = vec![stop.display().to_string()];
-    config.server.data_dir = Some(server_dir.join("data"));
-    config.server.config_files = vec![
-        server_dir.join("work/auth.db"),
-        server_dir.join("config.yaml"),
-    ];
+    config.server.control = ServerControl::Command(Commands {
+        start: vec![start.display().to_string()],
+        stop: vec![stop.display().to_string()],
+        data_dir: server_dir.join("data"),
+        config_files: vec![
+            server_dir.join("work/auth.db"),
+            server_dir.join("config.yaml"),
+        ],
+    });
     config.backup.password = Some(PASSWORD.into());
     config.backup.copy = Some(CopyConfig::new(dir.path().join("backups")));
     let proxy = TestProxy::start_config(config).await;

@@ -120,7 +120,7 @@ async fn after_losing_the_server_and_its_catalog_the_repository_alone_restores_e
     assert!(ok, "{out}\n{err}");
     let restored_dir = server_dir.clone();
     let fresh = ManagedProxy::start(move |c, _| {
-        c.server.dir = restored_dir;
+        c.server.control.managed_mut().unwrap().dir = restored_dir;
     })
     .await;
     let client = fresh.connect().await;

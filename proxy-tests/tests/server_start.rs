@@ -18,10 +18,19 @@ fn long_dir(base: &std::path::Path, len: usize) -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_managed_server_and_a_verify_run_in_directories_with_long_names() {
     let m = ManagedProxy::start(|c, dir| {
-        c.server.dir = long_dir(dir, 150);
+        c.server.control.managed_mut().unwrap().dir = long_dir(dir, 150);
     })
     .await;
-    let dir = m.proxy.shared.config().server.dir.clone();
+    let dir = m
+        .proxy
+        .shared
+        .config()
+        .server
+        .control
+        .managed()
+        .unwrap()
+        .dir
+        .clone();
     assert!(dir.to_string_lossy().len() >= 150, "{}", dir.display());
     // Pushes and syncs with Dolt's classic table-file writer (benches/results/pull-streamer).
     let pid = m.proxy.shared.control.managed().unwrap().pid().unwrap();

@@ -3,6 +3,7 @@
 //! the whole is read as one configuration, so a flag means exactly what the key means in the
 //! file (the same types, the same defaults for the rest of its section).
 
+use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{Arg, ArgMatches, Args, Command, FromArgMatches};
 use toml::{Table, Value};
 
@@ -110,6 +111,7 @@ fn parse(key: &Key, text: &str) -> Result<Value, String> {
                 .collect(),
         )),
         Kind::Table => inline(text),
+        Kind::Choice(_) => Ok(Value::String(text.to_string())),
     }
 }
 
@@ -166,14 +168,23 @@ fn insert(table: &mut Table, path: &str, value: Value) -> Result<(), String> {
 
 impl Key {
     fn arg(&self) -> Arg {
-        Arg::new(self.flag)
+        let arg = Arg::new(self.flag)
             .long(self.flag)
             .env(self.env())
             .hide_env_values(self.secret)
             .value_name(self.value_name)
             .help(self.help)
-            .help_heading(self.section())
-            .value_parser(clap::value_parser!(String))
+            .help_heading(self.section());
+        match self.kind {
+            // An empty value (an empty variable) is taken, and sets nothing.
+            Kind::Choice(names) => arg.value_parser(PossibleValuesParser::new(
+                names
+                    .iter()
+                    .map(|name| PossibleValue::new(*name))
+                    .chain([PossibleValue::new("").hide(true)]),
+            )),
+            _ => arg.value_parser(clap::value_parser!(String)),
+        }
     }
 }
 
@@ -236,7 +247,7 @@ mod tests {
             ("backup.databases", "a, b"),
             ("backup.snapshot.command", r#"["/bin/snap", "--x,y"]"#),
             ("auth_passwords", r#"{ alice = "pw" }"#),
-            ("server.restart_max", "2m"),
+            ("server.stop_timeout", "2m"),
         ])
         .over(&file)
         .unwrap();
@@ -252,7 +263,7 @@ mod tests {
             ["/bin/snap", "--x,y"]
         );
         assert_eq!(format!("{:?}", config.auth_passwords), "{\"alice\"}");
-        assert_eq!(config.server.restart_max, Duration::from_secs(120));
+        assert_eq!(config.server.stop_timeout, Duration::from_secs(120));
     }
 
     #[test]
@@ -275,5 +286,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!err.contains("pw"), "a secret is not echoed: {err}");
+    }
+
+    #[test]
+    fn a_choice_takes_its_names_and_an_empty_value_only() {
+        use clap::Parser;
+        #[derive(Parser, Debug)]
+        struct Cli {
+            #[command(flatten)]
+            keys: Overrides,
+        }
+        let cli = Cli::try_parse_from(["x", "--control", "managed", "--log-format", ""]).unwrap();
+        assert_eq!(cli.keys.get("server.control"), Some("managed"));
+        assert_eq!(cli.keys.get("log_format"), None);
+        let err = Cli::try_parse_from(["x", "--control", "manged"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("external") && err.contains("command"), "{err}");
     }
 }

@@ -17,6 +17,9 @@ pub enum Kind {
     List,
     /// A TOML inline table: `{ alice = "pw" }`.
     Table,
+    /// One of these names (a `clap::ValueEnum`'s, which a test holds equal): `--help` lists
+    /// them and the command line refuses any other.
+    Choice(&'static [&'static str]),
 }
 
 /// One configuration key.
@@ -93,7 +96,12 @@ const fn secret(path: &'static str, flag: &'static str, help: &'static str) -> K
     }
 }
 
-use Kind::{List, Number, Switch, Table, Text};
+use Kind::{Choice, List, Number, Switch, Table, Text};
+
+/// `server.control`'s names ([`super::server::ControlMode`]).
+pub const CONTROL_MODES: &[&str] = &["external", "managed", "command"];
+/// `log_format`'s names ([`super::modes::LogFormat`]).
+pub const LOG_FORMATS: &[&str] = &["text", "json"];
 
 /// Every key, in the order `--help` lists them.
 #[rustfmt::skip]
@@ -134,7 +142,7 @@ pub static KEYS: &[Key] = &[
     k("console_database", "console-database", Text, "NAME", "The console's virtual database on the proxy's port [default: doltgres_sidecar]"),
     k("admin_users", "admin-users", List, "LIST", "Users who may run every console command (SCRAM against the auth file or auth query)"),
     k("stats_users", "stats-users", List, "LIST", "Users who may run the console's SHOW commands"),
-    k("log_format", "log-format", Text, "FORMAT", "text, or json (one object per line) [default: text]"),
+    k("log_format", "log-format", Choice(LOG_FORMATS), "FORMAT", "text, or json (one object per line) [default: text]"),
     k("log_level", "log-level", Text, "DIRECTIVES", "What is logged: info, warn,doltgres_sidecar=debug, ...; RUST_LOG, when set, wins [default: info]"),
     k("backup.user", "backup-user", Text, "USER", "The superuser of the sidecar's own connections [default: postgres]"),
     secret("backup.password", "backup-password", "Its password; push, sync and the auth query need it [default: DOLTGRES_PASSWORD]"),
@@ -177,11 +185,11 @@ pub static KEYS: &[Key] = &[
     k("backup.copy.offsite.verify_after", "backup-copy-offsite-verify-after", Switch, "BOOL", "Off-site: download each uploaded entry and verify it on a scratch Doltgres [default: false]"),
     k("backup.copy.offsite.verify_interval", "backup-copy-offsite-verify-interval", Text, "DURATION", "Off-site: every interval, download a random older entry and verify it (bit rot)"),
     k("backup.copy.detach_timeout", "backup-copy-detach-timeout", Text, "DURATION", "Copy: how long sessions may take to close their upstream connections [default: 5s]"),
-    k("server.control", "control", Text, "MODE", "Server control: external, managed (the sidecar runs Doltgres) or command [default: external]"),
-    k("server.binary", "doltgres", Text, "PATH", "Managed: the Doltgres binary [default: doltgres on PATH]"),
+    k("server.control", "control", Choice(CONTROL_MODES), "MODE", "Server control: external, managed (the sidecar runs Doltgres) or command [default: external]"),
+    k("server.binary", "doltgres", Text, "PATH", "The Doltgres binary: the managed server's, and the scratch servers' that verify [default: doltgres on PATH]"),
     k("server.dir", "server-dir", Text, "DIR", "Managed: the directory for the server's files [default: var/doltgres]"),
     k("server.port", "server-port", Number, "PORT", "Managed: the loopback port Doltgres listens on (0: a free one) [default: 0]"),
-    k("server.user", "server-user", Text, "USER", "Managed: the superuser Doltgres creates [default: postgres]"),
+    k("server.user", "server-user", Text, "USER", "The superuser (managed: the one Doltgres creates) [default: postgres]"),
     secret("server.password", "server-password", "Managed: its password [default: DOLTGRES_PASSWORD, else Doltgres' default]"),
     k("server.password_file", "server-password-file", Text, "FILE", "A file holding server.password"),
     k("server.telemetry", "server-telemetry", Switch, "BOOL", "Managed: let Doltgres send usage telemetry [default: false]"),
@@ -224,5 +232,24 @@ mod tests {
             key("server.binary").unwrap().env(),
             "DOLTGRES_SIDECAR_DOLTGRES"
         );
+    }
+
+    /// The names a choice offers are its type's, in the file and on the command line.
+    #[test]
+    fn choices_are_their_types_names() {
+        fn names<T: clap::ValueEnum>() -> Vec<String> {
+            T::value_variants()
+                .iter()
+                .map(|v| v.to_possible_value().unwrap().get_name().to_string())
+                .collect()
+        }
+        assert_eq!(CONTROL_MODES, names::<super::super::server::ControlMode>());
+        assert_eq!(LOG_FORMATS, names::<super::super::modes::LogFormat>());
+        for (path, names) in [
+            ("server.control", CONTROL_MODES),
+            ("log_format", LOG_FORMATS),
+        ] {
+            assert_eq!(key(path).unwrap().kind, Choice(names));
+        }
     }
 }

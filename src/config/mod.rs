@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::backup::{Action, BackupConfig, CopyConfig};
-use crate::config::server::{ControlMode, ServerConfig};
+use crate::config::server::{ServerConfig, ServerControl};
 use auth::{AuthMode, DEFAULT_AUTH_QUERY, Passwords};
 pub use modes::{ClientTlsMode, DrainPolicy, LogFormat, UpstreamTlsMode};
 
@@ -310,14 +310,14 @@ impl Config {
     /// address (that port on loopback), the backup login (the managed superuser's password
     /// when none is set), and `auth = "proxy"` when `auth` is unset (verifiers from the server).
     pub fn settle_managed(&mut self) -> std::io::Result<()> {
-        if self.server.control != ControlMode::Managed {
+        let Some(managed) = self.server.control.managed_mut() else {
             return Ok(());
+        };
+        if managed.port == 0 {
+            managed.port = crate::ports::free_port()?;
         }
+        self.upstream = format!("127.0.0.1:{}", managed.port);
         self.auth.get_or_insert(AuthMode::Proxy);
-        if self.server.port == 0 {
-            self.server.port = crate::ports::free_port()?;
-        }
-        self.upstream = format!("127.0.0.1:{}", self.server.port);
         if self.backup.password.is_none() && self.backup.user == self.server.user {
             self.backup.password = self.server.password.clone();
         }
@@ -331,11 +331,10 @@ impl Config {
     /// A `[backup.copy]` left without a catalog (see [`Config::deserialize_table`]) gets the
     /// default catalog and, when no other action is configured, the default triggers.
     pub fn settle_default_backups(&mut self) {
-        if self.server.control != ControlMode::Managed {
+        let Some(managed) = self.server.control.managed() else {
             return;
-        }
-        let beside = self
-            .server
+        };
+        let beside = managed
             .dir
             .parent()
             .unwrap_or(Path::new("."))
@@ -366,12 +365,13 @@ impl Config {
     pub fn default_catalog(&self) -> PathBuf {
         match &self.backup.copy {
             Some(copy) => copy.catalog.clone(),
-            None => self
-                .server
-                .dir
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join("backups"),
+            None => {
+                let dir = match self.server.control.managed() {
+                    Some(managed) => managed.dir.clone(),
+                    None => crate::config::server::Managed::default().dir,
+                };
+                dir.parent().unwrap_or(Path::new(".")).join("backups")
+            }
         }
     }
 
@@ -425,7 +425,7 @@ impl Config {
         self.server
             .validate()
             .map_err(|reason| invalid("server", reason))?;
-        if self.backup.copy.is_some() && self.server.control == ControlMode::External {
+        if self.backup.copy.is_some() && self.server.control == ServerControl::External {
             return Err(invalid(
                 "backup.copy",
                 "a copy stops the server: set server.control to \"managed\" or \"command\"",
@@ -611,13 +611,13 @@ mod tests {
     #[test]
     fn managed_mode_defaults_to_proxy_auth() {
         let mut c = Config::default();
-        c.server.control = ControlMode::Managed;
+        c.server.control = ServerControl::Managed(Default::default());
         c.server.password = Some("pw".into());
         c.settle_managed().unwrap();
         assert_eq!(c.auth_mode(), AuthMode::Proxy);
         c.validate().unwrap();
         let mut c = Config::from_toml("auth = \"passthrough\"").unwrap();
-        c.server.control = ControlMode::Managed;
+        c.server.control = ServerControl::Managed(Default::default());
         c.settle_managed().unwrap();
         assert_eq!(c.auth_mode(), AuthMode::Passthrough);
         assert_eq!(Config::default().auth_mode(), AuthMode::Passthrough);

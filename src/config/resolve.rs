@@ -55,7 +55,7 @@ pub fn resolve(
     if config.backup.password.is_none() {
         config.backup.password = std::env::var("DOLTGRES_PASSWORD").ok();
     }
-    if config.server.password.is_none() && config.server.control == ControlMode::Managed {
+    if config.server.password.is_none() && config.server.control.mode() == ControlMode::Managed {
         config.server.password = Some(std::env::var("DOLTGRES_PASSWORD").unwrap_or_else(|_| {
             tracing::warn!(
                 "the managed Doltgres gets Doltgres' default password for {:?}: set \
@@ -65,12 +65,11 @@ pub fn resolve(
             "password".into()
         }));
     }
-    if let Some(running) = running
-        && config.server.control == ControlMode::Managed
-        && running.server.control == ControlMode::Managed
-        && config.server.port == 0
+    if let Some(running) = running.and_then(|r| r.server.control.managed())
+        && let Some(managed) = config.server.control.managed_mut()
+        && managed.port == 0
     {
-        config.server.port = running.server.port;
+        managed.port = running.port;
     }
     config.settle_managed().map_err(|e| ConfigError::Invalid {
         name: "server.port",

@@ -187,7 +187,7 @@ mod tests {
 
     /// A config holding every kind of secret, each value distinct and findable in the output.
     fn config_with_every_secret() -> (Config, Vec<&'static str>) {
-        let mut config = Config::from_toml(
+        let config = Config::from_toml(
             r#"
             admin_token = "admin-Secret-1"
             admin_token_file = "/run/secrets/token"
@@ -225,7 +225,6 @@ mod tests {
             "#,
         )
         .unwrap();
-        config.server.port = 5433;
         let secrets = vec![
             "admin-Secret-1",
             "alice-Secret-2",

@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::server::{ControlMode, ServerConfig};
+use crate::config::server::{Commands, ControlMode, ServerConfig, ServerControl};
 use crate::upstream::{Login, Upstream};
 use managed::{ManagedServer, ManagedSpec};
 
@@ -47,10 +47,17 @@ pub enum ControlError {
 
 pub use crate::catalog::copy_tree::CopySources;
 
+/// What stops and starts the server, by mode.
+enum Driver {
+    External,
+    Managed(ManagedServer),
+    Command(Commands),
+}
+
 /// Server control and availability, shared by every session and window.
 pub struct Control {
     config: ServerConfig,
-    managed: Option<ManagedServer>,
+    driver: Driver,
     /// Credentials for the readiness check (the backup user's; a reload may change them).
     login: std::sync::Mutex<(String, String)>,
     /// Availability and the open upstream connections, changed together under the channel's
@@ -74,22 +81,24 @@ struct Links {
 impl Control {
     /// Control as configured; `port` is the managed server's (already chosen) port.
     pub fn new(config: &ServerConfig, login: (&str, &str)) -> Control {
-        let managed = (config.control == ControlMode::Managed).then(|| {
-            ManagedServer::new(ManagedSpec {
+        let driver = match &config.control {
+            ServerControl::External => Driver::External,
+            ServerControl::Managed(m) => Driver::Managed(ManagedServer::new(ManagedSpec {
                 binary: config.binary.clone(),
-                dir: config.dir.clone(),
-                port: config.port,
+                dir: m.dir.clone(),
+                port: m.port,
                 user: config.user.clone(),
                 password: config.password.clone().unwrap_or_default(),
-                telemetry: config.telemetry,
-                log_level: config.log_level.clone(),
+                telemetry: m.telemetry,
+                log_level: m.log_level.clone(),
                 stop_timeout: config.stop_timeout,
                 lock_dir: true,
-            })
-        });
+            })),
+            ServerControl::Command(c) => Driver::Command(c.clone()),
+        };
         Control {
             config: config.clone(),
-            managed,
+            driver,
             login: std::sync::Mutex::new((login.0.to_string(), login.1.to_string())),
             links: watch::channel(Links {
                 available: true,
@@ -106,7 +115,7 @@ impl Control {
     }
 
     pub fn mode(&self) -> ControlMode {
-        self.config.control
+        self.config.control.mode()
     }
 
     /// The managed server, in managed mode.
@@ -116,7 +125,10 @@ impl Control {
     }
 
     pub fn managed(&self) -> Option<&ManagedServer> {
-        self.managed.as_ref()
+        match &self.driver {
+            Driver::Managed(server) => Some(server),
+            _ => None,
+        }
     }
 
     /// Marks the server down on purpose (sessions wait) or back (they go on).
@@ -187,11 +199,11 @@ impl Control {
     /// Starts the server (managed: the child process; command: `server.start`) and waits until
     /// it accepts a login.
     pub async fn start(&self, upstream: &Upstream) -> Result<(), ControlError> {
-        match self.config.control {
-            ControlMode::External => return Err(ControlError::External),
-            ControlMode::Managed => self.managed.as_ref().expect("managed").start().await?,
-            ControlMode::Command => {
-                command::run("start", &self.config.start, self.config.ready_timeout).await?
+        match &self.driver {
+            Driver::External => return Err(ControlError::External),
+            Driver::Managed(server) => server.start().await?,
+            Driver::Command(c) => {
+                command::run("start", &c.start, self.config.ready_timeout).await?
             }
         }
         self.wait_ready(upstream).await
@@ -199,12 +211,10 @@ impl Control {
 
     /// Stops the server and returns once it is down.
     pub async fn stop(&self) -> Result<(), ControlError> {
-        match self.config.control {
-            ControlMode::External => Err(ControlError::External),
-            ControlMode::Managed => self.managed.as_ref().expect("managed").stop().await,
-            ControlMode::Command => {
-                command::run("stop", &self.config.stop, self.config.stop_timeout).await
-            }
+        match &self.driver {
+            Driver::External => Err(ControlError::External),
+            Driver::Managed(server) => server.stop().await,
+            Driver::Command(c) => command::run("stop", &c.stop, self.config.stop_timeout).await,
         }
     }
 
@@ -220,7 +230,7 @@ impl Control {
         };
         let mut last = String::from("not tried");
         while tokio::time::Instant::now() < deadline {
-            if let Some(managed) = &self.managed
+            if let Some(managed) = self.managed()
                 && let Some(exit) = managed.exit_watch()
                 && let Some(status) = *exit.borrow()
             {
@@ -242,10 +252,10 @@ impl Control {
 
     /// What a copy takes, when the sidecar controls the server.
     pub fn copy_sources(&self) -> Option<CopySources> {
-        match self.config.control {
-            ControlMode::External => None,
-            ControlMode::Managed => {
-                let spec = &self.managed.as_ref()?.spec;
+        match &self.driver {
+            Driver::External => None,
+            Driver::Managed(server) => {
+                let spec = &server.spec;
                 Some(CopySources {
                     data_dir: spec.data_dir(),
                     extra: [
@@ -261,10 +271,9 @@ impl Control {
                     .collect(),
                 })
             }
-            ControlMode::Command => Some(CopySources {
-                data_dir: self.config.data_dir.clone()?,
-                extra: self
-                    .config
+            Driver::Command(c) => Some(CopySources {
+                data_dir: c.data_dir.clone(),
+                extra: c
                     .config_files
                     .iter()
                     .map(|f| {

@@ -177,7 +177,7 @@ async fn receive(
         admin_listen,
         &config.admin_listen,
     )?;
-    let managed_here = config.server.control == ControlMode::Managed;
+    let managed_here = config.server.control.mode() == ControlMode::Managed;
     if managed.is_some() != managed_here {
         let (runs, not) = ("runs a managed Doltgres", "does not run a managed Doltgres");
         return Err(TakeOverError::Control {

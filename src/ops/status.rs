@@ -105,7 +105,7 @@ pub fn status(shared: &Shared) -> Status {
         version: env!("CARGO_PKG_VERSION"),
         pid: std::process::id(),
         upstream: shared.upstream.addr.clone(),
-        server_control: config.server.control.as_str(),
+        server_control: config.server.control.mode().as_str(),
         server_pid: shared.control.managed().and_then(|m| m.pid()),
         server_user: config.server.user.clone(),
         doltgres: locate(&config.server.binary).map(|path| path.display().to_string()),

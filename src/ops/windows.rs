@@ -125,7 +125,7 @@ pub fn chosen_action(asked: Option<Action>, config: &Config) -> Result<Action, O
             }
         },
     };
-    match backup.not_configured(action, config.server.control) {
+    match backup.not_configured(action, config.server.control.mode()) {
         Some(why) => Err(OpError::new(Refusal::Conflict, why)),
         None => Ok(action),
     }

@@ -1,10 +1,9 @@
 //! Which keys a reload changed, and which of them only a restart can change.
 
-use std::fmt::Debug;
+use toml::{Table, Value};
 
 use crate::config::Config;
-use crate::config::backup::BackupConfig;
-use crate::config::server::ServerConfig;
+use crate::config::keys::KEYS;
 
 /// Keys only a restart (or an upgrade) can change: the sockets, the upstream and how it is
 /// reached, the runtime's threads, who checks passwords (open sessions log in again the way they
@@ -42,192 +41,50 @@ pub(super) const AUTH_KEYS: &[&str] = &[
 /// Keys whose change rebuilds the client TLS acceptor.
 pub(super) const TLS_KEYS: &[&str] = &["tls", "tls_cert", "tls_key"];
 
-fn differ<T: Debug>(a: &T, b: &T) -> bool {
-    // Debug, not PartialEq: not every section type has it, and Debug shows every value that
-    // matters here (Passwords, whose Debug hides values, is compared with ==).
-    format!("{a:?}") != format!("{b:?}")
-}
-
 /// The keys whose values differ, top-level names and dotted ones inside `[backup]` and
-/// `[server]` (`backup.interval`, `server.port`). Every field is named, so a new one cannot be
-/// forgotten: the destructuring stops compiling.
+/// `[server]` (`backup.interval`, `server.port`), in the order of the key list ([`KEYS`]). Both
+/// configurations are written out as TOML (as `check-config` shows them, secrets unmasked) and
+/// compared key by key, so a new setting is compared without being named here.
 pub fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
     let mut changed = Vec::new();
-    let Config {
-        listen,
-        upstream,
-        admin_listen,
-        max_message_len,
-        max_startup_len,
-        max_client_connections,
-        max_startup_connections,
-        startup_timeout,
-        connect_timeout,
-        shutdown_timeout,
-        read_buffer_size,
-        worker_threads,
-        handover_socket,
-        log_format,
-        log_level,
-        tls,
-        tls_cert,
-        tls_key,
-        tls_reload_interval,
-        upstream_tls,
-        upstream_tls_ca,
-        upstream_tls_server_name,
-        drain_timeout,
-        drain_policy,
-        hold_notice_after,
-        hold_timeout,
-        max_hold_ttl,
-        admin_token,
-        admin_token_file,
-        auth,
-        auth_file,
-        auth_query,
-        auth_cache_ttl,
-        auth_passwords,
-        auth_passwords_file,
-        console_database,
-        admin_users,
-        stats_users,
-        backup,
-        server,
-    } = old;
-    macro_rules! compare {
-        ($prefix:literal, $new:expr, $($field:ident),* $(,)?) => {
-            $(if differ($field, &$new.$field) {
-                changed.push(format!("{}{}", $prefix, stringify!($field)));
-            })*
-        };
-    }
-    compare!(
-        "",
-        new,
-        listen,
-        upstream,
-        admin_listen,
-        max_message_len,
-        max_startup_len,
-        max_client_connections,
-        max_startup_connections,
-        startup_timeout,
-        connect_timeout,
-        shutdown_timeout,
-        read_buffer_size,
-        worker_threads,
-        handover_socket,
-        log_format,
-        log_level,
-        tls,
-        tls_cert,
-        tls_key,
-        tls_reload_interval,
-        upstream_tls,
-        upstream_tls_ca,
-        upstream_tls_server_name,
-        drain_timeout,
-        drain_policy,
-        hold_notice_after,
-        hold_timeout,
-        max_hold_ttl,
-        admin_token,
-        admin_token_file,
-        auth,
-        auth_file,
-        auth_query,
-        auth_cache_ttl,
-        console_database,
-        admin_users,
-        stats_users,
-    );
-    if *auth_passwords != new.auth_passwords {
-        changed.push("auth_passwords".into());
-    }
-    compare!("", new, auth_passwords_file);
-    let BackupConfig {
-        user,
-        password,
-        password_file,
-        databases,
-        push,
-        sync,
-        snapshot,
-        copy,
-        every_write_commits,
-        interval,
-        actions,
-        on_shutdown,
-        action_timeout,
-        retry_initial,
-        retry_max,
-    } = backup;
-    compare!(
-        "backup.",
-        new.backup,
-        user,
-        password,
-        password_file,
-        databases,
-        push,
-        sync,
-        snapshot,
-        copy,
-        every_write_commits,
-        interval,
-        actions,
-        on_shutdown,
-        action_timeout,
-        retry_initial,
-        retry_max,
-    );
-    let ServerConfig {
-        control,
-        binary,
-        dir,
-        port,
-        user,
-        password,
-        password_file,
-        telemetry,
-        log_level,
-        stop,
-        start,
-        data_dir,
-        config_files,
-        stop_timeout,
-        ready_timeout,
-        restart_initial,
-        restart_max,
-    } = server;
-    compare!(
-        "server.",
-        new.server,
-        control,
-        binary,
-        dir,
-        port,
-        user,
-        password,
-        password_file,
-        telemetry,
-        log_level,
-        stop,
-        start,
-        data_dir,
-        config_files,
-        stop_timeout,
-        ready_timeout,
-        restart_initial,
-        restart_max,
-    );
+    differ("", &table(old), &table(new), &mut changed);
+    // A key set on one side only comes last from `differ`: put each where the file has it.
+    changed.sort_by_key(|changed| {
+        let nested = format!("{changed}.");
+        KEYS.iter()
+            .position(|key| key.path == changed || key.path.starts_with(&nested))
+            .unwrap_or(KEYS.len())
+    });
     changed
+}
+
+/// The sections whose keys are named one by one.
+const SECTIONS: &[&str] = &["backup", "server"];
+
+fn table(config: &Config) -> Table {
+    Table::try_from(config).expect("a configuration is written out as TOML")
+}
+
+fn differ(prefix: &str, old: &Table, new: &Table, changed: &mut Vec<String>) {
+    let keys = old
+        .keys()
+        .chain(new.keys().filter(|k| !old.contains_key(*k)));
+    let empty = Table::new();
+    for key in keys {
+        let (a, b) = (old.get(key), new.get(key));
+        if prefix.is_empty() && SECTIONS.contains(&key.as_str()) {
+            let section = |v: Option<&Value>| v.and_then(Value::as_table).unwrap_or(&empty).clone();
+            differ(&format!("{key}."), &section(a), &section(b), changed);
+        } else if a != b {
+            changed.push(format!("{prefix}{key}"));
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::server::ServerControl;
     use std::time::Duration;
 
     fn base() -> Config {
@@ -241,24 +98,39 @@ mod tests {
 
     #[test]
     fn changed_keys_are_named_with_their_sections() {
-        let mut new = base();
+        let mut old = base();
+        old.server.control = ServerControl::Managed(Default::default());
+        let mut new = old.clone();
         new.admin_token = Some("t".into());
         new.max_client_connections = 3;
         new.backup.interval = Some(Duration::from_secs(60));
-        new.server.port = 7000;
+        new.server.control.managed_mut().unwrap().port = 7000;
         new.listen = "127.0.0.1:1".into();
         new.tls_reload_interval = Duration::from_secs(1);
         assert_eq!(
-            changed_keys(&base(), &new),
+            changed_keys(&old, &new),
             [
                 "listen",
+                "admin_token",
                 "max_client_connections",
                 "tls_reload_interval",
-                "admin_token",
                 "backup.interval",
                 "server.port"
             ]
         );
+    }
+
+    #[test]
+    fn a_nested_change_names_its_section_and_a_mode_change_its_keys() {
+        let old = Config::from_toml("[backup.copy]\ncatalog = \"/c\"\nkeep_last = 3\n").unwrap();
+        let new = Config::from_toml("[backup.copy]\ncatalog = \"/c\"\nkeep_last = 4\n").unwrap();
+        assert_eq!(changed_keys(&old, &new), ["backup.copy"]);
+        let mut managed = base();
+        managed.server.control = ServerControl::Managed(Default::default());
+        let changed = changed_keys(&base(), &managed);
+        assert_eq!(changed[0], "server.control", "{changed:?}");
+        assert!(changed.contains(&"server.dir".to_string()), "{changed:?}");
+        assert!(changed.iter().all(|k| needs_restart(k)), "{changed:?}");
     }
 
     #[test]

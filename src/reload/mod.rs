@@ -226,7 +226,7 @@ mod tests {
         let changed = reload(&shared).await.unwrap();
         assert_eq!(
             changed,
-            ["max_client_connections", "connect_timeout", "admin_token"]
+            ["admin_token", "max_client_connections", "connect_timeout"]
         );
         assert_eq!(shared.config().admin_token.as_deref(), Some("new"));
         assert_eq!(shared.limiter.max(), 5);
