@@ -162,7 +162,7 @@ async fn run_in_slot(
     // Traffic flows again; a push's transfer runs now.
     let result = match held {
         Ok(Ok((mut cut, Some(transfer)))) => {
-            let transfer = actions::transfer(shared, transfer, &mut cut, &mut steps);
+            let transfer = actions::transfer(transfer, &mut cut, &mut steps);
             match tokio::time::timeout(timeout, transfer).await {
                 Ok(Ok(())) => Ok(Ok(cut)),
                 Ok(Err(e)) => Ok(Err(e)),

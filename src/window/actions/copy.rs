@@ -37,6 +37,7 @@ const START_ATTEMPTS: usize = 3;
 /// A copy made ready before the gate closes: its entry begun, the entry it links from chosen,
 /// its journals pre-copied.
 pub struct Prepared {
+    cfg: CopyConfig,
     pending: Pending,
     previous: Option<Entry>,
     precopied: BTreeMap<String, journal::Precopied>,
@@ -57,9 +58,10 @@ pub async fn prepare(
         .copy_sources()
         .ok_or(ActionError::NotConfigured("copy"))?;
     let start = Instant::now();
-    let (catalog_dir, linker) = (cfg.catalog.clone(), shared.clone());
+    let (catalog_dir, linker, cfg) = (cfg.catalog.clone(), shared.clone(), cfg.clone());
+    let dir = catalog_dir.clone();
     let prepared = tokio::task::spawn_blocking(move || {
-        let catalog = Catalog::open(&catalog_dir)?;
+        let catalog = Catalog::open(&dir)?;
         // Table files and journal segments are linked only from an entry known to be whole:
         // see `Catalog::link_source`.
         let written = |id: &str| linker.verifications.written(id);
@@ -74,6 +76,7 @@ pub async fn prepare(
         });
         let precopied = copy_tree::precopy_journals(&sources, pending.dir(), earlier.as_ref())?;
         Ok::<_, std::io::Error>(Prepared {
+            cfg,
             pending,
             previous,
             precopied,
@@ -82,20 +85,20 @@ pub async fn prepare(
     })
     .await
     .map_err(|e| ActionError::Copy(format!("pre-copy task failed: {e}")))?
-    .map_err(|e| ActionError::Copy(format!("pre-copying into {}: {e}", cfg.catalog.display())))?;
+    .map_err(|e| ActionError::Copy(format!("pre-copying into {}: {e}", catalog_dir.display())))?;
     steps.record("precopy", None, start);
     Ok(prepared)
 }
 
 pub async fn run(
     shared: &Arc<Shared>,
-    cfg: &CopyConfig,
     prepared: Prepared,
     steps: &mut Steps,
 ) -> Result<Value, ActionError> {
+    let verify_after = prepared.cfg.verify_after;
     // A task of its own: dropping the window's future (its timeout) cannot leave the server
     // stopped or marked unavailable.
-    let task = tokio::spawn(inventory_then_copy(shared.clone(), cfg.clone(), prepared));
+    let task = tokio::spawn(inventory_then_copy(shared.clone(), prepared));
     let (manifest, whole_journals) = task
         .await
         .map_err(|e| ActionError::Copy(format!("copy task failed: {e}")))??;
@@ -104,7 +107,7 @@ pub async fn run(
         let database = rel.split('/').nth(1);
         steps.record("journal_copied_whole", database, Instant::now());
     }
-    if cfg.verify_after {
+    if verify_after {
         crate::verify::background::verify_new(shared, manifest.id.clone());
     }
     upload_offsite(shared);
@@ -120,7 +123,6 @@ pub async fn run(
 
 async fn inventory_then_copy(
     shared: Arc<Shared>,
-    cfg: CopyConfig,
     prepared: Prepared,
 ) -> Result<(Manifest, Vec<String>), ActionError> {
     let started = Instant::now();
@@ -133,12 +135,12 @@ async fn inventory_then_copy(
     };
     let inventory = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    if let Err(e) = collect_large_journals(&shared, &cfg, &databases).await {
+    if let Err(e) = collect_large_journals(&shared, &prepared.cfg, &databases).await {
         shared.control.set_available(true);
         return Err(e);
     }
     let gc = started.elapsed().as_secs_f64();
-    stop_copy_start(shared, cfg, prepared, version, databases, (inventory, gc)).await
+    stop_copy_start(shared, prepared, version, databases, (inventory, gc)).await
 }
 
 /// With `gc_journal_size`, runs `dolt_gc()` on each database whose journal is larger. Inside
@@ -220,13 +222,13 @@ fn ident(name: &str) -> String {
 
 async fn stop_copy_start(
     shared: Arc<Shared>,
-    cfg: CopyConfig,
     prepared: Prepared,
     version: String,
     databases: Vec<DatabaseState>,
     (inventory, gc): (f64, f64),
 ) -> Result<(Manifest, Vec<String>), ActionError> {
     let Prepared {
+        cfg,
         pending,
         previous,
         precopied,

@@ -3,7 +3,8 @@
 //! An action runs in up to three parts: [`prepare`] before the gate closes (what needs no
 //! quiescence: logging in, adding remotes, pre-syncing), [`run`] while it is closed (the cut),
 //! [`transfer`] after it reopens (a push's `dolt_push`). [`prepare`] and [`run`] are the places
-//! that list the actions: a new [`Action`] does not compile until it is handled there.
+//! that list the actions: a new [`Action`] does not compile until it is handled there. [`prepare`]
+//! alone looks up the action's section of the configuration; [`Prepared`] carries it on.
 
 mod copy;
 pub use copy::upload_offsite;
@@ -18,7 +19,7 @@ use serde_json::Value;
 
 pub use push::Transfer;
 
-use crate::config::backup::Action;
+use crate::config::backup::{Action, SnapshotConfig};
 use crate::shared::Shared;
 use crate::state::record::Steps;
 
@@ -35,19 +36,20 @@ pub enum ActionError {
     Copy(String),
 }
 
-/// An action made ready before the gate closes.
+/// An action made ready before the gate closes, with the section of the configuration it was
+/// prepared with: the window runs as it began, whatever a reload changes meanwhile.
 pub enum Prepared {
     Push(push::Prepared),
     Sync(sync::Prepared),
     /// Needs nothing before the gate closes.
-    Snapshot,
+    Snapshot(SnapshotConfig),
     /// The entry begun and the journals pre-copied before the gate closes.
     Copy(Box<copy::Prepared>),
 }
 
 /// Runs the part of `action` that needs no quiescence, before the gate closes (traffic flowing):
 /// log in, add remotes and backups, pre-sync. A failure here fails the window without holding
-/// anyone.
+/// anyone. The one place that looks up an action's section.
 pub async fn prepare(
     shared: &Arc<Shared>,
     action: Action,
@@ -66,7 +68,7 @@ pub async fn prepare(
             let cfg = backup.sync.as_ref().ok_or(missing)?;
             Ok(Prepared::Sync(sync::prepare(shared, cfg, steps).await?))
         }
-        Action::Snapshot => Ok(Prepared::Snapshot),
+        Action::Snapshot => Ok(Prepared::Snapshot(backup.snapshot.clone().ok_or(missing)?)),
         Action::Copy => {
             let cfg = backup.copy.as_ref().ok_or(missing)?;
             let prepared = copy::prepare(shared, cfg, window_id, steps).await?;
@@ -83,53 +85,22 @@ pub async fn run(
     window_id: u64,
     steps: &mut Steps,
 ) -> Result<(Value, Option<Transfer>), ActionError> {
-    let config = shared.config();
-    let backup = &config.backup;
     match prepared {
         Prepared::Push(prepared) => {
-            let cfg = backup
-                .push
-                .as_ref()
-                .ok_or(ActionError::NotConfigured("push"))?;
-            let (cut, transfer) = push::cut(prepared, cfg, window_id, steps).await?;
+            let (cut, transfer) = push::cut(prepared, window_id, steps).await?;
             Ok((cut, Some(transfer)))
         }
-        Prepared::Sync(prepared) => {
-            let cfg = backup
-                .sync
-                .as_ref()
-                .ok_or(ActionError::NotConfigured("sync"))?;
-            Ok((sync::run(prepared, cfg, steps).await?, None))
-        }
-        Prepared::Snapshot => {
-            let cfg = backup
-                .snapshot
-                .as_ref()
-                .ok_or(ActionError::NotConfigured("snapshot"))?;
-            Ok((snapshot::run(shared, cfg, window_id).await?, None))
-        }
-        Prepared::Copy(prepared) => {
-            let cfg = backup
-                .copy
-                .as_ref()
-                .ok_or(ActionError::NotConfigured("copy"))?;
-            Ok((copy::run(shared, cfg, *prepared, steps).await?, None))
-        }
+        Prepared::Sync(prepared) => Ok((sync::run(prepared, steps).await?, None)),
+        Prepared::Snapshot(cfg) => Ok((snapshot::run(shared, &cfg, window_id).await?, None)),
+        Prepared::Copy(prepared) => Ok((copy::run(shared, *prepared, steps).await?, None)),
     }
 }
 
 /// Pushes each branch once traffic flows again, and records in `cut` which head went out.
 pub async fn transfer(
-    shared: &Shared,
     work: Transfer,
     cut: &mut Value,
     steps: &mut Steps,
 ) -> Result<(), ActionError> {
-    let config = shared.config();
-    let cfg = config
-        .backup
-        .push
-        .as_ref()
-        .ok_or(ActionError::NotConfigured("push"))?;
-    push::transfer(cfg, work, cut, steps).await
+    push::transfer(work, cut, steps).await
 }

@@ -18,6 +18,7 @@ use crate::state::record::Steps;
 
 /// A push ready for its window: one logged-in connection per database, remote in place.
 pub struct Prepared {
+    cfg: PushConfig,
     databases: Vec<Database>,
 }
 
@@ -31,6 +32,7 @@ struct Database {
 /// Work a window leaves for after traffic resumes: the transfer of a push, whose cut (commit and
 /// head hashes) was taken inside the window.
 pub struct Transfer {
+    cfg: PushConfig,
     pushes: Vec<(Client, String)>,
 }
 
@@ -78,14 +80,16 @@ pub async fn prepare(
             branch,
         });
     }
-    Ok(Prepared { databases })
+    Ok(Prepared {
+        cfg: cfg.clone(),
+        databases,
+    })
 }
 
 /// Inside the window: takes the cut of every configured database; returns it and the transfer
 /// still to do.
 pub async fn cut(
     prepared: Prepared,
-    cfg: &PushConfig,
     window_id: u64,
     steps: &mut Steps,
 ) -> Result<(Value, Transfer), ActionError> {
@@ -93,7 +97,7 @@ pub async fn cut(
     for database in &prepared.databases {
         cut.insert(
             database.name.clone(),
-            database_cut(database, cfg, window_id, steps).await?,
+            database_cut(database, &prepared.cfg, window_id, steps).await?,
         );
     }
     let pushes = prepared
@@ -101,18 +105,19 @@ pub async fn cut(
         .into_iter()
         .map(|d| (d.client, d.name))
         .collect();
-    Ok((Value::Object(cut), Transfer { pushes }))
+    let cfg = prepared.cfg;
+    Ok((Value::Object(cut), Transfer { cfg, pushes }))
 }
 
 /// Pushes each branch once traffic flows again, and records in `cut` which head went out. It
 /// equals the cut unless a client made a Dolt commit after the window; either is a consistent
 /// snapshot, since a Dolt commit is one.
 pub async fn transfer(
-    cfg: &PushConfig,
     transfer: Transfer,
     cut: &mut Value,
     steps: &mut Steps,
 ) -> Result<(), ActionError> {
+    let cfg = &transfer.cfg;
     for (client, database) in transfer.pushes {
         let db = database.as_str();
         let mut pushed = Map::new();

@@ -36,6 +36,7 @@ const PRESYNC_SETTLED: Duration = Duration::from_millis(60);
 /// A sync ready for its window: one logged-in connection per database, backup added and
 /// pre-synced.
 pub struct Prepared {
+    cfg: SyncConfig,
     databases: Vec<(Client, String)>,
 }
 
@@ -81,16 +82,16 @@ pub async fn prepare(
             }
         }
     }
-    Ok(Prepared { databases })
+    Ok(Prepared {
+        cfg: cfg.clone(),
+        databases,
+    })
 }
 
 /// Inside the window: records each database's HEAD and working set, and syncs it; returns them
 /// as the cut.
-pub async fn run(
-    prepared: Prepared,
-    cfg: &SyncConfig,
-    steps: &mut Steps,
-) -> Result<Value, ActionError> {
+pub async fn run(prepared: Prepared, steps: &mut Steps) -> Result<Value, ActionError> {
+    let cfg = &prepared.cfg;
     let mut cut = Map::new();
     for (client, database) in &prepared.databases {
         let db = database.as_str();
