@@ -96,7 +96,7 @@ impl Upstream {
                 .map_err(|e| format!("could not connect to the upstream server {addr}: {e}"))?;
             let _ = tcp.set_nodelay(true);
             let Some(connector) = &self.connector else {
-                return Ok(MaybeTls::Plain(tcp));
+                return Ok(tls::plain(tcp));
             };
             let mut request = [0u8; 8];
             request[..4].copy_from_slice(&8u32.to_be_bytes());
@@ -118,9 +118,9 @@ impl Upstream {
                     let stream = connector.connect(name, tcp).await.map_err(|e| {
                         format!("TLS handshake with the upstream server {addr} failed: {e}")
                     })?;
-                    Ok(MaybeTls::Tls(Box::new(stream.into())))
+                    Ok(tls::encrypted(stream))
                 }
-                b'N' if self.tls_mode == UpstreamTlsMode::Prefer => Ok(MaybeTls::Plain(tcp)),
+                b'N' if self.tls_mode == UpstreamTlsMode::Prefer => Ok(tls::plain(tcp)),
                 b'N' => Err(format!(
                     "the upstream server {addr} does not offer TLS (upstream_tls = {:?})",
                     self.tls_mode

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -37,7 +38,7 @@ use crate::protocol::notice::sqlstate;
 use crate::protocol::startup::{Negotiation, StartupPacket, param, parse as parse_startup};
 use crate::registry::{Registered, SessionInfo};
 use crate::shared::Shared;
-use crate::tls::{ClientTls, ClientTlsMode, MaybeTls};
+use crate::tls::{self, ClientTls, ClientTlsMode, MaybeTls};
 use startup::{Opening, StartupFailure};
 
 pub use farewell::{FAREWELL_TIMEOUT, farewell, farewell_detailed};
@@ -84,7 +85,7 @@ pub async fn serve(
         Ok(Opening::TlsRequested { .. }) => unreachable!("open() handles TLS requests"),
         Err(e) => return refuse(&mut client, e).await,
     };
-    if config.tls == ClientTlsMode::Require && !client.is_tls() {
+    if config.tls == ClientTlsMode::Require && !tls::is_tls(&client) {
         info!("plain-text client refused: tls = require");
         let message = "TLS is required: connect with sslmode=require or stronger";
         return farewell(&mut client, sqlstate::INVALID_AUTHORIZATION, message).await;
@@ -104,7 +105,7 @@ pub async fn serve(
     if info.database == config.console_database {
         let end_point = tls
             .and_then(|tls| tls.end_point.clone())
-            .filter(|_| client.is_tls());
+            .filter(|_| tls::is_tls(&client));
         let visitor = crate::session::console::Visitor {
             peer,
             user: &info.user,
@@ -119,7 +120,7 @@ pub async fn serve(
     #[cfg(debug_assertions)]
     debug_leak::per_session();
     let info = Arc::new(info);
-    debug!(user = %info.user, database = %info.database, tls = client.is_tls(), "session starting");
+    debug!(user = %info.user, database = %info.database, tls = tls::is_tls(&client), "session starting");
     let registered = Registered::new(&shared.registry, info);
     shared.metrics.sessions.inc();
     let _count = scopeguard(|| {
@@ -137,7 +138,7 @@ pub async fn serve(
             // The channel-binding data of the certificate this client's handshake used.
             let end_point = tls
                 .and_then(|tls| tls.end_point.clone())
-                .filter(|_| client.is_tls());
+                .filter(|_| tls::is_tls(&client));
             let login = Box::pin(login::authenticate_and_connect(
                 &shared,
                 &registered.info,
@@ -216,14 +217,14 @@ async fn open(
 ) {
     let tls = shared.client_tls();
     let deadline = Instant::now() + config.startup_timeout;
-    let mut stream = MaybeTls::Plain(tcp);
+    let mut stream = tls::plain(tcp);
     let mut negotiation = Negotiation::default();
     loop {
-        let offer_tls = tls.is_some() && !stream.is_tls();
+        let offer_tls = tls.is_some() && !tls::is_tls(&stream);
         let max_len = config.max_startup_len;
         let opening =
             startup::negotiate(&mut stream, max_len, offer_tls, &mut negotiation, deadline).await;
-        let (Ok(Opening::TlsRequested { unencrypted_data }), Some(acceptor), MaybeTls::Plain(_)) =
+        let (Ok(Opening::TlsRequested { unencrypted_data }), Some(acceptor), Either::Left(_)) =
             (&opening, &tls, &stream)
         else {
             return (Some(stream), opening, tls);
@@ -232,11 +233,11 @@ async fn open(
         if let Err(e) = stream.write_all(b"S").await {
             return (Some(stream), Err(StartupFailure::Io(e)), tls);
         }
-        let MaybeTls::Plain(tcp) = stream else {
+        let Either::Left(tcp) = stream else {
             unreachable!()
         };
         match tokio::time::timeout_at(deadline, acceptor.acceptor.accept(tcp)).await {
-            Ok(Ok(accepted)) => stream = MaybeTls::Tls(Box::new(accepted.into())),
+            Ok(Ok(accepted)) => stream = tls::encrypted(accepted),
             Ok(Err(e)) => return (None, Err(StartupFailure::Handshake(e)), tls),
             Err(_) => return (None, Err(StartupFailure::Timeout), tls),
         }

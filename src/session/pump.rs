@@ -9,7 +9,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use prometheus_client::metrics::counter::Counter;
 
-use crate::halves::Reader;
+use tokio_util::either::Either;
+
+use crate::halves::TlsStream;
 use crate::protocol::frame::{FrameError, HEADER_LEN, Scanner, Seen};
 
 use super::buffers;
@@ -37,15 +39,24 @@ pub trait Source: AsyncRead + Unpin {
     }
 }
 
-impl Source for Reader<'_> {
+// For two lifetimes, not `Reader<'_>`'s one: the compiler proves the session's future `Send`
+// over any lifetimes its halves' borrows get.
+impl Source for Either<tokio::net::tcp::ReadHalf<'_>, tokio::io::ReadHalf<&mut TlsStream>> {
     fn waits_unbuffered(&self) -> bool {
         // A TLS stream may hold decrypted bytes the socket's readiness knows nothing of.
-        matches!(self, Reader::Plain(_))
+        matches!(self, Either::Left(_))
     }
-    async fn readable(&self) -> std::io::Result<()> {
-        match self {
-            Reader::Plain(r) => r.readable().await,
-            Reader::Tls(_) => Ok(()),
+    fn readable(&self) -> impl Future<Output = std::io::Result<()>> + Send {
+        // Only the plain half is borrowed into the future, not the whole `Either`.
+        let plain = match self {
+            Either::Left(r) => Some(r),
+            Either::Right(_) => None,
+        };
+        async move {
+            match plain {
+                Some(r) => r.readable().await,
+                None => Ok(()),
+            }
         }
     }
 }
@@ -425,8 +436,8 @@ mod tests {
         let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
-        let mut server = crate::tls::MaybeTls::Plain(listener.accept().await.unwrap().0);
-        let (mut src, _) = server.halves();
+        let mut server = crate::tls::plain(listener.accept().await.unwrap().0);
+        let (mut src, _) = crate::halves::split(&mut server);
         let (mut dst_w, mut dst_r) = tokio::io::duplex(1 << 16);
         let mut pump = Pump::new(16 * 1024, 1 << 20, Counter::default());
         client.write_all(b"Q\0\0\0\x0dSELECT 1\0").await.unwrap();

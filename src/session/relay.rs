@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::control::Attached;
+use crate::halves;
 use crate::metrics::Direction;
 use crate::protocol::notice::sqlstate;
 use crate::protocol::tags;
@@ -69,7 +70,7 @@ pub async fn relay(
     let mut pending_after_auth = None;
     let config = shared.config();
     let mut client = client;
-    let (mut client_read, mut client_write) = client.halves();
+    let (mut client_read, mut client_write) = halves::split(&mut client);
     let (startup, relogin, state) = match login {
         Login::Relayed { startup } => (startup, None, None),
         Login::Done {
@@ -108,7 +109,7 @@ pub async fn relay(
     let (mut server, mut attached) = (server, attached);
     let mut send_startup = relogin.is_none();
     loop {
-        let (mut server_read, mut server_write) = server.halves();
+        let (mut server_read, mut server_write) = halves::split(&mut server);
         if std::mem::take(&mut send_startup)
             && let Err(e) = server_write.write_all(&startup).await
         {

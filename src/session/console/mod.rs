@@ -60,7 +60,7 @@ pub async fn serve(
         return;
     };
     info!(user = %visitor.user, ?role, "console session started");
-    let secure = client.is_tls();
+    let secure = crate::tls::is_tls(&client);
     let mut socket = Framed::new(
         client,
         PgWireMessageServerCodec::new(DefaultClient::new(visitor.peer, secure)),
