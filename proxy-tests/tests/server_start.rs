@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use doltgres_sidecar::verify::{Scratch, ScratchConfig};
+use doltgres_sidecar::verify::{Scratch, ScratchConfig, VerifyError};
 use proxy_tests::install;
 use proxy_tests::managed::ManagedProxy;
 
@@ -96,6 +96,10 @@ async fn a_server_that_exits_while_starting_fails_the_start_at_once_with_its_las
         "the start waited for ready_timeout: {:?}",
         started.elapsed()
     );
+    // A scratch server that did not start: no verdict on any backup.
+    let VerifyError::Scratch(err) = err else {
+        panic!("not a scratch failure: {err:?}")
+    };
     assert!(err.contains("exited"), "{err}");
     assert!(err.contains("the reason is here"), "{err}");
     assert!(

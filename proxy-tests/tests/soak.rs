@@ -46,7 +46,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use doltgres_sidecar::verify::{self, Scratch, ScratchConfig};
+use doltgres_sidecar::verify::{self, Scratch, ScratchConfig, VerifyError};
 use doltgres_sidecar::window::HISTORY;
 use proxy_tests::managed::{PASSWORD, USER};
 use proxy_tests::process::{SidecarProcess, proc_status_kb};
@@ -730,7 +730,7 @@ fn restore(args: &[&str], to: &Path) -> Result<(), String> {
 
 /// The ledger's (rows after row 0, max seq) and pgb's sum, read from a scratch Doltgres on a
 /// restored directory.
-async fn restored_counts(dir: &Path, database: &str) -> Result<(u64, u64, u64), String> {
+async fn restored_counts(dir: &Path, database: &str) -> Result<(u64, u64, u64), VerifyError> {
     let config = ScratchConfig {
         binary: install::doltgres_binary().to_path_buf(),
         user: USER.into(),
@@ -1311,7 +1311,9 @@ async fn run_soak(settings: Settings, leak: Option<u64>) -> Checks {
     for (kind, args, database) in restores {
         let to = d.join(format!("restored-{kind}"));
         let found = match restore(&args, &to) {
-            Ok(()) => restored_counts(&to, database).await,
+            Ok(()) => restored_counts(&to, database)
+                .await
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
         checks.add(

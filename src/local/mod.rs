@@ -16,7 +16,7 @@ use crate::restore::{
     self,
     staging::{self, Staging},
 };
-use crate::verify;
+use crate::verify::{self, VerifyError};
 use place::Places;
 use progress::{progress_bar, run_with_progress};
 
@@ -401,7 +401,7 @@ pub async fn verify(args: &VerifyArgs) -> Result<String, LocalError> {
     if is_url(&args.target) {
         return verify::verify_url(&local.scratch, &args.target)
             .await
-            .map_err(failed);
+            .map_err(|e| failed(e.to_string()));
     }
     let entry = local.entry(&args.target)?;
     let mut bar = progress_bar("verifying", entry.manifest.bytes());
@@ -411,11 +411,18 @@ pub async fn verify(args: &VerifyArgs) -> Result<String, LocalError> {
         ok: result.is_ok(),
         at_unix: crate::state::record::unix(std::time::SystemTime::now()),
         detail: match &result {
-            Ok(s) | Err(s) => s.clone(),
+            Ok(s) => s.clone(),
+            Err(e) => e.to_string(),
         },
     };
     let _ = entry.record_verify(&record);
     result
         .map(|detail| format!("copy {} verifies: {detail}", entry.id))
-        .map_err(|detail| failed(format!("copy {} does not verify: {detail}", entry.id)))
+        .map_err(|e| match e {
+            // No verdict on the copy: the scratch server is what failed.
+            VerifyError::Scratch(why) => {
+                failed(format!("copy {} could not be verified: {why}", entry.id))
+            }
+            differs => failed(format!("copy {} does not verify: {differs}", entry.id)),
+        })
 }

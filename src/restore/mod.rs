@@ -32,10 +32,12 @@ pub async fn url_into(
     database: &str,
     dir: &Path,
 ) -> Result<String, String> {
-    let server = Scratch::start(scratch, dir, false).await?;
+    let server = Scratch::start(scratch, dir, false)
+        .await
+        .map_err(|e| e.to_string())?;
     let restored = verify::restore_url(&server, url, RESTORING).await;
     server.finish().await;
-    let restored = restored?;
+    let restored = restored.map_err(|e| e.to_string())?;
     let data = dir.join("data");
     let named = data.join(database);
     if named.exists() {

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use tracing::{debug, info, warn};
 
-use super::{scratch_config, verify_entry};
+use super::{ScratchConfig, verify_entry};
 use crate::catalog::{Catalog, VerifyRecord};
 use crate::shared::Shared;
 
@@ -189,7 +189,9 @@ async fn verify_and_record(
         return None;
     }
     info!(entry = %id, "verifying a copy");
-    let result = verify_entry(&scratch_config(&shared), &entry, &mut |_| {}).await;
+    let result = verify_entry(&scratch_config(&shared), &entry, &mut |_| {})
+        .await
+        .map_err(|e| e.to_string());
     if result.is_err() && !entry.dir.exists() {
         debug!(entry = %id, "not verified: the entry was removed while it was verified");
         return None;
@@ -227,5 +229,17 @@ fn count(shared: &Shared, id: &str, result: Result<String, String>) {
             info!(entry = %id, %detail, "copy verified");
         }
         Err(detail) => warn!(entry = %id, %detail, "copy failed verification"),
+    }
+}
+
+/// The scratch settings of a running sidecar.
+pub fn scratch_config(shared: &Shared) -> ScratchConfig {
+    let config = shared.config();
+    let server = &config.server;
+    ScratchConfig {
+        binary: server.binary.clone(),
+        user: server.user.clone(),
+        password: server.password.clone().unwrap_or_default(),
+        ready_timeout: server.ready_timeout,
     }
 }

@@ -19,7 +19,26 @@ use crate::catalog::copy_tree;
 use crate::catalog::{Entry, Manifest};
 use crate::control::managed::{ManagedServer, ManagedSpec};
 use crate::ports::free_port;
-use crate::shared::Shared;
+
+/// Why a backup did not verify. Each kind says where it failed; each shows as its message alone.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// No scratch Doltgres to verify on: no free port, it did not start, or it took no login.
+    /// Nothing was learnt about the backup.
+    #[error("{0}")]
+    Scratch(String),
+    /// The entry's files: one unreadable, missing, or of another size or checksum than its
+    /// manifest says.
+    #[error("{0}")]
+    Files(String),
+    /// A query on the scratch server failed.
+    #[error("{0}")]
+    Query(String),
+    /// The scratch server serves other data than the backup promised (HEAD, working set, commit
+    /// log, row counts), or a URL restores to nothing.
+    #[error("{0}")]
+    Differs(String),
+}
 
 /// The Doltgres binary and the superuser the scratch server runs with. The copy's `auth.db` holds
 /// the original users, so these are the original server's credentials.
@@ -45,11 +64,12 @@ impl Scratch {
         config: &ScratchConfig,
         dir: &Path,
         remove_dir: bool,
-    ) -> Result<Scratch, String> {
+    ) -> Result<Scratch, VerifyError> {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+            let port =
+                free_port().map_err(|e| VerifyError::Scratch(format!("no free port: {e}")))?;
             let server = ManagedServer::new(ManagedSpec {
                 binary: config.binary.clone(),
                 dir: dir.to_path_buf(),
@@ -76,14 +96,14 @@ impl Scratch {
                 }
                 Err(e) => {
                     scratch.finish().await;
-                    return Err(e);
+                    return Err(VerifyError::Scratch(e));
                 }
             }
         }
     }
 
     /// A connection to `database` on the scratch server.
-    pub async fn connect(&self, database: &str) -> Result<Client, String> {
+    pub async fn connect(&self, database: &str) -> Result<Client, VerifyError> {
         let spec = &self.server.spec;
         let mut config = tokio_postgres::Config::new();
         config
@@ -94,10 +114,10 @@ impl Scratch {
             .dbname(database)
             .connect_timeout(Duration::from_secs(10));
         let (client, connection) = config.connect(NoTls).await.map_err(|e| {
-            format!(
+            VerifyError::Query(format!(
                 "database {database}: {}",
                 crate::upstream::describe_sql_error(&e)
-            )
+            ))
         })?;
         tokio::spawn(connection);
         Ok(client)
@@ -190,11 +210,13 @@ fn remove_abandoned_scratch(temp: &Path) {
 }
 
 /// The first column of every row, as text.
-pub async fn column(client: &Client, sql: &str) -> Result<Vec<String>, String> {
-    let rows = client
-        .simple_query(sql)
-        .await
-        .map_err(|e| format!("{sql}: {}", crate::upstream::describe_sql_error(&e)))?;
+pub async fn column(client: &Client, sql: &str) -> Result<Vec<String>, VerifyError> {
+    let rows = client.simple_query(sql).await.map_err(|e| {
+        VerifyError::Query(format!(
+            "{sql}: {}",
+            crate::upstream::describe_sql_error(&e)
+        ))
+    })?;
     Ok(rows
         .iter()
         .filter_map(|m| match m {
@@ -205,7 +227,11 @@ pub async fn column(client: &Client, sql: &str) -> Result<Vec<String>, String> {
 }
 
 /// Checks every file of an entry against its manifest's size and checksum.
-pub fn check_files(entry: &Entry, progress: &mut dyn FnMut(u64)) -> Result<(), String> {
+pub fn check_files(entry: &Entry, progress: &mut dyn FnMut(u64)) -> Result<(), VerifyError> {
+    files_match(entry, progress).map_err(VerifyError::Files)
+}
+
+fn files_match(entry: &Entry, progress: &mut dyn FnMut(u64)) -> Result<(), String> {
     for record in &entry.manifest.files {
         if let Some(segments) = &record.segments {
             let size = crate::catalog::journal::reassemble(
@@ -252,7 +278,7 @@ pub async fn verify_entry(
     config: &ScratchConfig,
     entry: &Entry,
     progress: &mut (dyn FnMut(u64) + Send),
-) -> Result<String, String> {
+) -> Result<String, VerifyError> {
     let started = Instant::now();
     // One pass: each file is checked against the manifest as it is copied to the scratch
     // directory (a journal reassembled from its segments).
@@ -278,7 +304,7 @@ pub async fn verify_entry(
     };
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&dir);
-        return Err(e);
+        return Err(VerifyError::Files(e));
     }
     let scratch = Scratch::start(config, &dir, true).await?;
     let compared = compare(&scratch, &entry.manifest).await;
@@ -292,29 +318,31 @@ pub async fn verify_entry(
     ))
 }
 
-async fn compare(scratch: &Scratch, manifest: &Manifest) -> Result<(), String> {
+async fn compare(scratch: &Scratch, manifest: &Manifest) -> Result<(), VerifyError> {
     for db in &manifest.databases {
         let client = scratch.connect(&db.name).await?;
         let name = &db.name;
         let head = column(&client, "SELECT dolt_hashof('HEAD')").await?;
         if head.first() != Some(&db.head) {
-            return Err(format!(
+            return Err(VerifyError::Differs(format!(
                 "{name}: HEAD is {}, the manifest says {}",
                 answer(&head),
                 db.head
-            ));
+            )));
         }
         let working = column(&client, "SELECT dolt_hashof_db()").await?;
         if working.first() != Some(&db.working_set) {
-            return Err(format!(
+            return Err(VerifyError::Differs(format!(
                 "{name}: working set is {}, the manifest says {}",
                 answer(&working),
                 db.working_set
-            ));
+            )));
         }
         let log = column(&client, "SELECT count(*) FROM dolt_log").await?;
         if log.first().is_none_or(|n| n == "0") {
-            return Err(format!("{name}: the commit log is empty"));
+            return Err(VerifyError::Differs(format!(
+                "{name}: the commit log is empty"
+            )));
         }
         for (table, rows) in &db.tables {
             let (schema, table_name) = table.split_once('.').unwrap_or(("public", table));
@@ -325,10 +353,10 @@ async fn compare(scratch: &Scratch, manifest: &Manifest) -> Result<(), String> {
             );
             let count = column(&client, &sql).await?;
             if count.first().and_then(|c| c.parse::<u64>().ok()) != Some(*rows) {
-                return Err(format!(
+                return Err(VerifyError::Differs(format!(
                     "{name}: {table} has {} rows, the manifest says {rows}",
                     answer(&count)
-                ));
+                )));
             }
         }
     }
@@ -359,7 +387,7 @@ pub async fn restore_url(
     scratch: &Scratch,
     url: &str,
     database: &str,
-) -> Result<RestoredUrl, String> {
+) -> Result<RestoredUrl, VerifyError> {
     let client = scratch.connect("postgres").await?;
     let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
     let restore = format!(
@@ -372,13 +400,17 @@ pub async fn restore_url(
         name = format!("{database}_clone");
         let clone = format!("SELECT dolt_clone({}, {})", quote(url), quote(&name));
         column(&client, &clone).await.map_err(|clone_error| {
-            format!("neither a sync backup ({backup_error}) nor a push remote ({clone_error})")
+            VerifyError::Differs(format!(
+                "neither a sync backup ({backup_error}) nor a push remote ({clone_error})"
+            ))
         })?;
     }
     let restored = scratch.connect(&name).await?;
     let log = column(&restored, "SELECT count(*) FROM dolt_log").await?;
     if log.first().is_none_or(|n| n == "0") {
-        return Err(format!("{url}: the restored commit log is empty"));
+        return Err(VerifyError::Differs(format!(
+            "{url}: the restored commit log is empty"
+        )));
     }
     let head = column(&restored, "SELECT dolt_hashof('HEAD')").await?;
     Ok(RestoredUrl {
@@ -388,24 +420,12 @@ pub async fn restore_url(
 }
 
 /// Verifies a sync backup or push remote by restoring it on a scratch server.
-pub async fn verify_url(config: &ScratchConfig, url: &str) -> Result<String, String> {
+pub async fn verify_url(config: &ScratchConfig, url: &str) -> Result<String, VerifyError> {
     let dir = scratch_dir("verify-url");
     let scratch = Scratch::start(config, &dir, true).await?;
     let restored = restore_url(&scratch, url, "verified").await;
     scratch.finish().await;
     Ok(format!("{url} restores; HEAD {}", restored?.head))
-}
-
-/// The scratch settings of a running sidecar.
-pub fn scratch_config(shared: &Shared) -> ScratchConfig {
-    let config = shared.config();
-    let server = &config.server;
-    ScratchConfig {
-        binary: server.binary.clone(),
-        user: server.user.clone(),
-        password: server.password.clone().unwrap_or_default(),
-        ready_timeout: server.ready_timeout,
-    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{ScratchConfig, scratch_config, scratch_dir, verify_entry};
+use super::background::scratch_config;
+use super::{ScratchConfig, scratch_dir, verify_entry};
 use crate::offsite::config::OffsiteConfig;
 use crate::offsite::download;
 use crate::offsite::seal::Identities;
@@ -45,7 +46,8 @@ pub async fn verify_remote(
     let result = match fetched.and_then(|r| r) {
         Ok(entry) => verify_entry(scratch, &entry, &mut |_| {})
             .await
-            .map(|detail| format!("entry {} downloaded and verified: {detail}", entry.id)),
+            .map(|detail| format!("entry {} downloaded and verified: {detail}", entry.id))
+            .map_err(|e| e.to_string()),
         Err(e) => Err(e),
     };
     remove(&dir).await;
