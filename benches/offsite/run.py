@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The off-site repository end to end, next to rclone: upload, restore, recovery, dedup.
 
-    python3 benches/offsite/run.py            # 10 MB, 100 MB, 1 GB databases
-    python3 benches/offsite/run.py --quick    # 10 MB only, shorter load: a smoke run of ~1 minute after the builds
+    python3 -m benches.offsite.run            # 10 MB, 100 MB, 1 GB databases
+    python3 -m benches.offsite.run --quick    # 10 MB only, shorter load: a smoke run of ~1 minute after the builds
 
 One SeaweedFS (`weed mini`, from scripts/ensure-seaweedfs.sh) on free loopback ports serves a
 bucket. Every S3 client reaches it through a byte-counting TCP relay in this process (one relay
@@ -50,7 +50,6 @@ sys.dont_write_bytecode = True
 import argparse  # noqa: E402
 import datetime  # noqa: E402
 import atexit  # noqa: E402
-import importlib.util  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
@@ -70,17 +69,14 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 
 
-def _load_copy_bench():
-    """benches/copy/run.py as a module: its process handling, psql helpers and build constants."""
-    spec = importlib.util.spec_from_file_location("copy_bench", REPO / "benches" / "copy" / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# The copy benchmark's process handling, psql helpers and build constants.
+from benches.copy.bench import Bench  # noqa: E402
+from benches.copy.procs import Proc, on_signal  # noqa: E402
+from benches.copy.report import fmt_spread, spread  # noqa: E402
+from benches.copy.settings import BATCH_ROWS, DATABASE, GC_BYTES_PER_ROW, GC_TIMEOUT, JOURNAL_BYTES_PER_ROW_GUESS, MB, PASSWORD, USER, csv_numbers, log  # noqa: E402
+from benches.copy.tools import doltgres_binary, machine, sidecar_binary  # noqa: E402
+from benches.pgbench.procs import free_port  # noqa: E402
 
-
-cb = _load_copy_bench()
-Proc, log, free_port, MB = cb.Proc, cb.log, cb.free_port, cb.MB
-USER, PASSWORD, DATABASE = cb.USER, cb.PASSWORD, cb.DATABASE
 
 BUCKET = "backups"
 REGION = "us-east-1"
@@ -112,7 +108,7 @@ INSERT INTO h (id, wid, payload) VALUES (:hid, :id, md5(random()::text));
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="10 MB only, 5 dedup copies 2 s apart, results in results/offsite-quick/")
-    p.add_argument("--sizes", type=cb.csv_numbers, help="database sizes, MB on disk (default 10,100,1000)")
+    p.add_argument("--sizes", type=csv_numbers, help="database sizes, MB on disk (default 10,100,1000)")
     p.add_argument("--change-mb", type=float, default=1.0, help="MB of new rows before the second copy (default 1)")
     p.add_argument("--dedup-copies", type=int, help="copies under load in the dedup phase (default 10; --quick 5)")
     p.add_argument("--dedup-every", type=float, help="seconds between them (default 3; --quick 2)")
@@ -394,7 +390,7 @@ class Rclone:
 # The sidecar with an off-site repository
 
 
-class OffsiteSidecar(cb.Bench):
+class OffsiteSidecar(Bench):
     """benches/copy/run.py's Bench (psql, copies, sizes on disk) with its own config: an off-site
     repository through a relay, a larger catalog, verification optional."""
 
@@ -567,7 +563,7 @@ def copy_and_upload(side: OffsiteSidecar, relay: Relay, label: str) -> dict:
 
 def build(side: OffsiteSidecar, size_mb: float, budget: float, previous_rate: float | None) -> dict:
     """The copy benchmark's database: random-hex rows to ~size_mb on disk, committed and collected."""
-    target_rows = max(cb.BATCH_ROWS // 10, int(size_mb * MB / cb.GC_BYTES_PER_ROW))
+    target_rows = max(BATCH_ROWS // 10, int(size_mb * MB / GC_BYTES_PER_ROW))
     result: dict = {"target_rows": target_rows, "notes": []}
     log(f"{size_mb} MB: loading {target_rows:,} rows")
     t0 = time.monotonic()
@@ -580,7 +576,7 @@ def build(side: OffsiteSidecar, size_mb: float, budget: float, previous_rate: fl
             log(f"{size_mb} MB: {note}")
             result["notes"].append(note)
             break
-        rows = min(cb.BATCH_ROWS, target_rows - next_id + 1)
+        rows = min(BATCH_ROWS, target_rows - next_id + 1)
         before = side.journal_bytes()
         side.insert(next_id, rows)
         next_id += rows
@@ -590,7 +586,7 @@ def build(side: OffsiteSidecar, size_mb: float, budget: float, previous_rate: fl
     load_s = time.monotonic() - t0
     side.psql("SELECT dolt_commit('-Am', 'load')")
     t1 = time.monotonic()
-    side.psql("SELECT dolt_gc()", timeout=cb.GC_TIMEOUT)
+    side.psql("SELECT dolt_gc()", timeout=GC_TIMEOUT)
     gc_s = time.monotonic() - t1
     result.update(
         rows=next_id - 1,
@@ -704,7 +700,7 @@ def restore_phase(root: Path, sidecar: Path, doltgres: Path, relays: dict, rclon
         log(f"  local restore of rclone's copy #{i + 1}: {local_s:.2f} s, exit {local.returncode}")
         for d in (rcat, root / "rclone-restored"):
             shutil.rmtree(d, ignore_errors=True)
-    med = lambda rows: cb.spread([r["wall_s"] for r in rows])  # noqa: E731
+    med = lambda rows: spread([r["wall_s"] for r in rows])  # noqa: E731
     out["summary"] = {
         "sidecar_restore_s": med(out["sidecar_restore"]),
         "rclone_copy_back_s": med(out["rclone_copy_back"]),
@@ -860,7 +856,7 @@ def run_size(size_mb: float, args: argparse.Namespace, tmp: Path, tools: dict, r
              previous_rate: float | None) -> dict:  # fmt: skip
     label = f"{size_mb:g}mb"
     result: dict = {"size_mb": size_mb, "notes": []}
-    target_rows = max(cb.BATCH_ROWS // 10, int(size_mb * MB / cb.GC_BYTES_PER_ROW))
+    target_rows = max(BATCH_ROWS // 10, int(size_mb * MB / GC_BYTES_PER_ROW))
     if previous_rate is not None and target_rows * previous_rate > 2 * args.build_budget:
         note = (
             f"skipped: at the previous size's rate the build would take ~{target_rows * previous_rate / 60:.0f} min, "
@@ -889,7 +885,7 @@ def run_size(size_mb: float, args: argparse.Namespace, tmp: Path, tools: dict, r
         first = copy_and_upload(side, relays["sidecar"], "first")
         rc_first = rclone.copy(str(side.entry_dir(first["entry"])), f":s3:{BUCKET}/rclone/{label}/first")
         log(f"  rclone first: {rc_first['wall_s']:.2f} s, wire {rc_first['wire_up'] / MB:.2f} MB up")
-        per_row = result["build"].get("journal_bytes_per_row") or cb.JOURNAL_BYTES_PER_ROW_GUESS
+        per_row = result["build"].get("journal_bytes_per_row") or JOURNAL_BYTES_PER_ROW_GUESS
         change_rows = max(1, int(round(args.change_mb * MB / per_row)))
         journal_before = side.journal_bytes()
         side.insert(next_id, change_rows)
@@ -1101,10 +1097,10 @@ def write_markdown(path: Path, data: dict) -> None:
         ratio_txt = f"{statistics.median(ratios):.2f}×" + (f" ({ratios[0]:.2f}–{ratios[-1]:.2f})" if len(ratios) > 1 else "")
         local_ok = all(r["ok"] for r in rs["rclone_local_restore"])
         L.append(
-            f"| {size_label(s['size_mb'])} | {len(ours)} | **{cb.fmt_spread(sm['sidecar_restore_s'], sec)}** | {cpu(ours)} | "
-            f"{fmt_mb(ours[0]['wire_down'])} | **{cb.fmt_spread(sm['rclone_copy_back_s'], sec)}** | {cpu(rc)} | "
+            f"| {size_label(s['size_mb'])} | {len(ours)} | **{fmt_spread(sm['sidecar_restore_s'], sec)}** | {cpu(ours)} | "
+            f"{fmt_mb(ours[0]['wire_down'])} | **{fmt_spread(sm['rclone_copy_back_s'], sec)}** | {cpu(rc)} | "
             f"{fmt_mb(rc[0]['wire_down'])} | {ratio_txt} | "
-            f"{cb.fmt_spread(sm['rclone_local_restore_s'], sec) if local_ok else 'failed'} | **{fmt_s(rec['total_s'])}** "
+            f"{fmt_spread(sm['rclone_local_restore_s'], sec) if local_ok else 'failed'} | **{fmt_s(rec['total_s'])}** "
             f"({fmt_s(rec['restore_s'])} + {fmt_s(rec['start_to_query_s'])}) | {rows_ok} |"
         )
     L.append("")
@@ -1210,7 +1206,7 @@ def main(argv: list[str]) -> int:
     started_wall = time.time()
     started = time.monotonic()
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(sig, cb.on_signal)
+        signal.signal(sig, on_signal)
     atexit.register(Proc.stop_all)
     for tool in ("psql", "pgbench"):
         if shutil.which(tool) is None:
@@ -1220,15 +1216,15 @@ def main(argv: list[str]) -> int:
     os.environ["TMPDIR"] = str(tmp)
     errors: list[str] = []
     sizes: list[dict] = []
-    meta: dict = {"machine": cb.machine()}
+    meta: dict = {"machine": machine()}
     relays: dict[str, Relay] = {}
     try:
         tools = {
-            "doltgres": cb.doltgres_binary(),
+            "doltgres": doltgres_binary(),
             "weed": script_path("ensure-seaweedfs.sh"),
             "rclone": args.rclone_bin or script_path("ensure-rclone.sh"),
         }
-        tools["sidecar"] = cb.sidecar_binary(args, tmp)
+        tools["sidecar"] = sidecar_binary(args, tmp)
         given = args.sidecar_commit or (f"unknown: --sidecar-bin (work tree {versions_head()})" if args.sidecar_bin else None)
         meta["versions"] = versions(tools["sidecar"], tools["doltgres"], tools["weed"], tools["rclone"], given)
         log("versions: " + ", ".join(f"{k} {val}" for k, val in meta["versions"].items()))
@@ -1272,7 +1268,7 @@ def main(argv: list[str]) -> int:
 
     meta.update(
         started=datetime.datetime.fromtimestamp(started_wall, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        command="python3 benches/offsite/run.py" + ("" if not argv else " " + shlex.join(argv)),
+        command="python3 -m benches.offsite.run" + ("" if not argv else " " + shlex.join(argv)),
         total_s=time.monotonic() - started,
         load_average_after=os.getloadavg()[0],
         args={

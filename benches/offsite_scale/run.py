@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """How the off-site repository behaves with many entries: 100, 1,000 and 10,000 of them.
 
-    python3 benches/offsite_scale/run.py            # N = 100, 1000, 10000 (~15-25 min on 2 cores)
-    python3 benches/offsite_scale/run.py --quick    # N = 100 only (~2 min)
+    python3 -m benches.offsite_scale.run            # N = 100, 1000, 10000 (~15-25 min on 2 cores)
+    python3 -m benches.offsite_scale.run --quick    # N = 100 only (~2 min)
 
 Standard-library Python 3 only. Needs cargo (or --sidecar-bin PATH), SeaweedFS from
 scripts/ensure-seaweedfs.sh and Doltgres from scripts/ensure-doltgres.sh (both cached).
@@ -68,6 +68,8 @@ import urllib.parse  # noqa: E402
 import urllib.request  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from benches.pgbench.procs import free_port  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 
@@ -91,12 +93,6 @@ OFFSITE_TIMEOUT = 3600
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1222,7 +1218,7 @@ def main(argv: list[str]) -> int:
         dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "src"], stdout=subprocess.PIPE, text=True).stdout.strip()
         report = {
             "started": started_wall,
-            "command": "python3 benches/offsite_scale/run.py " + " ".join(argv),
+            "command": "python3 -m benches.offsite_scale.run " + " ".join(argv),
             "duration_min": (time.monotonic() - started) / 60,
             "args": {"sizes": args.sizes, "repeat": args.repeat, "quick": args.quick},
             "machine": {"cores": os.cpu_count(), "cpu": cpu, "kernel": platform.release(), "load_before": load_before, "load_after": os.getloadavg()[0]},

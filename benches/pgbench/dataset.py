@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import subprocess
 
-from servers import DATABASE, USER, Endpoint, client_env, psql
-from tools import Tools
+from benches.pgbench.servers import DATABASE, USER, Endpoint, client_env, psql
+from benches.pgbench.tools import Tools
 
 # Rows per unit of scale, as pgbench defines them.
 BRANCHES, TELLERS, ACCOUNTS = 1, 10, 100_000

@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from procs import Managed, free_port
-from servers import Endpoint, Server, wait_ready
-from tools import Tools
+from benches.pgbench.procs import Managed, free_port
+from benches.pgbench.servers import Endpoint, Server, wait_ready
+from benches.pgbench.tools import Tools
 
 # HAProxy's nbthread. On the 2-core benchmark machine 2 threads gave 5-25% more TPS than 1 (pgbench
 # -S, simple and prepared, 8 and 32 clients), at ~15% more CPU per transaction; see benches/README.md,

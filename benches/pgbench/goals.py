@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from summary import paired_ratio
+from benches.pgbench.summary import paired_ratio
 
 # Doltgres' TPS goal applies from this many clients up.
 DOLTGRES_MIN_CLIENTS = 8

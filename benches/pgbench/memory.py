@@ -13,9 +13,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from procs import rss_bytes, wait_until
-from servers import DATABASE, USER, Server, client_env, psql
-from tools import Tools
+from benches.pgbench.procs import rss_bytes, wait_until
+from benches.pgbench.servers import DATABASE, USER, Server, client_env, psql
+from benches.pgbench.tools import Tools
 
 HERE = Path(__file__).resolve().parent
 # RSS samples taken at each level, half a second apart; their median is used.

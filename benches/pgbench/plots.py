@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from summary import (  # noqa: E402
+from benches.pgbench.summary import (
     BUCKETS_PER_DECADE,
     PROXIES,
     SCRIPT_FLAGS,

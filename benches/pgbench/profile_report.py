@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from formatting import fmt_count, fmt_us, table
-from profiling import HARDWARE_EVENTS, SOFTWARE_EVENTS
-from summary import SCRIPT_FLAGS, TARGET_NAMES
+from benches.pgbench.formatting import fmt_count, fmt_us, table
+from benches.pgbench.profiling import HARDWARE_EVENTS, SOFTWARE_EVENTS
+from benches.pgbench.summary import SCRIPT_FLAGS, TARGET_NAMES
 
 # Syscalls shown: the union of each proxy's top few by calls per transaction, if at least MIN_SHOWN.
 TOP_SYSCALLS_PER_PROXY = 6

@@ -26,10 +26,10 @@ import subprocess
 import time
 from pathlib import Path
 
-import workload
-from procs import Managed
-from servers import Endpoint
-from tools import Tools, ensure_debian_program
+from benches.pgbench import workload
+from benches.pgbench.procs import Managed
+from benches.pgbench.servers import Endpoint
+from benches.pgbench.tools import Tools, ensure_debian_program
 
 SOFTWARE_EVENTS = ("task-clock", "context-switches", "cpu-migrations", "page-faults")
 HARDWARE_EVENTS = ("cycles", "instructions")

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import floor
-import servers
-from servers import Endpoint, Server
-from tools import Tools
+from benches.pgbench import floor
+from benches.pgbench import servers
+from benches.pgbench.servers import Endpoint, Server
+from benches.pgbench.tools import Tools
 
 # Every proxy measured in front of PostgreSQL, in the order the report shows them.
 KINDS = ("sidecar", "pgbouncer", "haproxy", "relay")

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import goals
-from formatting import fmt_latency, fmt_mib, fmt_ratio, fmt_tps, fmt_us, table
-from summary import (
+from benches.pgbench import goals
+from benches.pgbench.formatting import fmt_latency, fmt_mib, fmt_ratio, fmt_tps, fmt_us, table
+from benches.pgbench.summary import (
     PROXIES,
     SCRIPT_FLAGS,
     TARGET_NAMES,

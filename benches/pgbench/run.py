@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """pgbench harness: the sidecar against a direct connection, PgBouncer and two floors.
 
-    python3 benches/pgbench/run.py            # full run, ~30 min on 2 cores
-    python3 benches/pgbench/run.py --quick    # smoke test, a few minutes
-    python3 benches/pgbench/run.py --profile  # syscalls, context switches, perf per proxy, ~2 min
+    python3 -m benches.pgbench.run            # full run, ~30 min on 2 cores
+    python3 -m benches.pgbench.run --quick    # smoke test, a few minutes
+    python3 -m benches.pgbench.run --profile  # syscalls, context switches, perf per proxy, ~2 min
 
 Starts its own PostgreSQL, Doltgres, sidecar, PgBouncer, HAProxy (TCP mode) and tokio relay
 (benches/relay_floor.rs) on free loopback ports in a temp dir, runs pgbench -S and -N in simple,
@@ -34,19 +34,19 @@ import traceback  # noqa: E402
 from dataclasses import dataclass, field, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import dataset  # noqa: E402
-import floor  # noqa: E402
-import memory  # noqa: E402
-import profile_report  # noqa: E402
-import profiling  # noqa: E402
-import proxies  # noqa: E402
-import report  # noqa: E402
-import servers  # noqa: E402
-import workload  # noqa: E402
-from bench_venv import ensure_venv  # noqa: E402
-from procs import stop_all  # noqa: E402
-from servers import Endpoint, Server  # noqa: E402
-from tools import REPO, Tools, find_tools, machine, versions  # noqa: E402
+from benches.pgbench import dataset
+from benches.pgbench import floor
+from benches.pgbench import memory
+from benches.pgbench import profile_report
+from benches.pgbench import profiling
+from benches.pgbench import proxies
+from benches.pgbench import report
+from benches.pgbench import servers
+from benches.pgbench import workload
+from benches.pgbench.bench_venv import ensure_venv
+from benches.pgbench.procs import stop_all
+from benches.pgbench.servers import Endpoint, Server
+from benches.pgbench.tools import REPO, Tools, find_tools, machine, versions
 
 HERE = Path(__file__).resolve().parent
 # The plots plots.py draws, removed before a new run draws them again.
@@ -255,9 +255,10 @@ def draw_plots(venv_python: Path | None, raw: Path, out: Path) -> list[str]:
     if venv_python is None:
         return []
     done = subprocess.run(
-        [str(venv_python), "-B", str(HERE / "plots.py"), str(raw), str(out)],
+        [str(venv_python), "-B", "-m", "benches.pgbench.plots", str(raw), str(out)],
         stdout=subprocess.PIPE,
         text=True,
+        cwd=REPO,
     )
     if done.returncode != 0:
         print("bench: plotting failed; the report has no plots", file=sys.stderr)
@@ -367,7 +368,7 @@ def main(argv: list[str]) -> int:
     results = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
         "elapsed_seconds": time.time() - started,
-        "command": "python3 benches/pgbench/run.py " + shlex.join(argv),
+        "command": "python3 -m benches.pgbench.run " + shlex.join(argv),
         "interrupted": interrupted,
         "settings": {
             "quick": args.quick,

@@ -14,8 +14,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from procs import Managed, as_postgres_user, free_port, give_to_postgres, wait_until
-from tools import Tools
+from benches.pgbench.procs import Managed, as_postgres_user, free_port, give_to_postgres, wait_until
+from benches.pgbench.tools import Tools
 
 USER = "postgres"
 PASSWORD = "password"

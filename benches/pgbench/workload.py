@@ -17,10 +17,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from procs import cpu_seconds, rss_bytes
-from servers import DATABASE, USER, Endpoint, client_env
-from summary import BUCKETS_PER_DECADE
-from tools import Tools
+from benches.pgbench.procs import cpu_seconds, rss_bytes
+from benches.pgbench.servers import DATABASE, USER, Endpoint, client_env
+from benches.pgbench.summary import BUCKETS_PER_DECADE
+from benches.pgbench.tools import Tools
 
 # pgbench's built-in scripts: flag, and statements sent per transaction.
 SCRIPTS = {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The long soak: the soak test (proxy-tests/tests/soak.rs) for SOAK_SECONDS (default 1200, 20
 # minutes), at low CPU priority, writing every sample to benches/results/soak.json; then
-# benches/soak/plot.py writes benches/results/soak.md and soak.png from it. The test's pass
+# benches/soak/plot.py (python3 -m benches.soak.plot) writes benches/results/soak.md and soak.png from it. The test's pass
 # criteria apply as in CI; the figures are written even when a criterion fails.
 #
 #   benches/soak/run.sh                           # 20 minutes
@@ -24,9 +24,9 @@ if [ -f "$out/soak.json" ]; then
   if python3 -c 'import matplotlib' 2>/dev/null; then
     py=python3
   else
-    py="$(python3 -c 'import sys; sys.path.insert(0, "benches/pgbench"); import bench_venv; print(bench_venv.ensure_venv())')" || py=python3
+    py="$(python3 -c 'from benches.pgbench import bench_venv; print(bench_venv.ensure_venv())')" || py=python3
   fi
-  "$py" benches/soak/plot.py "$out/soak.json" "$out" || status=1
+  "$py" -m benches.soak.plot "$out/soak.json" "$out" || status=1
 else
   echo "soak: no report written" >&2
   status=1

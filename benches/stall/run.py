@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Client-visible stall of push and sync windows under load (issue 4, item 6).
 
-    python3 benches/stall/run.py        # ~3 minutes on 2 cores
+    python3 -m benches.stall.run        # ~3 minutes on 2 cores
 
 Starts Doltgres and the sidecar (with `[backup.push]` and `[backup.sync]` to file:// remotes) on
 free loopback ports in a temp dir, loads the pgbench tables, then runs pgbench through the
@@ -38,18 +38,17 @@ from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "pgbench"))
 
-import dataset  # noqa: E402  (benches/pgbench)
-import servers  # noqa: E402
-import stall_report  # noqa: E402  (benches/stall)
-import timeline  # noqa: E402
-import tools as bench_tools  # noqa: E402
-import workload  # noqa: E402
-from procs import Managed, free_port, stop_all  # noqa: E402
-from servers import DATABASE, PASSWORD, USER, Endpoint, Server  # noqa: E402
-from timeline import Span  # noqa: E402
-from tools import REPO, Tools, machine  # noqa: E402
+from benches.pgbench import dataset
+from benches.pgbench import servers
+from benches.stall import stall_report
+from benches.stall import timeline
+from benches.pgbench import tools as bench_tools
+from benches.pgbench import workload
+from benches.pgbench.procs import Managed, free_port, stop_all
+from benches.pgbench.servers import DATABASE, PASSWORD, USER, Endpoint, Server
+from benches.stall.timeline import Span
+from benches.pgbench.tools import REPO, Tools, machine
 
 ACTIONS = ("push", "sync")
 # How long one admin request may take (a window's action_timeout is 300 s by default).
@@ -510,7 +509,7 @@ def main(argv: list[str]) -> int:
         results = {
             "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
             "elapsed_seconds": time.time() - started,
-            "command": shlex.join(["python3", "benches/stall/run.py", *argv]),
+            "command": shlex.join(["python3", "-m", "benches.stall.run", *argv]),
             "settings": {
                 "steady_seconds": args.steady,
                 "load_seconds": args.load,

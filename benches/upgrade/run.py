@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What clients see while the sidecar is upgraded under load (`run --upgrade`).
 
-    python3 benches/upgrade/run.py      # ~3.5 minutes on 2 cores (+ the release build if stale)
+    python3 -m benches.upgrade.run      # ~3.5 minutes on 2 cores (+ the release build if stale)
 
 Starts PostgreSQL and Doltgres on free loopback ports in a temp dir (the pgbench harness's
 servers, with the pgbench tables at scale 1) and, for each, a sidecar whose config names a
@@ -44,19 +44,17 @@ from datetime import datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "pgbench"))
-sys.path.insert(0, str(HERE.parent / "stall"))
 
-import dataset  # noqa: E402  (benches/pgbench)
-import servers  # noqa: E402
-import timeline  # noqa: E402  (benches/stall)
-import tools as bench_tools  # noqa: E402
-import upgrade_report  # noqa: E402  (benches/upgrade)
-import workload  # noqa: E402
-from procs import Managed, free_port, stop_all  # noqa: E402
-from servers import Endpoint, Server  # noqa: E402
-from timeline import Txn  # noqa: E402
-from tools import REPO, Tools, machine  # noqa: E402
+from benches.pgbench import dataset
+from benches.pgbench import servers
+from benches.stall import timeline
+from benches.pgbench import tools as bench_tools
+from benches.upgrade import upgrade_report
+from benches.pgbench import workload
+from benches.pgbench.procs import Managed, free_port, stop_all
+from benches.pgbench.servers import Endpoint, Server
+from benches.stall.timeline import Txn
+from benches.pgbench.tools import REPO, Tools, machine
 
 UPSTREAMS = ("doltgres", "postgres")
 # Transactions that started this close to the hand-over count as "near" it.
@@ -565,7 +563,7 @@ def main(argv: list[str]) -> int:
     results = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
         "elapsed_seconds": time.time() - started,
-        "command": shlex.join(["python3", "benches/upgrade/run.py", *argv]),
+        "command": shlex.join(["python3", "-m", "benches.upgrade.run", *argv]),
         "settings": {
             "duration_seconds": args.duration,
             "upgrade_at_seconds": args.upgrade_at,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from formatting import table  # benches/pgbench (on sys.path via run.py)
-from stall_report import ms  # benches/stall (on sys.path via run.py)
+from benches.pgbench.formatting import table
+from benches.stall.stall_report import ms
 
 NAMES = {"doltgres": "Doltgres", "postgres": "PostgreSQL"}
 

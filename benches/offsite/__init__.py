@@ -1,0 +1,1 @@
+"""Copy entries replicated off-site, against rclone."""

@@ -1,0 +1,1 @@
+"""The off-site repository at scale: many entries, uploads and retention."""

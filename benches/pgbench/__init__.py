@@ -1,0 +1,1 @@
+"""pgbench through the sidecar, PgBouncer, HAProxy and directly, and the harness the other benchmarks share."""

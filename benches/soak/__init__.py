@@ -1,0 +1,1 @@
+"""The soak test's long run, plotted."""

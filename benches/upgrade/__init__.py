@@ -1,0 +1,1 @@
+"""What clients see while the sidecar is upgraded in place (hand-over)."""
