@@ -37,6 +37,15 @@ pub async fn column(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
         .collect()
 }
 
+/// The first column of the first row `sql` returns.
+pub async fn first(client: &tokio_postgres::Client, sql: &str) -> String {
+    column(client, sql)
+        .await
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("{sql}: no row"))
+}
+
 /// The single value `sql` returns.
 pub async fn value(client: &tokio_postgres::Client, sql: &str) -> String {
     let values = column(client, sql).await;

@@ -22,6 +22,7 @@
 pub mod certs;
 pub mod facts;
 pub mod fault_server;
+pub mod http;
 pub mod install;
 pub mod ledger;
 pub mod managed;

@@ -123,31 +123,12 @@ impl SidecarProcess {
 
     /// `POST {admin}{path}`: the status code (0 if no answer) and the body.
     pub async fn post(&self, path: &str) -> (u16, String) {
-        let url = format!("{}{path}", self.admin);
-        tokio::task::spawn_blocking(move || post(&url))
-            .await
-            .unwrap()
+        crate::http::request("POST", format!("{}{path}", self.admin), None).await
     }
 
     /// `GET {admin}{path}`: the status code (0 if no answer) and the body.
     pub async fn get(&self, path: &str) -> (u16, String) {
-        let url = format!("{}{path}", self.admin);
-        tokio::task::spawn_blocking(move || {
-            match ureq::get(&url)
-                .config()
-                .http_status_as_error(false)
-                .build()
-                .call()
-            {
-                Ok(mut r) => (
-                    r.status().as_u16(),
-                    r.body_mut().read_to_string().unwrap_or_default(),
-                ),
-                Err(_) => (0, String::new()),
-            }
-        })
-        .await
-        .unwrap()
+        crate::http::request("GET", format!("{}{path}", self.admin), None).await
     }
 
     /// A gauge or counter from `/metrics` (the sum of its series), if present.
@@ -254,18 +235,7 @@ impl Drop for ServerChild {
 
 /// `POST url` without a body: the status code (0 if no answer) and the body.
 pub fn post(url: &str) -> (u16, String) {
-    match ureq::post(url)
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .send_empty()
-    {
-        Ok(mut r) => (
-            r.status().as_u16(),
-            r.body_mut().read_to_string().unwrap_or_default(),
-        ),
-        Err(_) => (0, String::new()),
-    }
+    crate::http::call("POST", url, None, None)
 }
 
 /// The sum of a metric's series in a Prometheus text exposition (`name` or `name{...}` lines).

@@ -77,39 +77,26 @@ impl TestProxy {
 
     /// `GET` on the admin API; returns status code and body.
     pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        self.admin("GET", path).await
+    }
+
+    async fn admin(&self, method: &str, path: &str) -> (u16, String) {
         let url = format!("{}{path}", self.admin_url);
         let token = self.shared.config().admin_token.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut request = ureq::get(&url).config().http_status_as_error(false).build();
-            if let Some(token) = token {
-                request = request.header("Authorization", &format!("Bearer {token}"));
-            }
-            let mut response = request.call().expect("admin API unreachable");
-            let status = response.status().as_u16();
-            (status, response.body_mut().read_to_string().unwrap())
-        })
-        .await
-        .unwrap()
+        let (code, body) = crate::http::request(method, url, token.as_deref()).await;
+        assert_ne!(code, 0, "admin API unreachable: {body}");
+        (code, body)
     }
 
     /// `POST` on the admin API; returns status code and body.
     pub async fn admin_post(&self, path: &str) -> (u16, String) {
-        let url = format!("{}{path}", self.admin_url);
-        let token = self.shared.config().admin_token.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut request = ureq::post(&url)
-                .config()
-                .http_status_as_error(false)
-                .build();
-            if let Some(token) = token {
-                request = request.header("Authorization", &format!("Bearer {token}"));
-            }
-            let mut response = request.send_empty().expect("admin API unreachable");
-            let status = response.status().as_u16();
-            (status, response.body_mut().read_to_string().unwrap())
-        })
-        .await
-        .unwrap()
+        self.admin("POST", path).await
+    }
+
+    /// A series of `/metrics` (`name` or `name{labels}`; their sum), 0 if absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let (_, text) = self.admin_get("/metrics").await;
+        crate::process::metric_sum(&text, series).unwrap_or(0.0)
     }
 
     /// `GET /status`, parsed.

@@ -3,44 +3,8 @@
 //! control calls without the token; it does not wait for a body nobody reads, nor keep an idle
 //! connection past its timeout. Its OpenAPI document describes what it serves.
 
+use proxy_tests::http;
 use proxy_tests::{TestProxy, TestServer};
-
-/// A raw request: (status, body).
-fn call(method: &str, url: &str, token: Option<&str>, body: Option<Vec<u8>>) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let response = match (method, body) {
-        ("POST", Some(body)) => {
-            let mut r = agent.post(url);
-            if let Some(t) = token {
-                r = r.header("Authorization", &format!("Bearer {t}"));
-            }
-            r.send(&body[..])
-        }
-        ("POST", None) => {
-            let mut r = agent.post(url);
-            if let Some(t) = token {
-                r = r.header("Authorization", &format!("Bearer {t}"));
-            }
-            r.send_empty()
-        }
-        _ => {
-            let mut r = agent.get(url);
-            if let Some(t) = token {
-                r = r.header("Authorization", &format!("Bearer {t}"));
-            }
-            r.call()
-        }
-    };
-    let mut response = response.expect("admin API unreachable");
-    let status = response.status().as_u16();
-    (
-        status,
-        response.body_mut().read_to_string().unwrap_or_default(),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn holds_are_bounded_and_oversized_requests_refused() {
@@ -56,33 +20,33 @@ async fn holds_are_bounded_and_oversized_requests_refused() {
     let base = proxy.admin_url.clone();
     let token = Some("s3cret");
     let results = tokio::task::spawn_blocking(move || {
-        let quiesce = |q: &str| call("POST", &format!("{base}/quiesce?{q}"), token, None);
+        let quiesce = |q: &str| http::call("POST", &format!("{base}/quiesce?{q}"), token, None);
         let day = quiesce("ttl=1day");
         let zero = quiesce("ttl=0s");
         let composite = quiesce("ttl=1m30s");
-        let long_target = call(
+        let long_target = http::call(
             "GET",
             &format!("{base}/status?pad={}", "x".repeat(2000)),
             token,
             None,
         );
-        let big_body = call(
+        let big_body = http::call(
             "POST",
             &format!("{base}/resume"),
             token,
-            Some(vec![b'x'; 4096]),
+            Some(&[b'x'; 4096][..]),
         );
         // Longer than max_hold_ttl: held, for max_hold_ttl.
         let ok = quiesce("ttl=5h&timeout=2h");
         // A backup asked for during the hold does not wait minutes behind it.
-        let busy = call(
+        let busy = http::call(
             "POST",
             &format!("{base}/backups?action=snapshot"),
             token,
             None,
         );
-        let resumed = call("POST", &format!("{base}/resume"), token, None);
-        let after = call(
+        let resumed = http::call("POST", &format!("{base}/resume"), token, None);
+        let after = http::call(
             "POST",
             &format!("{base}/backups?action=snapshot"),
             token,
@@ -119,7 +83,7 @@ async fn holds_are_bounded_and_oversized_requests_refused() {
     );
     let base = proxy.admin_url.clone();
     let no_token = tokio::task::spawn_blocking(move || {
-        call("POST", &format!("{base}/quiesce?ttl=1m"), None, None)
+        http::call("POST", &format!("{base}/quiesce?ttl=1m"), None, None)
     })
     .await
     .unwrap();
@@ -147,7 +111,7 @@ async fn the_openapi_document_describes_the_served_api() {
                     "/quiesce" => format!("{base}/quiesce?ttl=0s"),
                     _ => format!("{base}{path}"),
                 };
-                let (status, _) = call(&method.to_uppercase(), &url, None, None);
+                let (status, _) = http::call(&method.to_uppercase(), &url, None, None);
                 out.push((method.clone(), path.clone(), status));
             }
         }

@@ -644,20 +644,7 @@ async fn commands_match_the_admin_api_on_doltgres() {
         .unwrap();
     let window = tokio::spawn({
         let url = format!("{}/backups?action=copy", proxy.admin_url);
-        async move {
-            tokio::task::spawn_blocking(move || {
-                ureq::post(&url)
-                    .config()
-                    .http_status_as_error(false)
-                    .build()
-                    .send_empty()
-                    .unwrap()
-                    .status()
-                    .as_u16()
-            })
-            .await
-            .unwrap()
-        }
+        async move { proxy_tests::http::request("POST", url, None).await.0 }
     });
     let mut answered = 0;
     let mut slowest = Duration::ZERO;

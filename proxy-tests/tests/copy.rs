@@ -6,21 +6,8 @@ use std::time::Duration;
 
 use doltgres_sidecar::auth::AuthMode;
 use doltgres_sidecar::verify;
+use proxy_tests::facts::value;
 use proxy_tests::managed::{ManagedProxy, doltgres_wrapper};
-use tokio_postgres::SimpleQueryMessage;
-
-async fn value(client: &tokio_postgres::Client, sql: &str) -> String {
-    let rows = client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    rows.iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("{sql}: no row"))
-}
 
 fn metric(text: &str, line_start: &str) -> f64 {
     text.lines()
@@ -55,22 +42,11 @@ async fn copy_window_is_invisible_to_new_connections_and_ends_held_idle_sessions
     // A slow start keeps the server down for a second inside the window.
     std::fs::write(m.dir.path().join("slow"), b"").unwrap();
     let admin = m.proxy.admin_url.clone();
-    let window = tokio::spawn({
-        let addr = admin.clone();
-        async move {
-            tokio::task::spawn_blocking(move || {
-                let mut r = ureq::post(&format!("{addr}/backups?action=copy"))
-                    .config()
-                    .http_status_as_error(false)
-                    .build()
-                    .send_empty()
-                    .unwrap();
-                (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
-            })
-            .await
-            .unwrap()
-        }
-    });
+    let window = tokio::spawn(proxy_tests::http::request(
+        "POST",
+        format!("{admin}/backups?action=copy"),
+        None,
+    ));
     tokio::time::sleep(Duration::from_millis(400)).await;
     // Arrives while the server is down: waits, then works.
     let late = m.connect().await;
@@ -100,12 +76,7 @@ async fn copy_window_is_invisible_to_new_connections_and_ends_held_idle_sessions
     let entries = m.catalog().entries();
     assert_eq!(entries.len(), 1);
     let entry = &entries[0];
-    let db = entry
-        .manifest
-        .databases
-        .iter()
-        .find(|d| d.name == "postgres")
-        .unwrap();
+    let db = entry.manifest.database("postgres").unwrap();
     assert_eq!(db.head, head);
     assert_eq!(db.working_set, working);
     assert_eq!(db.tables.get("public.items"), Some(&3));

@@ -118,12 +118,7 @@ async fn operator_commands_stop_and_start_the_server_around_a_copy() {
     for path in ["config/auth.db", "config/config.yaml"] {
         assert!(entry.manifest.file(path).is_some(), "{path} not copied");
     }
-    let db = entry
-        .manifest
-        .databases
-        .iter()
-        .find(|d| d.name == "postgres")
-        .unwrap();
+    let db = entry.manifest.database("postgres").unwrap();
     assert_eq!(db.tables.get("public.cmd"), Some(&2));
     let scratch = doltgres_sidecar::verify::ScratchConfig {
         binary: install::doltgres_binary().to_path_buf(),

@@ -10,27 +10,14 @@ use std::time::{Duration, Instant};
 use doltgres_sidecar::catalog::Catalog;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use proxy_tests::facts::value;
 use proxy_tests::install;
 use proxy_tests::managed::PASSWORD;
 use proxy_tests::process::SidecarProcess;
 use proxy_tests::process::connect_when_serving as connect;
-use tokio_postgres::SimpleQueryMessage;
 
 fn start(config: &Path) -> SidecarProcess {
     SidecarProcess::start(&["--config".as_ref(), config.as_os_str()])
-}
-
-async fn count(client: &tokio_postgres::Client) -> String {
-    let rows = client
-        .simple_query("SELECT count(*) FROM kept")
-        .await
-        .unwrap();
-    rows.iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-            _ => None,
-        })
-        .unwrap()
 }
 
 fn post(url: String) -> u16 {
@@ -87,7 +74,7 @@ async fn kill_9_mid_copy_leaves_no_entry_and_a_restart_takes_over() {
 
     let sidecar = start(&config);
     let client = connect(&sidecar.listen).await;
-    assert_eq!(count(&client).await, "3");
+    assert_eq!(value(&client, "SELECT count(*) FROM kept").await, "3");
     client
         .batch_execute("INSERT INTO kept VALUES (4)")
         .await
@@ -138,11 +125,7 @@ async fn kill_9_mid_copy_leaves_no_entry_and_a_restart_takes_over() {
     let entries = Catalog::open(&catalog_dir).unwrap().entries();
     assert_eq!(entries.len(), 2, "the final window copied");
     let last = &entries[1].manifest;
-    let db = last
-        .databases
-        .iter()
-        .find(|d| d.name == "postgres")
-        .unwrap();
+    let db = last.database("postgres").unwrap();
     assert_eq!(db.tables.get("public.kept"), Some(&5));
     let info = dir.path().join("doltgres/data/.dolt/sql-server.info");
     assert!(
@@ -186,7 +169,7 @@ async fn a_restarted_sidecar_stops_the_doltgres_a_killed_one_left_behind() {
     );
     let sidecar = start(&config);
     let client = connect(&sidecar.listen).await;
-    assert_eq!(count(&client).await, "0");
+    assert_eq!(value(&client, "SELECT count(*) FROM kept").await, "0");
     assert!(
         !Path::new(&format!("/proc/{orphan}/cmdline")).exists()
             || !std::fs::read_to_string(format!("/proc/{orphan}/cmdline"))

@@ -162,12 +162,7 @@ async fn copy_windows_under_load_cut_restorable_prefixes() {
     let total = WRITERS * PER_WRITER;
     let mut cuts = Vec::new();
     for entry in &entries {
-        let db = entry
-            .manifest
-            .databases
-            .iter()
-            .find(|d| d.name == "postgres")
-            .unwrap();
+        let db = entry.manifest.database("postgres").unwrap();
         let cut = *db.tables.get("public.ledger").unwrap();
         verify::verify_entry(&m.scratch(), entry, &mut |_| {})
             .await

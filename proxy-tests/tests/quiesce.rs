@@ -218,26 +218,14 @@ async fn admin_token_guards_control_endpoints() {
     let proxy =
         TestProxy::start_with(&server.addr(), |c| c.admin_token = Some("s3cret".into())).await;
     assert_eq!(proxy.admin_get("/status").await.0, 200, "with the token");
-    let url = format!("{}/status", proxy.admin_url);
-    let code = tokio::task::spawn_blocking(move || {
-        ureq::get(&url)
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .call()
-            .unwrap()
-            .status()
-            .as_u16()
-    })
-    .await
-    .unwrap();
-    assert_eq!(code, 401);
-    let url = format!("{}/metrics", proxy.admin_url);
-    let code =
-        tokio::task::spawn_blocking(move || ureq::get(&url).call().unwrap().status().as_u16())
-            .await
-            .unwrap();
-    assert_eq!(code, 200, "metrics stay open for scrapers");
+    let request =
+        |path: &str| proxy_tests::http::request("GET", format!("{}{path}", proxy.admin_url), None);
+    assert_eq!(request("/status").await.0, 401);
+    assert_eq!(
+        request("/metrics").await.0,
+        200,
+        "metrics stay open for scrapers"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use doltgres_sidecar::tls::ClientTlsMode;
 use nix::sys::signal::{Signal, kill};
 use proxy_tests::certs::TestCerts;
+use proxy_tests::http;
 use proxy_tests::process::SidecarProcess;
 use proxy_tests::{TestProxy, TestServer, install};
 use rustls::pki_types::CertificateDer;
@@ -72,40 +73,6 @@ async fn still_works(client: &tokio_postgres::Client) {
 fn renew(served: &TestCerts, new: &TestCerts) {
     std::fs::copy(&new.cert, &served.cert).unwrap();
     std::fs::copy(&new.key, &served.key).unwrap();
-}
-
-/// An admin API call with an optional bearer token: (status, body).
-async fn call(method: &str, url: String, token: Option<&str>) -> (u16, String) {
-    let method = method.to_string();
-    let auth = token.map(|t| format!("Bearer {t}"));
-    tokio::task::spawn_blocking(move || {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .new_agent();
-        let response = if method == "POST" {
-            let mut r = agent.post(&url);
-            if let Some(a) = &auth {
-                r = r.header("Authorization", a);
-            }
-            r.send_empty()
-        } else {
-            let mut r = agent.get(&url);
-            if let Some(a) = &auth {
-                r = r.header("Authorization", a);
-            }
-            r.call()
-        };
-        match response {
-            Ok(mut r) => (
-                r.status().as_u16(),
-                r.body_mut().read_to_string().unwrap_or_default(),
-            ),
-            Err(_) => (0, String::new()),
-        }
-    })
-    .await
-    .unwrap()
 }
 
 fn changed(body: &str) -> Vec<String> {
@@ -197,7 +164,8 @@ async fn sighup_and_post_reload_apply_a_renewed_certificate_and_live_keys() {
     // POST /reload: another renewal and a new admin token at once.
     renew(&served, &third);
     write("admin_token = \"two\"\nmax_client_connections = 10\n");
-    let (code, body) = call("POST", format!("{}/reload", sidecar.admin), Some("one")).await;
+    let (code, body) =
+        http::request("POST", format!("{}/reload", sidecar.admin), Some("one")).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(changed(&body), ["admin_token", "tls_cert (file changed)"]);
     assert!(!body.contains("two"), "no secret in the answer: {body}");
@@ -207,13 +175,20 @@ async fn sighup_and_post_reload_apply_a_renewed_certificate_and_live_keys() {
     still_works(&client).await;
     drop(client);
     let status = format!("{}/status", sidecar.admin);
-    assert_eq!(call("GET", status.clone(), Some("one")).await.0, 401);
-    assert_eq!(call("GET", status.clone(), Some("two")).await.0, 200);
+    assert_eq!(
+        http::request("GET", status.clone(), Some("one")).await.0,
+        401
+    );
+    assert_eq!(
+        http::request("GET", status.clone(), Some("two")).await.0,
+        200
+    );
     still_works(&open).await;
 
     // The connection limit lowered under the open session: new clients are refused.
     write("admin_token = \"two\"\nmax_client_connections = 1\n");
-    let (code, body) = call("POST", format!("{}/reload", sidecar.admin), Some("two")).await;
+    let (code, body) =
+        http::request("POST", format!("{}/reload", sidecar.admin), Some("two")).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(changed(&body), ["max_client_connections"]);
     // Sessions of the clients dropped above may still be closing: wait for the count.
@@ -271,7 +246,10 @@ async fn an_invalid_reload_changes_nothing_and_traffic_flows() {
     let reload = format!("{}/reload", sidecar.admin);
     let status = format!("{}/status", sidecar.admin);
     let unchanged = || async {
-        assert_eq!(call("GET", status.clone(), Some("one")).await.0, 200);
+        assert_eq!(
+            http::request("GET", status.clone(), Some("one")).await.0,
+            200
+        );
         let client = connect_tls(&server, &sidecar.listen, &served.ca)
             .await
             .expect("the running certificate is still served");
@@ -285,7 +263,7 @@ async fn an_invalid_reload_changes_nothing_and_traffic_flows() {
         format!("{good}admin_token = \"two\"\nthis is not toml\n"),
     )
     .unwrap();
-    let (code, body) = call("POST", reload.clone(), Some("one")).await;
+    let (code, body) = http::request("POST", reload.clone(), Some("one")).await;
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("invalid config file"), "{body}");
     assert!(body.contains("nothing changed"), "{body}");
@@ -302,13 +280,16 @@ async fn an_invalid_reload_changes_nothing_and_traffic_flows() {
     // A certificate that does not match its key (renewed half-way), with a live change beside it.
     std::fs::write(&file, good.replace("\"7s\"", "\"9s\"")).unwrap();
     std::fs::copy(&other.cert, &served.cert).unwrap();
-    let (code, body) = call("POST", reload.clone(), Some("one")).await;
+    let (code, body) = http::request("POST", reload.clone(), Some("one")).await;
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("nothing changed"), "{body}");
     // The old certificate is still the one served (the file on disk is not).
     let client = connect_tls(&server, &sidecar.listen, &served.ca).await;
     assert!(client.is_ok(), "{client:?}");
-    assert_eq!(call("GET", status.clone(), Some("one")).await.0, 200);
+    assert_eq!(
+        http::request("GET", status.clone(), Some("one")).await.0,
+        200
+    );
 
     // Keys that need a restart, beside a live one: refused as a whole, each named.
     std::fs::copy(&other.key, &served.key).unwrap();
@@ -321,12 +302,18 @@ async fn an_invalid_reload_changes_nothing_and_traffic_flows() {
         ),
     )
     .unwrap();
-    let (code, body) = call("POST", reload.clone(), Some("one")).await;
+    let (code, body) = http::request("POST", reload.clone(), Some("one")).await;
     assert_eq!(code, 422, "{body}");
     assert!(body.contains("upstream, worker_threads"), "{body}");
     assert!(body.contains("restart"), "{body}");
-    assert_eq!(call("GET", status.clone(), Some("one")).await.0, 200);
-    assert_eq!(call("GET", status.clone(), Some("two")).await.0, 401);
+    assert_eq!(
+        http::request("GET", status.clone(), Some("one")).await.0,
+        200
+    );
+    assert_eq!(
+        http::request("GET", status.clone(), Some("two")).await.0,
+        401
+    );
     // The old certificate is still served although a usable new pair is on disk: the refused
     // reload loaded nothing (and the file watch is off for this test).
     let client = connect_tls(&server, &sidecar.listen, &served.ca).await;
@@ -336,7 +323,7 @@ async fn an_invalid_reload_changes_nothing_and_traffic_flows() {
 
     // Back to a valid file: the renewed pair and the live key apply.
     std::fs::write(&file, good.replace("\"7s\"", "\"9s\"")).unwrap();
-    let (code, body) = call("POST", reload, Some("one")).await;
+    let (code, body) = http::request("POST", reload, Some("one")).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(changed(&body), ["hold_timeout", "tls_cert (file changed)"]);
     until_served(&server, &sidecar.listen, &other.ca).await;
@@ -370,7 +357,7 @@ async fn log_level_changes_on_reload() {
     let reload = |sidecar: &SidecarProcess| {
         let url = format!("{}/reload", sidecar.admin);
         async move {
-            let (code, body) = call("POST", url, None).await;
+            let (code, body) = http::request("POST", url, None).await;
             assert_eq!(code, 200, "{body}");
             changed(&body)
         }

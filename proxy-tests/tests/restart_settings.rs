@@ -7,39 +7,15 @@
 
 use std::time::{Duration, Instant};
 
+use proxy_tests::facts::{column, first};
 use proxy_tests::managed::ManagedProxy;
 use proxy_tests::raw::{RawClient, briefs};
-use tokio_postgres::SimpleQueryMessage;
 
 /// Longer than the join grace, so a copy window treats the sessions as long idle.
 const IDLE: Duration = Duration::from_millis(1300);
 
 /// A zone with a fixed offset and no daylight saving, so `now()` shows it.
 const ZONE: &str = "Asia/Kolkata";
-
-/// The first column of the first row of `sql`.
-async fn one(client: &tokio_postgres::Client, sql: &str) -> String {
-    let rows = client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-    rows.iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("{sql}: no row"))
-}
-
-/// The value of a series in the managed proxy's `/metrics` (0 if absent).
-async fn metric(m: &ManagedProxy, series: &str) -> f64 {
-    let (_, text) = m.proxy.admin_get("/metrics").await;
-    text.lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
 
 /// Sessions ended for any reason.
 async fn ended(m: &ManagedProxy) -> f64 {
@@ -82,8 +58,8 @@ async fn schema(m: &ManagedProxy) {
 async fn rows(m: &ManagedProxy) -> (String, String) {
     let c = m.connect().await;
     (
-        one(&c, "SELECT count(*) FROM public.t2").await,
-        one(&c, "SELECT count(*) FROM s2.t2").await,
+        first(&c, "SELECT count(*) FROM public.t2").await,
+        first(&c, "SELECT count(*) FROM s2.t2").await,
     )
 }
 
@@ -91,16 +67,9 @@ async fn rows(m: &ManagedProxy) -> (String, String) {
 async fn settings(client: &tokio_postgres::Client) -> Vec<String> {
     let sql = "SELECT name || '=' || setting FROM pg_settings \
                WHERE setting IS DISTINCT FROM reset_val ORDER BY lower(name)";
-    let rows = client.simple_query(sql).await.unwrap();
-    let mut out: Vec<String> = rows
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-            _ => None,
-        })
-        .collect();
+    let mut out = column(client, sql).await;
     out.push(
-        one(
+        first(
             client,
             "SELECT coalesce(current_setting('app.k', true), '-')",
         )
@@ -132,9 +101,9 @@ async fn settings_changed_by_set_config_survive_copy_windows_and_a_crash_after()
     let m = ManagedProxy::start(|_, _| {}).await;
     schema(&m).await;
     let path = m.connect().await;
-    one(&path, "SELECT set_config('search_path', 's2', false)").await;
+    first(&path, "SELECT set_config('search_path', 's2', false)").await;
     let zone = m.connect().await;
-    one(
+    first(
         &zone,
         &format!("SELECT set_config('TimeZone', '{ZONE}', false)"),
     )
@@ -196,13 +165,16 @@ async fn settings_changed_by_set_config_survive_copy_windows_and_a_crash_after()
         .await
         .unwrap();
     assert_eq!(rows(&m).await, ("0".into(), "1".into()), "into s2.t2");
-    assert_eq!(one(&path, "SHOW search_path").await, "s2");
-    assert_eq!(one(&zone, "SELECT current_setting('TimeZone')").await, ZONE);
-    let now = one(&zone, "SELECT now()::text").await;
+    assert_eq!(first(&path, "SHOW search_path").await, "s2");
+    assert_eq!(
+        first(&zone, "SELECT current_setting('TimeZone')").await,
+        ZONE
+    );
+    let now = first(&zone, "SELECT now()::text").await;
     assert!(now.ends_with("+05:30"), "{now}");
-    assert_eq!(one(&by_function, "SHOW search_path").await, "s2");
-    assert_eq!(one(&bound, "SHOW search_path").await, "s2");
-    assert_eq!(one(&overridden, "SHOW search_path").await, "s2");
+    assert_eq!(first(&by_function, "SHOW search_path").await, "s2");
+    assert_eq!(first(&bound, "SHOW search_path").await, "s2");
+    assert_eq!(first(&overridden, "SHOW search_path").await, "s2");
     for (c, before) in sessions.iter().zip(&before) {
         assert_eq!(
             &settings(c).await,
@@ -219,7 +191,10 @@ async fn settings_changed_by_set_config_survive_copy_windows_and_a_crash_after()
         .await
         .unwrap();
     assert_eq!(rows(&m).await, ("0".into(), "2".into()), "into s2.t2 again");
-    assert_eq!(one(&zone, "SELECT current_setting('TimeZone')").await, ZONE);
+    assert_eq!(
+        first(&zone, "SELECT current_setting('TimeZone')").await,
+        ZONE
+    );
     assert_eq!(ended(&m).await, 0.0, "no session was ended");
 }
 
@@ -261,7 +236,7 @@ async fn after_a_crash_a_session_that_called_set_config_is_ended_with_57p01_nami
         .unwrap();
     assert_eq!(rows(&m).await, ("0".into(), "1".into()));
     let reason = "doltgres_sidecar_sessions_ended_total{reason=\"unreplayable_settings\"}";
-    assert_eq!(metric(&m, reason).await, 3.0);
+    assert_eq!(m.proxy.metric(reason).await, 3.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,12 +247,12 @@ async fn a_copy_window_ends_a_session_whose_set_config_named_no_setting() {
         .simple("SELECT set_config(n, 'x', false) FROM (SELECT 'app.k' AS n) AS s")
         .await;
     let kept = m.connect().await;
-    one(&kept, "SELECT set_config('app.k', 'y', false)").await;
+    first(&kept, "SELECT set_config('app.k', 'y', false)").await;
     tokio::time::sleep(IDLE).await;
     copy_window(&m).await;
     let (_, detail) = ended_with_57p01(&mut unnamed).await;
     assert!(detail.contains("named by an expression"), "{detail}");
-    assert_eq!(one(&kept, "SELECT current_setting('app.k')").await, "y");
+    assert_eq!(first(&kept, "SELECT current_setting('app.k')").await, "y");
     let reason = "doltgres_sidecar_sessions_ended_total{reason=\"unreplayable_settings\"}";
-    assert_eq!(metric(&m, reason).await, 1.0);
+    assert_eq!(m.proxy.metric(reason).await, 1.0);
 }

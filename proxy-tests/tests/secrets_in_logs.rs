@@ -7,7 +7,7 @@
 //! SCRAM message.
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -15,7 +15,8 @@ use doltgres_sidecar::auth::scram;
 use doltgres_sidecar::auth::verifier::ScramVerifier;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use proxy_tests::{free_port, install};
+use proxy_tests::install;
+use proxy_tests::process::SidecarProcess;
 
 const PASSWORD: &str = "pw-Secret-4411";
 const TOKEN: &str = "tok-Secret-5522";
@@ -46,21 +47,15 @@ async fn trace_logs_hold_no_secret() {
     );
     let log_path = dir.path().join("sidecar.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let admin = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new(install::sidecar_binary())
-        .args(["run", "--config"])
-        .arg(&config)
-        .args(["--listen", &listen, "--admin-listen", &admin])
-        .env("RUST_LOG", "trace")
-        .env_remove("DOLTGRES_PASSWORD")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut sidecar = SidecarProcess::start_with(&["--config".as_ref(), config.as_os_str()], |c| {
+        c.env("RUST_LOG", "trace")
+            .env_remove("DOLTGRES_PASSWORD")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+    });
+    let child = &mut sidecar.child;
 
-    let (host, port) = listen.rsplit_once(':').unwrap();
+    let (host, port) = sidecar.listen.rsplit_once(':').unwrap();
     let mut pg = tokio_postgres::Config::new();
     pg.host(host)
         .port(port.parse().unwrap())
@@ -117,7 +112,7 @@ async fn trace_logs_hold_no_secret() {
         })
         .collect();
 
-    let url = format!("http://{admin}");
+    let url = sidecar.admin.clone();
     let cli = |token: &str| {
         Command::new(install::sidecar_binary())
             .args([

@@ -67,11 +67,7 @@ async fn connect(
 
 fn rows_in_entry(catalog: &Catalog, table: &str) -> Option<u64> {
     let entry = catalog.latest()?;
-    let db = entry
-        .manifest
-        .databases
-        .iter()
-        .find(|d| d.name == "postgres")?;
+    let db = entry.manifest.database("postgres")?;
     db.tables.get(table).copied()
 }
 

@@ -261,32 +261,9 @@ impl Sidecar {
     }
 }
 
-/// An admin API request with a deadline; returns status and body (0 if unreachable).
-async fn admin(method: &'static str, url: String) -> (u16, String) {
-    tokio::task::spawn_blocking(move || {
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(600)))
-            .build();
-        let agent = ureq::Agent::new_with_config(config);
-        let response = match method {
-            "POST" => agent.post(&url).send_empty(),
-            _ => agent.get(&url).call(),
-        };
-        match response {
-            Ok(mut r) => (
-                r.status().as_u16(),
-                r.body_mut()
-                    .with_config()
-                    .limit(64 << 20)
-                    .read_to_string()
-                    .unwrap_or_default(),
-            ),
-            Err(e) => (0, e.to_string()),
-        }
-    })
-    .await
-    .unwrap()
+/// An admin API request (`proxy_tests::http`): status (0 if unreachable) and body.
+async fn admin(method: &str, url: String) -> (u16, String) {
+    proxy_tests::http::request(method, url, None).await
 }
 
 /// `GET` returning JSON; panics unless 200.

@@ -6,36 +6,12 @@
 
 use std::time::{Duration, Instant};
 
+use proxy_tests::facts::first;
 use proxy_tests::managed::ManagedProxy;
 use proxy_tests::raw::{RawClient, briefs, frontend};
-use tokio_postgres::SimpleQueryMessage;
 
 /// Longer than the join grace, so a copy window treats the sessions as long idle.
 const IDLE: Duration = Duration::from_millis(1300);
-
-/// The first column of the first row of `sql`.
-async fn one(client: &tokio_postgres::Client, sql: &str) -> String {
-    let rows = client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-    rows.iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("{sql}: no row"))
-}
-
-/// The value of a counter in the managed proxy's `/metrics` (0 if absent).
-async fn metric(m: &ManagedProxy, series: &str) -> f64 {
-    let (_, text) = m.proxy.admin_get("/metrics").await;
-    text.lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
 
 /// Waits until every session has seen its server connection go (none is attached), so that a
 /// request sent next finds its session idle without one: a request that races the crash and
@@ -65,7 +41,7 @@ async fn idle_sessions_keep_settings_branch_and_prepared_statements_across_copy_
         .await
         .unwrap();
     // Committed, so that a branch made from HEAD has the table.
-    one(&setup, "SELECT dolt_commit('-Am', 'seed')").await;
+    first(&setup, "SELECT dolt_commit('-Am', 'seed')").await;
     let mut clients = Vec::new();
     for i in 0..4 {
         let c = m.connect().await;
@@ -80,7 +56,7 @@ async fn idle_sessions_keep_settings_branch_and_prepared_statements_across_copy_
     }
     // One session on a branch of its own.
     let branch = m.connect().await;
-    one(&branch, "SELECT dolt_checkout('-b', 'feat')").await;
+    first(&branch, "SELECT dolt_checkout('-b', 'feat')").await;
     branch
         .batch_execute("UPDATE t SET v = 'feat' WHERE id = 1")
         .await
@@ -98,7 +74,7 @@ async fn idle_sessions_keep_settings_branch_and_prepared_statements_across_copy_
     }
 
     for (i, (c, statement)) in clients.iter().enumerate() {
-        assert_eq!(one(c, "SHOW app.who").await, format!("client-{i}"));
+        assert_eq!(first(c, "SHOW app.who").await, format!("client-{i}"));
         let rows = c.query(statement, &[&format!("{i}")]).await.unwrap();
         let v: String = rows[0].get(0);
         assert_eq!(
@@ -107,8 +83,8 @@ async fn idle_sessions_keep_settings_branch_and_prepared_statements_across_copy_
             "the statement prepared before the windows"
         );
     }
-    assert_eq!(one(&branch, "SELECT active_branch()").await, "feat");
-    assert_eq!(one(&branch, "SELECT v FROM t WHERE id = 1").await, "feat");
+    assert_eq!(first(&branch, "SELECT active_branch()").await, "feat");
+    assert_eq!(first(&branch, "SELECT v FROM t WHERE id = 1").await, "feat");
     let mut run = frontend::bind("", "kept");
     run.extend(frontend::execute(""));
     run.extend(frontend::sync());
@@ -119,13 +95,14 @@ async fn idle_sessions_keep_settings_branch_and_prepared_statements_across_copy_
     );
 
     assert_eq!(
-        metric(&m, "doltgres_sidecar_server_restarts_total{cause=\"copy\"}").await,
+        m.proxy
+            .metric("doltgres_sidecar_server_restarts_total{cause=\"copy\"}")
+            .await,
         3.0
     );
-    let ended = metric(
-        &m,
-        "doltgres_sidecar_sessions_ended_total{reason=\"restart_without_replay\"}",
-    );
+    let ended = m
+        .proxy
+        .metric("doltgres_sidecar_sessions_ended_total{reason=\"restart_without_replay\"}");
     assert_eq!(ended.await, 0.0);
 }
 
@@ -156,12 +133,12 @@ async fn a_session_holding_a_temp_table_is_ended_with_57p01_naming_it() {
     let text = fatal.text().unwrap_or_default();
     assert!(text.contains("a temporary table"), "{text}");
     assert_eq!(
-        one(&keeps, "SHOW app.x").await,
+        first(&keeps, "SHOW app.x").await,
         "1",
         "the other session went on"
     );
     let reason = "doltgres_sidecar_sessions_ended_total{reason=\"unreplayable_temp_table\"}";
-    assert_eq!(metric(&m, reason).await, 1.0);
+    assert_eq!(m.proxy.metric(reason).await, 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,9 +169,9 @@ async fn after_a_crash_idle_sessions_go_on_and_a_transaction_is_told() {
     crash_noticed(&m).await;
     // The idle session's next query waits for the restart, then runs with its setting.
     let started = Instant::now();
-    assert_eq!(one(&idle, "SHOW app.y").await, "kept");
+    assert_eq!(first(&idle, "SHOW app.y").await, "kept");
     assert_eq!(
-        one(&idle, "SELECT count(*) FROM k").await,
+        first(&idle, "SELECT count(*) FROM k").await,
         "0",
         "nothing uncommitted"
     );

@@ -88,6 +88,11 @@ impl Manifest {
     pub fn file(&self, path: &str) -> Option<&FileRecord> {
         self.files.iter().find(|f| f.path == path)
     }
+
+    /// The state of a database, by its name.
+    pub fn database(&self, name: &str) -> Option<&DatabaseState> {
+        self.databases.iter().find(|d| d.name == name)
+    }
 }
 
 #[cfg(test)]
