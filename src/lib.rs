@@ -4,7 +4,7 @@
 //! Read in this order, bottom to top: each group imports only from the groups before it (one
 //! exception: `config` takes the off-site section's type from [`offsite`], which itself needs
 //! only `catalog` and `metrics`), and no modules import one another in a cycle
-//! (`proxy-tests/tests/import_cycles.rs` fails on one).
+//! (`proxy-tests/tests/all/import_cycles.rs` fails on one).
 //!
 //! **Pure types and parsers**:
 //! - [`protocol`]: the wire protocol: framing with a maximum length, startup packets, the few

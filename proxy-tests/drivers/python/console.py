@@ -1,5 +1,5 @@
 """Runs console commands with psycopg 3 and prints what came back as JSON, for
-proxy-tests/tests/console.rs to compare with the admin API's answers.
+proxy-tests/tests/all/console.rs to compare with the admin API's answers.
 
     python console.py HOST PORT USER PASSWORD DBNAME COMMAND...
 
