@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use tokio_postgres::Client;
 
 use super::ActionError;
-use super::sql::{column, connect, literal};
+use super::sql::{column, connect_all, literal};
 use crate::config::backup::PushConfig;
 use crate::shared::Shared;
 use crate::state::record::Steps;
@@ -44,9 +44,8 @@ pub async fn prepare(
     steps: &mut Steps,
 ) -> Result<Prepared, ActionError> {
     let mut databases = Vec::new();
-    for database in &shared.config().backup.databases {
-        let db = database.as_str();
-        let client = steps.time("connect", Some(db), connect(shared, db)).await?;
+    for (client, name) in connect_all(shared, steps).await? {
+        let db = name.as_str();
         let list = "SELECT name FROM dolt_remotes";
         let remotes = steps
             .time("remotes", Some(db), column(&client, db, list))
@@ -76,7 +75,7 @@ pub async fn prepare(
         };
         databases.push(Database {
             client,
-            name: database.clone(),
+            name,
             branch,
         });
     }

@@ -5,6 +5,7 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::ActionError;
 use crate::shared::Shared;
+use crate::state::record::Steps;
 use crate::upstream::{Login, describe_sql_error};
 
 pub(super) async fn connect(shared: &Shared, database: &str) -> Result<Client, ActionError> {
@@ -23,6 +24,22 @@ pub(super) async fn connect(shared: &Shared, database: &str) -> Result<Client, A
             database: database.to_string(),
             message,
         })
+}
+
+/// A connection to every configured database (`backup.databases`), each timed as a `connect`
+/// step, in order.
+pub(super) async fn connect_all(
+    shared: &Shared,
+    steps: &mut Steps,
+) -> Result<Vec<(Client, String)>, ActionError> {
+    let mut clients = Vec::new();
+    for database in &shared.config().backup.databases {
+        let client = steps
+            .time("connect", Some(database), connect(shared, database))
+            .await?;
+        clients.push((client, database.clone()));
+    }
+    Ok(clients)
 }
 
 /// Keeps the server's SQLSTATE and message: tokio-postgres's own Display says only "db error".

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tokio_postgres::Client;
 
 use super::ActionError;
-use super::sql::{column, connect, literal, row};
+use super::sql::{column, connect_all, literal, row};
 use crate::config::backup::SyncConfig;
 use crate::shared::Shared;
 use crate::state::record::Steps;
@@ -47,10 +47,8 @@ pub async fn prepare(
     cfg: &SyncConfig,
     steps: &mut Steps,
 ) -> Result<Prepared, ActionError> {
-    let mut databases = Vec::new();
-    for database in &shared.config().backup.databases {
-        let db = database.as_str();
-        let client = steps.time("connect", Some(db), connect(shared, db)).await?;
+    let databases = connect_all(shared, steps).await?;
+    for (client, db) in &databases {
         if let Some(url) = &cfg.url {
             let url = url.replace("{database}", db);
             let sql = format!(
@@ -59,7 +57,7 @@ pub async fn prepare(
                 literal(&url)
             );
             let added = steps
-                .time("backup_add", Some(db), column(&client, db, &sql))
+                .time("backup_add", Some(db), column(client, db, &sql))
                 .await;
             if let Err(e) = added {
                 // Adding an existing backup fails; anything else is a real error.
@@ -68,7 +66,6 @@ pub async fn prepare(
                 }
             }
         }
-        databases.push((client, database.clone()));
     }
     for (client, db) in &databases {
         let sync = sync_sql(cfg);
