@@ -12,7 +12,7 @@
 //! At start (and when a reload changes `max_client_connections`) the soft limit is raised
 //! towards the hard one as far as that sum needs, as HAProxy does for its `maxconn`; when even
 //! the hard limit is too low the sidecar says so and runs on. Past the limit, an accept fails
-//! with `EMFILE`: the accept loops back off and retry (see [`crate::accept`]).
+//! with `EMFILE`: the accept loops back off and retry (the `accept` module).
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use tracing::{info, warn};

@@ -3,7 +3,7 @@
 //! accept loop, the sessions, the windows and the admin API can all import it without a cycle
 //! through `server`.
 //!
-//! What a reload may change (see [`crate::reload`]) sits behind [`ArcSwap`]s: the configuration,
+//! What a reload may change (the `reload` module) sits behind [`ArcSwap`]s: the configuration,
 //! the client TLS acceptor with its channel-binding data, and the verifier store. Readers load
 //! them where a session, a hold or a window starts, never per relayed message; a swap changes
 //! what the next reader sees, while those already holding the old value keep it.
@@ -61,7 +61,7 @@ pub struct Shared {
     /// Hand-over of the listeners to a successor process (an upgrade).
     pub handover: crate::state::handover::Handover,
     /// Cancelled when the sidecar shuts down gracefully (a signal, or an operator's `SHUTDOWN`):
-    /// [`crate::server::run`] and this token cancel each other.
+    /// the accept loop (`server::run`) and this token cancel each other.
     pub shutdown: tokio_util::sync::CancellationToken,
     /// What operators' requests started (windows, holds, verifications asked for), from the
     /// admin API or the console; the admin API's stop waits for it.

@@ -8,7 +8,7 @@
 //!
 //! Pure parts, unit-tested and total over any input: [`scram`] (messages and key arithmetic of
 //! both sides), [`verifier`] (the `pg_authid` form), [`userlist`] (auth files), [`channel`]
-//! (tls-server-end-point channel binding). IO: [`crate::verifier_store`] (where verifiers come from, with a TTL
+//! (tls-server-end-point channel binding). IO: the `verifier_store` module (where verifiers come from, with a TTL
 //! cache), [`exchange`] (the exchange with a client), [`upstream_login`] (the login upstream as the
 //! client's user), and `session::login` (a session's whole login).
 

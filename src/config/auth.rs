@@ -1,5 +1,5 @@
 //! The types of the `auth*` settings: who checks a client's password, the default auth query,
-//! and the passwords for the login upstream. What acts on them is `crate::auth`.
+//! and the passwords for the login upstream. What acts on them is the `auth` module.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,5 @@
 //! The log filter a `log_level` setting stands for, checked when the configuration is validated
-//! and installed by `crate::logging`.
+//! and installed by the `logging` module.
 
 use tracing_subscriber::EnvFilter;
 

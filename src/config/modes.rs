@@ -1,6 +1,6 @@
 //! The configuration's choices: the TLS modes towards clients (`tls`) and the upstream
-//! (`upstream_tls`), the drain policy, the log format. Pure; `crate::tls`, `crate::gate` and
-//! `crate::logging` act on them.
+//! (`upstream_tls`), the drain policy, the log format. Pure; the `tls`, `gate` and `logging`
+//! modules act on them.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,5 @@
 //! What an operator can ask of a running sidecar, whatever the transport: the admin HTTP API
-//! ([`crate::admin`]) and the console on the PostgreSQL port ([`crate::session::console`]) both call
+//! (the `admin` module) and the console on the PostgreSQL port (`session::console`) both call
 //! these functions and only translate their answers (JSON and HTTP statuses; rows and
 //! SQLSTATEs).
 //!

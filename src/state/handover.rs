@@ -1,5 +1,5 @@
 //! [`Handover`]: one proxy's side of a hand-over to a successor, held in `Shared`. What runs
-//! the hand-over is `crate::handover`.
+//! the hand-over is the `handover` module.
 
 use std::sync::Mutex;
 

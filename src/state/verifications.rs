@@ -1,5 +1,5 @@
 //! [`Verifications`]: the verifications running or waiting their turn, and the entries this
-//! process wrote; held in `Shared`. What runs them is `background.rs`.
+//! process wrote; held in `Shared`. What runs them is `verify/background.rs`.
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! The windows' own state, held in `Shared`: one window at a time (the slot), the operator's
 //! hold, windows held off during an upgrade, the history and the last cut. What runs windows is
-//! in the module's root.
+//! the `window` module.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -18,7 +18,7 @@ use crate::metrics::{ActionLabel, Metrics, WindowLabels};
 pub const HISTORY: usize = 200;
 
 /// The windows' own state: one at a time, the operator's hold, the history. One per proxy, in
-/// `Shared`; [`run`](super::run), [`hold`](super::hold) and [`resume`](super::resume) orchestrate with the rest of it.
+/// `Shared`; the `window` module's `run`, `hold` and `resume` orchestrate with the rest of it.
 #[derive(Debug, Default)]
 pub struct Windows {
     /// Held for the whole of a window: one at a time.
@@ -28,7 +28,7 @@ pub struct Windows {
     /// Why windows are held off, while a [`Pause`] lives.
     paused: Arc<Mutex<Option<String>>>,
     /// How many windows succeeded, and when the last one took its cut: what the interval
-    /// trigger's clock starts from ([`due::Unbacked`]).
+    /// trigger's clock starts from (`window::due::Unbacked`).
     cuts: Mutex<Option<(u64, tokio::time::Instant)>>,
 }
 

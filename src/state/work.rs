@@ -1,5 +1,5 @@
 //! [`Work`]: the tasks an operator's requests started, which a stop waits for; held in
-//! `Shared`. What starts them is `crate::ops`.
+//! `Shared`. What starts them is the `ops` module.
 
 use tokio::task::JoinError;
 use tokio_util::task::TaskTracker;
