@@ -181,18 +181,35 @@ fn top_module(file: &str) -> Option<String> {
     module_of(file).into_iter().next()
 }
 
-/// The graph between top-level modules: an edge wherever a file of one names a file of another.
+/// The graph between top-level modules: an edge wherever a file of one names a file of another,
+/// and wherever its text (comments too: a doc that points up the layers is a loop for its
+/// reader) names `crate::<module>` of another.
 fn module_graph(files: &BTreeMap<String, String>) -> BTreeMap<String, BTreeSet<String>> {
     let mut modules: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let tops: BTreeSet<String> = files.keys().filter_map(|f| top_module(f)).collect();
     for (file, targets) in graph(files) {
         let Some(from) = top_module(&file) else {
             continue;
         };
+        let text = &files[&file];
+        let text = text
+            .split("#[cfg(test)]\nmod tests {")
+            .next()
+            .unwrap_or(text);
+        let named = text
+            .split("crate::")
+            .skip(1)
+            .map(|rest| {
+                rest.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                    .next()
+            })
+            .filter_map(|name| name.filter(|n| tops.contains(*n)).map(str::to_string));
         let edges = modules.entry(from.clone()).or_default();
         edges.extend(
             targets
                 .iter()
                 .filter_map(|t| top_module(t))
+                .chain(named)
                 .filter(|to| *to != from),
         );
     }
@@ -297,4 +314,13 @@ fn a_cycle_between_modules_is_found_where_files_have_none() {
     );
     files.insert("b/y.rs".into(), "pub fn f() {}\n".into());
     assert!(cycles(&module_graph(&files)).is_empty());
+    // A doc comment that names a module above makes the loop too.
+    files.insert(
+        "b/y.rs".into(),
+        "//! What uses this is [`crate::a`].\n".into(),
+    );
+    assert_eq!(
+        cycles(&module_graph(&files)),
+        BTreeSet::from([vec!["a".to_string(), "b".to_string()]])
+    );
 }
