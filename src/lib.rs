@@ -28,9 +28,9 @@
 //!   and the server's availability that sessions wait on; [`dirlock`]: who uses a server
 //!   directory.
 //! - [`catalog`]: the catalog of stop-and-copy entries (atomic entries, manifests, retention);
-//!   [`offsite`]: copy entries replicated to S3-compatible object storage; [`restore`]: building a
-//!   restored directory beside its target and putting it in place at once.
-//! - [`verifier_store`]: where verifiers come from (auth file, auth query).
+//!   [`offsite`]: copy entries replicated to S3-compatible object storage.
+//! - [`verifier_store`]: where verifiers come from (auth file, auth query); [`logging`]: the
+//!   process's log (text or JSON) and the filter a reload replaces.
 //!
 //! **State** held by `Shared`, apart from the tasks that drive it: [`state`] (the windows and
 //! their records, the verifications, the operators' work, the hand-over).
@@ -47,14 +47,16 @@
 //!   `doltgres_sidecar` database, with `pgwire`).
 //! - [`window`]: backup windows (triggers, the push/sync/snapshot/copy actions); [`supervise`]:
 //!   the crash supervisor of a managed server; [`verify`]: checking backups on a scratch
-//!   Doltgres, and `verify_after`'s verifications in the background.
+//!   Doltgres, and `verify_after`'s verifications in the background; [`restore`]: building a
+//!   restored directory beside its target (through a scratch Doltgres for a URL) and putting it
+//!   in place at once.
 //! - [`reload`]: live reload (SIGHUP, `POST /reload`) and certificate rotation from disk;
 //!   [`handover`]: upgrades without dropping clients.
 //! - [`ops`]: what an operator can ask (status, backups, holds, windows, reload, verify,
 //!   shutdown), whatever the transport; [`admin`]: the admin HTTP API over it.
 //! - [`cli`]: the command line of the `doltgres-sidecar` binary; [`manual`]: its manual pages;
-//!   [`errors`]: how it says what went wrong; [`logging`]: its log; [`client`]: the CLI's client
-//!   of the HTTP API; [`local`]: the local commands (`restore`, `verify`).
+//!   [`errors`]: how it says what went wrong; [`client`]: the CLI's client of the HTTP API;
+//!   [`local`]: the local commands (`restore`, `verify`).
 //!
 //! `docs/design.md` describes the architecture, the semantics and the interface contract.
 //!
