@@ -1,4 +1,5 @@
-"""The processes the copy benchmark starts: each in its own session, stopped on exit."""
+"""The processes a benchmark starts (the copy and off-site scale benchmarks): each in its own
+session, stopped on exit."""
 
 from __future__ import annotations
 
@@ -16,9 +17,17 @@ class Proc:
 
     running: list["Proc"] = []
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        stop_timeout: float = STOP_TIMEOUT,
+    ):
         self.name = name
         self.log_path = log_path
+        self.stop_timeout = stop_timeout
         with open(log_path, "ab") as out:
             self.popen = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -52,16 +61,16 @@ class Proc:
             return ""
 
     def stop(self) -> None:
-        """SIGTERM, wait up to STOP_TIMEOUT, then SIGKILL; then any child it left behind."""
+        """SIGTERM, wait up to `stop_timeout`, then SIGKILL; then any child it left behind."""
         if self in Proc.running:
             Proc.running.remove(self)
         kids = self.children()
         if self.alive():
             self.popen.send_signal(signal.SIGTERM)
             try:
-                self.popen.wait(timeout=STOP_TIMEOUT)
+                self.popen.wait(timeout=self.stop_timeout)
             except subprocess.TimeoutExpired:
-                log(f"{self.name} did not stop within {STOP_TIMEOUT}s: killing it")
+                log(f"{self.name} did not stop within {self.stop_timeout}s: killing it")
                 self.popen.kill()
                 self.popen.wait()
         for pid in kids:

@@ -68,6 +68,7 @@ import urllib.parse  # noqa: E402
 import urllib.request  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from benches.copy.procs import Proc, on_signal  # noqa: E402
 from benches.pgbench.procs import free_port  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -93,88 +94,6 @@ OFFSITE_TIMEOUT = 3600
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-# ----------------------------------------------------------------------------------------------
-# Processes we start: each in its own session, stopped by pid.
-
-
-class Proc:
-    running: list["Proc"] = []
-
-    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None):
-        self.name = name
-        self.log_path = log_path
-        with open(log_path, "ab") as out:
-            self.popen = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-        Proc.running.append(self)
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def children(self) -> list[int]:
-        pids: list[int] = []
-        try:
-            for task in Path(f"/proc/{self.popen.pid}/task").iterdir():
-                try:
-                    pids += [int(p) for p in (task / "children").read_text().split()]
-                except OSError:
-                    pass
-        except OSError:
-            pass
-        return pids
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self in Proc.running:
-            Proc.running.remove(self)
-        kids = self.children()
-        if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                log(f"{self.name} did not stop within {STOP_TIMEOUT}s: killing it")
-                self.popen.kill()
-                self.popen.wait()
-        for pid in kids:
-            kill_pid(pid)
-
-    @classmethod
-    def stop_all(cls) -> None:
-        for proc in reversed(list(cls.running)):
-            try:
-                proc.stop()
-            except Exception as e:
-                log(f"stopping {proc.name}: {e}")
-
-
-def kill_pid(pid: int) -> None:
-    for sig, wait in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            try:
-                stat = Path(f"/proc/{pid}/stat").read_text()
-                if stat[stat.rindex(")") + 2] == "Z":
-                    return
-            except (OSError, ValueError, IndexError):
-                return
-            time.sleep(0.1)
-
-
-def on_signal(signum, _frame) -> None:
-    raise SystemExit(f"stopped by signal {signum}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -449,7 +368,7 @@ class SeaweedFs:
             f"-filer.localSocket={root / 'filer.sock'}", f"-s3.localSocket={root / 's3.sock'}",
         ]  # fmt: skip
         env = dict(os.environ, AWS_ACCESS_KEY_ID=self.access, AWS_SECRET_ACCESS_KEY=self.secret)
-        self.proc = Proc("seaweedfs", argv, root / "weed.log", env=env)
+        self.proc = Proc("seaweedfs", argv, root / "weed.log", env=env, stop_timeout=STOP_TIMEOUT)
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.s3 = S3("127.0.0.1", self.port, self.access, self.secret)
         deadline = time.monotonic() + 90
@@ -461,9 +380,9 @@ class SeaweedFs:
             except OSError:
                 pass
             if not self.proc.alive():
-                raise RuntimeError(f"SeaweedFS exited at start:\n{self.proc.tail()}")
+                raise RuntimeError(f"SeaweedFS exited at start:\n{self.proc.log_tail()}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"SeaweedFS did not serve bucket {BUCKET} within 90 s:\n{self.proc.tail()}")
+                raise RuntimeError(f"SeaweedFS did not serve bucket {BUCKET} within 90 s:\n{self.proc.log_tail()}")
             time.sleep(0.3)
 
     def version(self) -> str:
@@ -715,11 +634,11 @@ class Sidecar:
             "--log-format", "json",
         ]  # fmt: skip
         env = dict(s3_env(store, endpoint), DOLTGRES_PASSWORD=PASSWORD, RUST_LOG="info")
-        self.proc = Proc("sidecar", argv, root / "sidecar.log", env=env)
+        self.proc = Proc("sidecar", argv, root / "sidecar.log", env=env, stop_timeout=STOP_TIMEOUT)
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
             if not self.proc.alive():
-                raise RuntimeError(f"the sidecar exited while starting:\n{self.proc.tail()}")
+                raise RuntimeError(f"the sidecar exited while starting:\n{self.proc.log_tail()}")
             try:
                 with urllib.request.urlopen(self.admin_url + "/readyz", timeout=5) as r:
                     self.readyz = r.read().decode()
@@ -728,7 +647,7 @@ class Sidecar:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the sidecar was not ready after {READY_TIMEOUT}s:\n{self.proc.tail()}")
+                raise RuntimeError(f"the sidecar was not ready after {READY_TIMEOUT}s:\n{self.proc.log_tail()}")
             time.sleep(0.3)
 
     def copy(self) -> dict:
@@ -753,9 +672,9 @@ class Sidecar:
                 if (line.get("fields") or {}).get("message") in messages:
                     return lines[: i + 1]
             if not self.proc.alive():
-                raise RuntimeError(f"the sidecar exited:\n{self.proc.tail()}")
+                raise RuntimeError(f"the sidecar exited:\n{self.proc.log_tail()}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"none of {sorted(messages)} within {timeout:.0f}s:\n{self.proc.tail()}")
+                raise RuntimeError(f"none of {sorted(messages)} within {timeout:.0f}s:\n{self.proc.log_tail()}")
             time.sleep(0.1)
 
     def log_size(self) -> int:
