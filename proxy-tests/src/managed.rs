@@ -179,4 +179,26 @@ impl ManagedProxy {
             .await;
         (code, serde_json::from_str(&body).unwrap_or_default())
     }
+
+    /// Runs a copy window and requires it to succeed.
+    pub async fn copy_window(&self) {
+        let (code, record) = self.backup("copy").await;
+        assert_eq!(code, 200, "{record}");
+    }
+
+    /// Waits (up to 10 s) until every session has seen its server connection go after a crash
+    /// (none is attached), so that a request sent next finds its session idle without one: a
+    /// request that races the crash and reaches the dying server first is lost with it, and gets
+    /// `08006` as it would directly.
+    pub async fn crash_noticed(&self) {
+        let control = &self.proxy.shared.control;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while control.is_available() || control.attached() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the crash was not noticed"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
 }

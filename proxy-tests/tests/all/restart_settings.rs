@@ -26,21 +26,6 @@ async fn ended(m: &ManagedProxy) -> f64 {
         .sum()
 }
 
-async fn copy_window(m: &ManagedProxy) {
-    let (code, record) = m.backup("copy").await;
-    assert_eq!(code, 200, "{record}");
-}
-
-/// Waits until every session has seen its server connection go after a crash.
-async fn crash_noticed(m: &ManagedProxy) {
-    let control = &m.proxy.shared.control;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while control.is_available() || control.attached() > 0 {
-        assert!(Instant::now() < deadline, "the crash was not noticed");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
 /// A table `t2` in `public` and in schema `s2`, and a function that sets `search_path`.
 async fn schema(m: &ManagedProxy) {
     let setup = m.connect().await;
@@ -151,7 +136,7 @@ async fn settings_changed_by_set_config_survive_copy_windows_and_a_crash_after()
     let counted = m.proxy.counters().await;
     for _ in 0..2 {
         tokio::time::sleep(IDLE).await;
-        copy_window(&m).await;
+        m.copy_window().await;
     }
     let control = &m.proxy.shared.control;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -186,7 +171,7 @@ async fn settings_changed_by_set_config_survive_copy_windows_and_a_crash_after()
 
     // What the window read is now known: a crash after it replays the same settings.
     m.kill_server();
-    crash_noticed(&m).await;
+    m.crash_noticed().await;
     path.batch_execute("INSERT INTO t2 VALUES ('path again')")
         .await
         .unwrap();
@@ -219,7 +204,7 @@ async fn after_a_crash_a_session_that_called_set_config_is_ended_with_57p01_nami
     kept.batch_execute("SET search_path = s2").await.unwrap();
 
     m.kill_server();
-    crash_noticed(&m).await;
+    m.crash_noticed().await;
 
     let (_, detail) = ended_with_57p01(&mut path).await;
     assert_eq!(detail, "Settings changed with set_config(): search_path.");
@@ -249,7 +234,7 @@ async fn a_copy_window_ends_a_session_whose_set_config_named_no_setting() {
     let kept = m.connect().await;
     first(&kept, "SELECT set_config('app.k', 'y', false)").await;
     tokio::time::sleep(IDLE).await;
-    copy_window(&m).await;
+    m.copy_window().await;
     let (_, detail) = ended_with_57p01(&mut unnamed).await;
     assert!(detail.contains("named by an expression"), "{detail}");
     assert_eq!(first(&kept, "SELECT current_setting('app.k')").await, "y");

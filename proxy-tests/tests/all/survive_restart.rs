@@ -13,23 +13,6 @@ use proxy_tests::raw::{RawClient, briefs, frontend};
 /// Longer than the join grace, so a copy window treats the sessions as long idle.
 const IDLE: Duration = Duration::from_millis(1300);
 
-/// Waits until every session has seen its server connection go (none is attached), so that a
-/// request sent next finds its session idle without one: a request that races the crash and
-/// reaches the dying server first is lost with it, and gets `08006` as it would directly.
-async fn crash_noticed(m: &ManagedProxy) {
-    let control = &m.proxy.shared.control;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while control.is_available() || control.attached() > 0 {
-        assert!(Instant::now() < deadline, "the crash was not noticed");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
-async fn copy_window(m: &ManagedProxy) {
-    let (code, record) = m.backup("copy").await;
-    assert_eq!(code, 200, "{record}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_sessions_keep_settings_branch_and_prepared_statements_across_copy_windows() {
     let m = ManagedProxy::start(|_, _| {}).await;
@@ -70,7 +53,7 @@ async fn idle_sessions_keep_settings_branch_and_prepared_statements_across_copy_
 
     for _ in 0..3 {
         tokio::time::sleep(IDLE).await;
-        copy_window(&m).await;
+        m.copy_window().await;
     }
 
     for (i, (c, statement)) in clients.iter().enumerate() {
@@ -119,7 +102,7 @@ async fn a_session_holding_a_temp_table_is_ended_with_57p01_naming_it() {
         ["C(CREATE TABLE)", "Z(I)"]
     );
     tokio::time::sleep(IDLE).await;
-    copy_window(&m).await;
+    m.copy_window().await;
     // As PostgreSQL ends a session it terminates: a FATAL error, then the close.
     let closed = tokio::time::timeout(Duration::from_secs(30), temp.until_end())
         .await
@@ -166,7 +149,7 @@ async fn after_a_crash_idle_sessions_go_on_and_a_transaction_is_told() {
         code.as_deref() == Some("08006") || err.is_closed(),
         "{err:?}"
     );
-    crash_noticed(&m).await;
+    m.crash_noticed().await;
     // The idle session's next query waits for the restart, then runs with its setting.
     let started = Instant::now();
     assert_eq!(first(&idle, "SHOW app.y").await, "kept");
@@ -189,7 +172,7 @@ async fn a_request_sent_while_the_server_is_down_waits_and_runs() {
     raw.until_ready().await;
     m.kill_server();
     // Sent once the server is gone, before it is back.
-    crash_noticed(&m).await;
+    m.crash_noticed().await;
     raw.send(&frontend::query("SHOW app.z")).await;
     let answer = tokio::time::timeout(Duration::from_secs(60), raw.until_ready())
         .await
