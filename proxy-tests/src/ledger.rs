@@ -2,6 +2,8 @@
 //! transaction (`max(seq) + 1`), so a restored copy or a restarted server shows at a glance
 //! whether any acknowledged commit is missing (a gap, or fewer rows than acknowledged).
 
+use crate::facts::exec;
+
 /// What one append on a fresh connection came to.
 #[derive(Debug)]
 pub enum Append {
@@ -17,14 +19,12 @@ pub enum Append {
 /// Creates the ledger with its row 0 (on an empty table Doltgres returns no row for
 /// `max(seq) + 1, …`: see doltgres_sql_facts.rs).
 pub async fn create(client: &tokio_postgres::Client) {
-    client
-        .batch_execute("CREATE TABLE ledger (seq INT PRIMARY KEY, client INT NOT NULL)")
-        .await
-        .unwrap();
-    client
-        .batch_execute("INSERT INTO ledger VALUES (0, -1)")
-        .await
-        .unwrap();
+    exec(
+        client,
+        "CREATE TABLE ledger (seq INT PRIMARY KEY, client INT NOT NULL)",
+    )
+    .await;
+    exec(client, "INSERT INTO ledger VALUES (0, -1)").await;
 }
 
 /// Connects and appends one row as `client_id`, in one transaction.

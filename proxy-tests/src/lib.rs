@@ -41,7 +41,7 @@ pub mod toxiproxy;
 
 pub use ports::free_port;
 pub use proxy::TestProxy;
-pub use server::{Kind, TestServer, connect as server_connect};
+pub use server::{Kind, TestServer, client_config, connect as server_connect};
 
 /// Runs a test body against both servers: expands to one `#[tokio::test]` per server kind.
 #[macro_export]

@@ -95,16 +95,7 @@ impl ManagedProxy {
     }
 
     pub fn config_at(&self, database: &str) -> tokio_postgres::Config {
-        let (host, port) = self.proxy.addr.rsplit_once(':').unwrap();
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host(host)
-            .port(port.parse().unwrap())
-            .user(USER)
-            .password(PASSWORD)
-            .dbname(database)
-            .connect_timeout(Duration::from_secs(30));
-        config
+        crate::client_config(&self.proxy.addr, USER, PASSWORD, database)
     }
 
     /// A connection through the proxy.
@@ -201,4 +192,18 @@ impl ManagedProxy {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
+}
+
+/// Asserts that a COMMIT on `client`, whose transaction was open when the server was killed,
+/// fails as the transaction is gone: 08006, or the connection closed.
+pub async fn assert_commit_lost(client: &tokio_postgres::Client) {
+    let err = client
+        .batch_execute("COMMIT")
+        .await
+        .expect_err("the transaction is gone");
+    let code = err.code().map(|c| c.code().to_string());
+    assert!(
+        code.as_deref() == Some("08006") || err.is_closed(),
+        "{err:?}"
+    );
 }

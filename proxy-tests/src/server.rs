@@ -48,6 +48,13 @@ impl TestServer {
     }
 
     /// Starts Debian's PostgreSQL on a fresh cluster with scram-sha-256 authentication.
+    /// A fresh Doltgres and a direct connection to it that ran `sql` (see [`TestServer::seeded`]).
+    pub async fn doltgres_seeded(sql: &str) -> (TestServer, tokio_postgres::Client) {
+        let server = TestServer::doltgres().await;
+        let client = server.seeded(sql).await;
+        (server, client)
+    }
+
     pub async fn postgres() -> TestServer {
         TestServer::postgres_with(None).await
     }
@@ -157,15 +164,8 @@ impl TestServer {
 
     /// A client config for this server's credentials, pointed at `addr` (the proxy, or the server).
     pub fn config_at(&self, addr: &str) -> tokio_postgres::Config {
-        let (host, port) = addr.rsplit_once(':').expect("host:port");
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host(host)
-            .port(port.parse().unwrap())
-            .user(&self.user)
-            .password(&self.password)
-            .dbname(&self.database)
-            .connect_timeout(Duration::from_secs(10));
+        let mut config = client_config(addr, &self.user, &self.password, &self.database);
+        config.connect_timeout(Duration::from_secs(10));
         config
     }
 
@@ -198,6 +198,17 @@ impl TestServer {
         connect(&self.config_at(&self.addr()))
             .await
             .expect("direct connection failed")
+    }
+
+    /// Connects straight to the server and runs `sql` (a schema, seed rows) before handing the
+    /// connection over.
+    pub async fn seeded(&self, sql: &str) -> tokio_postgres::Client {
+        let client = self.connect_direct().await;
+        client
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("seeding with {sql:?} failed: {e}"));
+        client
     }
 
     /// Everything the server logged so far.
@@ -360,6 +371,25 @@ impl Drop for TestServer {
             );
         }
     }
+}
+
+/// A client config for `user` at `addr` (`host:port`), 30 s to connect.
+pub fn client_config(
+    addr: &str,
+    user: &str,
+    password: &str,
+    database: &str,
+) -> tokio_postgres::Config {
+    let (host, port) = addr.rsplit_once(':').expect("host:port");
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(host)
+        .port(port.parse().expect("a port number"))
+        .user(user)
+        .password(password)
+        .dbname(database)
+        .connect_timeout(Duration::from_secs(30));
+    config
 }
 
 /// Connects with tokio-postgres and drives the connection in the background.

@@ -48,6 +48,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use doltgres_sidecar::verify::{self, Scratch, ScratchConfig, VerifyError};
 use doltgres_sidecar::window::HISTORY;
+use proxy_tests::facts::exec;
 use proxy_tests::managed::{PASSWORD, USER};
 use proxy_tests::process::{SidecarProcess, proc_status_kb};
 use proxy_tests::{install, ledger};
@@ -240,16 +241,7 @@ impl Sidecar {
     }
 
     fn config_at(&self, database: &str) -> tokio_postgres::Config {
-        let (host, port) = self.listen.rsplit_once(':').unwrap();
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host(host)
-            .port(port.parse().unwrap())
-            .user(USER)
-            .password(PASSWORD)
-            .dbname(database)
-            .connect_timeout(Duration::from_secs(30));
-        config
+        proxy_tests::client_config(&self.listen, USER, PASSWORD, database)
     }
 
     /// The last lines of the sidecar's log, for a failure message.
@@ -836,17 +828,19 @@ async fn run_soak(settings: Settings, leak: Option<u64>) -> Checks {
         }
     };
     ledger::create(&setup).await;
-    setup
-        .batch_execute("CREATE TABLE pgb (client INT PRIMARY KEY, n BIGINT NOT NULL)")
-        .await
-        .unwrap();
-    setup
-        .batch_execute(&format!(
+    exec(
+        &setup,
+        "CREATE TABLE pgb (client INT PRIMARY KEY, n BIGINT NOT NULL)",
+    )
+    .await;
+    exec(
+        &setup,
+        &format!(
             "INSERT INTO pgb SELECT generate_series(0, {}), 0",
             PGBENCH_CLIENTS - 1
-        ))
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     drop(setup);
     fill_history(&sidecar).await;
     // The counters' baseline: everything after it is the load's.

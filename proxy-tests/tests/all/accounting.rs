@@ -2,6 +2,7 @@
 //! a ledger table holds, in every query mode, with explicit commits, rollbacks, failed
 //! transactions, read-only and autocommit statements.
 
+use proxy_tests::facts::exec;
 use proxy_tests::pgbench::{self, PgbenchReport};
 use proxy_tests::{Kind, TestProxy, TestServer, both_servers};
 
@@ -61,11 +62,9 @@ fn diff(after: (u64, u64, u64), before: (u64, u64, u64)) -> (u64, u64, u64) {
 }
 
 async fn create_ledger(server: &TestServer) {
-    let direct = server.connect_direct().await;
-    direct
-        .batch_execute("CREATE TABLE ledger (client INT NOT NULL, kind TEXT NOT NULL)")
-        .await
-        .unwrap();
+    server
+        .seeded("CREATE TABLE ledger (client INT NOT NULL, kind TEXT NOT NULL)")
+        .await;
 }
 
 async fn ledger_counts(server: &TestServer) -> (i64, i64, i64) {
@@ -132,10 +131,7 @@ async fn failed_transactions_count_as_rollbacks(server: TestServer) {
     // Three explicit blocks that fail; COMMIT is answered ROLLBACK.
     for _ in 0..3 {
         client.batch_execute("BEGIN").await.unwrap();
-        client
-            .batch_execute("INSERT INTO ledger VALUES (1, 'failed')")
-            .await
-            .unwrap();
+        exec(&client, "INSERT INTO ledger VALUES (1, 'failed')").await;
         client.batch_execute("SELECT 1/0").await.unwrap_err();
         let msgs = client.simple_query("COMMIT").await.unwrap();
         let tag = msgs.iter().find_map(|m| match m {

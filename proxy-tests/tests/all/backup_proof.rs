@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use doltgres_sidecar::config::backup::{PushConfig, SyncConfig};
+use proxy_tests::facts::exec;
 use proxy_tests::{TestProxy, TestServer};
 
 const CLIENTS: u64 = 4;
@@ -64,18 +65,13 @@ async fn count_and_max(client: &tokio_postgres::Client, sql: &str) -> (i64, i64)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn triggered_windows_cut_consistent_backups() {
-    let server = TestServer::doltgres().await;
-    let direct = server.connect_direct().await;
-    direct
-        .batch_execute("CREATE TABLE ledger (seq INT PRIMARY KEY, client INT NOT NULL)")
-        .await
-        .unwrap();
+    let (server, direct) = TestServer::doltgres_seeded(
+        "CREATE TABLE ledger (seq INT PRIMARY KEY, client INT NOT NULL)",
+    )
+    .await;
     // Seed row 0: on an empty table Doltgres returns no row for `SELECT max(seq) + 1, 5 FROM t`
     // (see doltgres_sql_facts.rs), so the ledger starts non-empty. Counts below exclude it.
-    direct
-        .batch_execute("INSERT INTO ledger VALUES (0, -1)")
-        .await
-        .unwrap();
+    exec(&direct, "INSERT INTO ledger VALUES (0, -1)").await;
     let dir = tempfile::tempdir().unwrap();
     let remote_root = dir.path().join("remote");
     let sync_root = dir.path().join("sync");

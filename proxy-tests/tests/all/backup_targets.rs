@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use doltgres_sidecar::config::backup::SyncConfig;
+use proxy_tests::facts::exec;
 use proxy_tests::{TestProxy, TestServer};
 
 /// A tmpfs of `size` mounted on a fresh temp dir, unmounted when dropped.
@@ -71,14 +72,12 @@ async fn a_full_target_fails_the_window_and_the_next_succeeds_once_there_is_room
     })
     .await;
     let client = server.connect_at(&proxy.addr).await;
-    client
-        .batch_execute("CREATE TABLE filler (id int primary key, v text)")
-        .await
-        .unwrap();
-    client
-        .batch_execute("INSERT INTO filler SELECT generate_series(1, 5000), repeat('y', 100)")
-        .await
-        .unwrap();
+    exec(&client, "CREATE TABLE filler (id int primary key, v text)").await;
+    exec(
+        &client,
+        "INSERT INTO filler SELECT generate_series(1, 5000), repeat('y', 100)",
+    )
+    .await;
 
     let (code, body) = proxy.admin_post("/backups?action=sync").await;
     assert_eq!(code, 502, "{body}");
@@ -100,10 +99,7 @@ async fn a_full_target_fails_the_window_and_the_next_succeeds_once_there_is_room
     );
 
     target.resize("64m");
-    client
-        .batch_execute("INSERT INTO filler VALUES (5001, 'after')")
-        .await
-        .unwrap();
+    exec(&client, "INSERT INTO filler VALUES (5001, 'after')").await;
     let (code, body) = proxy.admin_post("/backups?action=sync").await;
     assert_eq!(code, 200, "{body}");
     let restored = format!(
@@ -132,10 +128,7 @@ async fn an_unreachable_remote_fails_the_window_without_holding_clients() {
     })
     .await;
     let client = server.connect_at(&proxy.addr).await;
-    client
-        .batch_execute("CREATE TABLE t (i int primary key)")
-        .await
-        .unwrap();
+    exec(&client, "CREATE TABLE t (i int primary key)").await;
     let (code, body) = tokio::time::timeout(
         Duration::from_secs(120),
         proxy.admin_post("/backups?action=sync"),

@@ -9,6 +9,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
+use proxy_tests::facts::exec;
 use proxy_tests::install;
 use proxy_tests::managed::ManagedProxy;
 
@@ -31,13 +32,12 @@ fn modes(dir: &Path, out: &mut Vec<(String, u32, bool)>) {
 /// A table with enough rows, moved into table files by `dolt_gc()` (which copies link).
 async fn table_in_table_files(m: &ManagedProxy) {
     let client = m.connect().await;
-    client
-        .batch_execute(
-            "CREATE TABLE t (id int primary key, v text); \
+    exec(
+        &client,
+        "CREATE TABLE t (id int primary key, v text); \
              INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 20000) AS s(g)",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     client.simple_query("SELECT dolt_gc()").await.unwrap();
 }
 

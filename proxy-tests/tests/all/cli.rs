@@ -9,6 +9,7 @@ use doltgres_sidecar::config::Config;
 use doltgres_sidecar::config::backup::SyncConfig;
 use doltgres_sidecar::config::secrets::MASK;
 use doltgres_sidecar::logging::LogFormat;
+use proxy_tests::facts::exec;
 use proxy_tests::process::SidecarProcess;
 use proxy_tests::{TestProxy, TestServer, install};
 
@@ -55,10 +56,11 @@ async fn cli_drives_a_running_sidecar() {
     })
     .await;
     let client = server.connect_at(&proxy.addr).await;
-    client
-        .batch_execute("CREATE TABLE t (i INT PRIMARY KEY); INSERT INTO t VALUES (1)")
-        .await
-        .unwrap();
+    exec(
+        &client,
+        "CREATE TABLE t (i INT PRIMARY KEY); INSERT INTO t VALUES (1)",
+    )
+    .await;
 
     let text = tokio::task::block_in_place(|| stdout(&cli(&proxy, &["status"])));
     assert!(

@@ -12,6 +12,7 @@ use doltgres_sidecar::auth::AuthMode;
 use doltgres_sidecar::auth::verifier::ScramVerifier;
 use doltgres_sidecar::tls::ClientTlsMode;
 use proxy_tests::certs::TestCerts;
+use proxy_tests::facts::exec;
 use proxy_tests::install;
 use proxy_tests::managed::{self, ManagedProxy};
 use proxy_tests::raw::{self, Login, RawClient};
@@ -23,16 +24,7 @@ const CONSOLE: &str = "doltgres_sidecar";
 
 /// A client config for the console at `addr` as `user`.
 fn console_config(addr: &str, user: &str, password: &str) -> tokio_postgres::Config {
-    let (host, port) = addr.rsplit_once(':').unwrap();
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(host)
-        .port(port.parse().unwrap())
-        .user(user)
-        .password(password)
-        .dbname(CONSOLE)
-        .connect_timeout(Duration::from_secs(30));
-    config
+    proxy_tests::client_config(addr, user, password, CONSOLE)
 }
 
 async fn console(addr: &str, user: &str, password: &str) -> tokio_postgres::Client {
@@ -354,15 +346,14 @@ async fn commands_match_the_admin_api_on_doltgres() {
     let mut relay_config = managed.config_at("postgres");
     relay_config.application_name("relay-app");
     let relay = std::sync::Arc::new(server_connect(&relay_config).await.unwrap());
-    relay
-        .batch_execute(
-            "CREATE TABLE items (id int PRIMARY KEY, name text); \
+    exec(
+        &relay,
+        "CREATE TABLE items (id int PRIMARY KEY, name text); \
              INSERT INTO items VALUES (1, 'one'); \
              CREATE USER watcher WITH PASSWORD 'watch-Pw-1'; \
              CREATE USER plain WITH PASSWORD 'plain-Pw-1'",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     let admin = console(&addr, managed::USER, managed::PASSWORD).await;
 
     // SHOW STATS: the simple and the extended protocol give /status's counters.

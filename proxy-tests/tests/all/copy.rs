@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use doltgres_sidecar::auth::AuthMode;
 use doltgres_sidecar::verify;
+use proxy_tests::facts::exec;
 use proxy_tests::facts::value;
 use proxy_tests::managed::{ManagedProxy, doltgres_wrapper};
 
@@ -27,14 +28,12 @@ async fn copy_window_is_invisible_to_new_connections_and_ends_held_idle_sessions
     })
     .await;
     let client = m.connect().await;
-    client
-        .batch_execute("CREATE TABLE items (id int primary key, v text)")
-        .await
-        .unwrap();
-    client
-        .batch_execute("INSERT INTO items VALUES (1, 'a'), (2, 'b'), (3, 'c')")
-        .await
-        .unwrap();
+    exec(&client, "CREATE TABLE items (id int primary key, v text)").await;
+    exec(
+        &client,
+        "INSERT INTO items VALUES (1, 'a'), (2, 'b'), (3, 'c')",
+    )
+    .await;
     let head = value(&client, "SELECT dolt_hashof('HEAD')").await;
     let working = value(&client, "SELECT dolt_hashof_db()").await;
     let mut held = m.raw().await;
@@ -107,24 +106,19 @@ async fn copy_window_is_invisible_to_new_connections_and_ends_held_idle_sessions
 async fn second_copy_links_unchanged_table_files() {
     let m = ManagedProxy::start(|_, _| {}).await;
     let client = m.connect().await;
-    client
-        .batch_execute("CREATE TABLE big (id int primary key, v text)")
-        .await
-        .unwrap();
-    client
-        .batch_execute("INSERT INTO big SELECT generate_series(1, 20000), repeat('x', 100)")
-        .await
-        .unwrap();
+    exec(&client, "CREATE TABLE big (id int primary key, v text)").await;
+    exec(
+        &client,
+        "INSERT INTO big SELECT generate_series(1, 20000), repeat('x', 100)",
+    )
+    .await;
     value(&client, "SELECT dolt_commit('-Am', 'bulk')").await;
     // Garbage collection moves the journal's chunks into immutable table files.
     value(&client, "SELECT dolt_gc()").await;
     drop(client);
     assert_eq!(m.backup("copy").await.0, 200);
     let client = m.connect().await;
-    client
-        .batch_execute("INSERT INTO big VALUES (0, 'new')")
-        .await
-        .unwrap();
+    exec(&client, "INSERT INTO big VALUES (0, 'new')").await;
     drop(client);
     assert_eq!(m.backup("copy").await.0, 200);
     let entries = m.catalog().entries();
@@ -170,14 +164,12 @@ async fn full_catalog_disk_fails_the_window_and_leaves_no_entry() {
     })
     .await;
     let client = m.connect().await;
-    client
-        .batch_execute("CREATE TABLE filler (id int primary key, v text)")
-        .await
-        .unwrap();
-    client
-        .batch_execute("INSERT INTO filler SELECT generate_series(1, 5000), repeat('y', 100)")
-        .await
-        .unwrap();
+    exec(&client, "CREATE TABLE filler (id int primary key, v text)").await;
+    exec(
+        &client,
+        "INSERT INTO filler SELECT generate_series(1, 5000), repeat('y', 100)",
+    )
+    .await;
     drop(client);
     let (code, record) = m.backup("copy").await;
     assert_eq!(code, 502, "{record}");
@@ -200,14 +192,8 @@ async fn full_catalog_disk_fails_the_window_and_leaves_no_entry() {
 async fn a_server_that_does_not_come_back_fails_the_window_then_is_restarted() {
     let m = ManagedProxy::start(|c, dir| c.server.binary = doltgres_wrapper(dir)).await;
     let client = m.connect().await;
-    client
-        .batch_execute("CREATE TABLE kept (id int primary key)")
-        .await
-        .unwrap();
-    client
-        .batch_execute("INSERT INTO kept VALUES (1)")
-        .await
-        .unwrap();
+    exec(&client, "CREATE TABLE kept (id int primary key)").await;
+    exec(&client, "INSERT INTO kept VALUES (1)").await;
     drop(client);
     let broken = m.dir.path().join("broken");
     std::fs::write(&broken, b"").unwrap();
@@ -236,14 +222,8 @@ async fn a_server_that_does_not_come_back_fails_the_window_then_is_restarted() {
 async fn a_crashed_managed_server_is_restarted() {
     let m = ManagedProxy::start(|_, _| {}).await;
     let client = m.connect().await;
-    client
-        .batch_execute("CREATE TABLE survives (id int primary key)")
-        .await
-        .unwrap();
-    client
-        .batch_execute("INSERT INTO survives VALUES (1), (2)")
-        .await
-        .unwrap();
+    exec(&client, "CREATE TABLE survives (id int primary key)").await;
+    exec(&client, "INSERT INTO survives VALUES (1), (2)").await;
     drop(client);
     let pid = m.kill_server();
     // Connections made in the moment before the sidecar notices the crash fail with 08006; after
@@ -271,10 +251,7 @@ async fn a_crashed_managed_server_is_restarted() {
 async fn a_connection_made_during_the_drain_waits_and_then_works() {
     let m = ManagedProxy::start(|c, _| c.drain_timeout = Duration::from_secs(20)).await;
     let setup = m.connect().await;
-    setup
-        .batch_execute("CREATE TABLE drained (id int primary key)")
-        .await
-        .unwrap();
+    exec(&setup, "CREATE TABLE drained (id int primary key)").await;
     drop(setup);
     // An open transaction keeps the window draining.
     let open = m.connect().await;

@@ -11,6 +11,7 @@ use doltgres_sidecar::config::backup::CopyConfig;
 use doltgres_sidecar::config::server::{Commands, ServerControl};
 use doltgres_sidecar::control::managed::{ManagedServer, ManagedSpec};
 use doltgres_sidecar::ports::free_port;
+use proxy_tests::facts::exec;
 use proxy_tests::managed::{PASSWORD, USER};
 use proxy_tests::{TestProxy, install};
 
@@ -98,14 +99,8 @@ async fn operator_commands_stop_and_start_the_server_around_a_copy() {
         .password(PASSWORD)
         .dbname("postgres");
     let client = proxy_tests::server_connect(&pg).await.unwrap();
-    client
-        .batch_execute("CREATE TABLE cmd (id int primary key)")
-        .await
-        .unwrap();
-    client
-        .batch_execute("INSERT INTO cmd VALUES (1), (2)")
-        .await
-        .unwrap();
+    exec(&client, "CREATE TABLE cmd (id int primary key)").await;
+    exec(&client, "INSERT INTO cmd VALUES (1), (2)").await;
     drop(client);
     let old_pid = std::fs::read_to_string(server_dir.join("pid")).unwrap();
 

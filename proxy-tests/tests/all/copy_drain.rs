@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use proxy_tests::facts::exec;
 use proxy_tests::managed::{ManagedProxy, PASSWORD, USER};
 use proxy_tests::pgbench::{Login, run_as, script};
 
@@ -20,13 +21,12 @@ async fn one_thread_connecting_per_transaction_does_not_keep_a_copy_from_drainin
         doltgres_sidecar::auth::AuthMode::Proxy
     );
     let client = m.connect().await;
-    client
-        .batch_execute(
-            "CREATE TABLE pgb (client int primary key, n bigint not null); \
+    exec(
+        &client,
+        "CREATE TABLE pgb (client int primary key, n bigint not null); \
              INSERT INTO pgb VALUES (0, 0), (1, 0), (2, 0), (3, 0)",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     // A transaction that stays open a little, so windows close while some are open; each
     // client its own row (concurrent updates of one row conflict in Doltgres).

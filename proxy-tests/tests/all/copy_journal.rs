@@ -6,6 +6,7 @@
 
 use doltgres_sidecar::catalog::journal::{SEGMENT, is_journal};
 use doltgres_sidecar::catalog::manifest::Manifest;
+use proxy_tests::facts::exec;
 use proxy_tests::managed::ManagedProxy;
 
 /// Rows of `bytes` random hex characters each (Dolt compresses chunks: repeated text would
@@ -29,10 +30,11 @@ async fn grow(client: &tokio_postgres::Client, from: i32, rows: i32, bytes: i32)
             .iter()
             .map(|id| format!("({id}, '{}')", random_hex(bytes)))
             .collect();
-        client
-            .batch_execute(&format!("INSERT INTO t VALUES {}", values.join(", ")))
-            .await
-            .unwrap();
+        exec(
+            client,
+            &format!("INSERT INTO t VALUES {}", values.join(", ")),
+        )
+        .await;
     }
 }
 
@@ -69,10 +71,7 @@ async fn count_in(m: &ManagedProxy, manifest: &Manifest) -> Vec<String> {
 async fn consecutive_entries_share_the_journal_and_cost_what_was_appended() {
     let m = ManagedProxy::start(|_, _| {}).await;
     let client = m.connect().await;
-    client
-        .batch_execute("CREATE TABLE t (id int primary key, v text)")
-        .await
-        .unwrap();
+    exec(&client, "CREATE TABLE t (id int primary key, v text)").await;
     grow(&client, 0, 8000, 1024).await; // ~8 MB of rows, several journal segments
     let first = copy(&m).await;
     let (journal_1, _) = journal_and_rest(&first);
@@ -135,10 +134,7 @@ async fn a_journal_past_gc_journal_size_is_collected_inside_the_window() {
     })
     .await;
     let client = m.connect().await;
-    client
-        .batch_execute("CREATE TABLE t (id int primary key, v text)")
-        .await
-        .unwrap();
+    exec(&client, "CREATE TABLE t (id int primary key, v text)").await;
     grow(&client, 0, 3000, 1024).await;
     let manifest = copy(&m).await;
     assert!(manifest.timings.gc > 0.0);

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use doltgres_sidecar::catalog::Catalog;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use proxy_tests::facts::exec;
 use proxy_tests::facts::value;
 use proxy_tests::install;
 use proxy_tests::managed::PASSWORD;
@@ -44,14 +45,8 @@ async fn kill_9_mid_copy_leaves_no_entry_and_a_restart_takes_over() {
     .unwrap();
     let mut sidecar = start(&config);
     let client = connect(&sidecar.listen).await;
-    client
-        .batch_execute("CREATE TABLE kept (id int primary key)")
-        .await
-        .unwrap();
-    client
-        .batch_execute("INSERT INTO kept VALUES (1), (2), (3)")
-        .await
-        .unwrap();
+    exec(&client, "CREATE TABLE kept (id int primary key)").await;
+    exec(&client, "INSERT INTO kept VALUES (1), (2), (3)").await;
     drop(client);
 
     std::fs::write(dir.path().join("slow"), b"").unwrap();
@@ -75,10 +70,7 @@ async fn kill_9_mid_copy_leaves_no_entry_and_a_restart_takes_over() {
     let sidecar = start(&config);
     let client = connect(&sidecar.listen).await;
     assert_eq!(value(&client, "SELECT count(*) FROM kept").await, "3");
-    client
-        .batch_execute("INSERT INTO kept VALUES (4)")
-        .await
-        .unwrap();
+    exec(&client, "INSERT INTO kept VALUES (4)").await;
     drop(client);
     let url = format!("{}/backups?action=copy", sidecar.admin);
     assert_eq!(
@@ -103,10 +95,7 @@ async fn kill_9_mid_copy_leaves_no_entry_and_a_restart_takes_over() {
 
     // SIGTERM: a final copy of what was written since, then Doltgres stops and the sidecar exits 0.
     let client = connect(&sidecar.listen).await;
-    client
-        .batch_execute("INSERT INTO kept VALUES (5)")
-        .await
-        .unwrap();
+    exec(&client, "INSERT INTO kept VALUES (5)").await;
     drop(client);
     let mut sidecar = sidecar;
     kill(Pid::from_raw(sidecar.child.id() as i32), Signal::SIGTERM).unwrap();
@@ -149,10 +138,7 @@ async fn a_restarted_sidecar_stops_the_doltgres_a_killed_one_left_behind() {
     .unwrap();
     let mut sidecar = start(&config);
     let client = connect(&sidecar.listen).await;
-    client
-        .batch_execute("CREATE TABLE kept (id int primary key)")
-        .await
-        .unwrap();
+    exec(&client, "CREATE TABLE kept (id int primary key)").await;
     drop(client);
     sidecar.kill_9();
     let info = dir.path().join("doltgres/data/.dolt/sql-server.info");

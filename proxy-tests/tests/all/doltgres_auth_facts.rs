@@ -6,6 +6,7 @@
 use doltgres_sidecar::auth::DEFAULT_AUTH_QUERY;
 use doltgres_sidecar::auth::verifier::ScramVerifier;
 use proxy_tests::TestServer;
+use proxy_tests::facts::exec;
 use proxy_tests::facts::{column, value};
 
 /// The verifier `pg_authid` holds for `user`, parsed (panics if it is not a SCRAM one).
@@ -30,10 +31,11 @@ async fn pg_authid_holds_scram_sha_256_verifiers_of_the_passwords() {
         superuser,
         "the verifier is PostgreSQL's, derived from DOLTGRES_PASSWORD"
     );
-    client
-        .batch_execute("CREATE USER alice WITH PASSWORD 'alice-pw'; CREATE USER nopass")
-        .await
-        .unwrap();
+    exec(
+        &client,
+        "CREATE USER alice WITH PASSWORD 'alice-pw'; CREATE USER nopass",
+    )
+    .await;
     let alice = verifier_of(&client, "alice").await;
     assert_eq!(
         ScramVerifier::from_password("alice-pw", &alice.salt, alice.iterations),
@@ -72,17 +74,10 @@ async fn the_default_auth_query_takes_the_user_as_a_parameter() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_password_gets_a_new_salt() {
-    let server = TestServer::doltgres().await;
-    let client = server.connect_direct().await;
-    client
-        .batch_execute("CREATE USER alice WITH PASSWORD 'first-pw'")
-        .await
-        .unwrap();
+    let (_server, client) =
+        TestServer::doltgres_seeded("CREATE USER alice WITH PASSWORD 'first-pw'").await;
     let before = verifier_of(&client, "alice").await;
-    client
-        .batch_execute("ALTER USER alice WITH PASSWORD 'first-pw'")
-        .await
-        .unwrap();
+    exec(&client, "ALTER USER alice WITH PASSWORD 'first-pw'").await;
     let after = verifier_of(&client, "alice").await;
     assert_ne!(
         before.salt, after.salt,
@@ -102,13 +97,12 @@ async fn current_user_is_the_login_at_its_host() {
         value(&client, "SELECT current_user").await,
         "postgres@127.0.0.1"
     );
-    client
-        .batch_execute(
-            "CREATE USER carol WITH SUPERUSER PASSWORD 'carol-pw'; \
+    exec(
+        &client,
+        "CREATE USER carol WITH SUPERUSER PASSWORD 'carol-pw'; \
              CREATE USER dave WITH PASSWORD 'dave-pw'",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     let mut config = server.config_at(&server.addr());
     config.user("carol").password("carol-pw");
     let carol = proxy_tests::server_connect(&config).await.unwrap();

@@ -4,23 +4,17 @@
 //! check the part of the sidecar that relied on it.
 
 use proxy_tests::TestServer;
+use proxy_tests::facts::exec;
 use proxy_tests::facts::{column, connect_to, raw, value};
 use proxy_tests::raw::briefs;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_commit_does_not_create_a_dolt_commit() {
-    let server = TestServer::doltgres().await;
-    let client = server.connect_direct().await;
-    client
-        .batch_execute("CREATE TABLE t (id INT PRIMARY KEY)")
-        .await
-        .unwrap();
+    let (_server, client) =
+        TestServer::doltgres_seeded("CREATE TABLE t (id INT PRIMARY KEY)").await;
     let head = value(&client, "SELECT dolt_hashof('HEAD')").await;
     let log = value(&client, "SELECT count(*) FROM dolt_log").await;
-    client
-        .batch_execute("BEGIN; INSERT INTO t VALUES (1); COMMIT")
-        .await
-        .unwrap();
+    exec(&client, "BEGIN; INSERT INTO t VALUES (1); COMMIT").await;
     assert_eq!(value(&client, "SELECT dolt_hashof('HEAD')").await, head);
     assert_eq!(value(&client, "SELECT count(*) FROM dolt_log").await, log);
     assert_eq!(
@@ -39,16 +33,11 @@ async fn dolt_push_carries_only_the_last_dolt_commit() {
     let server = TestServer::doltgres().await;
     let remotes = tempfile::tempdir().unwrap();
     let url = format!("file://{}", remotes.path().join("remote").display());
-    let client = server.connect_direct().await;
-    client
-        .batch_execute("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)")
-        .await
-        .unwrap();
+    let client = server
+        .seeded("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .await;
     let head = value(&client, "SELECT dolt_commit('-Am', 'one')").await;
-    client
-        .batch_execute("INSERT INTO t VALUES (2)")
-        .await
-        .unwrap();
+    exec(&client, "INSERT INTO t VALUES (2)").await;
 
     let add = format!("SELECT dolt_remote('add', 'backup', '{url}')");
     assert_eq!(value(&client, &add).await, "0");
@@ -71,16 +60,11 @@ async fn dolt_backup_sync_carries_the_working_set() {
     let server = TestServer::doltgres().await;
     let backups = tempfile::tempdir().unwrap();
     let url = format!("file://{}", backups.path().join("bk").display());
-    let client = server.connect_direct().await;
-    client
-        .batch_execute("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)")
-        .await
-        .unwrap();
+    let client = server
+        .seeded("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .await;
     let head = value(&client, "SELECT dolt_commit('-Am', 'one')").await;
-    client
-        .batch_execute("INSERT INTO t VALUES (2)")
-        .await
-        .unwrap();
+    exec(&client, "INSERT INTO t VALUES (2)").await;
 
     let add = format!("SELECT dolt_backup('add', 'bk', '{url}')");
     assert_eq!(value(&client, &add).await, "0");
@@ -108,9 +92,7 @@ async fn dolt_backup_sync_carries_the_working_set() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn use_switches_the_current_database_and_answers_set() {
-    let server = TestServer::doltgres().await;
-    let client = server.connect_direct().await;
-    client.batch_execute("CREATE DATABASE other").await.unwrap();
+    let (server, _client) = TestServer::doltgres_seeded("CREATE DATABASE other").await;
     let mut s = raw(&server).await;
     assert_eq!(briefs(&s.simple("USE other").await), ["C(SET)", "Z(I)"]);
     let current = s.simple("SELECT current_database()").await;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use proxy_tests::TestServer;
+use proxy_tests::facts::exec;
 use proxy_tests::facts::{connect_to, raw, value};
 use proxy_tests::raw::{RawClient, briefs, frontend};
 
@@ -73,20 +74,13 @@ fn changed_files(
 
 /// A table with a secondary index and some rows, written through `client`.
 async fn load_indexed_table(client: &tokio_postgres::Client) {
-    client
-        .batch_execute(
-            "CREATE TABLE big (id INT PRIMARY KEY, k INT); CREATE INDEX big_k ON big (k)",
-        )
-        .await
-        .unwrap();
-    client
-        .batch_execute("INSERT INTO big SELECT generate_series(1, 5000), 7")
-        .await
-        .unwrap();
-    client
-        .batch_execute("UPDATE big SET k = 8 WHERE id < 100")
-        .await
-        .unwrap();
+    exec(
+        client,
+        "CREATE TABLE big (id INT PRIMARY KEY, k INT); CREATE INDEX big_k ON big (k)",
+    )
+    .await;
+    exec(client, "INSERT INTO big SELECT generate_series(1, 5000), 7").await;
+    exec(client, "UPDATE big SET k = 8 WHERE id < 100").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,12 +110,7 @@ async fn idle_server_with_one_database_writes_no_files() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_store_of_a_created_database_is_written_after_the_client_is_answered() {
-    let server = TestServer::doltgres().await;
-    let client = server.connect_direct().await;
-    client
-        .batch_execute("CREATE DATABASE second")
-        .await
-        .unwrap();
+    let (server, client) = TestServer::doltgres_seeded("CREATE DATABASE second").await;
     // The database created while running hosts the statistics store.
     let stats_dir = server.data_dir.join("second/.dolt/stats");
     assert!(stats_dir.join(".dolt/noms/LOCK").exists());
@@ -157,12 +146,7 @@ async fn stats_store_of_a_created_database_is_written_after_the_client_is_answer
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_database_holds_an_flock_on_noms_lock_while_running() {
-    let mut server = TestServer::doltgres().await;
-    let client = server.connect_direct().await;
-    client
-        .batch_execute("CREATE DATABASE second")
-        .await
-        .unwrap();
+    let (mut server, client) = TestServer::doltgres_seeded("CREATE DATABASE second").await;
     drop(client);
     let locks = [
         server.data_dir.join("postgres/.dolt/noms/LOCK"),
@@ -199,11 +183,9 @@ async fn auth_data_lives_in_the_working_directory() {
     let mut server = TestServer::doltgres().await;
     let auth = sibling(&server, "work").join("auth.db");
     let initial = fs::read(&auth).expect("auth.db is written at first start");
-    let client = server.connect_direct().await;
-    client
-        .batch_execute("CREATE USER alice WITH PASSWORD 'secret'")
-        .await
-        .unwrap();
+    let client = server
+        .seeded("CREATE USER alice WITH PASSWORD 'secret'")
+        .await;
     let after = fs::read(&auth).unwrap();
     assert_ne!(initial, after, "CREATE USER rewrites auth.db");
     let all = snapshot(&[
@@ -331,8 +313,7 @@ async fn a_closed_output_pipe_kills_the_server_at_its_next_log_line() {
     let readers = (drain(Box::new(out)), drain(Box::new(err)));
     ready(&mut child);
     for _ in 0..3 {
-        let client = server.connect_direct().await;
-        client.batch_execute("SELECT 1").await.unwrap();
+        server.seeded("SELECT 1").await;
     }
     std::thread::sleep(Duration::from_millis(300));
     assert!(

@@ -11,6 +11,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use proxy_tests::TestServer;
+use proxy_tests::facts::exec;
 
 fn journal(server: &TestServer) -> PathBuf {
     server
@@ -26,13 +27,14 @@ fn read(path: &Path) -> Option<(u64, Vec<u8>)> {
 }
 
 async fn insert(client: &tokio_postgres::Client, from: i32) {
-    client
-        .batch_execute(&format!(
+    exec(
+        client,
+        &format!(
             "INSERT INTO t SELECT g, repeat('y', 200) FROM generate_series({from}, {}) AS s(g)",
             from + 999
-        ))
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,10 +42,7 @@ async fn between_gcs_the_journal_only_grows_by_appending() {
     let server = TestServer::doltgres().await;
     let client = server.connect_direct().await;
     let path = journal(&server);
-    client
-        .batch_execute("CREATE TABLE t (id int primary key, v text)")
-        .await
-        .unwrap();
+    exec(&client, "CREATE TABLE t (id int primary key, v text)").await;
     let (inode, mut before) = read(&path).expect("a journal");
     for round in 0..5 {
         insert(&client, round * 1000).await;
@@ -63,10 +62,7 @@ async fn a_gc_deletes_the_journal_and_the_next_write_starts_a_new_file() {
     let server = TestServer::doltgres().await;
     let client = server.connect_direct().await;
     let path = journal(&server);
-    client
-        .batch_execute("CREATE TABLE t (id int primary key, v text)")
-        .await
-        .unwrap();
+    exec(&client, "CREATE TABLE t (id int primary key, v text)").await;
     insert(&client, 0).await;
     let (inode, before) = read(&path).expect("a journal");
     client.simple_query("SELECT dolt_gc()").await.unwrap();
@@ -104,10 +100,7 @@ async fn a_crash_and_a_restart_leave_the_journal_as_it_was() {
     let mut server = TestServer::doltgres().await;
     let client = server.connect_direct().await;
     let path = journal(&server);
-    client
-        .batch_execute("CREATE TABLE t (id int primary key, v text)")
-        .await
-        .unwrap();
+    exec(&client, "CREATE TABLE t (id int primary key, v text)").await;
     insert(&client, 0).await;
     drop(client);
     let before = read(&path).expect("a journal");
@@ -132,12 +125,8 @@ async fn a_gc_breaks_open_transactions_of_other_sessions_and_spares_idle_ones() 
     // Why the sidecar runs dolt_gc() only inside a window, with every session at a boundary:
     // a transaction open in another session fails at COMMIT (its chunks were collected), while
     // a session idle through the GC goes on.
-    let server = TestServer::doltgres().await;
-    let setup = server.connect_direct().await;
-    setup
-        .batch_execute("CREATE TABLE t (id int primary key, v text)")
-        .await
-        .unwrap();
+    let (server, setup) =
+        TestServer::doltgres_seeded("CREATE TABLE t (id int primary key, v text)").await;
     insert(&setup, 0).await;
     let idle = server.connect_direct().await;
     let open = server.connect_direct().await;

@@ -3,6 +3,7 @@
 //! docs/doltgres-notes.md.
 
 use proxy_tests::TestServer;
+use proxy_tests::facts::exec;
 use proxy_tests::raw::{RawClient, briefs, frontend};
 
 /// Runs `sql` and returns the briefs of the answer and the first column of each row.
@@ -219,14 +220,13 @@ async fn pg_settings_holds_the_sessions_values_beside_their_reset_values() {
     let column = |sql: &'static str| proxy_tests::facts::column(&client, sql);
     // A fresh session: one row differs all the same (the reset value is empty).
     assert_eq!(column(changed).await, ["enable_hashjoin=on"]);
-    client
-        .batch_execute(
-            "SELECT set_config('search_path', 's2', false); \
+    exec(
+        &client,
+        "SELECT set_config('search_path', 's2', false); \
              SELECT set_config('TimeZone', 'Asia/Kolkata', false); \
              SET DateStyle = 'German'; SET app.who = 'me'",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     assert_eq!(
         column(changed).await,
         [
@@ -266,16 +266,15 @@ async fn pg_settings_holds_the_sessions_values_beside_their_reset_values() {
     );
     // What was read, set again on a fresh session, gives the same values.
     let fresh = proxy_tests::facts::connect_to(&server, "postgres").await;
-    fresh
-        .batch_execute(
-            "SELECT set_config('DateStyle', 'German, DMY', false); \
+    exec(
+        &fresh,
+        "SELECT set_config('DateStyle', 'German, DMY', false); \
              SELECT set_config('enable_hashjoin', 'on', false); \
              SELECT set_config('search_path', 's2', false); \
              SELECT set_config('TimeZone', 'Asia/Kolkata', false); \
              SELECT set_config('app.who', E'it''s \\\\ me', false)",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     let column = |sql: &'static str| proxy_tests::facts::column(&fresh, sql);
     assert_eq!(
         column(changed).await,

@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use proxy_tests::TestServer;
+use proxy_tests::facts::exec;
 use proxy_tests::facts::value;
 use tokio_util::sync::CancellationToken;
 
@@ -36,13 +37,12 @@ async fn a_sync_copies_only_what_the_backup_lacks() {
     let backups = tempfile::tempdir().unwrap();
     let dir = backups.path().join("bk");
     let client = server.connect_direct().await;
-    client
-        .batch_execute(
-            "CREATE TABLE t (id INT PRIMARY KEY, v TEXT); \
+    exec(
+        &client,
+        "CREATE TABLE t (id INT PRIMARY KEY, v TEXT); \
              INSERT INTO t SELECT generate_series(1, 2000), repeat('x', 100)",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     let add = format!(
         "SELECT dolt_backup('add', 'bk', 'file://{}')",
         dir.display()
@@ -62,10 +62,7 @@ async fn a_sync_copies_only_what_the_backup_lacks() {
 
     // One row changed: the backup keeps every file it had, untouched, and gains one with the
     // new chunks.
-    client
-        .batch_execute("UPDATE t SET v = 'changed' WHERE id = 1000")
-        .await
-        .unwrap();
+    exec(&client, "UPDATE t SET v = 'changed' WHERE id = 1000").await;
     assert_eq!(
         value(&client, "SELECT dolt_backup('sync', 'bk')").await,
         "0"
@@ -101,14 +98,13 @@ async fn a_sync_or_push_holds_up_commits_while_it_copies_from_the_journal() {
     let server = TestServer::doltgres().await;
     let backups = tempfile::tempdir().unwrap();
     let client = server.connect_direct().await;
-    client
-        .batch_execute(
-            "CREATE TABLE small (id INT PRIMARY KEY); \
+    exec(
+        &client,
+        "CREATE TABLE small (id INT PRIMARY KEY); \
              CREATE TABLE big (id INT PRIMARY KEY, v TEXT); \
              INSERT INTO big SELECT generate_series(1, 60000), repeat('x', 100)",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     let sync_url = format!("file://{}", backups.path().join("bk").display());
     let push_url = format!("file://{}", backups.path().join("remote").display());
     value(
@@ -137,10 +133,7 @@ async fn a_sync_or_push_holds_up_commits_while_it_copies_from_the_journal() {
     {
         // Every row of `big` rewritten: thousands of new chunks, all in the chunk journal.
         let v = ["y", "z"][round];
-        client
-            .batch_execute(&format!("UPDATE big SET v = repeat('{v}', 100)"))
-            .await
-            .unwrap();
+        exec(&client, &format!("UPDATE big SET v = repeat('{v}', 100)")).await;
         value(
             &client,
             &format!("SELECT dolt_commit('-Am', 'round {round}')"),
@@ -190,19 +183,13 @@ async fn a_sync_or_push_holds_up_commits_while_it_copies_from_the_journal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_branch_leaves_the_working_set_behind() {
-    let server = TestServer::doltgres().await;
-    let client = server.connect_direct().await;
-    client
-        .batch_execute("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)")
-        .await
-        .unwrap();
+    let (server, client) = TestServer::doltgres_seeded(
+        "CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)",
+    )
+    .await;
     value(&client, "SELECT dolt_commit('-Am', 'one')").await;
     // A change another session committed with SQL: in main's working set, in no Dolt commit.
-    let other = server.connect_direct().await;
-    other
-        .batch_execute("INSERT INTO t VALUES (2)")
-        .await
-        .unwrap();
+    server.seeded("INSERT INTO t VALUES (2)").await;
     let working = value(&client, "SELECT dolt_hashof_db()").await;
 
     // Neither form of a new branch takes it along: the branch starts from main's HEAD.

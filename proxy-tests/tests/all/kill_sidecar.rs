@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use proxy_tests::TestServer;
+use proxy_tests::facts::exec;
 use proxy_tests::process::{SidecarProcess, post};
 
 /// The binary on free ports, its output dropped (the kills would interleave it with the test's).
@@ -23,16 +24,13 @@ fn start(config: &std::path::Path, upstream: &str) -> SidecarProcess {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_push_and_sync_windows_leaves_usable_backups() {
-    let server = TestServer::doltgres().await;
-    let direct = server.connect_direct().await;
-    direct
-        .batch_execute("CREATE TABLE kept (id int primary key, v text)")
-        .await
-        .unwrap();
-    direct
-        .batch_execute("INSERT INTO kept SELECT generate_series(1, 20000), repeat('k', 50)")
-        .await
-        .unwrap();
+    let (server, direct) =
+        TestServer::doltgres_seeded("CREATE TABLE kept (id int primary key, v text)").await;
+    exec(
+        &direct,
+        "INSERT INTO kept SELECT generate_series(1, 20000), repeat('k', 50)",
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("sidecar.toml");
     std::fs::write(

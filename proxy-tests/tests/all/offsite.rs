@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use doltgres_sidecar::catalog::Catalog;
 use doltgres_sidecar::offsite::config::OffsiteConfig;
+use proxy_tests::facts::exec;
 use proxy_tests::managed::{ManagedProxy, local_command_with};
 use proxy_tests::offsite::{aws_env, copy, local, uploaded};
 use proxy_tests::seaweedfs::{BUCKET, SeaweedFs};
@@ -102,10 +103,7 @@ async fn copies_go_off_site_deduplicated_and_restore_from_there() {
         .unwrap();
     let first_id = copy(&m).await;
     let first = uploaded(&m, &first_id, Duration::from_secs(120)).await;
-    client
-        .batch_execute("INSERT INTO notes VALUES (3, 'three')")
-        .await
-        .unwrap();
+    exec(&client, "INSERT INTO notes VALUES (3, 'three')").await;
     let second_id = copy(&m).await;
     let second = uploaded(&m, &second_id, Duration::from_secs(120)).await;
     eprintln!("first entry: {first:?}\nsecond entry: {second:?}");
@@ -217,24 +215,17 @@ async fn with_the_store_down_the_entry_stays_local_until_it_is_uploaded() {
     let mut store = SeaweedFs::start().await;
     let m = managed_with_offsite(&store, 1).await;
     let client = m.connect().await;
-    client
-        .batch_execute(
-            "CREATE TABLE notes (id int primary key, v text); INSERT INTO notes VALUES (1, 'one')",
-        )
-        .await
-        .unwrap();
+    exec(
+        &client,
+        "CREATE TABLE notes (id int primary key, v text); INSERT INTO notes VALUES (1, 'one')",
+    )
+    .await;
     let first_id = copy(&m).await;
     uploaded(&m, &first_id, Duration::from_secs(120)).await;
     store.kill();
-    client
-        .batch_execute("INSERT INTO notes VALUES (2, 'two')")
-        .await
-        .unwrap();
+    exec(&client, "INSERT INTO notes VALUES (2, 'two')").await;
     let second_id = copy(&m).await;
-    client
-        .batch_execute("INSERT INTO notes VALUES (3, 'three')")
-        .await
-        .unwrap();
+    exec(&client, "INSERT INTO notes VALUES (3, 'three')").await;
     let third_id = copy(&m).await;
     // keep_last = 1, but neither unuploaded entry is deleted; the uploaded first one is.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -298,16 +289,14 @@ async fn the_repository_keeps_its_last_entries_and_only_the_objects_they_name() 
     let store = SeaweedFs::start().await;
     let m = managed_with(&store, 10, &store.secret_key, 2).await;
     let client = m.connect().await;
-    client
-        .batch_execute("CREATE TABLE notes (id int primary key, v text)")
-        .await
-        .unwrap();
+    exec(&client, "CREATE TABLE notes (id int primary key, v text)").await;
     let mut ids = Vec::new();
     for n in 1..=3 {
-        client
-            .batch_execute(&format!("INSERT INTO notes VALUES ({n}, 'note {n}')"))
-            .await
-            .unwrap();
+        exec(
+            &client,
+            &format!("INSERT INTO notes VALUES ({n}, 'note {n}')"),
+        )
+        .await;
         let id = copy(&m).await;
         uploaded(&m, &id, Duration::from_secs(120)).await;
         ids.push(id);

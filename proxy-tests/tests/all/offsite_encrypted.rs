@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use doltgres_sidecar::offsite::config::OffsiteConfig;
+use proxy_tests::facts::exec;
 use proxy_tests::managed::{ManagedProxy, local_command, local_command_with};
 use proxy_tests::offsite::{Credentials, aws_env, copy, local, uploaded};
 use proxy_tests::seaweedfs::{BUCKET, SeaweedFs};
@@ -156,10 +157,11 @@ async fn an_encrypted_repository_is_readable_only_with_the_identity() {
     );
 
     // Retention without a key: the first entry and the objects only it named go.
-    client
-        .batch_execute("INSERT INTO ledger_of_secrets VALUES (3, 'retreat')")
-        .await
-        .unwrap();
+    exec(
+        &client,
+        "INSERT INTO ledger_of_secrets VALUES (3, 'retreat')",
+    )
+    .await;
     let second = copy(&m).await;
     uploaded(&m, &second, Duration::from_secs(60)).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

@@ -13,6 +13,7 @@ use doltgres_sidecar::catalog::Entry;
 use doltgres_sidecar::offsite::config::OffsiteConfig;
 use doltgres_sidecar::offsite::store::Store;
 use doltgres_sidecar::offsite::{download, object_key, objects_of, prune, upload};
+use proxy_tests::facts::exec;
 use proxy_tests::managed::ManagedProxy;
 use proxy_tests::offsite::copy;
 use proxy_tests::seaweedfs::{BUCKET, SeaweedFs};
@@ -53,10 +54,7 @@ async fn an_object_deleted_under_an_upload_is_sent_again_and_fresh_objects_outli
         .await
         .unwrap();
     let first = m.catalog().entry(&copy(&m).await).unwrap();
-    client
-        .batch_execute("UPDATE t SET v = 'second' WHERE id <= 10")
-        .await
-        .unwrap();
+    exec(&client, "UPDATE t SET v = 'second' WHERE id <= 10").await;
     let second = m.catalog().entry(&copy(&m).await).unwrap();
     let store = store_of(&s3, OffsiteConfig::from_url("").part_size);
 
@@ -123,10 +121,7 @@ async fn an_object_deleted_under_an_upload_is_sent_again_and_fresh_objects_outli
         .collect();
     assert!(!own.is_empty(), "the first entry had no object of its own");
     // The next pass that drops an entry (a third upload) takes them, the grace being over.
-    client
-        .batch_execute("UPDATE t SET v = 'third' WHERE id <= 10")
-        .await
-        .unwrap();
+    exec(&client, "UPDATE t SET v = 'third' WHERE id <= 10").await;
     let third = m.catalog().entry(&copy(&m).await).unwrap();
     let (s, e) = (store.clone(), third.clone());
     tokio::task::spawn_blocking(move || upload::upload(&s, &e, None, &mut |_| {}))

@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use doltgres_sidecar::offsite::config::OffsiteConfig;
+use proxy_tests::facts::exec;
 use proxy_tests::managed::{ManagedProxy, local_command};
 use proxy_tests::offsite::{Credentials, copy, uploaded};
 use proxy_tests::process::metric_sum;
@@ -64,10 +65,11 @@ async fn uploaded_entries_are_verified_and_rot_in_the_bucket_is_found() {
     })
     .await;
     let client = m.connect().await;
-    client
-        .batch_execute("CREATE TABLE t (id int primary key); INSERT INTO t VALUES (1), (2);")
-        .await
-        .unwrap();
+    exec(
+        &client,
+        "CREATE TABLE t (id int primary key); INSERT INTO t VALUES (1), (2);",
+    )
+    .await;
     let id = copy(&m).await;
     uploaded(&m, &id, Duration::from_secs(60)).await;
     wait_for(&m, "ok", 1.0, Duration::from_secs(120)).await;

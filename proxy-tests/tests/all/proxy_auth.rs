@@ -4,7 +4,6 @@
 //! PostgreSQL's `28P01` before anything reaches the server as that user; channel binding works
 //! over client TLS; cleartext, MD5 and trust upstreams work with configured passwords.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -17,6 +16,7 @@ use doltgres_sidecar::tls::ClientTlsMode;
 use postgres_protocol::message::frontend as pg_frontend;
 use proxy_tests::certs::TestCerts;
 use proxy_tests::facts::value;
+use proxy_tests::facts::{exec, psql};
 use proxy_tests::managed::ManagedProxy;
 use proxy_tests::raw::{Login, RawClient};
 use proxy_tests::{Kind, TestProxy, TestServer, both_servers};
@@ -178,12 +178,11 @@ async fn logs_in_as_the_user_through_the_auth_query(server: TestServer) {
             value(&client, "SELECT current_user").await,
             current_user(server.kind, user)
         );
-        client
-            .batch_execute(&format!(
-                "CREATE TABLE t_{user} (i INT PRIMARY KEY); INSERT INTO t_{user} VALUES (1)"
-            ))
-            .await
-            .unwrap();
+        exec(
+            &client,
+            &format!("CREATE TABLE t_{user} (i INT PRIMARY KEY); INSERT INTO t_{user} VALUES (1)"),
+        )
+        .await;
     }
     // After the proxy's login the relay goes on as in passthrough: commits are counted, the
     // server's BackendKeyData reaches the client with the proxy's secret.
@@ -409,20 +408,6 @@ async fn trust_cleartext_and_md5_upstreams_use_configured_passwords() {
     );
 }
 
-/// Runs psql with `conninfo` and returns (success, stdout, stderr).
-fn psql(conninfo: &str, sql: &str) -> (bool, String, String) {
-    let out = Command::new("psql")
-        .arg(conninfo)
-        .args(["-X", "-tA", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .expect("cannot run psql");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channel_binding_require_works_over_client_tls() {
     let dir = tempfile::tempdir().unwrap();
@@ -499,10 +484,11 @@ async fn managed_mode_authenticates_in_the_proxy() {
     let managed = ManagedProxy::start(|_, _| {}).await;
     assert_eq!(managed.proxy.shared.config().auth_mode(), AuthMode::Proxy);
     let client = managed.connect().await;
-    client
-        .batch_execute("CREATE USER carol WITH SUPERUSER PASSWORD 'carol-Pw-1'")
-        .await
-        .unwrap();
+    exec(
+        &client,
+        "CREATE USER carol WITH SUPERUSER PASSWORD 'carol-Pw-1'",
+    )
+    .await;
     let mut config = managed.config_at("postgres");
     config.user("carol").password(CAROL_PW);
     let carol = proxy_tests::server_connect(&config).await.unwrap();

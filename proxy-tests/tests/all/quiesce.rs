@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use doltgres_sidecar::gate::DrainPolicy;
+use proxy_tests::facts::exec;
 use proxy_tests::raw::RawClient;
 use proxy_tests::{TestProxy, TestServer, both_servers};
 use tokio_postgres::error::SqlState;
@@ -24,10 +25,7 @@ async fn window_waits_for_the_transaction_and_holds_idle_sessions(server: TestSe
     let proxy = std::sync::Arc::new(TestProxy::start(&server.addr()).await);
     let writer = server.connect_at(&proxy.addr).await;
     let idle = server.connect_at(&proxy.addr).await;
-    writer
-        .batch_execute("BEGIN; INSERT INTO t VALUES (1)")
-        .await
-        .unwrap();
+    exec(&writer, "BEGIN; INSERT INTO t VALUES (1)").await;
 
     let quiesce = {
         let proxy = proxy.clone();
@@ -39,10 +37,7 @@ async fn window_waits_for_the_transaction_and_holds_idle_sessions(server: TestSe
         "quiesce must wait for the open transaction"
     );
     // The transaction runs on while the window waits for it.
-    writer
-        .batch_execute("INSERT INTO t VALUES (2)")
-        .await
-        .unwrap();
+    exec(&writer, "INSERT INTO t VALUES (2)").await;
     writer.batch_execute("COMMIT").await.unwrap();
     let (code, body) = quiesce.await.unwrap();
     assert_eq!(code, 200, "{body}");

@@ -4,6 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use proxy_tests::facts::exec;
 use proxy_tests::{TestProxy, TestServer, both_servers};
 use tokio_postgres::error::SqlState;
 
@@ -59,10 +60,11 @@ both_servers!(writes_reach_the_server);
 async fn writes_reach_the_server(server: TestServer) {
     let proxy = TestProxy::start(&server.addr()).await;
     let mut client = server.connect_at(&proxy.addr).await;
-    client
-        .batch_execute("CREATE TABLE items (id INT PRIMARY KEY, name TEXT NOT NULL)")
-        .await
-        .unwrap();
+    exec(
+        &client,
+        "CREATE TABLE items (id INT PRIMARY KEY, name TEXT NOT NULL)",
+    )
+    .await;
     client
         .execute("INSERT INTO items VALUES (1, 'one')", &[])
         .await

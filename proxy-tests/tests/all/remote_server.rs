@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use doltgres_sidecar::config::backup::{PushConfig, SyncConfig};
+use proxy_tests::facts::exec;
 use proxy_tests::install;
 use proxy_tests::managed::{ManagedProxy, local_command};
 use proxy_tests::remote_server::RemoteServer;
@@ -118,10 +119,7 @@ async fn a_remote_server_that_is_down_fails_the_window_and_the_next_succeeds_onc
     assert_eq!(code, 200, "{record}");
     remote.kill();
     let client = m.connect().await;
-    client
-        .batch_execute("INSERT INTO t VALUES (2)")
-        .await
-        .unwrap();
+    exec(&client, "INSERT INTO t VALUES (2)").await;
     for action in ["push", "sync"] {
         let (code, record) = m.backup(action).await;
         assert_eq!(code, 502, "{action}: {record}");

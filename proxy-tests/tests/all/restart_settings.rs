@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use proxy_tests::facts::exec;
 use proxy_tests::facts::{column, first};
 use proxy_tests::managed::ManagedProxy;
 use proxy_tests::raw::{RawClient, briefs};
@@ -29,14 +30,13 @@ async fn ended(m: &ManagedProxy) -> f64 {
 /// A table `t2` in `public` and in schema `s2`, and a function that sets `search_path`.
 async fn schema(m: &ManagedProxy) {
     let setup = m.connect().await;
-    setup
-        .batch_execute(
-            "CREATE SCHEMA s2; CREATE TABLE public.t2 (v text); CREATE TABLE s2.t2 (v text); \
+    exec(
+        &setup,
+        "CREATE SCHEMA s2; CREATE TABLE public.t2 (v text); CREATE TABLE s2.t2 (v text); \
              CREATE FUNCTION to_s2() RETURNS int LANGUAGE plpgsql AS \
              $$ BEGIN SET search_path = s2; RETURN 1; END $$",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
 }
 
 /// Rows of `t2` in `public` and in `s2`, read on a connection of its own.
@@ -95,12 +95,11 @@ async fn settings_changed_by_set_config_survive_copy_windows_and_a_crash_after()
     .await;
     // What a function changed is read with the rest of a session in doubt.
     let by_function = m.connect().await;
-    by_function
-        .batch_execute(&format!(
-            "SELECT to_s2(); SELECT set_config('TimeZone', '{ZONE}', false)"
-        ))
-        .await
-        .unwrap();
+    exec(
+        &by_function,
+        &format!("SELECT to_s2(); SELECT set_config('TimeZone', '{ZONE}', false)"),
+    )
+    .await;
     // Through the extended protocol with the name and value as parameters.
     let bound = m.connect().await;
     bound
@@ -112,19 +111,19 @@ async fn settings_changed_by_set_config_survive_copy_windows_and_a_crash_after()
         .unwrap();
     // A tracked SET that a set_config call overrides afterwards.
     let overridden = m.connect().await;
-    overridden
-        .batch_execute("SET search_path = public; SELECT set_config('search_path', 's2', false)")
-        .await
-        .unwrap();
+    exec(
+        &overridden,
+        "SET search_path = public; SELECT set_config('search_path', 's2', false)",
+    )
+    .await;
     // Tracked SETs of a boolean, a custom setting and one set back to its start.
     let tracked = m.connect().await;
-    tracked
-        .batch_execute(
-            "SET enable_seqscan = off; SET app.k = 'v'; SET search_path = s2; \
+    exec(
+        &tracked,
+        "SET enable_seqscan = off; SET app.k = 'v'; SET search_path = s2; \
              SET search_path = '\"$user\", public'",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     let sessions = [&path, &zone, &by_function, &bound, &overridden, &tracked];
     let mut before = Vec::new();
     for c in sessions {

@@ -13,6 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use doltgres_sidecar::config::backup::SyncConfig;
+use proxy_tests::facts::exec;
 use proxy_tests::managed::ManagedProxy;
 use proxy_tests::managed::local_command as cli;
 use proxy_tests::{TestServer, install};
@@ -39,10 +40,11 @@ fn names(dir: &Path) -> Vec<String> {
 
 async fn notes(m: &ManagedProxy, rows: &[&str]) {
     let client = m.connect().await;
-    client
-        .batch_execute("CREATE TABLE IF NOT EXISTS notes (id serial primary key, v text)")
-        .await
-        .unwrap();
+    exec(
+        &client,
+        "CREATE TABLE IF NOT EXISTS notes (id serial primary key, v text)",
+    )
+    .await;
     for row in rows {
         client
             .execute("INSERT INTO notes (v) VALUES ($1)", &[row])

@@ -5,6 +5,7 @@
 use std::process::Command;
 
 use doltgres_sidecar::config::backup::{PushConfig, SyncConfig};
+use proxy_tests::facts::exec;
 use proxy_tests::install;
 use proxy_tests::managed::ManagedProxy;
 use proxy_tests::managed::local_command as cli;
@@ -30,14 +31,8 @@ async fn every_kind_of_backup_restores_and_verifies() {
     })
     .await;
     let client = m.connect().await;
-    client
-        .batch_execute("CREATE TABLE notes (id int primary key, v text)")
-        .await
-        .unwrap();
-    client
-        .batch_execute("INSERT INTO notes VALUES (1, 'one'), (2, 'two')")
-        .await
-        .unwrap();
+    exec(&client, "CREATE TABLE notes (id int primary key, v text)").await;
+    exec(&client, "INSERT INTO notes VALUES (1, 'one'), (2, 'two')").await;
     drop(client);
     for action in ["push", "sync", "copy"] {
         let (code, record) = m.backup(action).await;
@@ -139,13 +134,12 @@ fn local_in(cwd: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (bool
 async fn local_commands_find_the_running_sidecars_files_from_anywhere() {
     let m = ManagedProxy::start(|_, _| {}).await;
     let client = m.connect().await;
-    client
-        .batch_execute(
-            "CREATE TABLE notes (id int primary key, v text); \
+    exec(
+        &client,
+        "CREATE TABLE notes (id int primary key, v text); \
              INSERT INTO notes VALUES (1, 'one'), (2, 'two')",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     drop(client);
     let (code, record) = m.backup("copy").await;
     assert_eq!(code, 200, "{record}");

@@ -15,6 +15,7 @@ use doltgres_sidecar::auth::scram;
 use doltgres_sidecar::auth::verifier::ScramVerifier;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use proxy_tests::facts::exec;
 use proxy_tests::install;
 use proxy_tests::process::SidecarProcess;
 
@@ -70,10 +71,7 @@ async fn trace_logs_hold_no_secret() {
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     };
-    client
-        .batch_execute("CREATE TABLE t (v text)")
-        .await
-        .unwrap();
+    exec(&client, "CREATE TABLE t (v text)").await;
     let row = client
         .query_one("SELECT $1::text", &[&PARAMETER])
         .await

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use doltgres_sidecar::verify::{Scratch, ScratchConfig, VerifyError};
+use proxy_tests::facts::exec;
 use proxy_tests::install;
 use proxy_tests::managed::ManagedProxy;
 
@@ -42,10 +43,11 @@ async fn a_managed_server_and_a_verify_run_in_directories_with_long_names() {
         "the managed Doltgres runs without DOLT_ARCHIVE_PULL_STREAMER=0"
     );
     let client = m.connect().await;
-    client
-        .batch_execute("CREATE TABLE t (id int primary key); INSERT INTO t VALUES (1)")
-        .await
-        .unwrap();
+    exec(
+        &client,
+        "CREATE TABLE t (id int primary key); INSERT INTO t VALUES (1)",
+    )
+    .await;
     let (code, record) = m.backup("copy").await;
     assert_eq!(code, 200, "{record}");
     // verify puts its scratch copy under TMPDIR: a long one too.

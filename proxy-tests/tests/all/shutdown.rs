@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
+use proxy_tests::facts::exec;
 use proxy_tests::process::SidecarProcess;
 use proxy_tests::{TestServer, free_port};
 use tokio::task::JoinHandle;
@@ -75,14 +76,8 @@ async fn open_transactions_finish_then_their_sessions_end() {
     let dir = tempfile::tempdir().unwrap();
     let mut sidecar = sidecar(&server, &dir, "60s").await;
     let (client, conn) = connect(&server, &sidecar).await;
-    client
-        .batch_execute("CREATE TABLE grace (id int primary key)")
-        .await
-        .unwrap();
-    client
-        .batch_execute("BEGIN; INSERT INTO grace VALUES (1)")
-        .await
-        .unwrap();
+    exec(&client, "CREATE TABLE grace (id int primary key)").await;
+    exec(&client, "BEGIN; INSERT INTO grace VALUES (1)").await;
     let (sleeper, sleeper_conn) = connect(&server, &sidecar).await;
     let running = tokio::spawn(async move {
         let result = sleeper.simple_query("SELECT pg_sleep(2)").await;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use doltgres_sidecar::catalog::Catalog;
 use nix::sys::signal::{Signal, kill};
+use proxy_tests::facts::exec;
 use proxy_tests::install;
 use proxy_tests::managed::{PASSWORD, USER};
 use proxy_tests::process::SidecarProcess;
@@ -37,15 +38,7 @@ fn start(config: &Path) -> SidecarProcess {
 }
 
 fn client_config(addr: &str) -> tokio_postgres::Config {
-    let (host, port) = addr.rsplit_once(':').unwrap();
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(host)
-        .port(port.parse().unwrap())
-        .user(USER)
-        .password(PASSWORD)
-        .dbname("postgres");
-    config
+    proxy_tests::client_config(addr, USER, PASSWORD, "postgres")
 }
 
 /// A client through the sidecar (waiting for it to serve), with its connection task.
@@ -85,14 +78,8 @@ async fn the_final_entry_holds_a_commit_made_in_the_grace_and_is_verified() {
     );
     let mut sidecar = start(&config);
     let (writer, _writer_conn) = connect(&sidecar.listen).await;
-    writer
-        .batch_execute("CREATE TABLE grace (id int primary key)")
-        .await
-        .unwrap();
-    writer
-        .batch_execute("INSERT INTO grace VALUES (1), (2), (3)")
-        .await
-        .unwrap();
+    exec(&writer, "CREATE TABLE grace (id int primary key)").await;
+    exec(&writer, "INSERT INTO grace VALUES (1), (2), (3)").await;
     let (late, late_conn) = connect(&sidecar.listen).await;
     late.batch_execute("BEGIN; INSERT INTO grace VALUES (4)")
         .await
@@ -144,10 +131,11 @@ async fn entries_found_unverified_at_start_are_verified() {
     );
     let mut sidecar = start(&config);
     let (client, _conn) = connect(&sidecar.listen).await;
-    client
-        .batch_execute("CREATE TABLE kept (id int primary key); INSERT INTO kept VALUES (1)")
-        .await
-        .unwrap();
+    exec(
+        &client,
+        "CREATE TABLE kept (id int primary key); INSERT INTO kept VALUES (1)",
+    )
+    .await;
     drop(client);
     let (code, body) = sidecar.post("/backups?action=copy").await;
     assert_eq!(code, 200, "{body}");

@@ -1,26 +1,11 @@
 //! TLS to clients (psql with sslmode=require and verify-full against a CA made here) and to the
 //! upstream (PostgreSQL and Doltgres configured with certificates).
 
-use std::process::Command;
-
 use doltgres_sidecar::tls::{ClientTlsMode, UpstreamTlsMode};
 use proxy_tests::certs::TestCerts;
+use proxy_tests::facts::{exec, psql, psql_answer, psql_refused};
 use proxy_tests::{TestProxy, TestServer};
 use tokio_postgres::error::SqlState;
-
-/// Runs psql with `conninfo` and returns (success, stdout, stderr).
-fn psql(conninfo: &str, sql: &str) -> (bool, String, String) {
-    let out = Command::new("psql")
-        .arg(conninfo)
-        .args(["-X", "-tA", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .expect("cannot run psql");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
 
 /// A proxy offering TLS to clients with the test certificate.
 async fn tls_proxy(server: &TestServer, certs: &TestCerts, mode: ClientTlsMode) -> TestProxy {
@@ -44,19 +29,14 @@ async fn clients_connect_with_sslmode_require_and_verify_full() {
         server.user, server.password, server.database
     );
 
-    let (ok, out, err) = psql(
-        &format!("{base} host=127.0.0.1 sslmode=require"),
-        "SELECT 'over tls'",
-    );
-    assert!(ok, "{err}");
-    assert_eq!(out, "over tls");
+    let over_tls = format!("{base} host=127.0.0.1 sslmode=require");
+    assert_eq!(psql_answer(&over_tls, "SELECT 'over tls'"), "over tls");
 
     let conninfo = format!(
         "{base} host=localhost sslmode=verify-full sslrootcert={}",
         certs.ca.display()
     );
-    let (ok, out, err) = tokio::task::block_in_place(|| psql(&conninfo, "SELECT 'verified'"));
-    assert!(ok, "{err}");
+    let out = tokio::task::block_in_place(|| psql_answer(&conninfo, "SELECT 'verified'"));
     assert_eq!(out, "verified");
 
     // A certificate from a CA the client does not trust fails verification on the client.
@@ -66,8 +46,7 @@ async fn clients_connect_with_sslmode_require_and_verify_full() {
         "{base} host=localhost sslmode=verify-full sslrootcert={}",
         other_ca.ca.display()
     );
-    let (ok, _, err) = psql(&conninfo, "SELECT 1");
-    assert!(!ok, "a certificate from another CA must be refused");
+    let err = psql_refused(&conninfo, "SELECT 1");
     // libpq words this as "certificate verify failed" or, with OpenSSL 3 and ECDSA, "SSL error: EVP lib".
     assert!(
         err.contains("SSL error") || err.contains("certificate verify failed"),
@@ -75,11 +54,8 @@ async fn clients_connect_with_sslmode_require_and_verify_full() {
     );
 
     // tls = require refuses plain text with 28000.
-    let (ok, _, err) = psql(
-        &format!("{base} host=127.0.0.1 sslmode=disable"),
-        "SELECT 1",
-    );
-    assert!(!ok);
+    let plain = format!("{base} host=127.0.0.1 sslmode=disable");
+    let err = psql_refused(&plain, "SELECT 1");
     assert!(err.contains("TLS is required"), "{err}");
 }
 
@@ -91,9 +67,8 @@ async fn allow_mode_serves_both() {
     let proxy = tls_proxy(&server, &certs, ClientTlsMode::Allow).await;
     for mode in ["disable", "require"] {
         let conninfo = format!("{} sslmode={mode}", server.conninfo_at(&proxy.addr));
-        let (ok, out, err) = tokio::task::block_in_place(|| psql(&conninfo, "SELECT 7"));
-        assert!(ok, "sslmode={mode}: {err}");
-        assert_eq!(out, "7");
+        let out = tokio::task::block_in_place(|| psql_answer(&conninfo, "SELECT 7"));
+        assert_eq!(out, "7", "sslmode={mode}");
     }
 }
 
@@ -101,17 +76,12 @@ async fn allow_mode_serves_both() {
 async fn disabled_tls_answers_n() {
     let server = TestServer::postgres().await;
     let proxy = TestProxy::start(&server.addr()).await;
-    let (ok, out, err) = psql(
-        &format!("{} sslmode=prefer", server.conninfo_at(&proxy.addr)),
-        "SELECT 1",
+    let conninfo = server.conninfo_at(&proxy.addr);
+    assert_eq!(
+        psql_answer(&format!("{conninfo} sslmode=prefer"), "SELECT 1"),
+        "1"
     );
-    assert!(ok, "{err}");
-    assert_eq!(out, "1");
-    let (ok, _, err) = psql(
-        &format!("{} sslmode=require", server.conninfo_at(&proxy.addr)),
-        "SELECT 1",
-    );
-    assert!(!ok);
+    let err = psql_refused(&format!("{conninfo} sslmode=require"), "SELECT 1");
     assert!(err.contains("server does not support SSL"), "{err}");
 }
 
@@ -191,10 +161,11 @@ async fn upstream_doltgres_over_verified_tls() {
     })
     .await;
     let client = server.connect_at(&proxy.addr).await;
-    client
-        .batch_execute("CREATE TABLE t (i INT PRIMARY KEY); INSERT INTO t VALUES (1)")
-        .await
-        .unwrap();
+    exec(
+        &client,
+        "CREATE TABLE t (i INT PRIMARY KEY); INSERT INTO t VALUES (1)",
+    )
+    .await;
     let row = client
         .query_one("SELECT count(*) FROM t", &[])
         .await

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use proxy_tests::facts::exec;
 use proxy_tests::pgbench::{self, Login, PgbenchReport};
 use proxy_tests::process::SidecarProcess;
 use proxy_tests::{TestServer, free_port};
@@ -347,13 +348,10 @@ async fn a_managed_doltgres_is_handed_over_with_the_listeners() {
         .dbname("postgres");
     let client = proxy_tests::server_connect(&pg).await.unwrap();
     let rows: Vec<String> = (1..=50).map(|id| format!("({id}, 0)")).collect();
-    client
-        .batch_execute(&format!(
+    exec(&client, &format!(
             "CREATE TABLE acct (id int PRIMARY KEY, n bigint NOT NULL); INSERT INTO acct VALUES {};",
             rows.join(", ")
-        ))
-        .await
-        .unwrap();
+        )).await;
     let server_pid = doltgres_pid(&server_dir);
     let script = pgbench::script(
         dir.path(),

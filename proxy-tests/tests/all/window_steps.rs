@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use doltgres_sidecar::config::backup::{PushConfig, SyncConfig};
+use proxy_tests::facts::exec;
 use proxy_tests::{TestProxy, TestServer};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -100,17 +101,12 @@ async fn ledger_rows(client: &tokio_postgres::Client, up_to: i64) -> Vec<(i32, i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_backup_taken_while_writes_race_the_window_restores_to_exactly_the_acknowledged_rows()
 {
-    let server = TestServer::doltgres().await;
-    let direct = server.connect_direct().await;
-    direct
-        .batch_execute("CREATE TABLE ledger (seq INT PRIMARY KEY, client INT NOT NULL)")
-        .await
-        .unwrap();
+    let (server, direct) = TestServer::doltgres_seeded(
+        "CREATE TABLE ledger (seq INT PRIMARY KEY, client INT NOT NULL)",
+    )
+    .await;
     // Row 0: on an empty table `max(seq) + 1, …` returns no row (doltgres_sql_facts.rs).
-    direct
-        .batch_execute("INSERT INTO ledger VALUES (0, -1)")
-        .await
-        .unwrap();
+    exec(&direct, "INSERT INTO ledger VALUES (0, -1)").await;
     let dir = tempfile::tempdir().unwrap();
     let sync_root = dir.path().join("sync");
     let proxy = TestProxy::start_with(&server.addr(), |c| {
@@ -240,10 +236,11 @@ async fn push_logs_in_before_the_gate_cuts_inside_and_pushes_after() {
     })
     .await;
     let client = server.connect_at(&proxy.addr).await;
-    client
-        .batch_execute("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)")
-        .await
-        .unwrap();
+    exec(
+        &client,
+        "CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)",
+    )
+    .await;
     let (code, body) = proxy.admin_post("/backups?action=push").await;
     assert_eq!(code, 200, "{body}");
     let record: Value = serde_json::from_str(&body).unwrap();
@@ -303,12 +300,10 @@ async fn push_logs_in_before_the_gate_cuts_inside_and_pushes_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_window_that_does_not_drain_leaves_the_pre_syncs_state() {
-    let server = TestServer::doltgres().await;
-    let direct = server.connect_direct().await;
-    direct
-        .batch_execute("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)")
-        .await
-        .unwrap();
+    let (server, direct) = TestServer::doltgres_seeded(
+        "CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)",
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = TestProxy::start_with(&server.addr(), |c| {
         c.drain_timeout = Duration::from_millis(500);
@@ -323,10 +318,7 @@ async fn a_sync_window_that_does_not_drain_leaves_the_pre_syncs_state() {
     assert_eq!(code, 200, "{body}");
     // Committed after that window: the next one's pre-sync carries it.
     let client = server.connect_at(&proxy.addr).await;
-    client
-        .batch_execute("INSERT INTO t VALUES (2)")
-        .await
-        .unwrap();
+    exec(&client, "INSERT INTO t VALUES (2)").await;
     // A transaction left open keeps the next window from draining.
     let open = server.connect_at(&proxy.addr).await;
     open.batch_execute("BEGIN; INSERT INTO t VALUES (3)")
