@@ -47,7 +47,7 @@ pub async fn run(
     crate::verify::background::verify_unverified(&shared, shutdown.child_token());
     crate::verify::background::scrub_regularly(&shared, shutdown.child_token());
     // Entries a previous run left not uploaded.
-    crate::window::actions::upload_offsite(&shared);
+    crate::window::after::upload_offsite(&shared);
     tokio::spawn(crate::verify::offsite::verify_regularly(
         shared.clone(),
         shutdown.child_token(),

@@ -34,21 +34,21 @@ pub struct Shared {
     pub limiter: Arc<Limiter>,
     /// Connections that have not sent their startup packet yet.
     pub startups: Arc<Startups>,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub registry: Registry,
     pub gate: Arc<Gate>,
     pub windows: Windows,
     /// `verify_after`: the verifications running in the background.
-    pub verifications: Verifications,
+    pub verifications: Arc<Verifications>,
     /// `[backup.copy.offsite]`: the uploads running in the background.
     pub uploads: crate::offsite::background::Uploads,
     /// Present when clients may use TLS: the acceptor and its channel-binding data, swapped as
     /// one so that a handshake and the SCRAM exchange after it see the same certificate.
     tls: ArcSwapOption<ClientTls>,
     /// The server, and every way of connecting to it.
-    pub upstream: Upstream,
+    pub upstream: Arc<Upstream>,
     /// Whether the sidecar stops and starts the server, and whether it is up.
-    pub control: Control,
+    pub control: Arc<Control>,
     /// `auth = "proxy"`: where verifiers come from.
     auth: ArcSwapOption<Verifiers>,
     /// Where a reload reads the configuration from (set by `doltgres-sidecar run`).
@@ -95,15 +95,15 @@ impl Shared {
         Ok(Arc::new(Shared {
             limiter: Arc::new(Limiter::new(config.max_client_connections)),
             startups: Arc::new(Startups::new(config.max_startup_connections)),
-            metrics: Metrics::new(),
+            metrics: Arc::new(Metrics::new()),
             registry: Registry::default(),
             gate: Arc::new(Gate::new()),
             windows: Windows::default(),
-            verifications: Verifications::default(),
+            verifications: Default::default(),
             uploads: Default::default(),
             tls: ArcSwapOption::from(tls.map(Arc::new)),
-            upstream,
-            control,
+            upstream: Arc::new(upstream),
+            control: Arc::new(control),
             auth: ArcSwapOption::from(auth.map(Arc::new)),
             source: OnceLock::new(),
             logs: OnceLock::new(),

@@ -9,6 +9,7 @@
 //! at `POST /resume` or when its ttl runs out, whichever comes first.
 
 pub mod actions;
+pub mod after;
 pub mod due;
 pub mod trigger;
 
@@ -19,6 +20,7 @@ use tokio::sync::OwnedMutexGuard;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::config::Config;
 use crate::config::auth::AuthMode;
 use crate::config::backup::Action;
 use crate::gate::QuiesceError;
@@ -27,6 +29,7 @@ use crate::state::record::{self, Steps};
 pub use crate::state::record::{Outcome, Phase, Step, Trigger, WindowRecord};
 use crate::state::windows::Held;
 pub use crate::state::windows::{HISTORY, Pause, Windows};
+use actions::{After, Context};
 
 /// How long after connecting a session's first request still gets through a window that stops
 /// the server (and the window waits for it): a client that connects to run one transaction is
@@ -88,10 +91,10 @@ async fn run_in_slot(
     let mut steps = Steps::new(started, Phase::Before);
     let config = shared.config();
     let timeout = config.backup.action_timeout;
+    let ctx = context(shared, &config);
     // What needs no quiescence runs first, with traffic flowing: logging in, remotes, pre-syncs.
     let prepared =
-        match tokio::time::timeout(timeout, actions::prepare(shared, action, id, &mut steps)).await
-        {
+        match tokio::time::timeout(timeout, actions::prepare(&ctx, action, id, &mut steps)).await {
             Ok(Ok(prepared)) => prepared,
             failed => {
                 let error = match failed {
@@ -149,11 +152,8 @@ async fn run_in_slot(
     record.drain_ms = closing.elapsed().as_millis() as u64;
     let since_at_cut = shared.metrics.write_commits_since_backup.get();
     let cut_at = tokio::time::Instant::now();
-    let held = tokio::time::timeout(
-        timeout,
-        actions::run(shared, prepared, guard.id, &mut steps),
-    )
-    .await;
+    let held =
+        tokio::time::timeout(timeout, actions::run(&ctx, prepared, guard.id, &mut steps)).await;
     let stall = guard.closed_at.elapsed();
     let closed_at = guard.closed_at.into_std();
     drop(guard);
@@ -161,7 +161,7 @@ async fn run_in_slot(
     steps.set_phase(Phase::After);
     // Traffic flows again; a push's transfer runs now.
     let result = match held {
-        Ok(Ok((mut cut, Some(transfer)))) => {
+        Ok(Ok((mut cut, After::Transfer(transfer)))) => {
             let transfer = actions::transfer(transfer, &mut cut, &mut steps);
             match tokio::time::timeout(timeout, transfer).await {
                 Ok(Ok(())) => Ok(Ok(cut)),
@@ -169,7 +169,11 @@ async fn run_in_slot(
                 Err(elapsed) => Err(elapsed),
             }
         }
-        Ok(Ok((cut, None))) => Ok(Ok(cut)),
+        Ok(Ok((cut, After::Entry { id, verify }))) => {
+            after::entry_written(shared, id, verify);
+            Ok(Ok(cut))
+        }
+        Ok(Ok((cut, After::Nothing))) => Ok(Ok(cut)),
         Ok(Err(e)) => Ok(Err(e)),
         Err(elapsed) => Err(elapsed),
     };
@@ -191,6 +195,17 @@ async fn run_in_slot(
         }
     }
     windows.remember(&shared.metrics, record)
+}
+
+/// What a window's actions read: the configuration it began with, and the parts they use.
+fn context(shared: &Shared, config: &Arc<Config>) -> Context {
+    Context {
+        config: config.clone(),
+        upstream: shared.upstream.clone(),
+        control: shared.control.clone(),
+        metrics: shared.metrics.clone(),
+        verifications: shared.verifications.clone(),
+    }
 }
 
 /// Starts an operator-held window: drains within `timeout`, then holds until [`resume`] or

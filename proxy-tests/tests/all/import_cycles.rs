@@ -238,6 +238,27 @@ fn no_cycle_between_top_level_modules() {
     );
 }
 
+/// The window actions read an owned `Context`, never the shared state: nothing under
+/// `window/actions/` names `crate::shared` (an action's reach stays what its context holds).
+#[test]
+fn window_actions_do_not_reach_for_the_shared_state() {
+    let mut files = BTreeMap::new();
+    read(&src(), &mut files);
+    let actions: Vec<_> = files
+        .keys()
+        .filter(|f| f.starts_with("window/actions/"))
+        .collect();
+    assert!(actions.len() >= 5, "{actions:?}");
+    let edges = graph(&files);
+    for file in actions {
+        let text = code(&files[file]);
+        assert!(
+            !edges[file].contains("shared.rs") && !text.contains("Shared"),
+            "{file} uses the shared state: give the action what it reads in its Context"
+        );
+    }
+}
+
 #[test]
 fn the_cycles_between_source_files_are_the_known_ones() {
     let mut files = BTreeMap::new();

@@ -14,20 +14,18 @@
 //! included) the server is started again. A failed copy removes its partial entry.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::ActionError;
 use super::sql::{column, connect};
+use super::{ActionError, After, Context};
 use crate::catalog::copy_tree::{self, Previous};
 use crate::catalog::journal;
 use crate::catalog::manifest::{DatabaseState, FileRecord, Manifest, Timings};
 use crate::catalog::{Catalog, Entry, Pending, entry_id};
 use crate::config::backup::CopyConfig;
-use crate::shared::Shared;
 use crate::state::record::Steps;
 
 /// How many times a stopped server is started before the window gives up on it (a managed one
@@ -48,23 +46,23 @@ pub struct Prepared {
 /// chunk journal up to its current size (see [`crate::catalog::journal`]), linking what the entry
 /// it links from holds. Inside the window only the rest of each journal is left to copy.
 pub async fn prepare(
-    shared: &Arc<Shared>,
+    ctx: &Context,
     cfg: &CopyConfig,
     window_id: u64,
     steps: &mut Steps,
 ) -> Result<Prepared, ActionError> {
-    let sources = shared
+    let sources = ctx
         .control
         .copy_sources()
         .ok_or(ActionError::NotConfigured("copy"))?;
     let start = Instant::now();
-    let (catalog_dir, linker, cfg) = (cfg.catalog.clone(), shared.clone(), cfg.clone());
+    let (catalog_dir, written, cfg) = (cfg.catalog.clone(), ctx.verifications.clone(), cfg.clone());
     let dir = catalog_dir.clone();
     let prepared = tokio::task::spawn_blocking(move || {
         let catalog = Catalog::open(&dir)?;
         // Table files and journal segments are linked only from an entry known to be whole:
         // see `Catalog::link_source`.
-        let written = |id: &str| linker.verifications.written(id);
+        let written = |id: &str| written.written(id);
         let previous = catalog.link_source(&written).unwrap_or_else(|why| {
             warn!(%why, "the catalog is not private to the sidecar's user: every file is copied, none linked");
             None
@@ -90,15 +88,17 @@ pub async fn prepare(
     Ok(prepared)
 }
 
+/// Inside the window: the inventory, then stop, copy and start (see the module's steps). Leaves
+/// the new entry to verify and upload.
 pub async fn run(
-    shared: &Arc<Shared>,
+    ctx: &Context,
     prepared: Prepared,
     steps: &mut Steps,
-) -> Result<Value, ActionError> {
-    let verify_after = prepared.cfg.verify_after;
+) -> Result<(Value, After), ActionError> {
+    let verify = prepared.cfg.verify_after;
     // A task of its own: dropping the window's future (its timeout) cannot leave the server
     // stopped or marked unavailable.
-    let task = tokio::spawn(inventory_then_copy(shared.clone(), prepared));
+    let task = tokio::spawn(inventory_then_copy(ctx.clone(), prepared));
     let (manifest, whole_journals) = task
         .await
         .map_err(|e| ActionError::Copy(format!("copy task failed: {e}")))??;
@@ -107,51 +107,49 @@ pub async fn run(
         let database = rel.split('/').nth(1);
         steps.record("journal_copied_whole", database, Instant::now());
     }
-    if verify_after {
-        crate::verify::background::verify_new(shared, manifest.id.clone());
-    }
-    upload_offsite(shared);
-    Ok(json!({
+    let cut = json!({
         "entry": manifest.id,
         "files": manifest.files.len(),
         "bytes_copied": manifest.bytes_copied,
         "bytes_linked": manifest.bytes_linked,
         "journals_copied_whole": whole_journals,
         "timings": manifest.timings,
-    }))
+    });
+    let id = manifest.id;
+    Ok((cut, After::Entry { id, verify }))
 }
 
 async fn inventory_then_copy(
-    shared: Arc<Shared>,
+    ctx: Context,
     prepared: Prepared,
 ) -> Result<(Manifest, Vec<String>), ActionError> {
     let started = Instant::now();
-    let (version, databases) = match inventory(&shared).await {
+    let (version, databases) = match inventory(&ctx).await {
         Ok(found) => found,
         Err(e) => {
-            shared.control.set_available(true);
+            ctx.control.set_available(true);
             return Err(e);
         }
     };
     let inventory = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    if let Err(e) = collect_large_journals(&shared, &prepared.cfg, &databases).await {
-        shared.control.set_available(true);
+    if let Err(e) = collect_large_journals(&ctx, &prepared.cfg, &databases).await {
+        ctx.control.set_available(true);
         return Err(e);
     }
     let gc = started.elapsed().as_secs_f64();
-    stop_copy_start(shared, prepared, version, databases, (inventory, gc)).await
+    stop_copy_start(&ctx, prepared, version, databases, (inventory, gc)).await
 }
 
 /// With `gc_journal_size`, runs `dolt_gc()` on each database whose journal is larger. Inside
 /// the window, every session at a boundary: a GC fails the open transactions of other sessions
 /// and spares idle ones (`doltgres_journal_facts.rs`).
 async fn collect_large_journals(
-    shared: &Shared,
+    ctx: &Context,
     cfg: &CopyConfig,
     databases: &[DatabaseState],
 ) -> Result<(), ActionError> {
-    let (Some(sources), true) = (shared.control.copy_sources(), cfg.gc_journal_size > 0) else {
+    let (Some(sources), true) = (ctx.control.copy_sources(), cfg.gc_journal_size > 0) else {
         return Ok(());
     };
     for db in databases {
@@ -163,7 +161,7 @@ async fn collect_large_journals(
         let size = std::fs::metadata(&journal).map_or(0, |m| m.len());
         if size > cfg.gc_journal_size {
             info!(database = %db.name, size, "journal past gc_journal_size: dolt_gc()");
-            let client = connect(shared, &db.name).await?;
+            let client = connect(ctx, &db.name).await?;
             column(&client, &db.name, "SELECT dolt_gc()").await?;
         }
     }
@@ -171,14 +169,14 @@ async fn collect_large_journals(
 }
 
 /// Databases, their HEAD and working-set hashes and table row counts, and the server version.
-async fn inventory(shared: &Shared) -> Result<(String, Vec<DatabaseState>), ActionError> {
-    let config = shared.config();
-    let first = config
+async fn inventory(ctx: &Context) -> Result<(String, Vec<DatabaseState>), ActionError> {
+    let first = ctx
+        .config
         .backup
         .databases
         .first()
         .map_or("postgres", String::as_str);
-    let client = connect(shared, first).await?;
+    let client = connect(ctx, first).await?;
     let version = column(&client, first, "SELECT dolt_version()").await?;
     let names = column(
         &client,
@@ -188,7 +186,7 @@ async fn inventory(shared: &Shared) -> Result<(String, Vec<DatabaseState>), Acti
     .await?;
     let mut databases = Vec::new();
     for name in names {
-        let client = connect(shared, &name).await?;
+        let client = connect(ctx, &name).await?;
         let db = name.as_str();
         let head = column(&client, db, "SELECT dolt_hashof('HEAD')").await?;
         let working_set = column(&client, db, "SELECT dolt_hashof_db()").await?;
@@ -221,7 +219,7 @@ fn ident(name: &str) -> String {
 }
 
 async fn stop_copy_start(
-    shared: Arc<Shared>,
+    ctx: &Context,
     prepared: Prepared,
     version: String,
     databases: Vec<DatabaseState>,
@@ -234,7 +232,7 @@ async fn stop_copy_start(
         precopied,
         window_id,
     } = prepared;
-    let control = &shared.control;
+    let control = &ctx.control;
     let sources = control
         .copy_sources()
         .ok_or(ActionError::NotConfigured("copy"))?;
@@ -256,7 +254,7 @@ async fn stop_copy_start(
     let step = Instant::now();
     if let Err(e) = control.stop().await {
         // It may be half-down: bring it back before giving up.
-        let _ = restart(&shared).await;
+        let _ = restart(ctx).await;
         control.set_available(true);
         return Err(ActionError::Copy(e.to_string()));
     }
@@ -275,12 +273,12 @@ async fn stop_copy_start(
     .await;
     timings.copy = step.elapsed().as_secs_f64();
     let step = Instant::now();
-    let started = restart(&shared).await;
+    let started = restart(ctx).await;
     timings.start = step.elapsed().as_secs_f64();
     // A managed server that did not come back is the supervisor's now: it marks the server
     // available once its restarts succeed. Connections wait for that, within hold_timeout.
     control.set_available(started.is_ok() || control.managed().is_none());
-    shared.metrics.server_restarted("copy");
+    ctx.metrics.server_restarted("copy");
     info!(
         sessions = detached,
         "server back after the copy: detached sessions re-attach or end now"
@@ -332,7 +330,7 @@ async fn stop_copy_start(
     .await
     .map_err(|e| ActionError::Copy(e.to_string()))?
     .map_err(|e| ActionError::Copy(format!("writing the entry: {e}")))?;
-    shared.verifications.mark_written(&manifest.id);
+    ctx.verifications.mark_written(&manifest.id);
     if !committed.is_empty() {
         info!(removed = ?committed, "retention removed old copies");
     }
@@ -366,59 +364,27 @@ fn copied_and_linked(records: &[FileRecord]) -> (u64, u64) {
 }
 
 /// Starts the stopped server, a few times if need be.
-async fn restart(shared: &Shared) -> Result<(), String> {
+async fn restart(ctx: &Context) -> Result<(), String> {
     let mut last = String::new();
     for attempt in 1..=START_ATTEMPTS {
-        match shared.control.start(&shared.upstream).await {
+        match ctx.control.start(&ctx.upstream).await {
             Ok(()) => return Ok(()),
             Err(e) => {
                 warn!(attempt, error = %e, "starting the server after the copy failed");
                 last = e.to_string();
-                if let Some(managed) = shared.control.managed() {
+                if let Some(managed) = ctx.control.managed() {
                     let _ = managed.stop().await;
                 }
             }
         }
     }
     // Leave a process for a managed server's supervisor to watch and restart with backoff.
-    if let Some(managed) = shared.control.managed() {
+    if let Some(managed) = ctx.control.managed() {
         let _ = managed.start().await;
     }
     Err(format!(
         "the server did not come back after the copy: {last}"
     ))
-}
-
-/// With `[backup.copy.offsite]`, uploads the entries not yet off-site in the background.
-pub fn upload_offsite(shared: &Arc<Shared>) {
-    let config = shared.config();
-    let Some(copy) = config.backup.copy.as_ref() else {
-        return;
-    };
-    let Some(offsite) = copy.offsite.clone() else {
-        return;
-    };
-    let retry = crate::offsite::background::Retry {
-        initial: config.backup.retry_initial,
-        max: config.backup.retry_max,
-    };
-    let (shared, catalog) = (shared.clone(), copy.catalog.clone());
-    shared.clone().uploads.spawn(async move {
-        let uploaded = crate::offsite::background::upload_pending(
-            &shared.uploads,
-            &shared.metrics,
-            &catalog,
-            &offsite,
-            retry,
-        )
-        .await;
-        // verify_after: the newest entry uploaded, as it is in the repository.
-        if let (true, Some(id)) = (offsite.verify_after, uploaded.last())
-            && !shared.uploads.stop_token().is_cancelled()
-        {
-            crate::verify::offsite::verify_and_count(&shared, &offsite, id).await;
-        }
-    });
 }
 
 #[cfg(test)]

@@ -5,9 +5,13 @@
 //! [`transfer`] after it reopens (a push's `dolt_push`). [`prepare`] and [`run`] are the places
 //! that list the actions: a new [`Action`] does not compile until it is handled there. [`prepare`]
 //! alone looks up the action's section of the configuration; [`Prepared`] carries it on.
+//!
+//! The actions read what a [`Context`] hands them (the configuration the window began with, the
+//! upstream, the server control, the metrics, the verifications' record of written entries),
+//! never the whole shared state. What a finished action leaves to do in the background (verify
+//! and upload a new copy) is named by [`After`], and started by the window.
 
 mod copy;
-pub use copy::upload_offsite;
 mod push;
 mod snapshot;
 mod sql;
@@ -19,9 +23,39 @@ use serde_json::Value;
 
 pub use push::Transfer;
 
+use crate::config::Config;
 use crate::config::backup::{Action, SnapshotConfig};
-use crate::shared::Shared;
+use crate::control::Control;
+use crate::metrics::Metrics;
 use crate::state::record::Steps;
+use crate::state::verifications::Verifications;
+use crate::upstream::Upstream;
+
+/// What an action reads, owned: a copy's task outlives the window's future (see `copy`).
+#[derive(Clone)]
+pub struct Context {
+    /// The configuration the window began with.
+    pub config: Arc<Config>,
+    /// The actions' own connections to the server.
+    pub upstream: Arc<Upstream>,
+    /// Stopping, starting and detaching around a copy.
+    pub control: Arc<Control>,
+    pub metrics: Arc<Metrics>,
+    /// Which entries this process wrote: a copy links from them, and adds the one it writes.
+    pub verifications: Arc<Verifications>,
+}
+
+/// What a window leaves for after traffic resumes.
+pub enum After {
+    Nothing,
+    /// A push's transfer.
+    Transfer(Transfer),
+    /// A copy's new catalog entry: to verify (with `verify_after`) and to upload off-site.
+    Entry {
+        id: String,
+        verify: bool,
+    },
+}
 
 /// An action that failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,48 +85,51 @@ pub enum Prepared {
 /// log in, add remotes and backups, pre-sync. A failure here fails the window without holding
 /// anyone. The one place that looks up an action's section.
 pub async fn prepare(
-    shared: &Arc<Shared>,
+    ctx: &Context,
     action: Action,
     window_id: u64,
     steps: &mut Steps,
 ) -> Result<Prepared, ActionError> {
-    let config = shared.config();
-    let backup = &config.backup;
+    let backup = &ctx.config.backup;
     let missing = ActionError::NotConfigured(action.as_str());
     match action {
         Action::Push => {
             let cfg = backup.push.as_ref().ok_or(missing)?;
-            Ok(Prepared::Push(push::prepare(shared, cfg, steps).await?))
+            Ok(Prepared::Push(push::prepare(ctx, cfg, steps).await?))
         }
         Action::Sync => {
             let cfg = backup.sync.as_ref().ok_or(missing)?;
-            Ok(Prepared::Sync(sync::prepare(shared, cfg, steps).await?))
+            Ok(Prepared::Sync(sync::prepare(ctx, cfg, steps).await?))
         }
         Action::Snapshot => Ok(Prepared::Snapshot(backup.snapshot.clone().ok_or(missing)?)),
         Action::Copy => {
             let cfg = backup.copy.as_ref().ok_or(missing)?;
-            let prepared = copy::prepare(shared, cfg, window_id, steps).await?;
+            let prepared = copy::prepare(ctx, cfg, window_id, steps).await?;
             Ok(Prepared::Copy(Box::new(prepared)))
         }
     }
 }
 
 /// Runs the part of the action that needs traffic held, for window `window_id`; returns the cut
-/// as JSON and, for a push, the transfer still to do.
+/// as JSON and what is left to do once traffic resumes.
 pub async fn run(
-    shared: &Arc<Shared>,
+    ctx: &Context,
     prepared: Prepared,
     window_id: u64,
     steps: &mut Steps,
-) -> Result<(Value, Option<Transfer>), ActionError> {
+) -> Result<(Value, After), ActionError> {
     match prepared {
         Prepared::Push(prepared) => {
             let (cut, transfer) = push::cut(prepared, window_id, steps).await?;
-            Ok((cut, Some(transfer)))
+            Ok((cut, After::Transfer(transfer)))
         }
-        Prepared::Sync(prepared) => Ok((sync::run(prepared, steps).await?, None)),
-        Prepared::Snapshot(cfg) => Ok((snapshot::run(shared, &cfg, window_id).await?, None)),
-        Prepared::Copy(prepared) => Ok((copy::run(shared, *prepared, steps).await?, None)),
+        Prepared::Sync(prepared) => Ok((sync::run(prepared, steps).await?, After::Nothing)),
+        Prepared::Snapshot(cfg) => {
+            let upstream = &ctx.upstream.addr;
+            let cut = snapshot::run(upstream, &cfg, window_id).await?;
+            Ok((cut, After::Nothing))
+        }
+        Prepared::Copy(prepared) => copy::run(ctx, *prepared, steps).await,
     }
 }
 

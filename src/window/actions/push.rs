@@ -10,10 +10,9 @@
 use serde_json::{Map, Value, json};
 use tokio_postgres::Client;
 
-use super::ActionError;
 use super::sql::{column, connect_all, literal};
+use super::{ActionError, Context};
 use crate::config::backup::PushConfig;
-use crate::shared::Shared;
 use crate::state::record::Steps;
 
 /// A push ready for its window: one logged-in connection per database, remote in place.
@@ -39,12 +38,12 @@ pub struct Transfer {
 /// Before the gate closes: connects to every configured database and adds the remote where it
 /// is missing and a URL is configured.
 pub async fn prepare(
-    shared: &Shared,
+    ctx: &Context,
     cfg: &PushConfig,
     steps: &mut Steps,
 ) -> Result<Prepared, ActionError> {
     let mut databases = Vec::new();
-    for (client, name) in connect_all(shared, steps).await? {
+    for (client, name) in connect_all(ctx, steps).await? {
         let db = name.as_str();
         let list = "SELECT name FROM dolt_remotes";
         let remotes = steps

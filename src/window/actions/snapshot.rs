@@ -9,10 +9,10 @@ use tokio::io::AsyncReadExt;
 
 use super::ActionError;
 use crate::config::backup::SnapshotConfig;
-use crate::shared::Shared;
 
+/// Runs the command, telling it the window, the action and the upstream (`host:port`).
 pub async fn run(
-    shared: &Shared,
+    upstream: &str,
     cfg: &SnapshotConfig,
     window_id: u64,
 ) -> Result<Value, ActionError> {
@@ -24,7 +24,7 @@ pub async fn run(
         .args(args)
         .env("DOLTGRES_SIDECAR_WINDOW_ID", window_id.to_string())
         .env("DOLTGRES_SIDECAR_ACTION", "snapshot")
-        .env("DOLTGRES_SIDECAR_UPSTREAM", &shared.upstream.addr)
+        .env("DOLTGRES_SIDECAR_UPSTREAM", upstream)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -3,21 +3,18 @@
 
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use super::ActionError;
-use crate::shared::Shared;
+use super::{ActionError, Context};
 use crate::state::record::Steps;
 use crate::upstream::{Login, describe_sql_error};
 
-pub(super) async fn connect(shared: &Shared, database: &str) -> Result<Client, ActionError> {
-    let config = shared.config();
-    let backup = &config.backup;
+pub(super) async fn connect(ctx: &Context, database: &str) -> Result<Client, ActionError> {
+    let backup = &ctx.config.backup;
     let login = Login {
         user: &backup.user,
         password: backup.password(),
         database,
     };
-    shared
-        .upstream
+    ctx.upstream
         .sql(&login)
         .await
         .map_err(|message| ActionError::Sql {
@@ -29,13 +26,13 @@ pub(super) async fn connect(shared: &Shared, database: &str) -> Result<Client, A
 /// A connection to every configured database (`backup.databases`), each timed as a `connect`
 /// step, in order.
 pub(super) async fn connect_all(
-    shared: &Shared,
+    ctx: &Context,
     steps: &mut Steps,
 ) -> Result<Vec<(Client, String)>, ActionError> {
     let mut clients = Vec::new();
-    for database in &shared.config().backup.databases {
+    for database in &ctx.config.backup.databases {
         let client = steps
-            .time("connect", Some(database), connect(shared, database))
+            .time("connect", Some(database), connect(ctx, database))
             .await?;
         clients.push((client, database.clone()));
     }

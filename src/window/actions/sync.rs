@@ -21,10 +21,9 @@ use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 use tokio_postgres::Client;
 
-use super::ActionError;
 use super::sql::{column, connect_all, literal, row};
+use super::{ActionError, Context};
 use crate::config::backup::SyncConfig;
-use crate::shared::Shared;
 use crate::state::record::Steps;
 
 /// At most this many pre-sync rounds per database.
@@ -43,11 +42,11 @@ pub struct Prepared {
 /// Before the gate closes: connects, adds the backup where a URL is configured, and pre-syncs
 /// each database.
 pub async fn prepare(
-    shared: &Shared,
+    ctx: &Context,
     cfg: &SyncConfig,
     steps: &mut Steps,
 ) -> Result<Prepared, ActionError> {
-    let databases = connect_all(shared, steps).await?;
+    let databases = connect_all(ctx, steps).await?;
     for (client, db) in &databases {
         if let Some(url) = &cfg.url {
             let url = url.replace("{database}", db);
