@@ -295,112 +295,7 @@ impl ConfigArgs {
 mod tests {
     use super::*;
 
-    #[test]
-    fn flags_override_file() {
-        let dir = std::env::temp_dir().join(format!("dgs-cli-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("c.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:7000\"\nupstream = \"db:1\"\n").unwrap();
-        let cli = Cli::try_parse_from([
-            "doltgres-sidecar",
-            "run",
-            "--config",
-            file.to_str().unwrap(),
-            "--upstream",
-            "db:2",
-        ])
-        .unwrap();
-        let Command::Run(RunArgs { source: args, .. }) = cli.command else {
-            panic!("not run")
-        };
-        let config = args.resolve().unwrap();
-        assert_eq!(config.listen, "127.0.0.1:7000");
-        assert_eq!(config.upstream, "db:2");
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn admin_token_flag_satisfies_a_public_admin_listen() {
-        let cli = Cli::try_parse_from([
-            "doltgres-sidecar",
-            "run",
-            "--admin-listen",
-            "0.0.0.0:9187",
-            "--admin-token",
-            "s3cret-s3cret-s3cret",
-        ])
-        .unwrap();
-        let Command::Run(RunArgs { source: args, .. }) = cli.command else {
-            panic!("not run")
-        };
-        assert_eq!(
-            args.resolve().unwrap().admin_token.as_deref(),
-            Some("s3cret-s3cret-s3cret")
-        );
-    }
-
-    #[test]
-    fn sync_without_a_password_is_a_clear_error() {
-        let dir = std::env::temp_dir().join(format!("dgs-cli-pw-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("c.toml");
-        std::fs::write(&file, "[backup.sync]\nname = \"b\"\n").unwrap();
-        let parse = |extra: &[&str]| {
-            let mut argv = vec![
-                "doltgres-sidecar",
-                "run",
-                "--config",
-                file.to_str().unwrap(),
-            ];
-            argv.extend_from_slice(extra);
-            let Command::Run(RunArgs { source: args, .. }) =
-                Cli::try_parse_from(argv).unwrap().command
-            else {
-                panic!("not run")
-            };
-            args
-        };
-        // DOLTGRES_PASSWORD is not set in the test environment (scripts/test runs without it).
-        if std::env::var_os("DOLTGRES_PASSWORD").is_none() {
-            let err = parse(&[]).resolve().unwrap_err().to_string();
-            assert!(err.contains("DOLTGRES_SIDECAR_BACKUP_PASSWORD"), "{err}");
-        }
-        let config = parse(&["--backup-password", "pw"]).resolve().unwrap();
-        assert_eq!(config.backup.password.as_deref(), Some("pw"));
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn auth_flags() {
-        let cli = Cli::try_parse_from([
-            "doltgres-sidecar",
-            "run",
-            "--auth",
-            "proxy",
-            "--auth-file",
-            "/etc/sidecar/userlist.txt",
-            "--auth-cache-ttl",
-            "5s",
-        ])
-        .unwrap();
-        let Command::Run(RunArgs { source: args, .. }) = cli.command else {
-            panic!("not run")
-        };
-        let config = args.resolve().unwrap();
-        assert_eq!(config.auth_mode(), crate::config::auth::AuthMode::Proxy);
-        assert_eq!(
-            config.auth_file.as_deref(),
-            Some(std::path::Path::new("/etc/sidecar/userlist.txt"))
-        );
-        assert_eq!(config.auth_cache_ttl, std::time::Duration::from_secs(5));
-        let cli = Cli::try_parse_from(["doltgres-sidecar", "run", "--auth", "trust"]).unwrap();
-        let Command::Run(RunArgs { source: args, .. }) = cli.command else {
-            panic!("not run")
-        };
-        let err = args.resolve().unwrap_err().to_string();
-        assert!(err.contains("auth"), "{err}");
-    }
-
+    /// `doltgres-sidecar run ARGV`'s configuration sources.
     fn run_args(argv: &[&str]) -> ConfigArgs {
         let argv = ["doltgres-sidecar", "run"].iter().chain(argv);
         let Command::Run(RunArgs { source: args, .. }) = Cli::try_parse_from(argv).unwrap().command
@@ -410,28 +305,87 @@ mod tests {
         args
     }
 
+    /// A configuration file holding `text`, in a directory removed when the first value drops.
+    fn config_file(text: &str) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, text).unwrap();
+        let file = file.to_str().unwrap().to_string();
+        (dir, file)
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let (_dir, file) = config_file("listen = \"127.0.0.1:7000\"\nupstream = \"db:1\"\n");
+        let config = run_args(&["--config", &file, "--upstream", "db:2"])
+            .resolve()
+            .unwrap();
+        assert_eq!(config.listen, "127.0.0.1:7000");
+        assert_eq!(config.upstream, "db:2");
+    }
+
+    #[test]
+    fn admin_token_flag_satisfies_a_public_admin_listen() {
+        let args = run_args(&[
+            "--admin-listen",
+            "0.0.0.0:9187",
+            "--admin-token",
+            "s3cret-s3cret-s3cret",
+        ]);
+        assert_eq!(
+            args.resolve().unwrap().admin_token.as_deref(),
+            Some("s3cret-s3cret-s3cret")
+        );
+    }
+
+    #[test]
+    fn sync_without_a_password_is_a_clear_error() {
+        let (_dir, file) = config_file("[backup.sync]\nname = \"b\"\n");
+        // DOLTGRES_PASSWORD is not set in the test environment (scripts/test runs without it).
+        if std::env::var_os("DOLTGRES_PASSWORD").is_none() {
+            let err = run_args(&["--config", &file]).resolve().unwrap_err();
+            let err = err.to_string();
+            assert!(err.contains("DOLTGRES_SIDECAR_BACKUP_PASSWORD"), "{err}");
+        }
+        let config = run_args(&["--config", &file, "--backup-password", "pw"])
+            .resolve()
+            .unwrap();
+        assert_eq!(config.backup.password.as_deref(), Some("pw"));
+    }
+
+    #[test]
+    fn auth_flags() {
+        let auth = [
+            "--auth",
+            "proxy",
+            "--auth-file",
+            "/etc/sidecar/userlist.txt",
+        ];
+        let config = run_args(&[&auth[..], &["--auth-cache-ttl", "5s"]].concat())
+            .resolve()
+            .unwrap();
+        assert_eq!(config.auth_mode(), crate::config::auth::AuthMode::Proxy);
+        assert_eq!(
+            config.auth_file.as_deref(),
+            Some(std::path::Path::new("/etc/sidecar/userlist.txt"))
+        );
+        assert_eq!(config.auth_cache_ttl, std::time::Duration::from_secs(5));
+        let err = run_args(&["--auth", "trust"]).resolve().unwrap_err();
+        assert!(err.to_string().contains("auth"), "{err}");
+    }
+
     #[test]
     fn log_settings_come_from_flags_then_the_file() {
-        let dir = std::env::temp_dir().join(format!("dgs-cli-log-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("c.toml");
-        std::fs::write(&file, "log_format = \"json\"\nlog_level = \"debug\"\n").unwrap();
-        let file = file.to_str().unwrap();
-        let args = run_args(&["--config", file]);
+        let (_dir, file) = config_file("log_format = \"json\"\nlog_level = \"debug\"\n");
+        let args = run_args(&["--config", &file]);
         assert_eq!(args.log_settings(), (LogFormat::Json, "debug".into()));
         let config = args.resolve().unwrap();
         assert_eq!(
             (config.log_format, config.log_level.as_str()),
             (LogFormat::Json, "debug")
         );
-        let args = run_args(&[
-            "--config",
-            file,
-            "--log-format",
-            "text",
-            "--log-level",
-            "warn",
-        ]);
+        let flags = ["--log-format", "text", "--log-level", "warn"];
+        let args = run_args(&[&["--config", file.as_str()][..], &flags].concat());
         assert_eq!(args.log_settings(), (LogFormat::Text, "warn".into()));
         let config = args.resolve().unwrap();
         assert_eq!(
@@ -454,21 +408,13 @@ mod tests {
             err.contains("--log-format") && err.contains("json"),
             "{err}"
         );
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn check_config_takes_runs_flags() {
-        let cli = Cli::try_parse_from([
-            "doltgres-sidecar",
-            "check-config",
-            "--upstream",
-            "db:7",
-            "--log-format",
-            "json",
-        ])
-        .unwrap();
-        let Command::CheckConfig(args) = cli.command else {
+        let argv = ["--upstream", "db:7", "--log-format", "json"];
+        let cli = Cli::try_parse_from(["doltgres-sidecar", "check-config"].iter().chain(&argv));
+        let Command::CheckConfig(args) = cli.unwrap().command else {
             panic!("not check-config")
         };
         let config = args.resolve().unwrap();
@@ -478,24 +424,8 @@ mod tests {
 
     #[test]
     fn a_reload_keeps_the_managed_port_chosen_at_start() {
-        let dir = std::env::temp_dir().join(format!("dgs-cli-reload-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("c.toml");
-        std::fs::write(
-            &file,
-            "[server]\ncontrol = \"managed\"\npassword = \"pw\"\n",
-        )
-        .unwrap();
-        let cli = Cli::try_parse_from([
-            "doltgres-sidecar",
-            "run",
-            "--config",
-            file.to_str().unwrap(),
-        ])
-        .unwrap();
-        let Command::Run(RunArgs { source: args, .. }) = cli.command else {
-            panic!("not run")
-        };
+        let (_dir, file) = config_file("[server]\ncontrol = \"managed\"\npassword = \"pw\"\n");
+        let args = run_args(&["--config", &file]);
         let running = args.resolve().unwrap();
         let port = |c: &Config| c.server.control.managed().unwrap().port;
         assert_ne!(port(&running), 0);
@@ -503,16 +433,11 @@ mod tests {
         assert_eq!(port(&again), port(&running));
         assert_eq!(again.upstream, running.upstream);
         assert!(crate::reload::changed_keys(&running, &again).is_empty());
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn invalid_flag_value_is_reported() {
-        let cli = Cli::try_parse_from(["doltgres-sidecar", "run", "--listen", "nope"]).unwrap();
-        let Command::Run(RunArgs { source: args, .. }) = cli.command else {
-            panic!("not run")
-        };
-        let err = args.resolve().unwrap_err().to_string();
-        assert!(err.contains("listen"), "{err}");
+        let err = run_args(&["--listen", "nope"]).resolve().unwrap_err();
+        assert!(err.to_string().contains("listen"), "{err}");
     }
 }

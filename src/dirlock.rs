@@ -168,6 +168,7 @@ fn locked_by(locks: &str, dev: u64, ino: u64) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::tempdir;
 
     #[test]
     fn proc_locks_lines_name_the_holder() {
@@ -183,7 +184,7 @@ mod tests {
 
     #[test]
     fn a_taken_lock_names_its_holder_until_dropped() {
-        let dir = tempdir("take");
+        let (_tmp, dir) = tempdir("dirlock-take");
         assert_eq!(holder(&dir), None);
         let lock = DirLock::take(&dir, "run").unwrap();
         let held = holder(&dir).expect("held");
@@ -195,12 +196,11 @@ mod tests {
         assert_eq!(holder(&dir), None);
         let _again = DirLock::take(&dir, "restore").unwrap();
         assert_eq!(holder(&dir).unwrap().what, "doltgres-sidecar restore");
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn a_database_lock_held_by_a_server_is_found_in_proc_locks() {
-        let dir = tempdir("db");
+        let (_tmp, dir) = tempdir("dirlock-db");
         let noms = dir.join("data/postgres/.dolt/noms");
         std::fs::create_dir_all(&noms).unwrap();
         let file = File::create(noms.join("LOCK")).unwrap();
@@ -210,13 +210,5 @@ mod tests {
         assert_eq!(found.what, "a running Doltgres");
         assert_eq!(found.pid, Some(std::process::id() as i32));
         assert!(found.lock.ends_with("postgres/.dolt/noms/LOCK"));
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    fn tempdir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("dgs-dirlock-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
     }
 }

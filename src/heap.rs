@@ -24,13 +24,20 @@ mod tests {
     #[test]
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fn an_allocation_kept_is_counted_and_a_freed_one_is_not() {
-        let before = super::in_use().unwrap();
-        let kept = vec![1u8; 8 << 20];
-        let during = super::in_use().unwrap();
-        drop(std::hint::black_box(kept));
-        let after = super::in_use().unwrap();
-        // Other tests allocate at the same time; 8 MiB stands out of their noise.
-        assert!(during >= before + (6 << 20), "{before} -> {during}");
-        assert!(after + (6 << 20) <= during, "{during} -> {after}");
+        // Other tests allocate and free at the same time (the count is the process's): an
+        // 8 MiB step stands out of their noise in at least one of a few tries.
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            let before = super::in_use().unwrap();
+            let kept = vec![1u8; 8 << 20];
+            let during = super::in_use().unwrap();
+            drop(std::hint::black_box(kept));
+            let after = super::in_use().unwrap();
+            if during >= before + (6 << 20) && after + (6 << 20) <= during {
+                return;
+            }
+            seen.push((before, during, after));
+        }
+        panic!("no 8 MiB step counted, (before, during, after): {seen:?}");
     }
 }

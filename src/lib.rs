@@ -19,7 +19,8 @@
 //! - [`tls`]: TLS towards clients and the upstream; [`halves`]: a connection split for the relay;
 //!   [`upstream`]: the server and every way of connecting to it (relay, cancel, SQL, probe).
 //! - [`registry`]: the open sessions (status, cancel routing by the keys clients were given);
-//!   [`metrics`]: Prometheus metrics; [`heap`]: the bytes the process keeps allocated.
+//!   [`metrics`]: Prometheus metrics; [`heap`]: the bytes the process keeps allocated;
+//!   [`pause`]: the pause between two rounds of a background loop.
 //! - [`auth`]: the proxy's own authentication: SCRAM-SHA-256 messages and key arithmetic,
 //!   verifiers, auth files, channel binding (pure), and the exchanges over a connection.
 //! - [`gate`]: the quiesce gate that holds sessions at transaction boundaries; [`limits`]:
@@ -86,6 +87,7 @@ pub mod manual;
 pub mod metrics;
 pub mod offsite;
 pub mod ops;
+pub mod pause;
 pub mod ports;
 pub mod protocol;
 pub mod redact;
@@ -101,6 +103,8 @@ pub mod shared;
 pub mod shutdown;
 pub mod state;
 pub mod supervise;
+#[cfg(test)]
+mod testing;
 pub mod tls;
 pub mod txn;
 pub mod upstream;

@@ -223,6 +223,17 @@ impl Upstream {
     }
 }
 
+/// The first column of every row of a simple-protocol answer, as text (NULLs left out).
+pub fn first_column(messages: &[tokio_postgres::SimpleQueryMessage]) -> Vec<String> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The server's message and SQLSTATE: tokio-postgres's own Display says only "db error".
 pub fn describe_sql_error(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {

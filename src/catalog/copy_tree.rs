@@ -6,7 +6,7 @@
 //! [`super::journal`]).
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use super::journal;
 use super::manifest::{FileRecord, Manifest};
-pub use super::private::{hex, private_dir_all, private_file, write_private};
+pub use super::private::{copy_hashed, hex, private_dir_all, private_file, write_private};
 
 /// What a copy takes: the data directory, and files beside it that the server needs to come
 /// back identically, each with the path it gets inside the copy.
@@ -208,25 +208,11 @@ fn link_from_previous(
 
 /// Copies one file, hashing it on the way, and fsyncs the copy (mode 0600).
 pub fn copy_file(from: &Path, to: &Path, rel: String) -> io::Result<FileRecord> {
-    let mut input = File::open(from)?;
-    let mut output = private_file(to)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = input.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        output.write_all(&buf[..n])?;
-        size += n as u64;
-    }
-    output.sync_all()?;
+    let (size, sha256) = copy_hashed(&mut File::open(from)?, to, 1 << 20)?;
     Ok(FileRecord {
         path: rel,
         size,
-        sha256: hex(&hasher.finalize()),
+        sha256,
         linked: false,
         segments: None,
         journal: None,
@@ -305,14 +291,8 @@ mod tests {
         assert!(records.iter().all(|r| !r.linked));
         let manifest = Manifest {
             id: "e1".into(),
-            window_id: 1,
-            created_unix: 0.0,
-            doltgres_version: String::new(),
-            databases: vec![],
             files: records,
-            bytes_copied: 0,
-            bytes_linked: 0,
-            timings: Default::default(),
+            ..Manifest::default()
         };
         fs::write(noms.join("manifest"), b"m2").unwrap();
         let second = base.join("e2");

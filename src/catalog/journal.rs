@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::private::{hex, private_dir_all, private_file};
+use super::private::{copy_hashed, hex, private_dir_all};
 
 /// The size of a journal segment.
 pub const SEGMENT: u64 = 1 << 20;
@@ -252,24 +252,10 @@ pub fn reassemble(
 /// `dest`, hashing them, and fsyncs it.
 fn copy_range(input: &mut File, start: u64, len: u64, dest: &Path) -> io::Result<Segment> {
     input.seek(SeekFrom::Start(start))?;
-    let mut limited = input.take(len);
-    let mut output = private_file(dest)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0;
-    loop {
-        let n = limited.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        output.write_all(&buf[..n])?;
-        size += n as u64;
-    }
-    output.sync_all()?;
+    let (size, sha256) = copy_hashed(&mut input.take(len), dest, 256 * 1024)?;
     Ok(Segment {
         size,
-        sha256: hex(&hasher.finalize()),
+        sha256,
         linked: false,
     })
 }
@@ -300,12 +286,20 @@ impl Write for HashWriter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::tempdir;
 
-    fn tempdir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("dgs-journal-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
+    /// Finishes a pre-copy into `entry` of a journal that only grew since: nothing copied whole,
+    /// and the segments put together are the journal.
+    fn finish_grown(live: &Path, entry: &Path, pre: Precopied) -> (Vec<Segment>, Mark) {
+        let (segments, mark, whole) = finish(live, REL, entry, Some(pre)).unwrap();
+        assert!(!whole, "the journal only grew");
+        assert_reassembles(entry, &segments, live);
+        (segments, mark)
+    }
+
+    /// The segments copied into `entry` put together are the live journal's bytes.
+    fn assert_reassembles(entry: &Path, segments: &[Segment], live: &Path) {
+        assert_eq!(reassembled(entry, REL, segments), fs::read(live).unwrap());
     }
 
     fn append(path: &Path, bytes: usize, seed: u8) {
@@ -345,7 +339,7 @@ mod tests {
 
     #[test]
     fn an_appended_journal_keeps_the_precopy_and_shares_segments_with_the_earlier_entry() {
-        let dir = tempdir("append");
+        let (_tmp, dir) = tempdir("journal-append");
         let live = dir.join("journal");
         append(&live, 3 * SEGMENT as usize + 1000, 1);
         // The first entry: everything copied.
@@ -353,13 +347,8 @@ mod tests {
         let pre = precopy(&live, REL, &first, None).unwrap();
         assert_eq!(pre.segments.len(), 3);
         append(&live, 5000, 2);
-        let (segments, mark, whole) = finish(&live, REL, &first, Some(pre)).unwrap();
-        assert!(!whole, "the journal only grew");
+        let (segments, mark) = finish_grown(&live, &first, pre);
         assert_eq!(segments.len(), 4);
-        assert_eq!(
-            reassembled(&first, REL, &segments),
-            fs::read(&live).unwrap()
-        );
         // The second entry: the three whole segments linked, the tail copied.
         append(&live, SEGMENT as usize, 3);
         let second = dir.join("e2");
@@ -371,18 +360,12 @@ mod tests {
         let pre = precopy(&live, REL, &second, Some(earlier)).unwrap();
         let linked = pre.segments.iter().filter(|s| s.linked).count();
         assert_eq!(linked, 3);
-        let (segments, _, whole) = finish(&live, REL, &second, Some(pre)).unwrap();
-        assert!(!whole);
-        assert_eq!(
-            reassembled(&second, REL, &segments),
-            fs::read(&live).unwrap()
-        );
-        fs::remove_dir_all(dir).unwrap();
+        finish_grown(&live, &second, pre);
     }
 
     #[test]
     fn a_journal_rewritten_after_the_precopy_is_copied_whole() {
-        let dir = tempdir("rewritten");
+        let (_tmp, dir) = tempdir("journal-rewritten");
         let live = dir.join("journal");
         append(&live, 2 * SEGMENT as usize + 10, 1);
         let entry = dir.join("e1");
@@ -392,16 +375,12 @@ mod tests {
         append(&live, 3 * SEGMENT as usize, 9);
         let (segments, _, whole) = finish(&live, REL, &entry, Some(pre)).unwrap();
         assert!(whole, "the pre-copy no longer matches");
-        assert_eq!(
-            reassembled(&entry, REL, &segments),
-            fs::read(&live).unwrap()
-        );
-        fs::remove_dir_all(dir).unwrap();
+        assert_reassembles(&entry, &segments, &live);
     }
 
     #[test]
     fn a_changed_segment_fails_reassembly() {
-        let dir = tempdir("changed");
+        let (_tmp, dir) = tempdir("journal-changed");
         let live = dir.join("journal");
         append(&live, SEGMENT as usize + 10, 1);
         let entry = dir.join("e1");
@@ -410,6 +389,5 @@ mod tests {
         let mut out = Vec::new();
         let err = reassemble(&entry, REL, &segments, &mut out, &mut |_| {}).unwrap_err();
         assert!(err.contains("segment 1"), "{err}");
-        fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -65,7 +65,7 @@ pub struct Timings {
 }
 
 /// The whole manifest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub id: String,
     pub window_id: u64,

@@ -297,12 +297,7 @@ mod tests {
             id: id.into(),
             window_id: 1,
             created_unix,
-            doltgres_version: "1.2.0".into(),
-            databases: vec![],
-            files: vec![],
-            bytes_copied: 0,
-            bytes_linked: 0,
-            timings: Default::default(),
+            ..Manifest::default()
         }
     }
 

@@ -2,8 +2,10 @@
 //! users' verifiers), and the hex form of a digest. A leaf.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
+
+use sha2::{Digest, Sha256};
 
 /// Creates a directory and its missing parents with mode 0700: copies of a server's files
 /// (its users' verifiers among them) are for the sidecar's user alone.
@@ -34,4 +36,28 @@ pub fn private_file(path: &Path) -> io::Result<File> {
 /// A digest as lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Copies what `input` reads into a new private file at `dest`, hashing it on the way, in pieces
+/// of `buf_size` bytes, and fsyncs it. Returns the size and the SHA-256, in hex.
+pub fn copy_hashed(
+    input: &mut impl Read,
+    dest: &Path,
+    buf_size: usize,
+) -> io::Result<(u64, String)> {
+    let mut output = private_file(dest)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; buf_size];
+    let mut size = 0u64;
+    loop {
+        let n = input.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        output.write_all(&buf[..n])?;
+        size += n as u64;
+    }
+    output.sync_all()?;
+    Ok((size, hex(&hasher.finalize())))
 }

@@ -46,20 +46,22 @@ fn commit(info: &SessionInfo) {
 
 const DRAIN: Duration = Duration::from_secs(5);
 
+/// Quiesces `gate` within [`DRAIN`] with `policy`, never cancelled.
+async fn quiesce(
+    gate: &Arc<Gate>,
+    registry: &Registry,
+    policy: DrainPolicy,
+) -> Result<GateGuard, QuiesceError> {
+    gate.quiesce(registry, DRAIN, policy, &CancellationToken::new())
+        .await
+}
+
 #[tokio::test(start_paused = true)]
 async fn quiesce_with_idle_sessions_is_immediate_and_guard_reopens() {
     let gate = Arc::new(Gate::new());
     let registry = Registry::default();
     session(&registry, 1);
-    let guard = gate
-        .quiesce(
-            &registry,
-            DRAIN,
-            DrainPolicy::Abort,
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+    let guard = quiesce(&gate, &registry, DrainPolicy::Abort).await.unwrap();
     assert!(gate.is_closed());
     assert_eq!(gate.window(), Some(guard.id));
     drop(guard);
@@ -81,15 +83,7 @@ async fn quiesce_waits_for_the_transaction_to_end() {
     begin(&s);
     let task = {
         let (gate, registry) = (gate.clone(), registry.clone());
-        tokio::spawn(async move {
-            gate.quiesce(
-                &registry,
-                DRAIN,
-                DrainPolicy::Abort,
-                &CancellationToken::new(),
-            )
-            .await
-        })
+        tokio::spawn(async move { quiesce(&gate, &registry, DrainPolicy::Abort).await })
     };
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(!task.is_finished(), "must wait while a transaction is open");
@@ -113,13 +107,7 @@ async fn abort_policy_gives_up_at_the_deadline_and_reopens() {
     let s = session(&registry, 1);
     begin(&s);
     let started = Instant::now();
-    let err = gate
-        .quiesce(
-            &registry,
-            DRAIN,
-            DrainPolicy::Abort,
-            &CancellationToken::new(),
-        )
+    let err = quiesce(&gate, &registry, DrainPolicy::Abort)
         .await
         .unwrap_err();
     assert_eq!(err, QuiesceError::Timeout { busy: 1 });
@@ -145,13 +133,7 @@ async fn terminate_policy_ends_busy_sessions_and_proceeds() {
             gate.progress();
         })
     };
-    let guard = gate
-        .quiesce(
-            &registry,
-            DRAIN,
-            DrainPolicy::Terminate,
-            &CancellationToken::new(),
-        )
+    let guard = quiesce(&gate, &registry, DrainPolicy::Terminate)
         .await
         .unwrap();
     reaper.await.unwrap();
@@ -279,6 +261,24 @@ async fn admission_never_slips_past_a_quiesce() {
 }
 
 /// A session that connected just now and has not run a request.
+/// Quiesces `gate` within [`DRAIN`], aborting, letting joining sessions in for `grace`.
+async fn quiesce_graced(
+    gate: &Arc<Gate>,
+    registry: &Registry,
+    grace: Option<Duration>,
+) -> Result<GateGuard, QuiesceError> {
+    let cancel = CancellationToken::new();
+    gate.quiesce_with(
+        gate.reserve_id(),
+        registry,
+        DRAIN,
+        DrainPolicy::Abort,
+        &cancel,
+        grace,
+    )
+    .await
+}
+
 fn joining_session(registry: &Registry, id: u64) -> Arc<SessionInfo> {
     let info = session(registry, id);
     info.mark_connected();
@@ -296,18 +296,7 @@ async fn a_window_with_a_join_grace_lets_a_joining_session_run_its_first_request
     let grace = Some(Duration::from_secs(1));
     let quiesce = tokio::spawn({
         let (gate, registry) = (gate.clone(), registry.clone());
-        async move {
-            let cancel = CancellationToken::new();
-            gate.quiesce_with(
-                gate.reserve_id(),
-                &registry,
-                DRAIN,
-                DrainPolicy::Abort,
-                &cancel,
-                grace,
-            )
-            .await
-        }
+        async move { quiesce_graced(&gate, &registry, grace).await }
     });
     tokio::task::yield_now().await;
     assert!(gate.is_closed());
@@ -341,29 +330,12 @@ async fn without_a_grace_or_past_it_a_joining_session_is_held_and_not_waited_for
     let registry = Registry::default();
     let gate = Arc::new(Gate::new());
     let joining = joining_session(&registry, 1);
-    let guard = gate
-        .quiesce(
-            &registry,
-            DRAIN,
-            DrainPolicy::Abort,
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+    let guard = quiesce(&gate, &registry, DrainPolicy::Abort).await.unwrap();
     assert!(!try_admit(&gate, &joining));
     drop(guard);
     tokio::time::advance(Duration::from_secs(2)).await;
     let grace = Some(Duration::from_secs(1));
-    let cancel = CancellationToken::new();
-    let guard = gate
-        .quiesce_with(
-            gate.reserve_id(),
-            &registry,
-            DRAIN,
-            DrainPolicy::Abort,
-            &cancel,
-            grace,
-        )
+    let guard = quiesce_graced(&gate, &registry, grace)
         .await
         .expect("a session past its grace is not waited for");
     assert!(!try_admit(&gate, &joining));

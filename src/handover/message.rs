@@ -15,18 +15,8 @@ pub const MAX_MESSAGE: usize = 64 * 1024;
 pub enum Message {
     /// Successor → running: "I want your listeners."
     Hello { pid: u32, version: String },
-    /// Running → successor: the addresses whose sockets follow (client first, then admin),
-    /// how long it will let its sessions finish, and its counters now.
-    Offer {
-        pid: u32,
-        listen: String,
-        admin_listen: String,
-        shutdown_timeout_ms: u64,
-        counts: Counts,
-        /// Managed mode: the Doltgres to adopt; its output pipes follow the listeners.
-        #[serde(default)]
-        managed: Option<ManagedOffer>,
-    },
+    /// Running → successor: see [`Offer`].
+    Offer(Offer),
     /// Running → successor: no hand-over, and why.
     Refused { reason: String },
     /// Successor → running: "I am ready to accept on your listeners; stop accepting."
@@ -37,6 +27,20 @@ pub enum Message {
     Confirmed,
     /// Running → successor, when its last session ended: its counters at the end.
     Final { counts: Counts },
+}
+
+/// What the running process offers: the addresses whose sockets follow (client first, then
+/// admin), how long it will let its sessions finish, and its counters now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Offer {
+    pub pid: u32,
+    pub listen: String,
+    pub admin_listen: String,
+    pub shutdown_timeout_ms: u64,
+    pub counts: Counts,
+    /// Managed mode: the Doltgres to adopt; its output pipes follow the listeners.
+    #[serde(default)]
+    pub managed: Option<ManagedOffer>,
 }
 
 /// The managed Doltgres a successor adopts.
@@ -105,7 +109,7 @@ mod tests {
             pid: 1,
             version: "0.1.0".into(),
         });
-        round_trip(Message::Offer {
+        round_trip(Message::Offer(Offer {
             pid: 2,
             listen: "127.0.0.1:6432".into(),
             admin_listen: "127.0.0.1:9187".into(),
@@ -116,7 +120,7 @@ mod tests {
                 port: 5433,
                 outputs: 2,
             }),
-        });
+        }));
         round_trip(Message::Refused {
             reason: "no".into(),
         });

@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use super::Endpoint;
 use super::counts::Counts;
-use super::message::{ManagedOffer, Message};
+use super::message::{ManagedOffer, Message, Offer};
 use super::wire::{self, WireError};
 use crate::shared::Shared;
 
@@ -157,14 +157,14 @@ async fn offer(
     let counts = Counts::read(&shared.metrics);
     wire::send(
         stream,
-        &Message::Offer {
+        &Message::Offer(Offer {
             pid: std::process::id(),
             listen: config.listen.clone(),
             admin_listen: config.admin_listen.clone(),
             shutdown_timeout_ms: config.shutdown_timeout.as_millis() as u64,
             counts,
             managed,
-        },
+        }),
     )
     .await?;
     wire::send_fds(stream, &fds).await?;

@@ -110,41 +110,33 @@ pub async fn take_over(
     .await?;
     // The predecessor first waits for a window that is open to end.
     let patience = config.backup.action_timeout + config.drain_timeout + Duration::from_secs(10);
-    let (predecessor, listen, admin_listen, shutdown_timeout_ms, offered, managed) =
-        match wire::recv(&mut stream, patience).await? {
-            Message::Offer {
-                pid,
-                listen,
-                admin_listen,
-                shutdown_timeout_ms,
-                counts,
-                managed,
-            } => (
-                pid,
-                listen,
-                admin_listen,
-                shutdown_timeout_ms,
-                counts,
-                managed,
-            ),
-            Message::Refused { reason } => return Err(TakeOverError::Refused(reason)),
-            got => {
-                return Err(WireError::Unexpected {
-                    expected: "offer",
-                    got: Box::new(got),
-                }
-                .into());
+    let offer = match wire::recv(&mut stream, patience).await? {
+        Message::Offer(offer) => offer,
+        Message::Refused { reason } => return Err(TakeOverError::Refused(reason)),
+        got => {
+            return Err(WireError::Unexpected {
+                expected: "offer",
+                got: Box::new(got),
             }
-        };
-    match receive(&mut stream, config, &listen, &admin_listen, managed).await {
+            .into());
+        }
+    };
+    let sockets = receive(
+        &mut stream,
+        config,
+        &offer.listen,
+        &offer.admin_listen,
+        offer.managed,
+    );
+    match sockets.await {
         Ok((listener, admin, server)) => Ok((
             listener,
             admin,
             TakenOver {
                 server,
-                predecessor,
-                offered,
-                shutdown_timeout: Duration::from_millis(shutdown_timeout_ms),
+                predecessor: offer.pid,
+                offered: offer.counts,
+                shutdown_timeout: Duration::from_millis(offer.shutdown_timeout_ms),
                 stream,
             },
         )),

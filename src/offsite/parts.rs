@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use rusty_s3::S3Action;
 use rusty_s3::actions::CreateMultipartUpload;
 
-use super::store::{SIGNED_FOR, Store, refused};
+use super::store::{SIGNED_FOR, Store, ok_text, refused};
 
 pub use super::store::MIN_PART_SIZE;
 /// S3's most parts in one upload.
@@ -104,19 +104,9 @@ impl Upload<'_> {
             .bucket
             .create_multipart_upload(Some(&store.credentials), key)
             .sign(SIGNED_FOR);
-        let mut response = store
-            .agent
-            .post(url.as_str())
-            .send_empty()
-            .map_err(|e| format!("multipart upload of {key}: {e}"))?;
-        let status = response.status().as_u16();
-        if status != 200 {
-            return Err(refused("CreateMultipartUpload", key, status, response));
-        }
-        let text = response
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| format!("multipart upload of {key}: {e}"))?;
+        let sent = store.agent.post(url.as_str()).send_empty();
+        let what = format!("multipart upload of {key}");
+        let text = ok_text(sent, "CreateMultipartUpload", key, &what)?;
         let created = CreateMultipartUpload::parse_response(&text)
             .map_err(|e| format!("multipart upload of {key}: unreadable answer: {e}"))?;
         Ok(self.id.get_or_init(|| created.upload_id().to_string()))
@@ -161,20 +151,10 @@ impl Upload<'_> {
             etags.values().map(String::as_str),
         );
         let url = action.sign(SIGNED_FOR);
-        let mut response = store
-            .agent
-            .post(url.as_str())
-            .send(action.body())
-            .map_err(|e| format!("completing {key}: {e}"))?;
-        let status = response.status().as_u16();
-        if status != 200 {
-            return Err(refused("CompleteMultipartUpload", key, status, response));
-        }
+        let sent = store.agent.post(url.as_str()).send(action.body());
         // S3 may answer 200 and still fail: the body says.
-        let text = response
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| format!("completing {key}: {e}"))?;
+        let what = format!("completing {key}");
+        let text = ok_text(sent, "CompleteMultipartUpload", key, &what)?;
         rusty_s3::actions::CompleteMultipartUploadResponse::parse(&text)
             .map_err(|_| format!("completing {key}: the store refused: {text}"))?;
         Ok(())

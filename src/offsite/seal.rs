@@ -161,8 +161,8 @@ mod tests {
 
     #[test]
     fn what_is_sealed_to_a_recipient_opens_with_its_identity_only() {
-        let dir = std::env::temp_dir().join(format!("dgs-seal-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let (text, recipient) = keygen();
         let file = dir.join("identity.txt");
         std::fs::write(&file, &text).unwrap();
@@ -198,6 +198,5 @@ mod tests {
         assert!(e.contains("age1nope"), "{e}");
         std::fs::write(&listed, "# nobody\n").unwrap();
         assert!(Recipients::parse(&[], Some(&listed)).is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

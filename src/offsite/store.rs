@@ -162,16 +162,10 @@ impl Store {
 
     /// Whether an object is at `key`.
     pub fn exists(&self, key: &str) -> Result<bool, String> {
-        let url = self
-            .bucket
-            .head_object(Some(&self.credentials), key)
-            .sign(SIGNED_FOR);
-        let response = self
-            .agent
-            .head(url.as_str())
-            .call()
-            .map_err(|e| format!("HEAD {key}: {e}"))?;
-        match response.status().as_u16() {
+        let url = self.bucket.head_object(Some(&self.credentials), key);
+        let sent = self.agent.head(url.sign(SIGNED_FOR).as_str()).call();
+        let (status, response) = answered(sent, &format!("HEAD {key}"))?;
+        match status {
             200 => Ok(true),
             404 => Ok(false),
             status => Err(refused("HEAD", key, status, response)),
@@ -180,16 +174,10 @@ impl Store {
 
     /// Deletes the object at `key` (nothing there is no error: S3 answers 204 either way).
     pub fn delete(&self, key: &str) -> Result<(), String> {
-        let url = self
-            .bucket
-            .delete_object(Some(&self.credentials), key)
-            .sign(SIGNED_FOR);
-        let response = self
-            .agent
-            .delete(url.as_str())
-            .call()
-            .map_err(|e| format!("DELETE {key}: {e}"))?;
-        match response.status().as_u16() {
+        let url = self.bucket.delete_object(Some(&self.credentials), key);
+        let sent = self.agent.delete(url.sign(SIGNED_FOR).as_str()).call();
+        let (status, response) = answered(sent, &format!("DELETE {key}"))?;
+        match status {
             200..=299 | 404 => Ok(()),
             status => Err(refused("DELETE", key, status, response)),
         }
@@ -215,19 +203,8 @@ impl Store {
                 action.with_continuation_token(token.clone());
             }
             let url = action.sign(SIGNED_FOR);
-            let mut response = self
-                .agent
-                .get(url.as_str())
-                .call()
-                .map_err(|e| format!("list {prefix}: {e}"))?;
-            let status = response.status().as_u16();
-            if status != 200 {
-                return Err(refused("list", prefix, status, response));
-            }
-            let text = response
-                .body_mut()
-                .read_to_string()
-                .map_err(|e| format!("list {prefix}: {e}"))?;
+            let sent = self.agent.get(url.as_str()).call();
+            let text = ok_text(sent, "list", prefix, &format!("list {prefix}"))?;
             let page = ListObjectsV2::parse_response(&text)
                 .map_err(|e| format!("list {prefix}: unreadable answer: {e}"))?;
             objects.extend(page.contents.into_iter().map(|c| Listing {
@@ -256,20 +233,13 @@ impl Store {
             let url = action.sign(SIGNED_FOR);
             let (body, md5) = action.body_with_md5();
             let what = format!("delete {} objects from {}", chunk.len(), self.url);
-            let mut response = self
-                .agent
-                .post(url.as_str())
-                .header("Content-MD5", &md5)
-                .send(body.as_bytes())
-                .map_err(|e| format!("{what}: {e}"))?;
-            let status = response.status().as_u16();
-            if status != 200 {
-                return Err(refused("DeleteObjects", &chunk[0], status, response));
-            }
-            let text = response
-                .body_mut()
-                .read_to_string()
-                .map_err(|e| format!("{what}: {e}"))?;
+            let request = self.agent.post(url.as_str()).header("Content-MD5", &md5);
+            let text = ok_text(
+                request.send(body.as_bytes()),
+                "DeleteObjects",
+                &chunk[0],
+                &what,
+            )?;
             let answer = DeleteObjectsResponse::parse(&text)
                 .map_err(|e| format!("{what}: unreadable answer: {e}"))?;
             if let Some(error) = answer.errors.first() {
@@ -298,6 +268,32 @@ fn unix_time(text: &str) -> Option<f64> {
         .duration_since(std::time::UNIX_EPOCH)
         .ok()
         .map(|d| d.as_secs_f64())
+}
+
+type Answer = ureq::http::Response<ureq::Body>;
+
+/// The status of an answer to `what` (`HEAD key`, say), and the answer; an error if none came.
+fn answered(sent: Result<Answer, ureq::Error>, what: &str) -> Result<(u16, Answer), String> {
+    let response = sent.map_err(|e| format!("{what}: {e}"))?;
+    Ok((response.status().as_u16(), response))
+}
+
+/// The body of a `200` answer to `method` on `key`, as text; any other status is refused (see
+/// [`refused`]). `what` names the request in errors.
+pub(super) fn ok_text(
+    sent: Result<Answer, ureq::Error>,
+    method: &str,
+    key: &str,
+    what: &str,
+) -> Result<String, String> {
+    let (status, mut response) = answered(sent, what)?;
+    if status != 200 {
+        return Err(refused(method, key, status, response));
+    }
+    response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| format!("{what}: {e}"))
 }
 
 /// An error answer as one line: the method, the key, the status and S3's `<Code>`.

@@ -273,14 +273,7 @@ mod tests {
             dir: dir.clone(),
             manifest: Manifest {
                 id: "e".into(),
-                window_id: 1,
-                created_unix: 1.0,
-                doltgres_version: "1.2.0".into(),
-                databases: vec![],
-                files: vec![],
-                bytes_copied: 0,
-                bytes_linked: 0,
-                timings: Default::default(),
+                ..Manifest::default()
             },
         };
         assert!(!uploaded_to(&entry, "s3://a/p"));

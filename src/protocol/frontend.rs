@@ -46,15 +46,7 @@ mod tests {
             body.extend_from_slice(&f.to_be_bytes());
         }
         body.extend_from_slice(&(params.len() as u16).to_be_bytes());
-        for p in params {
-            match p {
-                Some(v) => {
-                    body.extend_from_slice(&(v.len() as i32).to_be_bytes());
-                    body.extend_from_slice(v.as_bytes());
-                }
-                None => body.extend_from_slice(&(-1i32).to_be_bytes()),
-            }
-        }
+        body.extend(crate::protocol::values(params));
         body.extend_from_slice(&[0, 0]);
         body
     }

@@ -17,15 +17,9 @@ pub async fn watch_certificates(shared: Arc<Shared>, shutdown: CancellationToken
     let mut failed = None;
     loop {
         let interval = shared.config().tls_reload_interval;
-        // Off (0): look again later in case a reload turns it on.
-        let pause = if interval.is_zero() {
-            Duration::from_secs(1)
-        } else {
-            interval
-        };
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(pause) => {}
+        // Off (0): look again in a second in case a reload turns it on.
+        if !crate::pause::pause(&shutdown, interval, Duration::from_secs(1)).await {
+            return;
         }
         if !interval.is_zero() {
             poll_certificates(&shared, &mut failed).await;

@@ -148,19 +148,11 @@ mod tests {
 
     #[test]
     fn sockets_upstream_threads_auth_mode_and_server_need_a_restart() {
-        for key in [
-            "listen",
-            "admin_listen",
-            "upstream",
-            "upstream_tls",
-            "upstream_tls_ca",
-            "upstream_tls_server_name",
-            "worker_threads",
-            "auth",
-            "server.control",
-            "server.port",
-            "server.binary",
-        ] {
+        let sockets = ["listen", "admin_listen"];
+        let upstream = ["upstream", "upstream_tls", "upstream_tls_server_name"];
+        let others = ["worker_threads", "auth", "log_format"];
+        let server = ["server.control", "server.port", "server.binary"];
+        for key in [sockets.as_slice(), &upstream, &others, &server].concat() {
             assert!(needs_restart(key), "{key}");
         }
         for key in [

@@ -103,15 +103,12 @@ fn prepare(shared: &Shared) -> Result<Prepared, ReloadError> {
         }
         _ => false,
     };
-    let tls = if tls_keys_changed || renewed {
-        let tls = ClientTls::for_config(&config).map_err(|e| ReloadError::Setup(e.to_string()))?;
-        if !tls_keys_changed {
-            changed.push("tls_cert (file changed)".into());
-        }
-        Some(tls)
-    } else {
-        None
-    };
+    let tls = rebuilt(tls_keys_changed || renewed, || {
+        ClientTls::for_config(&config)
+    })?;
+    if tls.is_some() && !tls_keys_changed {
+        changed.push("tls_cert (file changed)".into());
+    }
 
     let needed = config.needs_verifiers();
     let auth_files_changed = shared
@@ -119,15 +116,11 @@ fn prepare(shared: &Shared) -> Result<Prepared, ReloadError> {
         .is_some_and(|store| Verifiers::stamps_of(&config) != store.stamps);
     // Console users added to a configuration that had no store need one now.
     let missing = needed && shared.auth().is_none();
-    let auth = if needed && (auth_keys_changed || auth_files_changed || missing) {
-        let store = Verifiers::load(&config).map_err(|e| ReloadError::Setup(e.to_string()))?;
-        if !auth_keys_changed {
-            changed.push("auth_file (file changed)".into());
-        }
-        Some(store)
-    } else {
-        None
-    };
+    let rebuild = needed && (auth_keys_changed || auth_files_changed || missing);
+    let auth = rebuilt(rebuild, || Verifiers::load(&config))?;
+    if auth.is_some() && !auth_keys_changed {
+        changed.push("auth_file (file changed)".into());
+    }
     Ok(Prepared {
         config,
         tls,
@@ -182,6 +175,19 @@ fn apply(shared: &Shared, prepared: Prepared) -> Vec<String> {
         info!(%key, "configuration reloaded: changed");
     }
     changed
+}
+
+/// What `build` makes, when `rebuild`; its error fails the reload.
+fn rebuilt<T, E: std::fmt::Display>(
+    rebuild: bool,
+    build: impl FnOnce() -> Result<T, E>,
+) -> Result<Option<T>, ReloadError> {
+    if !rebuild {
+        return Ok(None);
+    }
+    build()
+        .map(Some)
+        .map_err(|e| ReloadError::Setup(e.to_string()))
 }
 
 #[cfg(test)]

@@ -174,15 +174,7 @@ mod tests {
 
     fn data_row(columns: &[Option<&str>]) -> Vec<u8> {
         let mut body = (columns.len() as u16).to_be_bytes().to_vec();
-        for c in columns {
-            match c {
-                Some(v) => {
-                    body.extend_from_slice(&(v.len() as i32).to_be_bytes());
-                    body.extend_from_slice(v.as_bytes());
-                }
-                None => body.extend_from_slice(&(-1i32).to_be_bytes()),
-            }
-        }
+        body.extend(crate::protocol::values(columns));
         body
     }
 

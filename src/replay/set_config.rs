@@ -3,7 +3,7 @@
 //! may run once, many times or not at all), so all the tracker learns is which setting may have
 //! changed. Pure and total, like [`super::sql`].
 
-use super::sql::{skip_block_comment, skip_dollar_quoted, skip_quoted};
+use super::sql::{skip_comment_or_dollar_quoted, skip_quoted};
 
 /// What a `set_config` call's first argument says about the setting it changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +25,10 @@ pub fn calls(statement: &str) -> Vec<Target> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
+        if let Some(end) = skip_comment_or_dollar_quoted(bytes, i) {
+            i = end;
+            continue;
+        }
         let b = bytes[i];
         match b {
             b'\'' => i = skip_quoted(bytes, i, b),
@@ -37,14 +41,6 @@ pub fn calls(statement: &str) -> Vec<Target> {
                     i = end;
                 }
             }
-            b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                i = bytes[i..]
-                    .iter()
-                    .position(|b| *b == b'\n')
-                    .map_or(bytes.len(), |p| i + p + 1)
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => i = skip_block_comment(bytes, i),
-            b'$' => i = skip_dollar_quoted(bytes, i),
             _ if is_word(b) => {
                 let end = bytes[i..]
                     .iter()
@@ -94,17 +90,13 @@ fn arguments(statement: &str, open: usize) -> Vec<&str> {
     let mut start = open + 1;
     let mut i = open + 1;
     while i < bytes.len() {
+        if let Some(end) = skip_comment_or_dollar_quoted(bytes, i) {
+            i = end;
+            continue;
+        }
         match bytes[i] {
             b'\'' | b'"' => {
                 i = skip_quoted(bytes, i, bytes[i]);
-                continue;
-            }
-            b'$' => {
-                i = skip_dollar_quoted(bytes, i);
-                continue;
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i = skip_block_comment(bytes, i);
                 continue;
             }
             b'(' => depth += 1,
@@ -226,6 +218,14 @@ mod tests {
         );
         assert!(calls("SELECT my_set_config('a', 'b', false), set_configs").is_empty());
         assert!(calls("SELECT set_config FROM t").is_empty());
+    }
+
+    #[test]
+    fn a_line_comment_between_the_arguments_is_skipped() {
+        assert_eq!(
+            calls("SELECT set_config('a.b', -- the name ) ,\n 'v', false)"),
+            [named("a.b")]
+        );
     }
 
     #[test]

@@ -86,16 +86,12 @@ fn split_at_semicolons(text: &str) -> Vec<&str> {
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
+        if let Some(end) = skip_comment_or_dollar_quoted(bytes, i) {
+            i = end;
+            continue;
+        }
         match bytes[i] {
             b'\'' | b'"' => i = skip_quoted(bytes, i, bytes[i]),
-            b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                i = bytes[i..]
-                    .iter()
-                    .position(|b| *b == b'\n')
-                    .map_or(bytes.len(), |p| i + p + 1)
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => i = skip_block_comment(bytes, i),
-            b'$' => i = skip_dollar_quoted(bytes, i),
             b';' => {
                 out.push(&text[start..i]);
                 i += 1;
@@ -111,6 +107,22 @@ fn split_at_semicolons(text: &str) -> Vec<&str> {
 }
 
 /// Past a quoted string or identifier starting at `i` (doubled quotes stay inside).
+/// Where what starts at `i` ends, when it is a comment (`--` to the end of the line, `/* */`
+/// nested) or a dollar-quoted string; `None` for anything else.
+pub(super) fn skip_comment_or_dollar_quoted(bytes: &[u8], i: usize) -> Option<usize> {
+    match (bytes[i], bytes.get(i + 1)) {
+        (b'-', Some(b'-')) => Some(
+            bytes[i..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(bytes.len(), |p| i + p + 1),
+        ),
+        (b'/', Some(b'*')) => Some(skip_block_comment(bytes, i)),
+        (b'$', _) => Some(skip_dollar_quoted(bytes, i)),
+        _ => None,
+    }
+}
+
 pub(super) fn skip_quoted(bytes: &[u8], i: usize, quote: u8) -> usize {
     let mut j = i + 1;
     while j < bytes.len() {

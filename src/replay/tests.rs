@@ -38,13 +38,9 @@ enum M<'a> {
 }
 use M::*;
 
+/// Each part, NUL-terminated, one after another.
 fn nul(parts: &[&str]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for p in parts {
-        out.extend_from_slice(p.as_bytes());
-        out.push(0);
-    }
-    out
+    parts.iter().flat_map(|p| p.bytes().chain([0])).collect()
 }
 
 fn run(state: &mut SessionState, conversation: &[M]) {

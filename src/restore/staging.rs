@@ -211,12 +211,15 @@ fn sync_tree(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::tempdir;
 
-    fn tempdir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("dgs-staging-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
+    /// Writes each (path under `dir`, content), making the directories on the way.
+    fn files(dir: &Path, files: &[(&str, &str)]) {
+        for (path, content) in files {
+            let path = dir.join(path);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, content).unwrap();
+        }
     }
 
     fn build(staging: &Staging, content: &str) {
@@ -230,7 +233,7 @@ mod tests {
 
     #[test]
     fn a_missing_target_gets_the_tree_and_nothing_is_left_beside_it() {
-        let root = tempdir("missing");
+        let (_tmp, root) = tempdir("staging-missing");
         let target = root.join("server");
         let staging = Staging::new(&target).unwrap();
         assert!(!staging.inside());
@@ -242,16 +245,13 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["server"]);
-        fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
     fn a_replaced_target_changes_in_one_step_and_a_dropped_staging_changes_nothing() {
-        let root = tempdir("replace");
+        let (_tmp, root) = tempdir("staging-replace");
         let target = root.join("server");
-        fs::create_dir_all(target.join("data")).unwrap();
-        fs::write(target.join("data/file"), "old").unwrap();
-        fs::write(target.join("extra"), "old only").unwrap();
+        files(&target, &[("data/file", "old"), ("extra", "old only")]);
         let staging = Staging::new(&target).unwrap();
         build(&staging, "abandoned");
         drop(staging);
@@ -274,12 +274,11 @@ mod tests {
             "nothing of the old tree stays"
         );
         assert_eq!(fs::read_dir(&root).unwrap().count(), 1);
-        fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
     fn a_leftover_of_a_killed_restore_is_removed_and_does_not_count() {
-        let root = tempdir("leftover");
+        let (_tmp, root) = tempdir("staging-leftover");
         let target = root.join("server");
         fs::create_dir_all(&target).unwrap();
         // A pid that no process has (pids are below 2^22 on Linux).
@@ -292,18 +291,22 @@ mod tests {
         build(&staging, "new");
         staging.commit().unwrap();
         assert_eq!(read(&target), "new");
-        fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
     fn moving_in_replaces_the_entries_and_a_marker_left_behind_means_incomplete() {
         // The inside mode, as for a mount point (forced here: a test cannot mount).
-        let root = tempdir("inside");
+        let (_tmp, root) = tempdir("staging-inside");
         let target = root.join("volume");
-        fs::create_dir_all(target.join("data")).unwrap();
-        fs::write(target.join("data/file"), "old").unwrap();
-        fs::write(target.join("config.yaml"), "old").unwrap();
-        fs::write(target.join(LOCK_FILE), "1\nrestore\n").unwrap();
+        let lock = "1\nrestore\n";
+        files(
+            &target,
+            &[
+                ("data/file", "old"),
+                ("config.yaml", "old"),
+                (LOCK_FILE, lock),
+            ],
+        );
         let mut staging = Staging::new(&target).unwrap();
         fs::remove_dir_all(staging.dir()).unwrap();
         staging.inside = true;
@@ -320,6 +323,5 @@ mod tests {
             !occupied(&target),
             "an interrupted restore's directory is not content"
         );
-        fs::remove_dir_all(root).unwrap();
     }
 }

@@ -183,12 +183,17 @@ mod tests {
         tags
     }
 
-    #[test]
-    fn simple_queries_get_error_then_ready() {
-        let tx = Injector::default();
-        let rx = &tx;
+    /// A started rejecter and where it writes.
+    fn rejecting() -> (Injector, Rejecter) {
         let mut r = Rejecter::default();
         r.start();
+        (Injector::default(), r)
+    }
+
+    #[test]
+    fn simple_queries_get_error_then_ready() {
+        let (tx, mut r) = rejecting();
+        let rx = &tx;
         r.message(b'Q', &tx);
         r.message(b'Q', &tx);
         r.batch_done();
@@ -198,10 +203,8 @@ mod tests {
 
     #[test]
     fn extended_batch_gets_one_error_and_ready_at_sync_even_across_reads() {
-        let tx = Injector::default();
+        let (tx, mut r) = rejecting();
         let rx = &tx;
-        let mut r = Rejecter::default();
-        r.start();
         for tag in [b'P', b'B', b'D', b'E'] {
             r.message(tag, &tx);
         }

@@ -162,6 +162,13 @@ mod tests {
         Instant::now() + std::time::Duration::from_secs(10)
     }
 
+    /// Negotiates on `proxy` without offering TLS, with a fresh negotiation.
+    async fn negotiate_plain(
+        proxy: &mut tokio::io::DuplexStream,
+    ) -> Result<Opening, StartupFailure> {
+        negotiate(proxy, 10_000, false, &mut Negotiation::default(), later()).await
+    }
+
     /// Writes `bytes` as a client would and negotiates on the other end.
     async fn negotiate_after(
         bytes: &[u8],
@@ -217,16 +224,7 @@ mod tests {
         let (mut client, mut proxy) = tokio::io::duplex(1024);
         let ssl = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
         client.write_all(&ssl).await.unwrap();
-        let task = tokio::spawn(async move {
-            negotiate(
-                &mut proxy,
-                10_000,
-                false,
-                &mut Negotiation::default(),
-                later(),
-            )
-            .await
-        });
+        let task = tokio::spawn(async move { negotiate_plain(&mut proxy).await });
         let mut answer = [0u8; 1];
         client.read_exact(&mut answer).await.unwrap();
         assert_eq!(&answer, b"N");
@@ -284,16 +282,7 @@ mod tests {
     #[tokio::test]
     async fn ssl_request_is_refused_then_startup_returned() {
         let (mut client, mut proxy) = tokio::io::duplex(1024);
-        let task = tokio::spawn(async move {
-            negotiate(
-                &mut proxy,
-                10_000,
-                false,
-                &mut Negotiation::default(),
-                later(),
-            )
-            .await
-        });
+        let task = tokio::spawn(async move { negotiate_plain(&mut proxy).await });
         client
             .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
             .await
@@ -331,15 +320,7 @@ mod tests {
     async fn hang_up_is_a_disconnect() {
         let (client, mut proxy) = tokio::io::duplex(1024);
         drop(client);
-        let err = negotiate(
-            &mut proxy,
-            10_000,
-            false,
-            &mut Negotiation::default(),
-            later(),
-        )
-        .await
-        .unwrap_err();
+        let err = negotiate_plain(&mut proxy).await.unwrap_err();
         assert!(matches!(err, StartupFailure::Closed { received: false }));
         assert!(err.reply().is_none());
         assert!(!err.is_notable());

@@ -23,13 +23,9 @@ enum Step<'a> {
 }
 use Step::*;
 
+/// Each part, NUL-terminated, one after another.
 fn nul(parts: &[&str]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for p in parts {
-        out.extend_from_slice(p.as_bytes());
-        out.push(0);
-    }
-    out
+    parts.iter().flat_map(|p| p.bytes().chain([0])).collect()
 }
 
 /// A tracker past startup (it has seen the first ReadyForQuery).

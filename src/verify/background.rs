@@ -74,9 +74,12 @@ async fn scrub_loop(shared: Arc<Shared>, stop: CancellationToken) {
         } else {
             interval
         };
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
+        if stop
+            .run_until_cancelled(tokio::time::sleep(wait))
+            .await
+            .is_none()
+        {
+            return;
         }
         if !interval.is_zero() && !shared.handover.is_handed_over() {
             scrub(&shared).await;
@@ -127,7 +130,7 @@ pub async fn scrub(shared: &Arc<Shared>) {
             if let Err(e) = entry.record_verify(&record) {
                 warn!(entry = %entry.id, error = %e, "cannot record the failed scrub");
             }
-            count(shared, &entry.id, Err(record.detail));
+            count(shared, Verified::Copy, &entry.id, Err(record.detail));
         }
     }
 }
@@ -181,7 +184,7 @@ async fn verify_and_record(
         }
         Err(e) => {
             let result = Err(format!("entry {id}: {e}"));
-            count(&shared, &id, result.clone());
+            count(&shared, Verified::Copy, &id, result.clone());
             return Some(result);
         }
     };
@@ -210,25 +213,40 @@ async fn verify_and_record(
         // No copy links from it again.
         shared.verifications.written.lock().unwrap().remove(&id);
     }
-    count(&shared, &id, result.clone());
+    count(&shared, Verified::Copy, &id, result.clone());
     Some(result)
 }
 
+/// What a verification verified.
+#[derive(Clone, Copy)]
+pub(super) enum Verified {
+    /// A catalog entry here.
+    Copy,
+    /// An entry of the off-site repository.
+    Offsite,
+}
+
 /// Counts a verification's result in the metrics and logs it.
-fn count(shared: &Shared, id: &str, result: Result<String, String>) {
+pub(super) fn count(shared: &Shared, verified: Verified, id: &str, result: Result<String, String>) {
+    let m = &shared.metrics;
+    let (counter, last_success, what) = match verified {
+        Verified::Copy => (&m.verify, &m.last_verify_success_timestamp_seconds, "copy"),
+        Verified::Offsite => (
+            &m.offsite_verify,
+            &m.last_offsite_verify_success_timestamp_seconds,
+            "off-site entry",
+        ),
+    };
     let label = crate::metrics::ResultLabel {
         result: if result.is_ok() { "ok" } else { "failed" }.into(),
     };
-    shared.metrics.verify.get_or_create(&label).inc();
+    counter.get_or_create(&label).inc();
     match result {
         Ok(detail) => {
-            shared
-                .metrics
-                .last_verify_success_timestamp_seconds
-                .set(crate::state::record::unix(SystemTime::now()));
-            info!(entry = %id, %detail, "copy verified");
+            last_success.set(crate::state::record::unix(SystemTime::now()));
+            info!(entry = %id, %detail, "{what} verified");
         }
-        Err(detail) => warn!(entry = %id, %detail, "copy failed verification"),
+        Err(detail) => warn!(entry = %id, %detail, "{what} failed verification"),
     }
 }
 

@@ -13,7 +13,7 @@ pub mod offsite;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, NoTls};
 
 use crate::catalog::copy_tree;
 use crate::catalog::{Entry, Manifest};
@@ -217,13 +217,7 @@ pub async fn column(client: &Client, sql: &str) -> Result<Vec<String>, VerifyErr
             crate::upstream::describe_sql_error(&e)
         ))
     })?;
-    Ok(rows
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-            _ => None,
-        })
-        .collect())
+    Ok(crate::upstream::first_column(&rows))
 }
 
 /// Checks every file of an entry against its manifest's size and checksum.
@@ -322,21 +316,18 @@ async fn compare(scratch: &Scratch, manifest: &Manifest) -> Result<(), VerifyErr
     for db in &manifest.databases {
         let client = scratch.connect(&db.name).await?;
         let name = &db.name;
-        let head = column(&client, "SELECT dolt_hashof('HEAD')").await?;
-        if head.first() != Some(&db.head) {
-            return Err(VerifyError::Differs(format!(
-                "{name}: HEAD is {}, the manifest says {}",
-                answer(&head),
-                db.head
-            )));
-        }
-        let working = column(&client, "SELECT dolt_hashof_db()").await?;
-        if working.first() != Some(&db.working_set) {
-            return Err(VerifyError::Differs(format!(
-                "{name}: working set is {}, the manifest says {}",
-                answer(&working),
-                db.working_set
-            )));
+        let hashes = [
+            ("HEAD", "SELECT dolt_hashof('HEAD')", &db.head),
+            ("working set", "SELECT dolt_hashof_db()", &db.working_set),
+        ];
+        for (what, sql, expected) in hashes {
+            let found = column(&client, sql).await?;
+            if found.first() != Some(expected) {
+                return Err(VerifyError::Differs(format!(
+                    "{name}: {what} is {}, the manifest says {expected}",
+                    answer(&found)
+                )));
+            }
         }
         let log = column(&client, "SELECT count(*) FROM dolt_log").await?;
         if log.first().is_none_or(|n| n == "0") {

@@ -8,12 +8,12 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::background::scratch_config;
+use super::background::{Verified, count, scratch_config};
 use super::{ScratchConfig, scratch_dir, verify_entry};
 use crate::offsite::config::OffsiteConfig;
 use crate::offsite::download;
@@ -64,20 +64,7 @@ pub async fn verify_and_count(shared: &Arc<Shared>, offsite: &OffsiteConfig, id:
     let _turn = shared.uploads.hold().await;
     info!(entry = %id, repository = %offsite.url, "verifying an off-site entry");
     let result = verify_remote(&scratch_config(shared), offsite, id).await;
-    let label = crate::metrics::ResultLabel {
-        result: if result.is_ok() { "ok" } else { "failed" }.into(),
-    };
-    shared.metrics.offsite_verify.get_or_create(&label).inc();
-    match result {
-        Ok(detail) => {
-            shared
-                .metrics
-                .last_offsite_verify_success_timestamp_seconds
-                .set(crate::state::record::unix(SystemTime::now()));
-            info!(entry = %id, %detail, "off-site entry verified");
-        }
-        Err(detail) => warn!(entry = %id, %detail, "off-site entry failed verification"),
-    }
+    count(shared, Verified::Offsite, id, result);
 }
 
 /// With `verify_interval`, every interval verifies a random entry of the repository, until

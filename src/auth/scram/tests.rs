@@ -127,58 +127,46 @@ fn postgres_protocol_login(
     Ok(verified.client_key)
 }
 
+/// [`postgres_protocol_login`] without TLS: no channel binding, SCRAM-SHA-256.
+fn plain_login(password: &str, verifier: &ScramVerifier) -> Result<Zeroizing<Key>, ScramError> {
+    postgres_protocol_login(
+        password,
+        verifier,
+        ChannelBinding::unsupported(),
+        SCRAM_SHA_256,
+        None,
+    )
+}
+
 #[test]
 fn round_trips_with_postgres_protocols_client() {
     let verifier = ScramVerifier::generate("correct horse");
-    let key = postgres_protocol_login(
-        "correct horse",
-        &verifier,
-        ChannelBinding::unsupported(),
-        SCRAM_SHA_256,
-        None,
-    )
-    .unwrap();
+    let key = plain_login("correct horse", &verifier).unwrap();
     assert_eq!(h(key.as_ref()), verifier.stored_key);
-    let wrong = postgres_protocol_login(
-        "correct horse!",
-        &verifier,
-        ChannelBinding::unsupported(),
-        SCRAM_SHA_256,
-        None,
-    );
+    let wrong = plain_login("correct horse!", &verifier);
     assert_eq!(wrong.err(), Some(ScramError::Rejected));
     // Passwords are SASLprep'd on both sides: a non-ASCII space is a space.
     let verifier = ScramVerifier::generate("pass\u{00a0}word");
-    postgres_protocol_login(
-        "pass word",
-        &verifier,
-        ChannelBinding::unsupported(),
-        SCRAM_SHA_256,
-        None,
-    )
-    .unwrap();
+    plain_login("pass word", &verifier).unwrap();
 }
 
 #[test]
 fn channel_binding_with_postgres_protocols_client() {
     let verifier = ScramVerifier::generate("pw");
     let end_point = vec![7u8; 32];
+    let over_tls = |binding, mechanism| {
+        postgres_protocol_login("pw", &verifier, binding, mechanism, Some(end_point.clone()))
+    };
     // Over TLS both mechanisms are offered; a client that binds to the same certificate logs in.
-    postgres_protocol_login(
-        "pw",
-        &verifier,
+    over_tls(
         ChannelBinding::tls_server_end_point(end_point.clone()),
         SCRAM_SHA_256_PLUS,
-        Some(end_point.clone()),
     )
     .unwrap();
     // One that saw another certificate (a man in the middle) fails the binding check.
-    let err = postgres_protocol_login(
-        "pw",
-        &verifier,
+    let err = over_tls(
         ChannelBinding::tls_server_end_point(vec![8u8; 32]),
         SCRAM_SHA_256_PLUS,
-        Some(end_point.clone()),
     )
     .unwrap_err();
     assert!(
@@ -193,23 +181,9 @@ fn channel_binding_with_postgres_protocols_client() {
         "{err:?}"
     );
     // A client without channel binding support still logs in over TLS.
-    postgres_protocol_login(
-        "pw",
-        &verifier,
-        ChannelBinding::unsupported(),
-        SCRAM_SHA_256,
-        Some(end_point.clone()),
-    )
-    .unwrap();
+    over_tls(ChannelBinding::unsupported(), SCRAM_SHA_256).unwrap();
     // "y": the client could bind but thinks the server cannot, while it can: a downgrade.
-    let err = postgres_protocol_login(
-        "pw",
-        &verifier,
-        ChannelBinding::unrequested(),
-        SCRAM_SHA_256,
-        Some(end_point.clone()),
-    )
-    .unwrap_err();
+    let err = over_tls(ChannelBinding::unrequested(), SCRAM_SHA_256).unwrap_err();
     assert!(
         matches!(
             err,
@@ -292,14 +266,7 @@ fn mismatched_mechanism_and_binding_flag_are_refused() {
 #[test]
 fn the_recovered_client_key_logs_in_upstream() {
     let verifier = ScramVerifier::generate("s3cret");
-    let client_key = postgres_protocol_login(
-        "s3cret",
-        &verifier,
-        ChannelBinding::unsupported(),
-        SCRAM_SHA_256,
-        None,
-    )
-    .unwrap();
+    let client_key = plain_login("s3cret", &verifier).unwrap();
     let upstream_login = |server_verifier: &ScramVerifier, key: &Key| {
         let mut server = ServerExchange::new(Some(server_verifier.clone()), mock(), None);
         let (mut client, first) = ClientExchange::new(&random_nonce());

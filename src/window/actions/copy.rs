@@ -19,7 +19,7 @@ use std::time::{Instant, SystemTime};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::sql::{column, connect};
+use super::sql::{column, connect, ident};
 use super::{ActionError, After, Context};
 use crate::catalog::copy_tree::{self, Previous};
 use crate::catalog::journal;
@@ -213,11 +213,6 @@ async fn inventory(ctx: &Context) -> Result<(String, Vec<DatabaseState>), Action
     Ok((version.into_iter().next().unwrap_or_default(), databases))
 }
 
-/// A quoted SQL identifier.
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 async fn stop_copy_start(
     ctx: &Context,
     prepared: Prepared,
@@ -385,15 +380,4 @@ async fn restart(ctx: &Context) -> Result<(), String> {
     Err(format!(
         "the server did not come back after the copy: {last}"
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn identifiers_are_quoted() {
-        assert_eq!(ident("t"), "\"t\"");
-        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
-    }
 }

@@ -48,6 +48,11 @@ pub(super) fn sql_error(database: &str) -> impl Fn(tokio_postgres::Error) -> Act
     }
 }
 
+/// A quoted SQL identifier.
+pub(super) fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// A SQL string literal.
 pub(super) fn literal(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
@@ -78,13 +83,7 @@ pub(super) async fn column(
     sql: &str,
 ) -> Result<Vec<String>, ActionError> {
     let messages = simple(client, database, sql).await?;
-    Ok(messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
-            _ => None,
-        })
-        .collect())
+    Ok(crate::upstream::first_column(&messages))
 }
 
 /// Runs a query and returns every column of its first row as text (`None` for NULL).
@@ -109,10 +108,12 @@ pub(super) async fn row(
 
 #[cfg(test)]
 mod tests {
-    use super::literal;
+    use super::{ident, literal};
 
     #[test]
-    fn literals_are_quoted() {
+    fn identifiers_and_literals_are_quoted() {
+        assert_eq!(ident("t"), "\"t\"");
+        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
         assert_eq!(literal("main"), "'main'");
         assert_eq!(literal("it's"), "'it''s'");
         assert_eq!(literal("file:///tmp/x"), "'file:///tmp/x'");
