@@ -6,8 +6,9 @@ usage: plots.py RESULTS.json OUT_DIR   — prints the names of the PNG files it 
   the bars span the repeats' min–max.
 - latency-UPSTREAM-S.png / -N.png: latency distribution (CDF over every transaction of every
   repeat), one panel per mode and client count, one line per target.
-- cpu-per-txn-postgres.png: proxy CPU per transaction by client count, one line per proxy
-  (sidecar, PgBouncer, HAProxy, relay), one panel per script and mode; bars span the repeats' min–max.
+- cpu-per-txn-UPSTREAM.png: proxy CPU per transaction by client count, one line per proxy
+  (sidecar, PgBouncer, HAProxy, and the relay on PostgreSQL), one panel per script and mode; bars
+  span the repeats' min–max.
 """
 
 from __future__ import annotations
@@ -158,7 +159,7 @@ def main(results_path: Path, out: Path) -> None:
         title = f"{name}: TPS by clients (median, min–max bars)"
         if by_clients_plot(upstream, cases, scripts, modes, TARGETS[upstream], "tps", "TPS", title, path):
             print(path.name)
-        if upstream == "postgres":
+        if PROXIES[upstream]:
             path = out / f"cpu-per-txn-{upstream}.png"
             title = f"{name}: proxy CPU per transaction by clients (median, min–max bars)"
             drawn = by_clients_plot(

@@ -48,13 +48,12 @@ def give_to_postgres(path: Path, mode: int = 0o700) -> None:
     path.chmod(mode)
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of `pid`, in seconds, from /proc/PID/stat."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(utime, stime) of `pid`, in seconds, from /proc/PID/stat: user and system time apart."""
     text = Path(f"/proc/{pid}/stat").read_text()
     # The command name (field 2) may contain spaces; fields after its closing ')' are fixed.
     fields = text[text.rindex(")") + 2 :].split()
-    utime, stime = int(fields[11]), int(fields[12])
-    return (utime + stime) / CLOCK_TICKS
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
 
 
 def rss_bytes(pid: int) -> int:

@@ -13,6 +13,8 @@ from benches.pgbench.tools import Tools
 
 # Every proxy measured in front of PostgreSQL, in the order the report shows them.
 KINDS = ("sidecar", "pgbouncer", "haproxy", "relay")
+# Those measured in front of Doltgres too: the sidecar and the peers its users would run instead.
+DOLTGRES_KINDS = ("sidecar", "pgbouncer", "haproxy")
 
 
 @dataclass(frozen=True)

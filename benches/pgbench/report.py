@@ -56,7 +56,8 @@ def header_section(results: dict) -> list[str]:
         " and shown as median (min–max).",
         "- Targets on PostgreSQL: direct, the sidecar, PgBouncer (session pooling, SCRAM), and two floors that"
         f" relay bytes without reading them: HAProxy in TCP mode (nbthread {s.get('haproxy_threads', '?')}) and"
-        f" a bare tokio relay (`benches/relay_floor.rs`, {relay_threads(s)}). On Doltgres: direct and the sidecar.",
+        f" a bare tokio relay (`benches/relay_floor.rs`, {relay_threads(s)}). On Doltgres: direct, the sidecar,"
+        " PgBouncer and HAProxy, set up the same way.",
         "",
     ]
     return lines
@@ -98,31 +99,58 @@ def cpu_headline_section(cases: dict) -> list[str]:
     return lines if found else []
 
 
+def user_time_section(cases: dict) -> list[str]:
+    """Each proxy's CPU per transaction split into user and system time: the user time is what a
+    proxy's own code costs, the system time mostly the kernel's socket work every proxy pays."""
+    lines = [
+        "## Proxy user and system time per transaction, µs",
+        "",
+        "utime / stime of the proxy process (/proc/PID/stat) over a run, per transaction; median over repeats."
+        " The last column is the sidecar's user time over PgBouncer's, paired per repeat.",
+        "",
+    ]
+    found = False
+    for upstream in ("postgres", "doltgres"):
+        proxies = PROXIES[upstream]
+        header = ["script", "mode", "clients"] + [f"{TARGET_NAMES[t]} user / sys" for t in proxies]
+        header += ["user sidecar/PgBouncer"]
+        rows = []
+        for case, runs in cases.items():
+            if case[0] != upstream:
+                continue
+            row = case_label(case)
+            for t in proxies:
+                figures = target_figures(runs.get(t, []))
+                row.append(f"{fmt_us(figures['user_us_per_txn'])} / {fmt_us(figures['system_us_per_txn'])}")
+            row.append(fmt_ratio(paired_ratio(runs, "sidecar", "pgbouncer", "proxy_user_us_per_txn")))
+            rows.append(row)
+        if rows:
+            found = True
+            lines += [f"### {UPSTREAM_NAMES[upstream]}", ""] + table(header, rows) + [""]
+    return lines if found else []
+
+
 def ratio_section(cases: dict) -> list[str]:
-    """The sidecar against every other PostgreSQL target: TPS ratios, then CPU-per-txn ratios."""
-    header = ["script", "mode", "clients", "TPS sidecar/direct"]
-    header += [f"TPS sidecar/{TARGET_NAMES[t]}" for t in OTHERS]
-    header += [f"CPU sidecar/{TARGET_NAMES[t]}" for t in OTHERS]
-    rows = []
-    for case, runs in cases.items():
-        if case[0] != "postgres":
-            continue
-        row = case_label(case) + [fmt_ratio(paired_ratio(runs, "sidecar", "direct"))]
-        row += [fmt_ratio(paired_ratio(runs, "sidecar", t)) for t in OTHERS]
-        row += [fmt_ratio(paired_ratio(runs, "sidecar", t, "proxy_cpu_us_per_txn")) for t in OTHERS]
-        rows.append(row)
-    if not rows:
-        return []
-    return (
-        [
-            "## PostgreSQL: the sidecar's ratios to direct, PgBouncer and the floors",
-            "",
-            "TPS above 1 and CPU below 1 favour the sidecar.",
-            "",
-        ]
-        + table(header, rows)
-        + [""]
-    )
+    """The sidecar against every other target of each upstream: TPS ratios, then CPU-per-txn ratios."""
+    lines = []
+    for upstream in ("postgres", "doltgres"):
+        others = [t for t in OTHERS if t in PROXIES[upstream]]
+        header = ["script", "mode", "clients", "TPS sidecar/direct"]
+        header += [f"TPS sidecar/{TARGET_NAMES[t]}" for t in others]
+        header += [f"CPU sidecar/{TARGET_NAMES[t]}" for t in others]
+        rows = []
+        for case, runs in cases.items():
+            if case[0] != upstream:
+                continue
+            row = case_label(case) + [fmt_ratio(paired_ratio(runs, "sidecar", "direct"))]
+            row += [fmt_ratio(paired_ratio(runs, "sidecar", t)) for t in others]
+            row += [fmt_ratio(paired_ratio(runs, "sidecar", t, "proxy_cpu_us_per_txn")) for t in others]
+            rows.append(row)
+        if rows:
+            name = UPSTREAM_NAMES[upstream]
+            lines += [f"## {name}: the sidecar's ratios to direct and the other proxies", ""]
+            lines += ["TPS above 1 and CPU below 1 favour the sidecar.", ""] + table(header, rows) + [""]
+    return lines
 
 
 def fmt_check(check: goals.Check) -> str:
@@ -171,26 +199,29 @@ def goals_section(cases: dict, memory: list[dict]) -> list[str]:
         verdict = f"{met}/{len(judged)} cells met" + ("" if met == len(judged) else " (**missed**)")
         summary.append([goal.text, verdict, worst_cell(goal, judged)])
     lines += table(["goal", "verdict", "worst cell"], summary) + [""]
-    per_cell = [goals.CPU_VS_PGBOUNCER, goals.CPU_VS_HAPROXY, goals.TPS_VS_PGBOUNCER]
-    rows = []
-    for case in cases:
-        if case[0] != "postgres":
-            continue
-        row = case_label(case)
-        for goal in per_cell:
-            check = next((c for c in checks if c.goal is goal and c.cell == case), None)
-            row += [fmt_check(check), fmt_verdict(check.met)] if check else ["–", "–"]
-        rows.append(row)
-    if rows:
-        header = ["script", "mode", "clients"]
-        for goal, what in zip(per_cell, ("CPU sidecar/PgBouncer", "CPU sidecar/HAProxy", "TPS sidecar/PgBouncer")):
-            header += [what, goal.condition]
-        lines += ["### PostgreSQL", ""] + table(header, rows) + [""]
-    dolt = [c for c in checks if c.goal is goals.DOLTGRES_VS_DIRECT]
-    if dolt:
-        rows = [case_label(c.cell) + [fmt_check(c), fmt_verdict(c.met)] for c in dolt]
-        header = ["script", "mode", "clients", "TPS sidecar/direct", goals.DOLTGRES_VS_DIRECT.condition]
-        lines += ["### Doltgres", ""] + table(header, rows) + [""]
+    what = {
+        goals.CPU_VS_PGBOUNCER: "CPU sidecar/PgBouncer",
+        goals.CPU_VS_HAPROXY: "CPU sidecar/HAProxy",
+        goals.USER_VS_PGBOUNCER: "user time sidecar/PgBouncer",
+        goals.DOLTGRES_VS_DIRECT: "TPS sidecar/direct",
+        goals.DOLTGRES_VS_PGBOUNCER: "TPS sidecar/PgBouncer",
+    }
+    for upstream in ("postgres", "doltgres"):
+        per_cell = [g for g in goals.GOALS if g in what and (g in goals.BOTH_UPSTREAMS or upstream == "doltgres")]
+        rows = []
+        for case in cases:
+            if case[0] != upstream or not any(goals.applies(g, case) for g in per_cell):
+                continue
+            row = case_label(case)
+            for goal in per_cell:
+                check = next((c for c in checks if c.goal is goal and c.cell == case), None)
+                row += [fmt_check(check), fmt_verdict(check.met)] if check else ["–", "–"]
+            rows.append(row)
+        if rows:
+            header = ["script", "mode", "clients"]
+            for goal in per_cell:
+                header += [what[goal], goal.condition]
+            lines += [f"### {UPSTREAM_NAMES[upstream]}", ""] + table(header, rows) + [""]
     return lines
 
 
@@ -375,7 +406,7 @@ def plots_section(plots: list[str]) -> list[str]:
 
 def write(results: dict, plots: list[str], path: Path) -> None:
     cases = by_case(results["runs"])
-    lines = header_section(results) + cpu_headline_section(cases) + ratio_section(cases)
+    lines = header_section(results) + cpu_headline_section(cases) + user_time_section(cases) + ratio_section(cases)
     lines += goals_section(cases, results["memory"]) + goal_section(cases)
     for upstream in ("postgres", "doltgres"):
         lines += tps_section(upstream, cases)

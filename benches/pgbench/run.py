@@ -8,10 +8,10 @@
 Starts its own PostgreSQL, Doltgres, sidecar, PgBouncer, HAProxy (TCP mode) and tokio relay
 (benches/relay_floor.rs) on free loopback ports in a temp dir, runs pgbench -S and -N in simple,
 extended and prepared modes at several client counts (direct vs sidecar vs PgBouncer vs HAProxy vs
-relay on PostgreSQL, direct vs sidecar on Doltgres), interleaved and repeated, then measures proxy
-memory with idle sessions, and writes benches/results/latest.{md,json} and plots. `--profile`
-instead runs one short case through each proxy under strace and perf and writes
-benches/results/profile.{md,json}. See benches/README.md.
+relay on PostgreSQL; direct vs sidecar vs PgBouncer vs HAProxy on Doltgres), interleaved and
+repeated, then measures proxy memory with idle sessions, and writes benches/results/latest.{md,json}
+and plots. `--profile` instead runs one short case through each proxy under strace and perf and
+writes benches/results/profile.{md,json}. See benches/README.md.
 """
 
 from __future__ import annotations
@@ -167,11 +167,10 @@ def start_bed(tools: Tools, base: Path, args: argparse.Namespace) -> Bed:
     if "doltgres" in args.upstreams:
         dg = servers.start_doltgres(tools, base)
         dataset.init(tools, "doltgres", dg.endpoint)
-        sidecar = servers.start_sidecar(tools, base, "sidecar-dg", dg.endpoint, max_clients)
-        bed.targets["doltgres"] = [
-            Target("direct", dg.endpoint, None),
-            Target("sidecar", sidecar.endpoint, sidecar.pid),
-        ]
+        bed.targets["doltgres"] = [Target("direct", dg.endpoint, None)]
+        for kind in proxies.DOLTGRES_KINDS:
+            proxy = proxies.start(kind, tools, base, f"{kind}-dg", dg.endpoint, max_clients, floor_settings(args))
+            bed.targets["doltgres"].append(Target(kind, proxy.endpoint, proxy.pid))
     return bed
 
 

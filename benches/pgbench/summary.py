@@ -17,7 +17,7 @@ BUCKETS_PER_DECADE = 20
 
 TARGETS = {
     "postgres": ("direct", "sidecar", "pgbouncer", "haproxy", "relay"),
-    "doltgres": ("direct", "sidecar"),
+    "doltgres": ("direct", "sidecar", "pgbouncer", "haproxy"),
 }
 # The targets whose process CPU is sampled, per upstream.
 PROXIES = {upstream: tuple(t for t in targets if t != "direct") for upstream, targets in TARGETS.items()}
@@ -69,6 +69,8 @@ def target_figures(runs: list[dict]) -> dict:
         "cpu_us_per_txn_min": min(cpu) if cpu else None,
         "cpu_us_per_txn_max": max(cpu) if cpu else None,
         "cpu_us_per_statement": median(r.get("proxy_cpu_us_per_statement") for r in good),
+        "user_us_per_txn": median(r.get("proxy_user_us_per_txn") for r in good),
+        "system_us_per_txn": median(r.get("proxy_system_us_per_txn") for r in good),
         "failed_txns": sum(r["failed"] or 0 for r in runs),
     }
     latencies = [r["latency_ms"] for r in good if r["latency_ms"]]

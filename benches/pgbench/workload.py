@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benches.pgbench.procs import cpu_seconds, rss_bytes
+from benches.pgbench.procs import cpu_times, rss_bytes
 from benches.pgbench.servers import DATABASE, USER, Endpoint, client_env
 from benches.pgbench.summary import BUCKETS_PER_DECADE
 from benches.pgbench.tools import Tools
@@ -160,7 +160,7 @@ def run(tools: Tools, endpoint: Endpoint, spec: RunSpec, log_dir: Path, proxy_pi
     """Runs pgbench once; returns the spec and everything measured, including failures."""
     log_prefix = log_dir / f"txn-{os.getpid()}-{time.monotonic_ns()}"
     argv = pgbench_argv(tools, endpoint, spec, log_prefix, os.cpu_count() or 1)
-    cpu_before = cpu_seconds(proxy_pid) if proxy_pid else None
+    cpu_before = cpu_times(proxy_pid) if proxy_pid else None
     started = time.time()
     try:
         out = subprocess.run(
@@ -182,10 +182,13 @@ def run(tools: Tools, endpoint: Endpoint, spec: RunSpec, log_dir: Path, proxy_pi
     result["errors"] = error_lines(stderr)
     result["ok"] = code == 0 and not result["aborted"] and bool(result["transactions"])
     if proxy_pid:
-        result["proxy_cpu_seconds"] = cpu_seconds(proxy_pid) - cpu_before
+        user, system = (after - before for after, before in zip(cpu_times(proxy_pid), cpu_before))
+        result["proxy_cpu_seconds"] = user + system
         result["proxy_rss_bytes"] = rss_bytes(proxy_pid)
         txns = result["transactions"] or 0
         statements = SCRIPTS[spec.script][1]
         result["proxy_cpu_us_per_txn"] = result["proxy_cpu_seconds"] * 1e6 / txns if txns else None
+        result["proxy_user_us_per_txn"] = user * 1e6 / txns if txns else None
+        result["proxy_system_us_per_txn"] = system * 1e6 / txns if txns else None
         result["proxy_cpu_us_per_statement"] = result["proxy_cpu_us_per_txn"] / statements if txns else None
     return result
