@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """pgbench harness: the sidecar against a direct connection, PgBouncer and two floors.
 
-    python3 -m benches.pgbench.run            # full run, ~30 min on 2 cores
+    python3 -m benches.pgbench.run            # full run, ~35 min on 2 cores
     python3 -m benches.pgbench.run --quick    # smoke test, a few minutes
     python3 -m benches.pgbench.run --profile  # syscalls, context switches, perf per proxy, ~2 min
 
