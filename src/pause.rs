@@ -1,4 +1,5 @@
-//! The pause between two rounds of a background loop whose interval a reload may change.
+//! The pause between two rounds of a background loop whose interval a reload may change: the
+//! certificate watcher, the scrubber, the off-site verifications.
 
 use std::time::Duration;
 

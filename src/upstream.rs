@@ -223,6 +223,11 @@ impl Upstream {
     }
 }
 
+/// A quoted SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// The first column of every row of a simple-protocol answer, as text (NULLs left out).
 pub fn first_column(messages: &[tokio_postgres::SimpleQueryMessage]) -> Vec<String> {
     messages

@@ -68,17 +68,8 @@ async fn scrub_loop(shared: Arc<Shared>, stop: CancellationToken) {
             .copy
             .as_ref()
             .map_or(Duration::ZERO, |c| c.scrub_interval);
-        // Off (or no copies): look at the setting again later, a reload may change it.
-        let wait = if interval.is_zero() {
-            Duration::from_secs(60)
-        } else {
-            interval
-        };
-        if stop
-            .run_until_cancelled(tokio::time::sleep(wait))
-            .await
-            .is_none()
-        {
+        // Off (or no copies): look at the setting again in a minute, a reload may change it.
+        if !crate::pause::pause(&stop, interval, Duration::from_secs(60)).await {
             return;
         }
         if !interval.is_zero() && !shared.handover.is_handed_over() {

@@ -19,6 +19,7 @@ use crate::catalog::copy_tree;
 use crate::catalog::{Entry, Manifest};
 use crate::control::managed::{ManagedServer, ManagedSpec};
 use crate::ports::free_port;
+use crate::upstream::quote_ident;
 
 /// Why a backup did not verify. Each kind says where it failed; each shows as its message alone.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -338,9 +339,9 @@ async fn compare(scratch: &Scratch, manifest: &Manifest) -> Result<(), VerifyErr
         for (table, rows) in &db.tables {
             let (schema, table_name) = table.split_once('.').unwrap_or(("public", table));
             let sql = format!(
-                "SELECT count(*) FROM \"{}\".\"{}\"",
-                schema.replace('"', "\"\""),
-                table_name.replace('"', "\"\"")
+                "SELECT count(*) FROM {}.{}",
+                quote_ident(schema),
+                quote_ident(table_name)
             );
             let count = column(&client, &sql).await?;
             if count.first().and_then(|c| c.parse::<u64>().ok()) != Some(*rows) {

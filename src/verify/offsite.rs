@@ -78,9 +78,10 @@ pub async fn verify_regularly(shared: Arc<Shared>, stop: CancellationToken) {
             .as_ref()
             .and_then(|c| c.offsite.clone());
         let interval = offsite.as_ref().and_then(|o| o.verify_interval);
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(interval.unwrap_or(Duration::from_secs(60))) => {}
+        // Off: look at the setting again in a minute, a reload may change it.
+        let every = interval.unwrap_or_default();
+        if !crate::pause::pause(&stop, every, Duration::from_secs(60)).await {
+            return;
         }
         let (Some(offsite), Some(_)) = (offsite, interval) else {
             continue;

@@ -19,7 +19,7 @@ use std::time::{Instant, SystemTime};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::sql::{column, connect, ident};
+use super::sql::{column, connect};
 use super::{ActionError, After, Context};
 use crate::catalog::copy_tree::{self, Previous};
 use crate::catalog::journal;
@@ -27,6 +27,7 @@ use crate::catalog::manifest::{DatabaseState, FileRecord, Manifest, Timings};
 use crate::catalog::{Catalog, Entry, Pending, entry_id};
 use crate::config::backup::CopyConfig;
 use crate::state::record::Steps;
+use crate::upstream::quote_ident;
 
 /// How many times a stopped server is started before the window gives up on it (a managed one
 /// is then left to the supervisor's restarts).
@@ -196,7 +197,11 @@ async fn inventory(ctx: &Context) -> Result<(String, Vec<DatabaseState>), Action
         let mut tables = BTreeMap::new();
         for table in column(&client, db, list).await? {
             let (schema, name) = table.split_once('.').unwrap_or(("public", &table));
-            let sql = format!("SELECT count(*) FROM {}.{}", ident(schema), ident(name));
+            let sql = format!(
+                "SELECT count(*) FROM {}.{}",
+                quote_ident(schema),
+                quote_ident(name)
+            );
             let count = column(&client, db, &sql).await?;
             tables.insert(
                 table.clone(),

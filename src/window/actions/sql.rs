@@ -48,11 +48,6 @@ pub(super) fn sql_error(database: &str) -> impl Fn(tokio_postgres::Error) -> Act
     }
 }
 
-/// A quoted SQL identifier.
-pub(super) fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 /// A SQL string literal.
 pub(super) fn literal(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
@@ -108,7 +103,8 @@ pub(super) async fn row(
 
 #[cfg(test)]
 mod tests {
-    use super::{ident, literal};
+    use super::literal;
+    use crate::upstream::quote_ident as ident;
 
     #[test]
     fn identifiers_and_literals_are_quoted() {
