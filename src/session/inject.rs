@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use atomic_waker::AtomicWaker;
 use bytes::Bytes;
@@ -33,18 +33,21 @@ impl Injector {
     /// The next queued message, waiting for one. Cancel-safe: a message is taken only when it is
     /// returned.
     pub async fn recv(&self) -> Bytes {
-        std::future::poll_fn(|cx| {
-            if let Some(message) = self.try_recv() {
-                return Poll::Ready(message);
-            }
-            self.waiter.register(cx.waker());
-            // A message queued between the first look and the registration.
-            match self.try_recv() {
-                Some(message) => Poll::Ready(message),
-                None => Poll::Pending,
-            }
-        })
-        .await
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The next queued message, or `Pending` with the task registered to be woken by the next
+    /// [`Injector::send`].
+    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Bytes> {
+        if let Some(message) = self.try_recv() {
+            return Poll::Ready(message);
+        }
+        self.waiter.register(cx.waker());
+        // A message queued between the first look and the registration.
+        match self.try_recv() {
+            Some(message) => Poll::Ready(message),
+            None => Poll::Pending,
+        }
     }
 
     /// The next queued message, if there is one.

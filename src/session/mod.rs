@@ -9,7 +9,9 @@ pub mod console;
 pub mod converse;
 #[cfg(debug_assertions)]
 pub mod debug_leak;
+pub mod ending;
 pub mod farewell;
+mod footprint;
 pub mod hold;
 pub mod inject;
 pub mod login;
@@ -51,28 +53,75 @@ pub async fn serve(
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) {
-    let config = shared.config();
-    let _ = tcp.set_nodelay(true);
     // The phases before the relay are boxed: their state is freed when they end, and the
     // session's task, which lives as long as the session, keeps only the relay's.
+    let Some(opened) = Box::pin(open_session(id, tcp, peer, &shared, &stop)).await else {
+        return;
+    };
+    let Opened {
+        client,
+        upstream,
+        login,
+        registered,
+        counted,
+        permit,
+    } = opened;
+    relay::relay(client, upstream, login, &shared, &registered.info, &stop).await;
+    drop((registered, counted, permit));
+    shared.gate.progress();
+}
+
+/// A session past its startup and login, ready to relay.
+struct Opened<'a> {
+    client: MaybeTls,
+    upstream: (MaybeTls, crate::control::Attached<'a>),
+    login: relay::Login,
+    registered: Registered<'a>,
+    counted: Counted<'a>,
+    permit: crate::limits::Permit,
+}
+
+/// Counts an open session in the `sessions` gauge for as long as it lives.
+struct Counted<'a>(&'a Shared);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.sessions.dec();
+    }
+}
+
+/// Everything before the relay: encryption, the startup packet (or a cancel request, or the
+/// console), limits, the registry entry and the login. `None` once the connection was served
+/// otherwise or refused.
+async fn open_session<'a>(
+    id: u64,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shared: &'a Arc<Shared>,
+    stop: &CancellationToken,
+) -> Option<Opened<'a>> {
+    let config = shared.config();
+    let _ = tcp.set_nodelay(true);
     let slot = shared.startups.enter();
     let (client, opening, tls) = tokio::select! {
-        opened = Box::pin(open(tcp, &shared, &config)) => opened,
+        opened = open(tcp, shared, &config) => opened,
         _ = slot.evicted.cancelled() => {
-            return info!(
+            info!(
                 max = config.max_startup_connections,
                 "connection closed before its startup packet: newer connections needed its place"
             );
+            return None;
         }
     };
     drop(slot);
     // A client connection counts once it has sent its startup packet.
     let permit = shared.limiter.try_acquire();
     let Some(mut client) = client else {
-        return match opening {
+        match opening {
             Err(e) if e.is_notable() => info!(error = %e, "startup refused"),
             _ => debug!("client lost during the TLS handshake"),
         };
+        return None;
     };
     let startup = match opening {
         Ok(Opening::Startup(bytes)) => bytes,
@@ -80,17 +129,22 @@ pub async fn serve(
             process_id,
             secret_key,
         }) => {
-            return Box::pin(cancel::forward(&shared, process_id, &secret_key)).await;
+            cancel::forward(shared, process_id, &secret_key).await;
+            return None;
         }
         Ok(Opening::TlsRequested { .. }) => unreachable!("open() handles TLS requests"),
-        Err(e) => return refuse(&mut client, e).await,
+        Err(e) => {
+            refuse(&mut client, e).await;
+            return None;
+        }
     };
     if config.tls == ClientTlsMode::Require && !tls::is_tls(&client) {
         info!("plain-text client refused: tls = require");
         let message = "TLS is required: connect with sslmode=require or stronger";
-        return farewell(&mut client, sqlstate::INVALID_AUTHORIZATION, message).await;
+        farewell(&mut client, sqlstate::INVALID_AUTHORIZATION, message).await;
+        return None;
     }
-    if permit.is_none() {
+    let Some(permit) = permit else {
         info!(
             max = config.max_client_connections,
             "connection refused: too many clients"
@@ -99,8 +153,9 @@ pub async fn serve(
             "too many client connections (max_client_connections = {})",
             config.max_client_connections
         );
-        return farewell(&mut client, sqlstate::TOO_MANY_CONNECTIONS, &message).await;
-    }
+        farewell(&mut client, sqlstate::TOO_MANY_CONNECTIONS, &message).await;
+        return None;
+    };
     let info = session_info(id, peer, &startup);
     if info.database == config.console_database {
         let end_point = tls
@@ -112,10 +167,11 @@ pub async fn serve(
             application_name: &info.application_name,
             end_point,
         };
-        return Box::pin(crate::session::console::serve(
-            &shared, client, visitor, &stop,
+        Box::pin(crate::session::console::serve(
+            shared, client, visitor, stop,
         ))
         .await;
+        return None;
     }
     #[cfg(debug_assertions)]
     debug_leak::per_session();
@@ -123,15 +179,10 @@ pub async fn serve(
     debug!(user = %info.user, database = %info.database, tls = tls::is_tls(&client), "session starting");
     let registered = Registered::new(&shared.registry, info);
     shared.metrics.sessions.inc();
-    let _count = scopeguard(|| {
-        shared.metrics.sessions.dec();
-    });
+    let counted = Counted(shared);
     let (upstream, login) = match config.auth_mode() {
         AuthMode::Passthrough => {
-            let connect = connect_upstream(&shared, &registered.info, &mut client);
-            let Some(upstream) = Box::pin(connect).await else {
-                return;
-            };
+            let upstream = connect_upstream(shared, &registered.info, &mut client).await?;
             (upstream, relay::Login::Relayed { startup })
         }
         AuthMode::Proxy => {
@@ -139,13 +190,13 @@ pub async fn serve(
             let end_point = tls
                 .and_then(|tls| tls.end_point.clone())
                 .filter(|_| tls::is_tls(&client));
-            let login = Box::pin(login::authenticate_and_connect(
-                &shared,
+            let login = login::authenticate_and_connect(
+                shared,
                 &registered.info,
                 &mut client,
                 &startup,
                 end_point,
-            ));
+            );
             let outcome = tokio::select! {
                 done = login => Ok(done),
                 _ = stop.cancelled() => Err(()),
@@ -153,25 +204,30 @@ pub async fn serve(
             };
             let done = match outcome {
                 Ok(Some(done)) => done,
-                Ok(None) => return,
+                Ok(None) => return None,
                 Err(()) => {
                     info!("session closed by proxy shutdown during login");
                     let message = "terminating connection: the proxy is shutting down";
                     farewell(&mut client, sqlstate::ADMIN_SHUTDOWN, message).await;
-                    return;
+                    return None;
                 }
             };
             let login = relay::Login::Done {
                 startup,
-                credentials: done.credentials,
+                credentials: Box::new(done.credentials),
                 after_auth: done.outcome.after_auth,
             };
             ((done.server, done.attached), login)
         }
     };
-    relay::relay(client, upstream, login, &shared, &registered.info, &stop).await;
-    drop(registered);
-    shared.gate.progress();
+    Some(Opened {
+        client,
+        upstream,
+        login,
+        registered,
+        counted,
+        permit,
+    })
 }
 
 /// Connects upstream once the server is available (waiting up to `hold_timeout` while a window
@@ -279,17 +335,4 @@ fn session_info(id: u64, peer: SocketAddr, startup: &[u8]) -> SessionInfo {
         .unwrap_or_default()
         .to_string();
     SessionInfo::new(id, peer, user, database, application_name)
-}
-
-/// Runs a closure when dropped.
-fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f()
-            }
-        }
-    }
-    Guard(Some(f))
 }

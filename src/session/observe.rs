@@ -3,7 +3,9 @@
 //! BackendKeyData, whose secret the proxy replaces with one of its own (so cancel requests come to
 //! the proxy and can be routed; the process id stays the upstream's).
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
 use crate::auth::exchange::MAX_AUTH_MESSAGE;
 use crate::gate::{finish_batch, try_admit};
@@ -31,6 +33,8 @@ pub struct ClientSide<'a> {
     /// The current batch was admitted by the gate and is marked in flight.
     admitted: bool,
     rejecter: Rejecter,
+    /// The wait at the closed gate under way, if one is.
+    holding: Option<Pin<Box<dyn Future<Output = Hold> + Send + 'a>>>,
     /// The session state to keep for a replay, when the session can survive a server restart.
     state: Option<&'a Mutex<SessionState>>,
     /// The login passes through the relay (`auth = "passthrough"`) and is not over: the
@@ -54,25 +58,40 @@ impl<'a> ClientSide<'a> {
             terminated: false,
             admitted: false,
             rejecter: Rejecter::default(),
+            holding: None,
             state,
             in_login: relayed_login,
         }
     }
 }
 
+impl ClientSide<'_> {
+    /// Drops a wait at the gate under way: the relay stopped, and the next one asks again.
+    pub fn stop_waiting(&mut self) {
+        self.holding = None;
+    }
+}
+
 impl Observer for ClientSide<'_> {
-    async fn admit(&mut self) -> Admit {
-        if self.rejecter.active {
-            return Admit::Discard;
+    fn poll_admit(&mut self, cx: &mut Context<'_>) -> Poll<Admit> {
+        if self.holding.is_none() {
+            if self.rejecter.active {
+                return Poll::Ready(Admit::Discard);
+            }
+            // The gate is almost always open: admitted at once, without the waiting machinery,
+            // which is boxed so that its state does not live in every session.
+            if try_admit(&self.shared.gate, self.info) {
+                self.admitted = true;
+                return Poll::Ready(Admit::Forward);
+            }
+            let (shared, info, inject) = (self.shared, self.info, self.inject.clone());
+            self.holding = Some(Box::pin(
+                async move { hold::wait(shared, info, &inject).await },
+            ));
         }
-        // The gate is almost always open: admitted at once, without the waiting machinery, which
-        // is boxed so that its state does not live in every session's task.
-        let hold = if try_admit(&self.shared.gate, self.info) {
-            Hold::Admitted
-        } else {
-            Box::pin(hold::wait(self.shared, self.info, &self.inject)).await
-        };
-        match hold {
+        let hold = ready!(self.holding.as_mut().expect("set above").as_mut().poll(cx));
+        self.holding = None;
+        Poll::Ready(match hold {
             Hold::Admitted => {
                 self.admitted = true;
                 Admit::Forward
@@ -81,7 +100,7 @@ impl Observer for ClientSide<'_> {
                 self.rejecter.start();
                 Admit::Discard
             }
-        }
+        })
     }
 
     fn max_len(&mut self) -> Option<u32> {

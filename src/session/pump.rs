@@ -1,11 +1,18 @@
 //! One direction of a session's relay: read what is there, find the forwardable prefix, show each
-//! message to an observer, write the prefix in one call, repeat.
+//! message to an observer, write the prefix, repeat.
+//!
+//! A pump is polled, not awaited: its whole state (the buffer, the batch being written, the
+//! proxy's own message being written) lives in the [`Pump`], so the session's task polls both
+//! directions from one small future, and a pump stopped in the middle of a write can go on
+//! where it was.
 
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll, ready};
 
-use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use prometheus_client::metrics::counter::Counter;
 
@@ -28,14 +35,14 @@ pub enum Admit {
 
 /// What a pump reads from.
 pub trait Source: AsyncRead + Unpin {
-    /// Whether [`Source::readable`] can wait for data with no buffer to read it into; only then
-    /// does an idle pump give its buffer back.
+    /// Whether [`Source::poll_read_ready`] can wait for data with no buffer to read it into;
+    /// only then does an idle pump give its buffer back.
     fn waits_unbuffered(&self) -> bool {
         false
     }
-    /// Resolves once a read would not wait (data, end of stream or an error is there).
-    fn readable(&self) -> impl Future<Output = std::io::Result<()>> + Send {
-        std::future::ready(Ok(()))
+    /// Ready once a read would not wait (data, end of stream or an error is there).
+    fn poll_read_ready(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -46,17 +53,10 @@ impl Source for Either<tokio::net::tcp::ReadHalf<'_>, tokio::io::ReadHalf<&mut T
         // A TLS stream may hold decrypted bytes the socket's readiness knows nothing of.
         matches!(self, Either::Left(_))
     }
-    fn readable(&self) -> impl Future<Output = std::io::Result<()>> + Send {
-        // Only the plain half is borrowed into the future, not the whole `Either`.
-        let plain = match self {
-            Either::Left(r) => Some(r),
-            Either::Right(_) => None,
-        };
-        async move {
-            match plain {
-                Some(r) => r.readable().await,
-                None => Ok(()),
-            }
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Either::Left(r) => r.as_ref().poll_read_ready(cx),
+            Either::Right(_) => Poll::Ready(Ok(())),
         }
     }
 }
@@ -66,8 +66,8 @@ impl Source for tokio::io::DuplexStream {}
 /// Watches the messages a pump forwards.
 pub trait Observer {
     /// Decides, before a batch is scanned, whether it goes on; may wait (the quiesce gate).
-    fn admit(&mut self) -> impl Future<Output = Admit> + Send {
-        std::future::ready(Admit::Forward)
+    fn poll_admit(&mut self, _cx: &mut Context<'_>) -> Poll<Admit> {
+        Poll::Ready(Admit::Forward)
     }
     /// The largest message to accept from now on, when it changes (a login's messages are
     /// capped far below `max_message_len`); asked before each batch is scanned.
@@ -92,24 +92,30 @@ impl<F: FnMut(Seen<'_>)> Observer for F {
 #[derive(Debug, thiserror::Error)]
 pub enum PumpError {
     #[error("read failed: {0}")]
-    Read(std::io::Error),
+    Read(io::Error),
     #[error("write failed: {0}")]
-    Write(std::io::Error),
+    Write(io::Error),
     #[error(transparent)]
     Frame(#[from] FrameError),
 }
 
-/// The buffered state of one direction. It lives outside the future that drives it so that,
-/// once that future is dropped, the session can still tell whether the stream is at a message
-/// boundary (and so whether a message of the proxy's own may be written after it).
+/// The state of one direction.
 #[derive(Debug)]
 pub struct Pump {
     buf: BytesMut,
     scanner: Scanner,
     /// How much a read asks for: [`buffers::SMALL`], or `full_read_size` while reads fill it.
     read_size: usize,
-    /// A write was started and has not finished.
-    writing: bool,
+    /// The front of `buf` that is scanned, admitted and not yet written.
+    to_write: usize,
+    /// Bytes were read (or preloaded) since the last scan.
+    unscanned: bool,
+    /// A batch was scanned: the observer hears it finished once its bytes are out.
+    in_batch: bool,
+    /// A message that cannot be framed ends the pump once the batch before it is out.
+    failed: Option<FrameError>,
+    /// The proxy's own message being written (at a message boundary).
+    own: Option<Bytes>,
     /// Bytes forwarded.
     bytes: Counter,
     /// The configured read buffer size; `read_size` grows to it the first time a read fills the
@@ -127,12 +133,16 @@ impl Pump {
     pub fn new(read_size: usize, max_message_len: u32, bytes: Counter) -> Pump {
         let start = read_size.min(buffers::SMALL);
         Pump {
-            // No buffer until there is something to read (see `run`).
+            // No buffer until there is something to read (see `poll_run`).
             buf: BytesMut::new(),
             scanner: Scanner::new(max_message_len),
             read_size: start,
             full_read_size: read_size,
-            writing: false,
+            to_write: 0,
+            unscanned: false,
+            in_batch: false,
+            failed: None,
+            own: None,
             bytes,
             inject: None,
             lent: false,
@@ -148,16 +158,19 @@ impl Pump {
     /// Starts with bytes already read from the source (e.g. during startup).
     pub fn preload(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
+        self.unscanned |= !bytes.is_empty();
     }
 
     /// Reads once from the source into the buffer, to be relayed later (while the session waits
     /// for a new destination); the byte count, 0 at end of stream.
-    pub async fn fill<R: AsyncRead + Unpin>(&mut self, src: &mut R) -> std::io::Result<usize> {
+    pub async fn fill<R: AsyncRead + Unpin>(&mut self, src: &mut R) -> io::Result<usize> {
         self.ensure_buffer();
         if self.buf.capacity() - self.buf.len() < self.read_size / 4 {
             self.buf.reserve(self.read_size);
         }
-        src.read_buf(&mut self.buf).await
+        let n = src.read_buf(&mut self.buf).await?;
+        self.unscanned |= n > 0;
+        Ok(n)
     }
 
     /// The buffer holds a read buffer's worth: [`Pump::fill`] should wait.
@@ -170,17 +183,15 @@ impl Pump {
     pub fn forget_input(&mut self) {
         self.buf.clear();
         self.scanner = Scanner::new(self.scanner.max_len());
-    }
-
-    /// True unless a future running this pump was dropped in the middle of a write (and how
-    /// much of it went out is unknown): only then may [`Pump::run`] be called again.
-    pub fn can_resume(&self) -> bool {
-        !self.writing
+        self.to_write = 0;
+        self.unscanned = false;
+        self.in_batch = false;
+        self.failed = None;
     }
 
     /// True when nothing has been half-written to the destination.
     pub fn at_message_boundary(&self) -> bool {
-        !self.writing && self.scanner.at_message_boundary()
+        self.to_write == 0 && self.own.is_none() && self.scanner.at_message_boundary()
     }
 
     /// Relays until the source closes (`Ok(())`) or an error. `observe` sees every message
@@ -196,61 +207,66 @@ impl Pump {
         W: AsyncWrite + Unpin,
         O: Observer,
     {
+        std::future::poll_fn(|cx| self.poll_run(cx, src, dst, observer)).await
+    }
+
+    /// Relays what can be relayed now: `Ready` when the source closed (`Ok(())`) or on an error,
+    /// `Pending` (the task registered to be woken) when it waits for the source, the destination
+    /// or the observer. Dropping the poller in between loses nothing: the next call goes on.
+    pub fn poll_run<R, W, O>(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: &mut R,
+        dst: &mut W,
+        observer: &mut O,
+    ) -> Poll<Result<(), PumpError>>
+    where
+        R: Source,
+        W: AsyncWrite + Unpin,
+        O: Observer,
+    {
         loop {
-            if !self.buf.is_empty() {
-                let admit = observer.admit().await;
-                if let Some(max_len) = observer.max_len() {
-                    self.scanner.set_max_len(max_len);
-                }
-                // Where the bytes known to be whole end: the rest of a streamed message, then
-                // each whole message seen.
-                let mut whole = self.scanner.streaming_left().min(self.buf.len());
-                let ready = self.scanner.scan(&self.buf, |seen| {
-                    if let Seen::Whole(m) = seen {
-                        whole = m.offset + HEADER_LEN + m.body.len();
-                    }
-                    observer.seen(seen)
-                });
-                let ready = match ready {
-                    Ok(ready) => ready,
-                    Err(e) => {
-                        // What came before the message that cannot be framed goes on, as it
-                        // would have had a read ended just before it: the outcome does not
-                        // depend on how the stream was cut into reads.
-                        if whole > 0 && admit == Admit::Forward {
-                            observer.patch(&mut self.buf[..whole]);
-                            self.write(dst, whole).await?;
-                            self.bytes.inc_by(whole as u64);
-                        }
-                        observer.finished();
-                        return Err(e.into());
-                    }
-                };
-                if ready > 0 && admit == Admit::Forward {
-                    observer.patch(&mut self.buf[..ready]);
-                    self.write(dst, ready).await?;
-                    self.bytes.inc_by(ready as u64);
-                }
-                self.buf.advance(ready);
-                observer.finished();
+            while self.to_write > 0 {
+                let n = ready!(poll_write(cx, dst, &self.buf[..self.to_write]))?;
+                self.buf.advance(n);
+                self.to_write -= n;
+                self.bytes.inc_by(n as u64);
             }
+            if let Some(own) = &mut self.own {
+                while !own.is_empty() {
+                    let n = ready!(poll_write(cx, dst, own))?;
+                    own.advance(n);
+                }
+                self.own = None;
+            }
+            if std::mem::take(&mut self.in_batch) {
+                observer.finished();
+                if let Some(e) = self.failed.take() {
+                    return Poll::Ready(Err(e.into()));
+                }
+            }
+            if self.unscanned {
+                let admit = ready!(observer.poll_admit(cx));
+                self.unscanned = false;
+                self.scan(admit, observer);
+                continue;
+            }
+            // The proxy's own messages go between messages, before more is read, so a stream
+            // that never pauses cannot keep them waiting.
             let boundary = self.scanner.at_message_boundary();
+            if boundary && let Some(own) = self.inject.as_ref().and_then(|i| i.try_recv()) {
+                self.own = Some(own);
+                continue;
+            }
             if self.buf.is_empty() && src.waits_unbuffered() {
-                let mut readable = std::pin::pin!(src.readable());
-                let now = std::future::poll_fn(|cx| Poll::Ready(readable.as_mut().poll(cx))).await;
-                if now.is_pending() {
-                    // Nothing buffered and nothing to read: give the buffer back and wait for
-                    // data without one, so an idle session holds none.
-                    self.give_back();
-                    tokio::select! {
-                        // The proxy's own messages first (a cheap look at a counter), so a
-                        // stream that never pauses cannot keep them waiting.
-                        biased;
-                        Some(own) = recv(&self.inject), if boundary => {
-                            dst.write_all(&own).await.map_err(PumpError::Write)?;
-                            continue;
-                        }
-                        ready = &mut readable => ready.map_err(PumpError::Read)?,
+                match src.poll_read_ready(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(PumpError::Read(e))),
+                    Poll::Pending => {
+                        // Nothing buffered and nothing to read: give the buffer back and wait
+                        // for data without one, so an idle session holds none.
+                        self.give_back();
+                        return self.wait_for_own(cx, boundary);
                     }
                 }
             }
@@ -266,23 +282,70 @@ impl Pump {
                 self.buf.reserve(room);
             }
             let spare = self.buf.capacity() - self.buf.len();
-            let read = tokio::select! {
-                biased;
-                Some(own) = recv(&self.inject), if boundary => {
-                    dst.write_all(&own).await.map_err(PumpError::Write)?;
-                    continue;
-                }
-                read = src.read_buf(&mut self.buf) => read,
+            let n = match tokio_util::io::poll_read_buf(Pin::new(&mut *src), cx, &mut self.buf) {
+                Poll::Ready(read) => read.map_err(PumpError::Read)?,
+                Poll::Pending => return self.wait_for_own(cx, boundary),
             };
-            let n = read.map_err(PumpError::Read)?;
             if n == 0 {
-                return Ok(());
+                return Poll::Ready(Ok(()));
             }
+            self.unscanned = true;
             if n == spare && self.read_size < self.full_read_size {
                 // A read filled the buffer: this session moves real data; use the full size.
                 self.read_size = self.full_read_size;
             }
         }
+    }
+
+    /// Scans what was read: the observer sees each message, and the forwardable prefix becomes
+    /// the batch to write (or is dropped, when the observer discards it).
+    fn scan<O: Observer>(&mut self, admit: Admit, observer: &mut O) {
+        if let Some(max_len) = observer.max_len() {
+            self.scanner.set_max_len(max_len);
+        }
+        // Where the bytes known to be whole end: the rest of a streamed message, then each
+        // whole message seen.
+        let mut whole = self.scanner.streaming_left().min(self.buf.len());
+        let scanned = self.scanner.scan(&self.buf, |seen| {
+            if let Seen::Whole(m) = seen {
+                whole = m.offset + HEADER_LEN + m.body.len();
+            }
+            observer.seen(seen)
+        });
+        self.in_batch = true;
+        let ready = match scanned {
+            Ok(ready) => ready,
+            Err(e) => {
+                // What came before the message that cannot be framed goes on, as it would have
+                // had a read ended just before it: the outcome does not depend on how the
+                // stream was cut into reads.
+                self.failed = Some(e);
+                whole
+            }
+        };
+        if ready > 0 && admit == Admit::Forward {
+            observer.patch(&mut self.buf[..ready]);
+            self.to_write = ready;
+        } else if self.failed.is_none() {
+            self.buf.advance(ready);
+        }
+    }
+
+    /// Waits for the source; at a message boundary, the proxy's own messages wake the pump too.
+    fn wait_for_own(
+        &mut self,
+        cx: &mut Context<'_>,
+        boundary: bool,
+    ) -> Poll<Result<(), PumpError>> {
+        if boundary
+            && let Some(inject) = &self.inject
+            && let Poll::Ready(own) = inject.poll_recv(cx)
+        {
+            self.own = Some(own);
+            // Written at the next poll, which comes at once.
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
     }
 
     /// Makes sure the pump reads into a buffer of its own: one from the pool, unless bytes put
@@ -302,19 +365,6 @@ impl Pump {
             buffers::give(std::mem::take(&mut self.buf), self.full_read_size);
         }
     }
-
-    async fn write<W: AsyncWrite + Unpin>(
-        &mut self,
-        dst: &mut W,
-        len: usize,
-    ) -> Result<(), PumpError> {
-        self.writing = true;
-        dst.write_all(&self.buf[..len])
-            .await
-            .map_err(PumpError::Write)?;
-        self.writing = false;
-        Ok(())
-    }
 }
 
 impl Drop for Pump {
@@ -325,16 +375,23 @@ impl Drop for Pump {
     }
 }
 
-async fn recv(inject: &Option<Arc<Injector>>) -> Option<bytes::Bytes> {
-    match inject {
-        Some(queue) => Some(queue.recv().await),
-        None => std::future::pending().await,
+/// One write to the destination; writing nothing is an error, as in `write_all`.
+fn poll_write<W: AsyncWrite + Unpin>(
+    cx: &mut Context<'_>,
+    dst: &mut W,
+    bytes: &[u8],
+) -> Poll<Result<usize, PumpError>> {
+    match ready!(Pin::new(dst).poll_write(cx, bytes)) {
+        Ok(0) => Poll::Ready(Err(PumpError::Write(io::ErrorKind::WriteZero.into()))),
+        Ok(n) => Poll::Ready(Ok(n)),
+        Err(e) => Poll::Ready(Err(PumpError::Write(e))),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncWriteExt;
 
     #[tokio::test]
     async fn relays_bytes_unchanged_and_reports_messages() {

@@ -1,44 +1,35 @@
 //! The relay proper: two [`Pump`]s, one per direction, polled together in the session's task, so
-//! a full socket on one side never stops the other. When either ends, the session ends; if the
-//! client is still there and its stream is at a message boundary, it is told why.
+//! a full socket on one side never stops the other. When either ends, [`conclude`] decides what
+//! follows: a new upstream connection, or the end of the session.
+//!
+//! The task of an idle session keeps this future for as long as the session lasts, so it holds
+//! only what relaying needs; the rest (the state kept for a replay, the credentials, what happens
+//! once the relay stops) is boxed.
+
+use std::sync::Mutex;
+use std::task::Poll;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
 
 use crate::control::Attached;
 use crate::halves;
 use crate::metrics::Direction;
 use crate::protocol::notice::sqlstate;
-use crate::protocol::tags;
 use crate::registry::{EndReason, SessionInfo};
-use crate::replay::{SessionState, plan};
+use crate::replay::SessionState;
 use crate::shared::Shared;
 use crate::tls::MaybeTls;
-use crate::txn::Phase;
-use std::sync::Mutex;
 
+use super::ending::{Ending, Parts, conclude};
+use super::farewell;
 use super::inject::Injector;
 use super::observe::{ClientSide, ServerSide};
 use super::on_wake::OnWake;
-use super::pump::{Pump, PumpError};
-use super::readback;
-use super::reattach::{CredentialLogin, Failure, Relogin, reattach};
-use super::{FAREWELL_TIMEOUT, farewell, farewell_detailed};
+use super::pump::Pump;
+use super::reattach::{CredentialLogin, Relogin};
 use crate::auth::upstream_login::Credentials;
-
-/// How the relay ended.
-enum Ending {
-    Client(Result<(), PumpError>),
-    Server(Result<(), PumpError>),
-    /// The proxy is shutting down: at the session's boundary, or at `shutdown_timeout`.
-    Stopped,
-    /// A window's `terminate` policy ended the session.
-    Terminated,
-    /// A copy window stops the server: the upstream connection closes, the client waits.
-    Detached,
-}
 
 /// How the session's login goes.
 pub enum Login {
@@ -52,9 +43,15 @@ pub enum Login {
     /// connection (see [`super::reattach`]).
     Done {
         startup: BytesMut,
-        credentials: Credentials,
+        credentials: Box<Credentials>,
         after_auth: BytesMut,
     },
+}
+
+/// What a session that can log in again keeps: its credentials and the state to replay.
+struct Replayable {
+    relogin: CredentialLogin,
+    state: Mutex<SessionState>,
 }
 
 /// Relays between `client` and the upstream connection (`server`, attached) until the session
@@ -67,27 +64,26 @@ pub async fn relay(
     info: &SessionInfo,
     stop: &CancellationToken,
 ) {
-    let mut pending_after_auth = None;
     let config = shared.config();
     let mut client = client;
     let (mut client_read, mut client_write) = halves::split(&mut client);
-    let (startup, relogin, state) = match login {
+    let (mut startup, replayable, after_auth) = match login {
         Login::Relayed { startup } => (startup, None, None),
         Login::Done {
             startup,
             credentials,
             after_auth,
         } => {
-            pending_after_auth = Some(after_auth);
-            let relogin = CredentialLogin { credentials };
-            (
-                startup,
-                Some(relogin),
-                Some(Mutex::new(SessionState::new())),
-            )
+            let replayable = Box::new(Replayable {
+                relogin: CredentialLogin {
+                    credentials: *credentials,
+                },
+                state: Mutex::new(SessionState::new()),
+            });
+            (startup, Some(replayable), Some(after_auth))
         }
     };
-    let relogin = relogin.as_ref().map(|r| r as &dyn Relogin);
+    let state = replayable.as_deref().map(|r| &r.state);
     let metrics = &shared.metrics;
     let inject = std::sync::Arc::new(Injector::default());
     let mut up = Pump::new(
@@ -101,283 +97,81 @@ pub async fn relay(
         metrics.bytes_counter(Direction::Downstream),
     );
     let mut down = down.with_injection(inject.clone());
-    if let Some(after_auth) = pending_after_auth.take() {
+    if let Some(after_auth) = after_auth {
         down.preload(&after_auth);
     }
-    let relayed_login = relogin.is_none();
-    let mut client_side = ClientSide::new(shared, info, inject, state.as_ref(), relayed_login);
+    let relayed_login = replayable.is_none();
+    let mut client_side = ClientSide::new(shared, info, inject, state, relayed_login);
     let (mut server, mut attached) = (server, attached);
-    let mut send_startup = relogin.is_none();
     loop {
-        let (mut server_read, mut server_write) = halves::split(&mut server);
-        if std::mem::take(&mut send_startup)
-            && let Err(e) = server_write.write_all(&startup).await
-        {
-            let message = format!("lost the upstream connection: {e}");
-            return Box::pin(farewell(
-                &mut client_write,
-                sqlstate::CONNECTION_FAILURE,
-                &message,
-            ))
-            .await;
-        }
-        let mut server_side = ServerSide::new(shared, info, state.as_ref());
-        // Shutdown, a window's terminate and its detach are rare: polled only when one of them
-        // woke the task, not on every wake-up for the sockets.
-        let rare = OnWake::new(async {
-            tokio::select! {
-                biased;
-                _ = stop.cancelled() => Ending::Stopped,
-                _ = info.terminate.cancelled() => match info.end_reason() {
-                    Some(EndReason::Shutdown) => Ending::Stopped,
-                    _ => Ending::Terminated,
-                },
-                _ = attached.detached() => Ending::Detached,
-            }
-        });
-        let ending = tokio::select! {
-            biased;
-            r = up.run(&mut client_read, &mut server_write, &mut client_side) => Ending::Client(r),
-            r = down.run(&mut server_read, &mut client_write, &mut server_side) => Ending::Server(r),
-            ending = rare => ending,
-        };
-        // A write to the server fails when the server has closed the connection, and it may
-        // have said why first (pg_terminate_backend's FATAL 57P01, say): those bytes still wait
-        // to be read, and a direct client would read them. Forward them before deciding.
-        if matches!(ending, Ending::Client(Err(PumpError::Write(_)))) && down.can_resume() {
-            let rest = down.run(&mut server_read, &mut client_write, &mut server_side);
-            let _ = Box::pin(tokio::time::timeout(FAREWELL_TIMEOUT, rest)).await;
-        }
-        // The server closing is explained already when it sent an error or the client said
-        // goodbye; during login (PostgreSQL's authentication timeout, say) a direct client would
-        // see only the close, so that is all it sees here too.
-        let in_login = info.tracker.lock().unwrap().phase() == Phase::Startup;
-        let expected_close =
-            client_side.terminated || server_side.last_tag == tags::ERROR_RESPONSE || in_login;
-        if let (Some(relogin), Some(state)) = (relogin, &state)
-            && upstream_lost(&ending, expected_close)
-            && info.tracker.lock().unwrap().at_boundary()
-            && up.at_message_boundary()
-            && down.at_message_boundary()
-        {
-            drop((server_read, server_write));
-            // A copy window detaches a session while the server is still up: its settings are
-            // read on its connection first (the window waits, since it is still attached).
-            if matches!(ending, Ending::Detached) {
-                Box::pin(readback::before_detach(shared, &mut server, state)).await;
-            }
-            drop(attached);
-            let (plan, obstacle) = {
-                let state = state.lock().unwrap();
-                let obstacle = match (state.unreplayable(), state.doubt()) {
-                    (Some(kind), _) => Some(Failure::unreplayable(kind)),
-                    (None, Some(doubt)) => Some(Failure::settings_in_doubt(doubt)),
-                    (None, None) => None,
-                };
-                (plan::build(state.replayable()), obstacle)
-            };
-            let outcome = match obstacle {
-                Some(failure) => Err(failure),
-                None => {
-                    // Boxed, like every path taken only when the session ends or moves: an idle
-                    // session's task then holds only what the relay itself needs.
-                    let again = Box::pin(reattach(shared, info, relogin, &startup, &plan));
-                    match wait_watching_client(&mut up, &mut client_read, again).await {
-                        Some(outcome) => outcome,
-                        // The client left while the session waited for the server.
-                        None => return,
-                    }
-                }
-            };
-            match outcome {
-                Ok((new_server, new_attached)) => {
-                    down.forget_input();
-                    server = new_server;
-                    attached = new_attached;
-                    continue;
-                }
-                Err(failure) => {
-                    info!(
-                        reason = failure.reason,
-                        "session ended: {}", failure.message
-                    );
-                    shared.metrics.session_ended(failure.reason);
-                    let detail = failure.detail.as_deref();
-                    let goodbye = farewell_detailed(
-                        &mut client_write,
-                        failure.code,
-                        &failure.message,
-                        detail,
-                    );
+        let mut server_side = ServerSide::new(shared, info, state);
+        let ending = {
+            let (mut server_read, mut server_write) = halves::split(&mut server);
+            if relayed_login && !startup.is_empty() {
+                if let Err(e) = server_write.write_all(&startup).await {
+                    let message = format!("lost the upstream connection: {e}");
+                    let goodbye =
+                        farewell(&mut client_write, sqlstate::CONNECTION_FAILURE, &message);
                     return Box::pin(goodbye).await;
                 }
+                // Sent once: a session whose login passes through cannot log in again.
+                startup = BytesMut::new();
             }
-        }
-        // Only a session the proxy ends gets a Terminate from the proxy. A client that left
-        // without one leaves the server to see the connection close, as it would directly
-        // (PostgreSQL then logs an unexpected EOF, and says so when a transaction was open).
-        let proxy_ends = matches!(
-            ending,
-            Ending::Stopped
-                | Ending::Terminated
-                | Ending::Detached
-                | Ending::Client(Err(PumpError::Frame(_)))
-        );
-        if proxy_ends && up.at_message_boundary() {
-            let terminate = server_write.write_all(b"X\0\0\0\x04");
-            let _ = Box::pin(tokio::time::timeout(FAREWELL_TIMEOUT, terminate)).await;
-        }
-        drop((server_read, server_write, attached));
-        let mut ending = ending;
-        if matches!(ending, Ending::Detached) {
-            // The client keeps its connection until the server is back, then learns why it ends,
-            // unless it leaves first (a client that was closing anyway is not one the window
-            // ended).
-            let limit = config.backup.action_timeout;
-            let wait = shared.control.wait_available(limit);
-            let boundary = up.at_message_boundary();
-            if Box::pin(client_leaves_while(&mut client_read, boundary, wait)).await {
-                ending = Ending::Client(Ok(()));
+            // Shutdown, a window's terminate and its detach are rare: polled only when one of
+            // them woke the task, not on every wake-up for the sockets.
+            let rare = OnWake::new(async {
+                tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => Ending::Stopped,
+                    _ = info.terminate.cancelled() => match info.end_reason() {
+                        Some(EndReason::Shutdown) => Ending::Stopped,
+                        _ => Ending::Terminated,
+                    },
+                    _ = attached.detached() => Ending::Detached,
+                }
+            });
+            let mut rare = std::pin::pin!(rare);
+            // Both directions and the rare events from one future: each wake-up polls the
+            // pumps, which look at their sockets' readiness and go on where they were.
+            let ending = std::future::poll_fn(|cx| {
+                if let Poll::Ready(r) =
+                    up.poll_run(cx, &mut client_read, &mut server_write, &mut client_side)
+                {
+                    return Poll::Ready(Ending::Client(r));
+                }
+                if let Poll::Ready(r) =
+                    down.poll_run(cx, &mut server_read, &mut client_write, &mut server_side)
+                {
+                    return Poll::Ready(Ending::Server(r));
+                }
+                rare.as_mut().poll(cx)
+            })
+            .await;
+            client_side.stop_waiting();
+            ending
+        };
+        let parts = Parts {
+            shared,
+            info,
+            config: &config,
+            up: &mut up,
+            down: &mut down,
+            client_read: &mut client_read,
+            client_write: &mut client_write,
+            client_terminated: client_side.terminated,
+            server_side: &mut server_side,
+            relogin: replayable
+                .as_deref()
+                .map(|r| (&r.relogin as &dyn Relogin, &r.state)),
+            startup: &startup,
+        };
+        // Boxed: what follows the relay's end is state an idle session's task need not carry.
+        match Box::pin(conclude(ending, server, attached, parts)).await {
+            Some((next_server, next_attached)) => {
+                server = next_server;
+                attached = next_attached;
             }
-        }
-        if let Some(reason) = ended_by_proxy(&ending) {
-            shared.metrics.session_ended(reason);
-        }
-        if let Some((code, message)) = explain(ending, expected_close)
-            && down.at_message_boundary()
-        {
-            Box::pin(farewell(&mut client_write, code, &message)).await;
-        }
-        return;
-    }
-}
-
-/// The session's upstream connection is gone (or must go, for a copy window) without the server
-/// having said why: a session idle now could go on on a new one.
-fn upstream_lost(ending: &Ending, expected_close: bool) -> bool {
-    match ending {
-        Ending::Detached => true,
-        Ending::Server(Ok(())) | Ending::Server(Err(PumpError::Read(_))) => !expected_close,
-        Ending::Client(Err(PumpError::Write(_))) => !expected_close,
-        _ => false,
-    }
-}
-
-/// Runs `work` while reading what the client sends into its pump (kept for after, up to one
-/// read buffer); `None` if the client closed meanwhile.
-async fn wait_watching_client<T, R: AsyncRead + Unpin>(
-    up: &mut Pump,
-    client: &mut R,
-    work: impl Future<Output = T>,
-) -> Option<T> {
-    let mut work = std::pin::pin!(work);
-    loop {
-        tokio::select! {
-            done = &mut work => return Some(done),
-            read = up.fill(client), if !up.is_full() => match read {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
-            },
-        }
-    }
-}
-
-/// Runs `wait` while watching the client: true if it closed or said Terminate meanwhile (a
-/// Terminate is recognised only when its stream is at a message boundary). Anything else it sends
-/// is dropped: the session ends either way.
-async fn client_leaves_while<R: AsyncRead + Unpin>(
-    client: &mut R,
-    at_boundary: bool,
-    wait: impl Future<Output = bool>,
-) -> bool {
-    let mut wait = std::pin::pin!(wait);
-    let mut buf = [0u8; 512];
-    loop {
-        tokio::select! {
-            _ = &mut wait => return false,
-            read = client.read(&mut buf) => match read {
-                Ok(0) | Err(_) => return true,
-                Ok(_) if at_boundary && buf[0] == tags::TERMINATE => return true,
-                Ok(_) => {}
-            },
-        }
-    }
-}
-
-/// The reason a session the proxy ended is counted under, if it did.
-fn ended_by_proxy(ending: &Ending) -> Option<&'static str> {
-    match ending {
-        Ending::Stopped => Some("shutdown"),
-        Ending::Terminated => Some("window_terminate"),
-        Ending::Detached => Some("restart_without_replay"),
-        _ => None,
-    }
-}
-
-/// Logs how the relay ended and returns what to tell the client, if anything.
-fn explain(ending: Ending, expected_close: bool) -> Option<(&'static str, String)> {
-    match ending {
-        Ending::Client(Ok(())) => None,
-        Ending::Client(Err(PumpError::Read(e))) | Ending::Server(Err(PumpError::Write(e))) => {
-            debug!(error = %e, "client connection lost");
-            None
-        }
-        Ending::Client(Err(PumpError::Frame(e))) => {
-            info!(error = %e, "client broke the protocol");
-            Some((
-                sqlstate::PROTOCOL_VIOLATION,
-                format!("invalid message from client: {e}"),
-            ))
-        }
-        Ending::Client(Err(PumpError::Write(e))) | Ending::Server(Err(PumpError::Read(e)))
-            if expected_close =>
-        {
-            // The server said why it closed (its ErrorResponse was forwarded) and then reset
-            // the connection: directly, the client would see that error and the close, nothing
-            // more.
-            debug!(error = %e, "upstream connection lost after the server's error");
-            None
-        }
-        Ending::Client(Err(PumpError::Write(e))) | Ending::Server(Err(PumpError::Read(e))) => {
-            warn!(error = %e, "upstream connection lost");
-            Some((
-                sqlstate::CONNECTION_FAILURE,
-                format!("lost the upstream connection: {e}"),
-            ))
-        }
-        Ending::Server(Ok(())) if expected_close => None,
-        Ending::Server(Ok(())) => {
-            warn!("upstream closed the connection");
-            Some((
-                sqlstate::CONNECTION_FAILURE,
-                "the upstream server closed the connection unexpectedly".into(),
-            ))
-        }
-        Ending::Server(Err(PumpError::Frame(e))) => {
-            warn!(error = %e, "upstream broke the protocol");
-            Some((
-                sqlstate::PROTOCOL_VIOLATION,
-                format!("invalid message from the upstream server: {e}"),
-            ))
-        }
-        Ending::Terminated => {
-            info!("session terminated: a backup window could not wait for its transaction");
-            let message =
-                "terminating connection: a backup window could not wait for this transaction";
-            Some((sqlstate::ADMIN_SHUTDOWN, message.into()))
-        }
-        Ending::Detached => {
-            info!("session ended: the server restarted for a backup copy");
-            let message = "terminating connection: the server restarted for a backup (stop-and-copy); \
-                           reconnect to continue";
-            Some((sqlstate::ADMIN_SHUTDOWN, message.into()))
-        }
-        Ending::Stopped => {
-            info!("session closed by proxy shutdown");
-            Some((
-                sqlstate::ADMIN_SHUTDOWN,
-                "terminating connection: the proxy is shutting down".into(),
-            ))
+            None => return,
         }
     }
 }
