@@ -115,7 +115,7 @@ impl Gate {
             let progress = self.progress.notified();
             for session in registry.snapshot() {
                 let quiescent = session.tracker.lock().unwrap().quiescent();
-                if quiescent && !session.terminate.is_cancelled() {
+                if quiescent && session.end_reason().is_none() {
                     tracing::debug!(
                         session = session.id,
                         "shutdown: ending a session at a boundary"

@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::protocol::backend::TxnStatus;
-use tokio_util::sync::CancellationToken;
+use atomic_waker::AtomicWaker;
+use std::task::{Context, Poll};
 
 use crate::txn::{Phase, Tracker};
 
@@ -56,10 +57,10 @@ pub struct SessionInfo {
     pub upstream_key: Mutex<Option<BackendKey>>,
     /// The session's transaction state; the relay updates it, `/status` and the gate read it.
     pub tracker: Mutex<Tracker>,
-    /// Cancelled to end the session with 57P01: through [`SessionInfo::end`], which says why.
-    pub terminate: CancellationToken,
-    /// Why `terminate` was cancelled.
+    /// Why the session is to end with 57P01, once [`SessionInfo::end`] said so.
     ending: OnceLock<EndReason>,
+    /// The session's task, woken by [`SessionInfo::end`].
+    watcher: AtomicWaker,
     /// When its upstream connection was made (a session waiting for the server has none).
     connected_at: OnceLock<tokio::time::Instant>,
     /// While a window holds its next request: since when, in milliseconds since the Unix epoch
@@ -87,8 +88,8 @@ impl SessionInfo {
             client_key: Mutex::new(None),
             upstream_key: Mutex::new(None),
             tracker: Mutex::new(Tracker::new()),
-            terminate: CancellationToken::new(),
             ending: OnceLock::new(),
+            watcher: AtomicWaker::new(),
             connected_at: OnceLock::new(),
             held_since_ms: AtomicU64::new(0),
         }
@@ -114,7 +115,25 @@ impl SessionInfo {
     /// Ends the session with 57P01 for `reason` (the first reason given is the one it is told).
     pub fn end(&self, reason: EndReason) {
         let _ = self.ending.set(reason);
-        self.terminate.cancel();
+        self.watcher.wake();
+    }
+
+    /// Ready with the reason once the session is to end; registers the task to be woken by
+    /// [`SessionInfo::end`] (one task watches: the session's).
+    pub fn poll_ended(&self, cx: &mut Context<'_>) -> Poll<EndReason> {
+        if let Some(reason) = self.end_reason() {
+            return Poll::Ready(reason);
+        }
+        self.watcher.register(cx.waker());
+        match self.end_reason() {
+            Some(reason) => Poll::Ready(reason),
+            None => Poll::Pending,
+        }
+    }
+
+    /// Resolves once the session is to end, with the reason.
+    pub async fn ended(&self) -> EndReason {
+        std::future::poll_fn(|cx| self.poll_ended(cx)).await
     }
 
     /// Why the session is being ended, once [`SessionInfo::end`] was called.

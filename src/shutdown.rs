@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::registry::EndReason;
 use crate::shared::Shared;
 
 /// How long sessions told to end at `shutdown_timeout` get to go away before the process goes on
@@ -70,6 +71,10 @@ pub async fn drain_sessions(
         "shutdown timeout reached: ending the sessions left"
     );
     stop_sessions.cancel();
+    // A relaying session watches its own signal, not the token.
+    for session in shared.registry.snapshot() {
+        session.end(EndReason::Shutdown);
+    }
     if tokio::time::timeout(STOP_GRACE, sessions.wait())
         .await
         .is_err()

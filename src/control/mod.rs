@@ -18,10 +18,11 @@ pub mod managed;
 
 use std::path::PathBuf;
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::server::{Commands, ControlMode, ServerConfig, ServerControl};
 use crate::upstream::{Login, Upstream};
@@ -63,6 +64,9 @@ pub struct Control {
     /// Availability and the open upstream connections, changed together under the channel's
     /// lock (see [`Links`]).
     links: watch::Sender<Links>,
+    /// How many times [`Control::detach_all`] ran: a connection attached before the last run is
+    /// detached.
+    detaches: AtomicU64,
 }
 
 /// Whether sessions may connect, and the sessions connected. Kept in one place so that marking
@@ -73,8 +77,9 @@ pub struct Control {
 struct Links {
     /// False while the server is down on purpose or being restarted.
     available: bool,
-    /// Each open upstream connection's detach signal, by attachment number.
-    attached: std::collections::HashMap<u64, CancellationToken>,
+    /// Each open upstream connection, by attachment number, with the waker of the task that
+    /// watches it for a detach (once it watches).
+    attached: std::collections::HashMap<u64, Option<Waker>>,
     next: u64,
 }
 
@@ -106,6 +111,7 @@ impl Control {
                 next: 0,
             })
             .0,
+            detaches: AtomicU64::new(0),
         }
     }
 
@@ -156,13 +162,15 @@ impl Control {
             if !l.available {
                 return false;
             }
-            let (id, token) = (l.next, CancellationToken::new());
+            let id = l.next;
             l.next += 1;
-            l.attached.insert(id, token.clone());
+            l.attached.insert(id, None);
             attached = Some(Attached {
                 links: &self.links,
+                detaches: &self.detaches,
+                epoch: self.detaches.load(Ordering::Acquire),
+                watched: AtomicBool::new(false),
                 id,
-                detach: token,
             });
             true
         });
@@ -175,8 +183,9 @@ impl Control {
         let mut told = 0;
         self.links.send_modify(|l| {
             l.available = false;
-            for token in l.attached.values() {
-                token.cancel();
+            self.detaches.fetch_add(1, Ordering::AcqRel);
+            for waker in l.attached.values_mut().filter_map(Option::take) {
+                waker.wake();
             }
             told = l.attached.len();
         });
@@ -286,17 +295,47 @@ impl Control {
     }
 }
 
-/// An open upstream connection, counted until dropped.
+/// An open upstream connection, counted until dropped. One task watches it for a detach (the
+/// session's): the waker it registers first is the one a detach wakes.
 pub struct Attached<'a> {
     links: &'a watch::Sender<Links>,
+    detaches: &'a AtomicU64,
+    /// [`Control::detaches`] when it attached.
+    epoch: u64,
+    /// Its watcher's waker is registered.
+    watched: AtomicBool,
     id: u64,
-    detach: CancellationToken,
 }
 
 impl Attached<'_> {
+    /// A copy window needs this connection closed.
+    pub fn is_detached(&self) -> bool {
+        self.detaches.load(Ordering::Acquire) != self.epoch
+    }
+
+    /// Ready once a copy window needs this connection closed; the first call registers the
+    /// task to be woken then (a lock taken once, not at every poll).
+    pub fn poll_detached(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.watched.swap(true, Ordering::AcqRel) {
+            // Under the lock [`Control::detach_all`] takes: it either sees this waker or ran
+            // before, and then the check below sees its count.
+            self.links.send_if_modified(|l| {
+                if let Some(slot) = l.attached.get_mut(&self.id) {
+                    *slot = Some(cx.waker().clone());
+                }
+                false
+            });
+        }
+        if self.is_detached() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
     /// Resolves when a copy window needs this connection closed.
     pub async fn detached(&self) {
-        self.detach.cancelled().await
+        std::future::poll_fn(|cx| self.poll_detached(cx)).await
     }
 }
 

@@ -40,9 +40,9 @@ pub enum Ending {
 }
 
 /// What [`conclude`] works with: the session's parts that outlive one upstream connection.
-pub struct Parts<'p, 's, 'c> {
+pub struct Parts<'p, 's, 'c, 'o> {
     pub shared: &'s Shared,
-    pub info: &'s SessionInfo,
+    pub info: &'p SessionInfo,
     pub config: &'p Config,
     pub up: &'p mut Pump,
     pub down: &'p mut Pump,
@@ -50,10 +50,10 @@ pub struct Parts<'p, 's, 'c> {
     pub client_write: &'p mut Writer<'c>,
     /// The client said goodbye (Terminate).
     pub client_terminated: bool,
-    pub server_side: &'p mut ServerSide<'s>,
-    /// Set when the session can log in again (`auth = "proxy"`), with the state to replay.
-    pub relogin: Option<(&'p dyn Relogin, &'p Mutex<SessionState>)>,
-    pub startup: &'p [u8],
+    pub server_side: &'p mut ServerSide<'o>,
+    /// Set when the session can log in again (`auth = "proxy"`), with the state to replay and
+    /// the StartupMessage.
+    pub relogin: Option<(&'p dyn Relogin, &'p Mutex<SessionState>, &'p [u8])>,
 }
 
 /// Ends the relay's round on `server`: a new upstream connection (attached) to go on with, or
@@ -62,7 +62,7 @@ pub async fn conclude<'s>(
     ending: Ending,
     mut server: MaybeTls,
     attached: Attached<'s>,
-    parts: Parts<'_, 's, '_>,
+    parts: Parts<'_, 's, '_, '_>,
 ) -> Option<(MaybeTls, Attached<'s>)> {
     let Parts {
         shared,
@@ -75,7 +75,6 @@ pub async fn conclude<'s>(
         client_terminated,
         server_side,
         relogin,
-        startup,
     } = parts;
     // A write to the server fails when the server has closed the connection, and it may have
     // said why first (pg_terminate_backend's FATAL 57P01, say): those bytes still wait to be
@@ -91,7 +90,7 @@ pub async fn conclude<'s>(
     let in_login = info.tracker.lock().unwrap().phase() == Phase::Startup;
     let expected_close =
         client_terminated || server_side.last_tag == tags::ERROR_RESPONSE || in_login;
-    if let Some((relogin, state)) = relogin
+    if let Some((relogin, state, startup)) = relogin
         && upstream_lost(&ending, expected_close)
         && info.tracker.lock().unwrap().at_boundary()
         && up.at_message_boundary()

@@ -16,7 +16,6 @@ pub mod hold;
 pub mod inject;
 pub mod login;
 pub mod observe;
-pub mod on_wake;
 pub mod password;
 pub mod pump;
 pub mod readback;
@@ -38,7 +37,7 @@ use crate::config::Config;
 use crate::config::auth::AuthMode;
 use crate::protocol::notice::sqlstate;
 use crate::protocol::startup::{Negotiation, StartupPacket, param, parse as parse_startup};
-use crate::registry::{Registered, SessionInfo};
+use crate::registry::{EndReason, Registered, SessionInfo};
 use crate::shared::Shared;
 use crate::tls::{self, ClientTls, ClientTlsMode, MaybeTls};
 use startup::{Opening, StartupFailure};
@@ -55,7 +54,7 @@ pub async fn serve(
 ) {
     // The phases before the relay are boxed: their state is freed when they end, and the
     // session's task, which lives as long as the session, keeps only the relay's.
-    let Some(opened) = Box::pin(open_session(id, tcp, peer, &shared, &stop)).await else {
+    let Some(mut opened) = Box::pin(open_session(id, tcp, peer, &shared, &stop)).await else {
         return;
     };
     let Opened {
@@ -63,22 +62,23 @@ pub async fn serve(
         upstream,
         login,
         registered,
-        counted,
-        permit,
-    } = opened;
-    relay::relay(client, upstream, login, &shared, &registered.info, &stop).await;
-    drop((registered, counted, permit));
+        ..
+    } = &mut opened;
+    relay::relay(client, upstream, login, &shared, &registered.info).await;
+    drop(opened);
     shared.gate.progress();
 }
 
 /// A session past its startup and login, ready to relay.
+/// The relay borrows its parts from here: moved in as arguments, they would be stored twice in
+/// the session's future.
 struct Opened<'a> {
     client: MaybeTls,
-    upstream: (MaybeTls, crate::control::Attached<'a>),
+    upstream: Option<(MaybeTls, crate::control::Attached<'a>)>,
     login: relay::Login,
     registered: Registered<'a>,
-    counted: Counted<'a>,
-    permit: crate::limits::Permit,
+    _counted: Counted<'a>,
+    _permit: crate::limits::Permit,
 }
 
 /// Counts an open session in the `sessions` gauge for as long as it lives.
@@ -178,6 +178,11 @@ async fn open_session<'a>(
     let info = Arc::new(info);
     debug!(user = %info.user, database = %info.database, tls = tls::is_tls(&client), "session starting");
     let registered = Registered::new(&shared.registry, info);
+    // The shutdown ends the registered sessions at `shutdown_timeout` (after cancelling `stop`):
+    // one registered after it looked is ended here.
+    if stop.is_cancelled() {
+        registered.info.end(EndReason::Shutdown);
+    }
     shared.metrics.sessions.inc();
     let counted = Counted(shared);
     let (upstream, login) = match config.auth_mode() {
@@ -200,7 +205,7 @@ async fn open_session<'a>(
             let outcome = tokio::select! {
                 done = login => Ok(done),
                 _ = stop.cancelled() => Err(()),
-                _ = registered.info.terminate.cancelled() => Err(()),
+                _ = registered.info.ended() => Err(()),
             };
             let done = match outcome {
                 Ok(Some(done)) => done,
@@ -213,20 +218,19 @@ async fn open_session<'a>(
                 }
             };
             let login = relay::Login::Done {
-                startup,
-                credentials: Box::new(done.credentials),
                 after_auth: done.outcome.after_auth,
+                replayable: relay::Replayable::new(startup, done.credentials),
             };
             ((done.server, done.attached), login)
         }
     };
     Some(Opened {
         client,
-        upstream,
+        upstream: Some(upstream),
         login,
         registered,
-        counted,
-        permit,
+        _counted: counted,
+        _permit: permit,
     })
 }
 

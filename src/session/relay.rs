@@ -11,7 +11,6 @@ use std::task::Poll;
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
-use tokio_util::sync::CancellationToken;
 
 use crate::control::Attached;
 use crate::halves;
@@ -26,7 +25,6 @@ use super::ending::{Ending, Parts, conclude};
 use super::farewell;
 use super::inject::Injector;
 use super::observe::{ClientSide, ServerSide};
-use super::on_wake::OnWake;
 use super::pump::Pump;
 use super::reattach::{CredentialLogin, Relogin};
 use crate::auth::upstream_login::Credentials;
@@ -38,52 +36,56 @@ pub enum Login {
     Relayed { startup: BytesMut },
     /// `auth = "proxy"`: the proxy has logged the session in already. `after_auth` holds what the
     /// server sent after its AuthenticationOk (through ReadyForQuery); the relay forwards it
-    /// first. The StartupMessage and credentials stay with the session for as long as it runs,
-    /// so that it can log in again, and then the session survives the loss of its upstream
-    /// connection (see [`super::reattach`]).
+    /// first. What the session needs to log in again stays with it for as long as it runs, and
+    /// then the session survives the loss of its upstream connection (see [`super::reattach`]).
     Done {
-        startup: BytesMut,
-        credentials: Box<Credentials>,
         after_auth: BytesMut,
+        replayable: Box<Replayable>,
     },
 }
 
-/// What a session that can log in again keeps: its credentials and the state to replay.
-struct Replayable {
+/// What a session that can log in again keeps: its StartupMessage and credentials, and the
+/// state to replay.
+pub struct Replayable {
+    startup: BytesMut,
     relogin: CredentialLogin,
     state: Mutex<SessionState>,
 }
 
-/// Relays between `client` and the upstream connection (`server`, attached) until the session
-/// ends.
-pub async fn relay(
-    client: MaybeTls,
-    (server, attached): (MaybeTls, Attached<'_>),
-    login: Login,
-    shared: &Shared,
+impl Replayable {
+    pub fn new(startup: BytesMut, credentials: Credentials) -> Box<Replayable> {
+        Box::new(Replayable {
+            startup,
+            relogin: CredentialLogin { credentials },
+            state: Mutex::new(SessionState::new()),
+        })
+    }
+}
+
+/// Relays between `client` and the upstream connection (`upstream`, attached) until the session
+/// ends. The session's parts are borrowed, not moved in, so that the session's future holds them
+/// once.
+pub async fn relay<'s>(
+    client: &mut MaybeTls,
+    upstream: &mut Option<(MaybeTls, Attached<'s>)>,
+    login: &mut Login,
+    shared: &'s Shared,
     info: &SessionInfo,
-    stop: &CancellationToken,
 ) {
     let config = shared.config();
-    let mut client = client;
-    let (mut client_read, mut client_write) = halves::split(&mut client);
-    let (mut startup, replayable, after_auth) = match login {
-        Login::Relayed { startup } => (startup, None, None),
-        Login::Done {
-            startup,
-            credentials,
-            after_auth,
-        } => {
-            let replayable = Box::new(Replayable {
-                relogin: CredentialLogin {
-                    credentials: *credentials,
-                },
-                state: Mutex::new(SessionState::new()),
-            });
-            (startup, Some(replayable), Some(after_auth))
-        }
+    let Some((mut server, mut attached)) = upstream.take() else {
+        return;
     };
-    let state = replayable.as_deref().map(|r| &r.state);
+    if let Login::Relayed { startup } = login {
+        if let Err(e) = server.write_all(startup).await {
+            let message = format!("lost the upstream connection: {e}");
+            let goodbye = farewell(client, sqlstate::CONNECTION_FAILURE, &message);
+            return Box::pin(goodbye).await;
+        }
+        // Sent once: a session whose login passes through cannot log in again.
+        *startup = BytesMut::new();
+    }
+    let (mut client_read, mut client_write) = halves::split(client);
     let metrics = &shared.metrics;
     let inject = std::sync::Arc::new(Injector::default());
     let mut up = Pump::new(
@@ -97,42 +99,26 @@ pub async fn relay(
         metrics.bytes_counter(Direction::Downstream),
     );
     let mut down = down.with_injection(inject.clone());
-    if let Some(after_auth) = after_auth {
-        down.preload(&after_auth);
+    if let Login::Done { after_auth, .. } = login {
+        down.preload(after_auth);
+        *after_auth = BytesMut::new();
     }
+    let replayable = match &*login {
+        Login::Done { replayable, .. } => Some(&**replayable),
+        Login::Relayed { .. } => None,
+    };
+    let state = replayable.map(|r| &r.state);
     let relayed_login = replayable.is_none();
     let mut client_side = ClientSide::new(shared, info, inject, state, relayed_login);
-    let (mut server, mut attached) = (server, attached);
     loop {
         let mut server_side = ServerSide::new(shared, info, state);
         let ending = {
             let (mut server_read, mut server_write) = halves::split(&mut server);
-            if relayed_login && !startup.is_empty() {
-                if let Err(e) = server_write.write_all(&startup).await {
-                    let message = format!("lost the upstream connection: {e}");
-                    let goodbye =
-                        farewell(&mut client_write, sqlstate::CONNECTION_FAILURE, &message);
-                    return Box::pin(goodbye).await;
-                }
-                // Sent once: a session whose login passes through cannot log in again.
-                startup = BytesMut::new();
-            }
-            // Shutdown, a window's terminate and its detach are rare: polled only when one of
-            // them woke the task, not on every wake-up for the sockets.
-            let rare = OnWake::new(async {
-                tokio::select! {
-                    biased;
-                    _ = stop.cancelled() => Ending::Stopped,
-                    _ = info.terminate.cancelled() => match info.end_reason() {
-                        Some(EndReason::Shutdown) => Ending::Stopped,
-                        _ => Ending::Terminated,
-                    },
-                    _ = attached.detached() => Ending::Detached,
-                }
-            });
-            let mut rare = std::pin::pin!(rare);
-            // Both directions and the rare events from one future: each wake-up polls the
-            // pumps, which look at their sockets' readiness and go on where they were.
+            // Both directions and the rare events (shutdown, a window's terminate or detach)
+            // from one future: each wake-up polls the pumps, which look at their sockets'
+            // readiness and go on where they were, then two atomic loads for the rare events,
+            // whose wakers are registered once.
+            let mut watching = false;
             let ending = std::future::poll_fn(|cx| {
                 if let Poll::Ready(r) =
                     up.poll_run(cx, &mut client_read, &mut server_write, &mut client_side)
@@ -144,7 +130,19 @@ pub async fn relay(
                 {
                     return Poll::Ready(Ending::Server(r));
                 }
-                rare.as_mut().poll(cx)
+                if !std::mem::replace(&mut watching, true) {
+                    let _ = info.poll_ended(cx);
+                    let _ = attached.poll_detached(cx);
+                }
+                match info.end_reason() {
+                    Some(EndReason::Shutdown) => return Poll::Ready(Ending::Stopped),
+                    Some(EndReason::WindowTerminate) => return Poll::Ready(Ending::Terminated),
+                    None => {}
+                }
+                if attached.is_detached() {
+                    return Poll::Ready(Ending::Detached);
+                }
+                Poll::Pending
             })
             .await;
             client_side.stop_waiting();
@@ -160,10 +158,7 @@ pub async fn relay(
             client_write: &mut client_write,
             client_terminated: client_side.terminated,
             server_side: &mut server_side,
-            relogin: replayable
-                .as_deref()
-                .map(|r| (&r.relogin as &dyn Relogin, &r.state)),
-            startup: &startup,
+            relogin: replayable.map(|r| (&r.relogin as &dyn Relogin, &r.state, &r.startup[..])),
         };
         // Boxed: what follows the relay's end is state an idle session's task need not carry.
         match Box::pin(conclude(ending, server, attached, parts)).await {
