@@ -58,6 +58,9 @@ struct Closed {
 pub struct Gate {
     /// `Some` while closed.
     state: watch::Sender<Option<Closed>>,
+    /// `state` is `Some`, mirrored for the sessions' per-request look (one atomic load instead of
+    /// the channel's lock); changed under the channel's lock together with `state`.
+    closed: AtomicBool,
     /// Woken whenever a session may have reached a boundary while the gate is closed.
     progress: Notify,
     next_id: AtomicU64,
@@ -75,6 +78,7 @@ impl Gate {
     pub fn new() -> Gate {
         Gate {
             state: watch::Sender::new(None),
+            closed: AtomicBool::new(false),
             progress: Notify::new(),
             next_id: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
@@ -83,7 +87,7 @@ impl Gate {
 
     /// True while a window holds traffic.
     pub fn is_closed(&self) -> bool {
-        self.state.borrow().is_some()
+        self.closed.load(Ordering::SeqCst)
     }
 
     /// The open window's id, if any.
@@ -171,6 +175,7 @@ impl Gate {
                     join_grace,
                     closed_at,
                 });
+                self.closed.store(true, Ordering::SeqCst);
                 closed = true;
             }
             closed
@@ -247,6 +252,7 @@ impl Gate {
             let mine = s.is_some_and(|c| c.id == id);
             if mine {
                 *s = None;
+                self.closed.store(false, Ordering::SeqCst);
             }
             mine
         });
@@ -275,7 +281,14 @@ pub fn try_admit(gate: &Gate, session: &SessionInfo) -> bool {
         if gate.is_stopping() {
             return false;
         }
-        let closed = *gate.state.borrow();
+        // Open, as almost always: no look into the channel. A window closing the gate sets the
+        // flag before it looks at this session's tracker (under the lock held here), so either
+        // this sees it closed or the window sees this request in flight.
+        let closed = if gate.is_closed() {
+            *gate.state.borrow()
+        } else {
+            None
+        };
         let held = match closed {
             None => false,
             Some(Closed {

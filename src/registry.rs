@@ -25,8 +25,12 @@ use crate::txn::{Phase, Tracker};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BackendKey {
     pub process_id: u32,
-    pub secret_key: Vec<u8>,
+    pub secret_key: Secret,
 }
+
+/// A BackendKeyData secret: 4 bytes in protocol 3.0, held inline (a session keeps three: its
+/// upstream's, its client's and the registry's copy), longer ones (3.2) on the heap.
+pub type Secret = smallvec::SmallVec<[u8; 8]>;
 
 /// How many random secrets [`Registry::issue_key`] tries before it gives up on a unique one (only
 /// conceivable with a secret of one or two bytes).
@@ -279,7 +283,7 @@ impl Registry {
         let inner = self.inner.lock().unwrap();
         let key = BackendKey {
             process_id,
-            secret_key: secret.to_vec(),
+            secret_key: Secret::from_slice(secret),
         };
         let id = inner.keys.get(&key)?;
         inner.sessions.get(id).cloned()
@@ -325,7 +329,7 @@ mod tests {
     fn upstream(pid: u32, secret: &[u8]) -> BackendKey {
         BackendKey {
             process_id: pid,
-            secret_key: secret.to_vec(),
+            secret_key: Secret::from_slice(secret),
         }
     }
 
@@ -338,7 +342,7 @@ mod tests {
             let key = registry.issue_key(&a, upstream(4242, secret)).unwrap();
             assert_eq!(key.process_id, 4242);
             assert_eq!(key.secret_key.len(), secret.len());
-            assert_ne!(key.secret_key, secret);
+            assert_ne!(&key.secret_key[..], secret);
             assert_eq!(a.backend_pid(), Some(4242));
             let found = registry.by_cancel_key(4242, &key.secret_key).unwrap();
             assert_eq!(found.id, 1);

@@ -299,7 +299,7 @@ async fn read_until_ready<S: AsyncRead + Unpin>(
                 outcome.backend_key =
                     backend::backend_key(&body).map(|(process_id, secret)| BackendKey {
                         process_id,
-                        secret_key: secret.to_vec(),
+                        secret_key: crate::registry::Secret::from_slice(secret),
                     });
             }
             tags::READY_FOR_QUERY => {

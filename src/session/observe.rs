@@ -151,7 +151,7 @@ pub struct ServerSide<'a> {
     pub last_tag: u8,
     /// A BackendKeyData in the current batch whose secret is to be replaced: its offset in the
     /// batch and the secret the client gets.
-    key_patch: Option<(usize, Vec<u8>)>,
+    key_patch: Option<(usize, crate::registry::Secret)>,
     /// The session state kept for a replay, if any (see [`ClientSide`]).
     state: Option<&'a Mutex<SessionState>>,
 }
@@ -181,7 +181,7 @@ impl<'a> ServerSide<'a> {
         }
         let upstream = BackendKey {
             process_id,
-            secret_key: secret.to_vec(),
+            secret_key: crate::registry::Secret::from_slice(secret),
         };
         if let Some(key) = self.shared.registry.issue_key(self.info, upstream) {
             self.key_patch = Some((offset, key.secret_key));
@@ -290,6 +290,6 @@ mod tests {
         let found = shared.registry.by_cancel_key(777, issued).unwrap();
         assert_eq!(found.id, 1);
         let upstream = info.upstream_key.lock().unwrap().clone().unwrap();
-        assert_eq!(upstream.secret_key, secret);
+        assert_eq!(&upstream.secret_key[..], &secret[..]);
     }
 }
